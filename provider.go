@@ -1,0 +1,66 @@
+package dashcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ReportSource answers a report query: the BI platform, or its simulator.
+// Query returns the report as raw JSON, stored and served verbatim. A failure
+// is, or wraps, a *ProviderError.
+type ReportSource interface {
+	Query(ctx context.Context, key ReportKey) ([]byte, error)
+}
+
+// ProviderOutcome classifies a BI call.
+type ProviderOutcome string
+
+// The outcomes of a BI call, as in the metric label
+// dashcache_provider_calls_total{outcome}.
+const (
+	OutcomeOK          ProviderOutcome = "ok"
+	OutcomeRateLimited ProviderOutcome = "rate_limited"
+	OutcomeTransient   ProviderOutcome = "transient"
+	OutcomePermanent   ProviderOutcome = "permanent"
+)
+
+// ProviderError is a failed BI call. Outcome says what to do next: wait
+// RetryAfter (rate limited), retry with backoff (transient), or give up on this
+// key for a while (permanent).
+type ProviderError struct {
+	Outcome    ProviderOutcome
+	Status     int           // HTTP status, 0 when no response arrived
+	RetryAfter time.Duration // from Retry-After on 429, else 0
+	Err        error         // the cause, for logs
+}
+
+func (e *ProviderError) Error() string {
+	msg := fmt.Sprintf("BI platform: %s", e.Outcome)
+	if e.Status != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.RetryAfter > 0 {
+		msg += fmt.Sprintf(", retry after %s", e.RetryAfter)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *ProviderError) Unwrap() error { return e.Err }
+
+// Outcome returns the outcome of a BI call that returned err: OutcomeOK for nil,
+// the ProviderError's outcome, or OutcomeTransient for any other error.
+func Outcome(err error) ProviderOutcome {
+	if err == nil {
+		return OutcomeOK
+	}
+	var pe *ProviderError
+	if errors.As(err, &pe) {
+		return pe.Outcome
+	}
+	return OutcomeTransient
+}

@@ -1,0 +1,71 @@
+package dashcache_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+func TestParseReportKey(t *testing.T) {
+	// 23:30 in Berlin on 2025-03-10 is still 22:30 UTC on the same day; 00:30
+	// in Berlin on 2025-03-11 is already the 11th there.
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	lateUTC := time.Date(2025, 3, 10, 23, 30, 0, 0, time.UTC)
+	cases := []struct {
+		customer, from, to string
+		today              time.Time
+		ok                 bool
+	}{
+		{"acme", "2025-01-01", "2025-01-31", lateUTC, true},
+		{"a", "2025-03-10", "2025-03-10", lateUTC, true},
+		{"acme", "2025-03-11", "2025-03-11", lateUTC, false},
+		{"acme", "2025-03-11", "2025-03-11", lateUTC.In(berlin), true},
+		{"acme", "2024-03-10", "2025-03-10", lateUTC, true},  // 366 days (leap year)
+		{"acme", "2024-03-09", "2025-03-10", lateUTC, false}, // 367 days
+		{"acme", "2024-02-29", "2024-02-29", lateUTC, true},
+		{"acme", "2023-02-29", "2023-03-01", lateUTC, false},
+		{"ac/me", "2025-01-01", "2025-01-31", lateUTC, false},
+	}
+	for _, c := range cases {
+		k, err := dashcache.ParseReportKey(c.customer, c.from, c.to, c.today)
+		if c.ok != (err == nil) {
+			t.Errorf("%s %s..%s today %s: err %v, want ok=%v", c.customer, c.from, c.to, c.today, err, c.ok)
+			continue
+		}
+		if err != nil && !errors.Is(err, dashcache.ErrInvalidInput) {
+			t.Errorf("error %v does not match ErrInvalidInput", err)
+		}
+		if err == nil {
+			back, err := dashcache.ParseCanonical(k.String())
+			if err != nil || back != k {
+				t.Errorf("canonical round trip of %v: %v %v", k, back, err)
+			}
+		}
+	}
+}
+
+func TestCanonicalKeyAndTaskID(t *testing.T) {
+	k, err := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.String() != "acme|2025-01-01|2025-01-31" || k.TaskID() != "report:acme|2025-01-01|2025-01-31" {
+		t.Errorf("canonical %q task ID %q", k.String(), k.TaskID())
+	}
+	for _, bad := range []string{"", "acme", "acme|2025-01-01", "acme|2025-01-31|2025-01-01", "a|b|c", "a|2025-01-01|2025-01-02|x"} {
+		if _, err := dashcache.ParseCanonical(bad); err == nil {
+			t.Errorf("ParseCanonical(%q) accepted it", bad)
+		}
+	}
+}
+
+func TestTTL(t *testing.T) {
+	today := time.Date(2025, 3, 10, 8, 0, 0, 0, time.UTC)
+	closed, _ := dashcache.ParseReportKey("acme", "2025-03-01", "2025-03-09", today)
+	open, _ := dashcache.ParseReportKey("acme", "2025-03-01", "2025-03-10", today)
+	if closed.TTL(today) != dashcache.ClosedTTL || open.TTL(today) != dashcache.OpenTTL {
+		t.Errorf("TTL closed %s open %s", closed.TTL(today), open.TTL(today))
+	}
+}
