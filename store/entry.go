@@ -1,0 +1,80 @@
+package store
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// A cached entry is a one-line header followed by the final response body:
+//
+//	dc1 <computed_at unix ms> <expires_at unix ms> <etag>\n<body>
+//
+// so that serving a hit needs no JSON decoding or encoding, only a byte copy.
+const entryMagic = "dc1 "
+
+// Entry is a parsed cached report.
+type Entry struct {
+	ComputedAt time.Time
+	ExpiresAt  time.Time
+	ETag       string // quoted, as sent in the ETag header
+	Body       string // the response body, served verbatim
+}
+
+// NewEntry builds the cached entry of a report whose BI data (raw JSON) was
+// computed at now and stays fresh for ttl.
+func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, ttl time.Duration) []byte {
+	var body bytes.Buffer
+	body.Grow(len(data) + 128)
+	body.WriteString(`{"customer":`)
+	writeJSONString(&body, k.Customer)
+	body.WriteString(`,"from":"` + k.From.Format(dashcache.DateLayout))
+	body.WriteString(`","to":"` + k.To.Format(dashcache.DateLayout))
+	body.WriteString(`","computed_at":"` + now.UTC().Format(time.RFC3339) + `","data":`)
+	body.Write(data)
+	body.WriteString("}")
+
+	sum := sha256.Sum256(body.Bytes())
+	header := entryMagic +
+		strconv.FormatInt(now.UnixMilli(), 10) + " " +
+		strconv.FormatInt(now.Add(ttl).UnixMilli(), 10) + " " +
+		`"` + hex.EncodeToString(sum[:12]) + `"` + "\n"
+	return append([]byte(header), body.Bytes()...)
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s) // a string always marshals
+	b.Write(q)
+}
+
+var errBadEntry = errors.New("store: malformed cache entry")
+
+// ParseEntry parses a cached entry without copying its body.
+func ParseEntry(s string) (Entry, error) {
+	header, body, ok := strings.Cut(s, "\n")
+	if !ok || !strings.HasPrefix(header, entryMagic) {
+		return Entry{}, errBadEntry
+	}
+	fields := strings.Fields(header[len(entryMagic):])
+	if len(fields) != 3 {
+		return Entry{}, errBadEntry
+	}
+	computed, err1 := strconv.ParseInt(fields[0], 10, 64)
+	expires, err2 := strconv.ParseInt(fields[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Entry{}, errBadEntry
+	}
+	return Entry{
+		ComputedAt: time.UnixMilli(computed),
+		ExpiresAt:  time.UnixMilli(expires),
+		ETag:       fields[2],
+		Body:       body,
+	}, nil
+}

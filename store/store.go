@@ -1,0 +1,123 @@
+// Package store keeps dashcache's state in Redis: the report cache, the
+// owner-token lock of the worker filling a report, the fenced write that stores a
+// report only while its writer still owns the lock, and the notification that
+// wakes readers waiting for a fill. Every key is built in keys.go.
+package store
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+
+	"github.com/dashcache/dashcache"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed fenced_write.lua
+	fencedWriteSrc string
+	//go:embed release.lua
+	releaseSrc string
+	//go:embed refresh.lua
+	refreshSrc string
+
+	fencedWriteScript = redis.NewScript(fencedWriteSrc)
+	releaseScript     = redis.NewScript(releaseSrc)
+	refreshScript     = redis.NewScript(refreshSrc)
+)
+
+// Store is dashcache's Redis state. It is safe for concurrent use.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// New returns a Store on rdb. Every call is bounded by rdb's own dial, read
+// and write timeouts, so a caller that passes a context without a deadline
+// still gets an answer when Redis is unreachable.
+func New(rdb redis.UniversalClient) *Store {
+	return &Store{rdb: rdb}
+}
+
+// Get returns the cached entry of a report (see ParseEntry), or "" when there is
+// none. It is the whole hit path: one GET.
+func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
+	v, err := s.rdb.Get(ctx, ReportKey(k)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading report %s: %w", k, err)
+	}
+	return v, nil
+}
+
+// Lookup returns, in one round trip, the cached entry of a report and the
+// remembered failure of its last fill; either is "" when absent.
+func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
+	vals, err := s.rdb.MGet(ctx, ReportKey(k), FailureKey(k)).Result()
+	if err != nil {
+		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
+	}
+	entry, _ = vals[0].(string)
+	failure, _ = vals[1].(string)
+	return entry, failure, nil
+}
+
+// Failure returns the remembered failure of a report's last fill, or "".
+func (s *Store) Failure(ctx context.Context, k dashcache.ReportKey) (string, error) {
+	v, err := s.rdb.Get(ctx, FailureKey(k)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading failure of %s: %w", k, err)
+	}
+	return v, nil
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.rdb.Ping(ctx).Err()
+}
+
+// Subscription delivers the canonical key of every report filled (or failed)
+// anywhere in the fleet.
+type Subscription struct {
+	ps *redis.PubSub
+}
+
+// Subscribe subscribes to fill notifications and returns once Redis has
+// confirmed the subscription: every fill announced after Subscribe returns is
+// delivered. A notification sent while the connection is being re-established
+// is lost, so waiters must bound their wait.
+func (s *Store) Subscribe(ctx context.Context) (*Subscription, error) {
+	ps := s.rdb.Subscribe(ctx, FillChannel)
+	if _, err := ps.Receive(ctx); err != nil {
+		ps.Close()
+		return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)
+	}
+	return &Subscription{ps: ps}, nil
+}
+
+// Run calls fn with the canonical key of each notification until ctx ends or the
+// subscription is closed.
+func (sub *Subscription) Run(ctx context.Context, fn func(canonical string)) {
+	ch := sub.ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			fn(msg.Payload)
+		}
+	}
+}
+
+// Close ends the subscription.
+func (sub *Subscription) Close() error {
+	return sub.ps.Close()
+}

@@ -1,0 +1,244 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/store"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var today = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func mustKey(t *testing.T, customer, from, to string) dashcache.ReportKey {
+	t.Helper()
+	k, err := dashcache.ParseReportKey(customer, from, to, today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func miniClient(t *testing.T) *redis.Client {
+	m := miniredis.RunT(t)
+	m.ClockTTL(true) // TTLs run down in real time, as in Redis
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestKeysShareHashTag(t *testing.T) {
+	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
+	want := map[string]string{
+		store.ReportKey(k):  "dashcache:{acme|2025-01-01|2025-01-31}:report",
+		store.LockKey(k):    "dashcache:{acme|2025-01-01|2025-01-31}:lock",
+		store.FailureKey(k): "dashcache:{acme|2025-01-01|2025-01-31}:failure",
+	}
+	for got, w := range want {
+		if got != w {
+			t.Errorf("key %q, want %q", got, w)
+		}
+	}
+}
+
+func TestEntryRoundTrip(t *testing.T) {
+	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
+	now := time.UnixMilli(1740000000123).UTC()
+	raw := store.NewEntry(k, []byte(`{"revenue":12}`), now, time.Hour)
+	e, err := store.ParseEntry(string(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBody := `{"customer":"acme","from":"2025-01-01","to":"2025-01-31","computed_at":"2025-02-19T21:20:00Z","data":{"revenue":12}}`
+	if e.Body != wantBody {
+		t.Errorf("body\n got %s\nwant %s", e.Body, wantBody)
+	}
+	if !e.ComputedAt.Equal(now) || !e.ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Errorf("times %v %v", e.ComputedAt, e.ExpiresAt)
+	}
+	if len(e.ETag) < 10 || e.ETag[0] != '"' || e.ETag[len(e.ETag)-1] != '"' {
+		t.Errorf("etag %q is not a quoted tag", e.ETag)
+	}
+	other, _ := store.ParseEntry(string(store.NewEntry(k, []byte(`{"revenue":13}`), now, time.Hour)))
+	if other.ETag == e.ETag {
+		t.Error("different bodies share an ETag")
+	}
+	for _, bad := range []string{"", "x", "dc1 1 2\n{}", "dc1 a b \"e\"\n{}"} {
+		if _, err := store.ParseEntry(bad); err == nil {
+			t.Errorf("ParseEntry(%q) accepted a malformed entry", bad)
+		}
+	}
+}
+
+// TestLockSafety: a holder whose lock expired and was taken over can neither
+// release the new holder's lock, nor refresh it, nor overwrite its report.
+func TestLockSafety(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	s := store.New(rdb)
+	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
+
+	old, err := s.Obtain(ctx, k, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Obtain(ctx, k, time.Minute); !errors.Is(err, store.ErrLockContended) {
+		t.Fatalf("second Obtain while held: %v, want ErrLockContended", err)
+	}
+	// Take over as soon as the old lock expires (bounded).
+	var cur *store.Lock
+	for deadline := time.Now().Add(5 * time.Second); cur == nil; {
+		cur, err = s.Obtain(ctx, k, time.Minute)
+		if err != nil && !errors.Is(err, store.ErrLockContended) || time.Now().After(deadline) {
+			t.Fatalf("taking over the expired lock: %v", err)
+		}
+	}
+	curToken, _ := rdb.Get(ctx, store.LockKey(k)).Result()
+
+	if err := old.Release(ctx); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's Release: %v, want ErrLockNotHeld", err)
+	}
+	if err := old.Refresh(ctx); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's Refresh: %v, want ErrLockNotHeld", err)
+	}
+	if tok, _ := rdb.Get(ctx, store.LockKey(k)).Result(); tok != curToken {
+		t.Fatalf("the new holder's lock was touched: token %q, want %q", tok, curToken)
+	}
+
+	newer := store.NewEntry(k, []byte(`{"v":"new"}`), time.Now(), time.Hour)
+	late := store.NewEntry(k, []byte(`{"v":"late"}`), time.Now(), time.Hour)
+	if err := old.Fill(ctx, late, time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's Fill before the new one's: %v, want ErrLockNotHeld", err)
+	}
+	if got, _ := s.Get(ctx, k); got != "" {
+		t.Fatalf("refused fill still wrote the report: %q", got)
+	}
+	if err := cur.Fill(ctx, newer, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Fill(ctx, late, time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's late Fill: %v, want ErrLockNotHeld", err)
+	}
+	if err := old.RememberFailure(ctx, "late failure", time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's RememberFailure: %v, want ErrLockNotHeld", err)
+	}
+	entry, failure, err := s.Lookup(ctx, k)
+	if err != nil || entry != string(newer) || failure != "" {
+		t.Fatalf("after the late writes: entry %q failure %q err %v; want the new holder's report only", entry, failure, err)
+	}
+	if err := cur.Release(ctx); err != nil {
+		t.Errorf("new holder's Release: %v", err)
+	}
+	if n, _ := rdb.Exists(ctx, store.LockKey(k)).Result(); n != 0 {
+		t.Error("lock still present after its owner released it")
+	}
+}
+
+// TestHoldCancelsWhenLockLost: renewal that finds the lock taken over cancels
+// the work's context with ErrLockNotHeld.
+func TestHoldCancelsWhenLockLost(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	s := store.New(rdb)
+	k := mustKey(t, "acme", "2025-02-01", "2025-02-02")
+
+	l, err := s.Obtain(ctx, k, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, stop := l.Hold(ctx)
+	defer stop()
+	rdb.Set(ctx, store.LockKey(k), "someone-else", time.Minute)
+	select {
+	case <-held.Done():
+		if !errors.Is(context.Cause(held), store.ErrLockNotHeld) {
+			t.Errorf("cause %v, want ErrLockNotHeld", context.Cause(held))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("lost lock did not cancel the held context")
+	}
+}
+
+// TestHoldKeepsLockAlive: a held lock outlives its TTL while Hold runs.
+func TestHoldKeepsLockAlive(t *testing.T) {
+	ctx := context.Background()
+	rdb := miniClient(t)
+	s := store.New(rdb)
+	k := mustKey(t, "acme", "2025-02-01", "2025-02-03")
+	l, err := s.Obtain(ctx, k, 150*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, stop := l.Hold(ctx)
+	// Watch the TTL being pushed back up at least three times, i.e. past the
+	// original TTL of 150 ms, without the held context ending.
+	var raises int
+	last := time.Duration(1 << 62)
+	for deadline := time.Now().Add(5 * time.Second); raises < 3 && time.Now().Before(deadline); {
+		ttl := rdb.PTTL(ctx, store.LockKey(k)).Val()
+		if ttl > last {
+			raises++
+		}
+		last = ttl
+		if held.Err() != nil {
+			t.Fatalf("held context ended: %v", context.Cause(held))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if raises < 3 {
+		t.Fatalf("lock TTL was refreshed %d times, want 3", raises)
+	}
+	if err := l.Release(ctx); err != nil {
+		t.Fatalf("release after hold: %v", err)
+	}
+}
+
+func TestFillNotifiesSubscribers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rdb := miniClient(t)
+	s := store.New(rdb)
+	k := mustKey(t, "globex", "2025-01-01", "2025-01-01")
+
+	sub, err := s.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan string, 2)
+	go sub.Run(ctx, func(c string) { got <- c })
+
+	l, err := s.Obtain(ctx, k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RememberFailure(ctx, "BI said no", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fill(ctx, store.NewEntry(k, []byte(`1`), time.Now(), time.Minute), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case c := <-got:
+			if c != k.String() {
+				t.Errorf("notification %q, want %q", c, k.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notification %d never arrived", i+1)
+		}
+	}
+	entry, failure, err := s.Lookup(ctx, k)
+	if err != nil || entry == "" || failure != "" {
+		t.Errorf("after fill: entry %q failure %q err %v; a fill must clear the failure", entry, failure, err)
+	}
+}
