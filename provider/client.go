@@ -1,0 +1,301 @@
+package provider
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/dashcache/dashcache"
+)
+
+// Defaults of ClientConfig.
+const (
+	// DefaultTimeout is the default ClientConfig.Timeout.
+	DefaultTimeout = 60 * time.Second
+	// DefaultMaxBodyBytes is the default ClientConfig.MaxBodyBytes: 16 MiB.
+	DefaultMaxBodyBytes = 16 << 20
+)
+
+// DefaultRetryAfter is the wait reported for a 429 whose Retry-After header is
+// missing, unreadable or not in the future.
+const DefaultRetryAfter = time.Second
+
+// MaxRetryAfter caps the wait taken from a Retry-After header, so that one odd
+// answer cannot pause the fleet for days.
+const MaxRetryAfter = time.Hour
+
+// snippetLen is how much of an error response's body goes into the error.
+const snippetLen = 200
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	// BaseURL is the BI platform's absolute http or https URL, without query
+	// or fragment; "/query" and "/customers" are appended. Required.
+	BaseURL string
+	// Token is sent as "Authorization: Bearer <Token>". Default: unset, no
+	// Authorization header.
+	Token string
+	// Timeout bounds one call, from sending the request to reading the whole
+	// answer. Default 60s.
+	Timeout time.Duration
+	// MaxBodyBytes is the largest answer accepted; a larger one is a transient
+	// failure. Default 16 MiB.
+	MaxBodyBytes int64
+	// HTTPClient sends the requests. Default: a client of the package's own
+	// with dial, TLS handshake and idle connection timeouts.
+	HTTPClient *http.Client
+}
+
+// Client calls the BI platform over HTTP, following the provider contract.
+// It is safe for concurrent use.
+type Client struct {
+	base    string // BaseURL without trailing slash
+	token   string
+	timeout time.Duration
+	maxBody int64
+	http    *http.Client
+}
+
+// NewClient returns a Client for cfg, with defaults for zero fields. Its errors
+// never contain the token or a password in BaseURL.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = newHTTPClient()
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Client{
+		base:    strings.TrimRight(cfg.BaseURL, "/"),
+		token:   cfg.Token,
+		timeout: cfg.Timeout,
+		maxBody: cfg.MaxBodyBytes,
+		http:    cfg.HTTPClient,
+	}, nil
+}
+
+func (cfg ClientConfig) validate() error {
+	if cfg.BaseURL == "" {
+		return errors.New("provider: BaseURL is required")
+	}
+	// url.Parse's error quotes the whole URL, password included: don't wrap it.
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil {
+		return errors.New("provider: BaseURL is not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("provider: BaseURL %q must be an absolute http:// or https:// URL", u.Redacted())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("provider: BaseURL %q must not have a query or fragment", u.Redacted())
+	}
+	if cfg.Timeout < 0 {
+		return fmt.Errorf("provider: Timeout must not be negative, got %s", cfg.Timeout)
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return fmt.Errorf("provider: MaxBodyBytes must not be negative, got %d", cfg.MaxBodyBytes)
+	}
+	return nil
+}
+
+func newHTTPClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32, // a worker runs up to 10 tasks at once by default
+		IdleConnTimeout:       90 * time.Second,
+	}}
+}
+
+// queryRequest is the body of POST /query.
+type queryRequest struct {
+	Customer string `json:"customer"`
+	From     string `json:"from"`
+	To       string `json:"to"`
+}
+
+// Query asks the BI platform for the report named by key and returns its JSON
+// answer verbatim. A failure is a *dashcache.ProviderError: rate_limited on
+// 429 (with RetryAfter), permanent on any other 4xx, transient on 5xx,
+// timeouts, connection errors and answers that are not JSON or too large.
+func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
+	body, err := json.Marshal(queryRequest{
+		Customer: key.Customer,
+		From:     key.From.Format(dashcache.DateLayout),
+		To:       key.To.Format(dashcache.DateLayout),
+	})
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("encoding query: %w", err))
+	}
+	return c.do(ctx, http.MethodPost, "/query", body, key.String())
+}
+
+// Customers asks the BI platform for the names of all its customers, with the
+// same failures as Query.
+func (c *Client) Customers(ctx context.Context) ([]string, error) {
+	body, err := c.do(ctx, http.MethodGet, "/customers", nil, "")
+	if err != nil {
+		return nil, err
+	}
+	var customers []string
+	if err := json.Unmarshal(body, &customers); err != nil {
+		return nil, transient(http.StatusOK, fmt.Errorf("GET /customers: answer is not a JSON array of strings: %w", err))
+	}
+	return customers, nil
+}
+
+// do sends one request and classifies the answer. It returns the body of a 200
+// that is valid JSON, else a *dashcache.ProviderError.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, idempotencyKey string) ([]byte, error) {
+	op := method + " " + path
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	req, err := http.NewRequestWithContext(callCtx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", idempotencyKey)
+	}
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// net/http strips any password from the URL in its errors; the token
+		// travels in a header and never appears.
+		return nil, transient(0, c.callError(ctx, callCtx, op, err))
+	}
+	defer drainClose(resp.Body)
+
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.statusError(op, resp)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, transient(resp.StatusCode, c.callError(ctx, callCtx, op+": reading answer", err))
+	}
+	if int64(len(data)) > c.maxBody {
+		return nil, transient(resp.StatusCode, fmt.Errorf("%s: answer is larger than %d bytes", op, c.maxBody))
+	}
+	if !json.Valid(data) {
+		return nil, transient(resp.StatusCode, fmt.Errorf("%s: answer is not valid JSON: %s", op, c.snippet(data)))
+	}
+	return data, nil
+}
+
+// callError describes a failed round trip, saying so when this call's own
+// timeout (rather than the caller's context) ended it.
+func (c *Client) callError(parent, call context.Context, op string, err error) error {
+	if parent.Err() == nil && errors.Is(call.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within %s: %w", op, c.timeout, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// statusError classifies a non-200 answer.
+func (c *Client) statusError(op string, resp *http.Response) error {
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*snippetLen))
+	err := fmt.Errorf("%s: %s: %s", op, resp.Status, c.snippet(head))
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		now := time.Now()
+		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+			now = d // an HTTP-date in Retry-After is relative to the server's clock
+		}
+		return &dashcache.ProviderError{
+			Outcome:    dashcache.OutcomeRateLimited,
+			Status:     code,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+			Err:        err,
+		}
+	case code >= 400 && code < 500:
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
+	default:
+		// 5xx, and anything the contract does not name (1xx, 2xx other than
+		// 200, 3xx not followed): worth another try later.
+		return transient(code, err)
+	}
+}
+
+// snippet returns the start of a body for logs: one line, printable, short,
+// and without the token should the platform echo it.
+func (c *Client) snippet(b []byte) string {
+	// Cut long bodies early, but not through a token that starts in the part kept.
+	if n := 4*snippetLen + len(c.token); len(b) > n {
+		b = b[:n]
+	}
+	s := strings.ToValidUTF8(string(b), "?")
+	if c.token != "" {
+		s = strings.ReplaceAll(s, c.token, "[redacted]")
+	}
+	s = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s))
+	if r := []rune(s); len(r) > snippetLen {
+		s = string(r[:snippetLen]) + "..."
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return strconv.Quote(s)
+}
+
+// parseRetryAfter reads a Retry-After value, in seconds or as an HTTP-date
+// relative to now. Missing, unreadable or non-positive values give
+// DefaultRetryAfter; values above MaxRetryAfter are capped.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	var d time.Duration
+	// An integer out of int64's range comes back clamped, with ErrRange.
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if n > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	if d <= 0 {
+		return DefaultRetryAfter
+	}
+	return min(d, MaxRetryAfter)
+}
+
+// drainClose reads a little of what is left of body, so that the connection
+// can be reused, and closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
+	_ = body.Close()
+}
+
+func transient(status int, err error) *dashcache.ProviderError {
+	return &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: status, Err: err}
+}
