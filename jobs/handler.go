@@ -1,0 +1,136 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+)
+
+// HandlerConfig configures the warm task handler.
+type HandlerConfig struct {
+	Store  *store.Store           // required
+	Source dashcache.ReportSource // required: the (rate-limited) BI platform
+	Log    zerolog.Logger         // default: no logs
+	Now    func() time.Time       // default time.Now
+	Zone   *time.Location         // where "today" is; default UTC
+	// LockTTL is the lock's lifetime without renewal: how soon another worker
+	// can take over from one that died. Default 15 s.
+	LockTTL time.Duration
+	// FailureTTL is how long a failed fill is remembered (readers get 502 and
+	// no BI call is made). Default 30 s.
+	FailureTTL time.Duration
+}
+
+// Handler fills reports: it is the asynq handler of TypeWarm.
+type Handler struct {
+	cfg HandlerConfig
+}
+
+// NewHandler returns a warm task handler.
+func NewHandler(cfg HandlerConfig) (*Handler, error) {
+	if cfg.Store == nil || cfg.Source == nil {
+		return nil, errors.New("jobs: HandlerConfig needs Store and Source")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Zone == nil {
+		cfg.Zone = time.UTC
+	}
+	cfg.LockTTL = cmp.Or(cfg.LockTTL, 15*time.Second)
+	cfg.FailureTTL = cmp.Or(cfg.FailureTTL, 30*time.Second)
+	cfg.Log = cfg.Log.With().Str("component", "worker").Logger()
+	return &Handler{cfg: cfg}, nil
+}
+
+// ProcessTask fills one report unless it is cached or another worker is
+// filling it: lock, check the cache again, call the BI platform while renewing
+// the lock, then write the report fenced by the lock, which wakes its readers.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	k, err := dashcache.ParseCanonical(string(t.Payload()))
+	if err != nil {
+		return fmt.Errorf("warm task payload: %w: %w", err, asynq.SkipRetry)
+	}
+	log := h.cfg.Log.With().Str("key", k.String()).Logger()
+
+	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
+	if errors.Is(err, store.ErrLockContended) {
+		log.Debug().Msg("another worker is filling this report")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := lock.Release(rctx); err != nil {
+			log.Warn().Err(err).Msg("releasing lock")
+		}
+	}()
+	held, stop := lock.Hold(ctx)
+	defer stop()
+
+	cached, err := h.cfg.Store.Get(held, k)
+	if err != nil {
+		return err
+	}
+	if cached != "" {
+		log.Debug().Msg("already cached")
+		return nil
+	}
+
+	callCtx := held
+	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		callCtx, cancel = context.WithDeadline(held, deadline.Add(-taskMargin))
+		defer cancel()
+	}
+	start := h.cfg.Now()
+	data, err := h.cfg.Source.Query(callCtx, k)
+	log = log.With().Dur("provider_ms", h.cfg.Now().Sub(start)).Logger()
+	if err != nil {
+		return h.failed(ctx, log, lock, err)
+	}
+	now := h.cfg.Now()
+	ttl := k.TTL(now.In(h.cfg.Zone))
+	if err := lock.Fill(held, store.NewEntry(k, data, now, ttl), ttl); err != nil {
+		return fmt.Errorf("storing report %s: %w", k, err)
+	}
+	log.Info().Int("bytes", len(data)).Msg("report filled")
+	return nil
+}
+
+// failed handles a failed BI call: a rate-limited or transient failure is
+// retried by asynq; a permanent one, or the last attempt's, is remembered for
+// FailureTTL and announced to readers, and the task ends without being archived,
+// so that its ID is free for the next try.
+func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error) error {
+	outcome := dashcache.Outcome(err)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	if outcome != dashcache.OutcomePermanent && retried < maxRetry {
+		log.Warn().Err(err).Int("retried", retried).Msg("BI call failed; will retry")
+		return err
+	}
+	log.Error().Err(err).Int("retried", retried).Msg("BI call failed; remembering the failure")
+	detail := fmt.Sprintf("the BI platform failed for this report (%s", outcome)
+	var pe *dashcache.ProviderError
+	if errors.As(err, &pe) && pe.Status != 0 {
+		detail += fmt.Sprintf(", HTTP %d", pe.Status)
+	}
+	detail += fmt.Sprintf(") after %d attempt(s); try again in %s", retried+1, h.cfg.FailureTTL)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if werr := lock.RememberFailure(wctx, detail, h.cfg.FailureTTL); werr != nil {
+		return fmt.Errorf("remembering failure of the BI call (%w): %w", err, werr)
+	}
+	return nil
+}

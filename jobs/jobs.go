@@ -1,0 +1,78 @@
+// Package jobs defines the asynq warm task: its type, payload and ID, how it is
+// enqueued, the handler that fills a report exactly once per key, and the asynq
+// server that runs it.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/hibiken/asynq"
+)
+
+// TypeWarm is the asynq task type that fills one report. Its payload is the
+// report's canonical key.
+const TypeWarm = "report:warm"
+
+// Queues: interactive tasks (a reader is waiting) are served strictly before
+// warming tasks (warm command, scheduler).
+const (
+	QueueInteractive = "interactive"
+	QueueWarming     = "warming"
+)
+
+const (
+	// MaxRetry is how often a failed fill is retried. The last failure is
+	// remembered (negative cache) instead of archived, so the task ID is free
+	// again.
+	MaxRetry = 5
+	// TaskTimeout bounds one attempt, including waits for the fleet-wide rate
+	// limit; the handler stops its BI call taskMargin before it.
+	TaskTimeout = 10 * time.Minute
+	taskMargin  = 10 * time.Second
+	// maxBackoff caps the delay between retries of a transient failure.
+	maxBackoff = time.Minute
+)
+
+// NewTask returns the warm task of a report for queue. Its ID is derived from the
+// canonical key, so a second task for the same report is refused while the first
+// is pending or running.
+func NewTask(k dashcache.ReportKey, queue string) *asynq.Task {
+	return asynq.NewTask(TypeWarm, []byte(k.String()),
+		asynq.TaskID(k.TaskID()),
+		asynq.Queue(queue),
+		asynq.MaxRetry(MaxRetry),
+		asynq.Timeout(TaskTimeout),
+	)
+}
+
+// Enqueue enqueues the warm task of a report. enqueued is false, with no error,
+// when the same report's task is already queued or running.
+func Enqueue(ctx context.Context, c *asynq.Client, k dashcache.ReportKey, queue string) (enqueued bool, err error) {
+	_, err = c.EnqueueContext(ctx, NewTask(k, queue))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		return false, nil
+	default:
+		return false, fmt.Errorf("enqueueing %s: %w", k, err)
+	}
+}
+
+// RetryDelay is the asynq RetryDelayFunc for warm tasks: a rate-limited call
+// waits the Retry-After the BI platform asked for; anything else backs off
+// exponentially (1 s, 2 s, 4 s, ... up to a minute) with full jitter on its
+// upper half.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var pe *dashcache.ProviderError
+	if errors.As(err, &pe) && pe.RetryAfter > 0 {
+		return pe.RetryAfter
+	}
+	d := min(time.Second<<min(n, 10), maxBackoff)
+	return d/2 + rand.N(d/2+1)
+}

@@ -1,0 +1,205 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/jobs"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+var today = time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+
+func key(t *testing.T, c string) dashcache.ReportKey {
+	k, err := dashcache.ParseReportKey(c, "2025-01-01", "2025-01-31", today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func redisClient(t *testing.T) *redis.Client {
+	m := miniredis.RunT(t)
+	m.ClockTTL(true)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func newHandler(t *testing.T, rdb *redis.Client, sim *provider.Simulator) *jobs.Handler {
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return today }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	h := newHandler(t, rdb, sim)
+	k := key(t, "acme")
+	for range 2 {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sim.Calls() != 1 {
+		t.Fatalf("BI calls %d, want 1: the second task must find the report cached", sim.Calls())
+	}
+	raw, _ := store.New(rdb).Get(context.Background(), k)
+	e, err := store.ParseEntry(raw)
+	if err != nil || !strings.Contains(e.Body, `"data":{"customer":"acme"`) {
+		t.Fatalf("cached entry %q (%v)", raw, err)
+	}
+	if ttl := rdb.PTTL(context.Background(), store.ReportKey(k)).Val(); ttl <= 24*time.Hour {
+		t.Errorf("closed range cached for %s, want the long TTL", ttl)
+	}
+	if n, _ := rdb.Exists(context.Background(), store.LockKey(k)).Result(); n != 0 {
+		t.Error("lock left behind after the fill")
+	}
+}
+
+func TestHandlerContendedMakesNoCall(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	h := newHandler(t, rdb, sim)
+	k := key(t, "acme")
+	if _, err := store.New(rdb).Obtain(context.Background(), k, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive)); err != nil {
+		t.Fatalf("contended task: %v, want nil (someone else is filling)", err)
+	}
+	if sim.Calls() != 0 {
+		t.Fatalf("BI calls %d while another worker held the lock", sim.Calls())
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	rl := &dashcache.ProviderError{Outcome: dashcache.OutcomeRateLimited, Status: 429, RetryAfter: 7 * time.Second}
+	if d := jobs.RetryDelay(3, rl, nil); d != 7*time.Second {
+		t.Errorf("429 with Retry-After 7s waits %s", d)
+	}
+	for n, want := range map[int]time.Duration{0: time.Second, 1: 2 * time.Second, 3: 8 * time.Second, 20: time.Minute} {
+		for range 20 {
+			d := jobs.RetryDelay(n, errors.New("boom"), nil)
+			if d < want/2 || d > want {
+				t.Errorf("retry %d waits %s, want within [%s, %s]", n, d, want/2, want)
+			}
+		}
+	}
+}
+
+// runWorker runs the real asynq server of a worker on rdb until the test ends.
+func runWorker(t *testing.T, rdb *redis.Client, sim *provider.Simulator) {
+	srv, mux := jobs.NewServer(rdb, newHandler(t, rdb, sim), jobs.ServerConfig{Concurrency: 2})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+// waitFailure waits for the fill notification of k and returns the failure
+// then remembered.
+func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashcache.ReportKey) string {
+	t.Helper()
+	got := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sub.Run(ctx, func(c string) {
+		if c == k.String() {
+			select {
+			case got <- c:
+			default:
+			}
+		}
+	})
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no notification of the failure")
+	}
+	f, err := st.Failure(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// waitTaskGone waits until the task ID is free (task neither queued, retried
+// nor archived) and checks that it can be enqueued again.
+func waitTaskGone(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
+	t.Helper()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := insp.GetTaskInfo(jobs.QueueInteractive, k.TaskID())
+		if errors.Is(err, asynq.ErrTaskNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			info, _ := insp.GetTaskInfo(jobs.QueueInteractive, k.TaskID())
+			t.Fatalf("task still present in state %v: a failure must not leave it archived", info.State)
+		}
+	}
+	c := asynq.NewClientFromRedisClient(rdb)
+	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive); !ok || err != nil {
+		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
+	}
+}
+
+func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
+		Fail: func(dashcache.ReportKey) (int, time.Duration) { return 404, 0 }})
+	st := store.New(rdb)
+	sub, err := st.Subscribe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	k := key(t, "gone")
+	c := asynq.NewClientFromRedisClient(rdb)
+	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	runWorker(t, rdb, sim)
+	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "permanent") || !strings.Contains(f, "HTTP 404") {
+		t.Errorf("remembered failure %q", f)
+	}
+	waitTaskGone(t, rdb, k)
+	if sim.Calls() != 1 {
+		t.Errorf("a permanent failure was called %d times, want 1", sim.Calls())
+	}
+}
+
+func TestLastTransientFailureIsRememberedNotArchived(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
+		Fail: func(dashcache.ReportKey) (int, time.Duration) { return 503, 0 }})
+	st := store.New(rdb)
+	sub, err := st.Subscribe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	k := key(t, "flaky")
+	c := asynq.NewClientFromRedisClient(rdb)
+	// The first attempt is the last one.
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, rdb, sim)
+	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "transient") || !strings.Contains(f, "HTTP 503") {
+		t.Errorf("remembered failure %q", f)
+	}
+	waitTaskGone(t, rdb, k)
+}
