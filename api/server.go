@@ -1,0 +1,295 @@
+// Package api is dashcache's HTTP read endpoint: GET /v1/reports serves a cached
+// report in one Redis round trip, and on a miss enqueues one deduped warm task
+// and waits, notified, for the fill. Errors are problem+json.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
+	"github.com/rs/zerolog"
+)
+
+// Limits of the wait query parameter.
+const (
+	DefaultWait = 10 * time.Second
+	MaxWait     = 30 * time.Second
+)
+
+// Config configures the API server.
+type Config struct {
+	Store *store.Store // required
+	// Enqueue enqueues the interactive warm task of a report; enqueued is false
+	// when it was already queued (required).
+	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
+	Log     zerolog.Logger   // default: no logs
+	Now     func() time.Time // default time.Now
+	Zone    *time.Location   // where "today" is; default UTC
+}
+
+// Server serves the read API. Start it before serving, Shutdown it after.
+type Server struct {
+	cfg     Config
+	waiters waiters
+	mux     *http.ServeMux
+
+	// beforeWait, when set (tests), runs between a reader's failed cache
+	// check and its registration for the fill notification.
+	beforeWait func(dashcache.ReportKey)
+
+	startOnce sync.Once
+	startErr  error
+	closing   chan struct{}
+	closeOnce sync.Once
+	sub       *store.Subscription
+	listening sync.WaitGroup
+}
+
+// New returns an API server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Enqueue == nil {
+		return nil, errors.New("api: Config needs Store and Enqueue")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Zone == nil {
+		cfg.Zone = time.UTC
+	}
+	cfg.Log = cfg.Log.With().Str("component", "api").Logger()
+	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{})}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("/v1/reports", s.getReport)
+	s.mux.HandleFunc("/healthz", s.healthz)
+	s.mux.HandleFunc("/readyz", s.readyz)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem(w, http.StatusNotFound, fmt.Sprintf("there is no resource at %s; reports are at GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", r.URL.Path))
+	})
+	return s, nil
+}
+
+// Start subscribes to fill notifications; it returns once the subscription is
+// confirmed, so that no fill announced after Start is missed. Calling it twice
+// is safe.
+func (s *Server) Start(ctx context.Context) error {
+	s.startOnce.Do(func() {
+		sub, err := s.cfg.Store.Subscribe(ctx)
+		if err != nil {
+			s.startErr = err
+			return
+		}
+		s.sub = sub
+		s.listening.Add(1)
+		go func() {
+			defer s.listening.Done()
+			sub.Run(context.Background(), s.waiters.wake)
+		}()
+	})
+	return s.startErr
+}
+
+// Shutdown answers every waiting reader (202: still pending) and ends the
+// subscription. Calling it twice is safe.
+func (s *Server) Shutdown(context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		if s.sub != nil {
+			err = s.sub.Close()
+		}
+		s.listening.Wait()
+	})
+	return err
+}
+
+// Handler returns the HTTP handler with access logs.
+func (s *Server) Handler() http.Handler {
+	return accessLog(s.cfg.Log, s.mux)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "ok\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(ctx); err != nil {
+		s.cfg.Log.Warn().Err(err).Msg("not ready: Redis unreachable")
+		problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot serve reports until it is back")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	io.WriteString(w, "ready\n")
+}
+
+func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		problem(w, http.StatusMethodNotAllowed, "reports are read with GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD")
+		return
+	}
+	k, wait, err := s.parseQuery(r)
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx := r.Context()
+	entry, err := s.cfg.Store.Get(ctx, k)
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	if entry != "" {
+		s.serve(w, r, entry, "hit")
+		return
+	}
+	s.miss(w, r, k, wait)
+}
+
+// miss serves a report that was not cached: it enqueues the fill once for all
+// readers of the key in this process, and waits for its notification. The reader
+// registers for the notification before it looks at the cache again, so a fill
+// that lands in between is seen either by the look or by the notification.
+func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) {
+	ctx := r.Context()
+	failure, err := s.cfg.Store.Failure(ctx, k)
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	if failure != "" {
+		problem(w, http.StatusBadGateway, failure)
+		return
+	}
+	if s.beforeWait != nil {
+		s.beforeWait(k)
+	}
+	key := k.String()
+	wt := s.waiters.join(key)
+	defer s.waiters.leave(key, wt)
+	err = wt.enqueue(ctx, func(ctx context.Context) error {
+		_, err := s.cfg.Enqueue(ctx, k)
+		return err
+	})
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	if !s.lookup(w, r, k, wait == 0) {
+		return
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-wt.done:
+		s.lookup(w, r, k, true)
+	case <-timer.C:
+		pending(w)
+	case <-s.closing:
+		pending(w)
+	case <-ctx.Done():
+	}
+}
+
+// lookup serves the report or its remembered failure, if either is there, and
+// reports whether the caller should go on waiting; with final set it answers
+// 202 instead.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, final bool) (keepWaiting bool) {
+	entry, failure, err := s.cfg.Store.Lookup(r.Context(), k)
+	switch {
+	case err != nil:
+		s.unavailable(w, err)
+	case entry != "":
+		s.serve(w, r, entry, "miss")
+	case failure != "":
+		problem(w, http.StatusBadGateway, failure)
+	case final:
+		pending(w)
+	default:
+		return true
+	}
+	return false
+}
+
+func pending(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusAccepted)
+	io.WriteString(w, `{"status":"pending"}`+"\n")
+}
+
+func (s *Server) unavailable(w http.ResponseWriter, err error) {
+	s.cfg.Log.Error().Err(err).Msg("Redis call failed")
+	problem(w, http.StatusServiceUnavailable, "the report cache (Redis) is unreachable; try again in a few seconds")
+}
+
+// serve writes a cached entry as the response: headers from its metadata, the
+// body copied verbatim.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, raw, xcache string) {
+	e, err := store.ParseEntry(raw)
+	if err != nil {
+		s.cfg.Log.Error().Err(err).Msg("corrupt cache entry")
+		problem(w, http.StatusInternalServerError, "the cached report is corrupt; it will be refilled when it expires")
+		return
+	}
+	now := s.cfg.Now()
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Cache", xcache)
+	h.Set("ETag", e.ETag)
+	h.Set("Age", strconv.FormatInt(int64(max(now.Sub(e.ComputedAt), 0)/time.Second), 10))
+	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(max(e.ExpiresAt.Sub(now), 0)/time.Second), 10))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, e.ETag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	if r.Method != http.MethodHead {
+		io.WriteString(w, e.Body)
+	}
+}
+
+func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration, error) {
+	q := r.URL.Query()
+	for _, name := range []string{"customer", "from", "to", "wait"} {
+		if len(q[name]) > 1 {
+			return dashcache.ReportKey{}, 0, fmt.Errorf("%s is given %d times; give it once", name, len(q[name]))
+		}
+	}
+	k, err := dashcache.ParseReportKey(q.Get("customer"), q.Get("from"), q.Get("to"), s.cfg.Now().In(s.cfg.Zone))
+	if err != nil {
+		return k, 0, err
+	}
+	wait := DefaultWait
+	if v := q.Get("wait"); v != "" {
+		wait, err = time.ParseDuration(v)
+		if err != nil || wait < 0 || wait > MaxWait {
+			return k, 0, fmt.Errorf("wait must be a duration from 0s to %s, such as 5s or 500ms; got %q", MaxWait, v)
+		}
+	}
+	return k, wait, nil
+}
+
+// etagMatches reports whether an If-None-Match header names etag (weak
+// comparison, lists and * allowed).
+func etagMatches(header, etag string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || part == etag || part == "W/"+etag {
+			return true
+		}
+	}
+	return false
+}

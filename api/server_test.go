@@ -1,0 +1,311 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/store"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// now is the fixed clock of these tests: today is 2025-03-10.
+var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	srv      *api.Server
+	http     *httptest.Server
+	store    *store.Store
+	mini     *miniredis.Miniredis
+	enqueued atomic.Int64
+}
+
+// newFixture runs an API server on miniredis whose Enqueue only counts: no
+// worker fills anything unless the test does.
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{mini: miniredis.RunT(t)}
+	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
+	t.Cleanup(func() { rdb.Close() })
+	f.store = store.New(rdb)
+	srv, err := api.New(api.Config{
+		Store: f.store,
+		Enqueue: func(context.Context, dashcache.ReportKey) (bool, error) {
+			return f.enqueued.Add(1) == 1, nil
+		},
+		Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.srv = srv
+	f.http = httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		f.http.Close()
+		srv.Shutdown(context.Background())
+	})
+	return f
+}
+
+func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, f.http.URL+"/v1/reports?"+query, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// fill writes a report as a worker would: lock, fenced write, notify.
+func (f *fixture) fill(t *testing.T, k dashcache.ReportKey, data string) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := f.store.Obtain(ctx, k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fill(ctx, store.NewEntry(k, []byte(data), now.Add(-3*time.Second), time.Hour), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	l.Release(ctx)
+}
+
+func key(t *testing.T, c, from, to string) dashcache.ReportKey {
+	k, err := dashcache.ParseReportKey(c, from, to, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestBadInput(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct{ name, query, detail string }{
+		{"no parameters", "", "customer is required"},
+		{"missing from", "customer=acme&to=2025-01-31", "from is required"},
+		{"missing to", "customer=acme&from=2025-01-01", "to is required"},
+		{"empty customer", "customer=&from=2025-01-01&to=2025-01-31", "customer is required"},
+		{"customer too long", "customer=" + strings.Repeat("a", 65) + "&from=2025-01-01&to=2025-01-31", "at most 64"},
+		{"customer with pipe", "customer=acme%7C2025-01-01&from=2025-01-01&to=2025-01-31", "may contain only"},
+		{"customer with space", "customer=ac+me&from=2025-01-01&to=2025-01-31", "may contain only"},
+		{"customer with braces", "customer=%7Bacme%7D&from=2025-01-01&to=2025-01-31", "may contain only"},
+		{"customer with CRLF", "customer=acme%0D%0ASet-Cookie:x&from=2025-01-01&to=2025-01-31", "may contain only"},
+		{"customer non-ASCII", "customer=%C3%A4cme&from=2025-01-01&to=2025-01-31", "may contain only"},
+		{"customer given twice", "customer=acme&customer=globex&from=2025-01-01&to=2025-01-31", "given 2 times"},
+		{"malformed date", "customer=acme&from=2025/01/01&to=2025-01-31", "real date"},
+		{"date with time", "customer=acme&from=2025-01-01T00:00:00Z&to=2025-01-31", "real date"},
+		{"unpadded date", "customer=acme&from=2025-1-1&to=2025-01-31", "real date"},
+		{"impossible date", "customer=acme&from=2025-02-30&to=2025-03-01", "real date"},
+		{"month 13", "customer=acme&from=2025-13-01&to=2025-03-01", "real date"},
+		{"from after to", "customer=acme&from=2025-02-01&to=2025-01-31", "must not be after"},
+		{"span 367 days", "customer=acme&from=2024-01-01&to=2025-01-01", "spans 367 days"},
+		{"to in the future", "customer=acme&from=2025-03-01&to=2025-03-11", "in the future"},
+		{"wait not a duration", "customer=acme&from=2025-01-01&to=2025-01-31&wait=soon", "wait must be"},
+		{"wait negative", "customer=acme&from=2025-01-01&to=2025-01-31&wait=-1s", "wait must be"},
+		{"wait too long", "customer=acme&from=2025-01-01&to=2025-01-31&wait=31s", "wait must be"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := f.get(t, c.query)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400; body %s", resp.StatusCode, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			var p struct {
+				Status int
+				Detail string
+			}
+			if err := json.Unmarshal([]byte(body), &p); err != nil || p.Status != 400 || !strings.Contains(p.Detail, c.detail) {
+				t.Errorf("problem %s (err %v), want status 400 and a detail containing %q", body, err, c.detail)
+			}
+		})
+	}
+	if n := f.enqueued.Load(); n != 0 {
+		t.Errorf("bad input enqueued %d tasks", n)
+	}
+	if keys := f.mini.Keys(); len(keys) != 0 {
+		t.Errorf("bad input wrote Redis keys %v", keys)
+	}
+}
+
+func TestLimitsAccepted(t *testing.T) {
+	f := newFixture(t)
+	// 366 days ending today, a 64-character customer, wait=0: valid, so 202.
+	resp, body := f.get(t, "customer="+strings.Repeat("A.b_-9", 10)+"abcd&from=2024-03-10&to=2025-03-10&wait=0")
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, `"pending"`) {
+		t.Fatalf("status %d Retry-After %q body %s; want 202 pending", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+func TestHitHeadersAndConditional(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	f.fill(t, k, `{"revenue":1}`)
+	resp, body := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "hit" {
+		t.Fatalf("status %d X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	want := `{"customer":"acme","from":"2025-01-01","to":"2025-01-31","computed_at":"2025-03-10T14:59:57Z","data":{"revenue":1}}`
+	if body != want {
+		t.Errorf("body %s\nwant %s", body, want)
+	}
+	if age, cc := resp.Header.Get("Age"), resp.Header.Get("Cache-Control"); age != "3" || cc != "private, max-age=3597" {
+		t.Errorf("Age %q Cache-Control %q", age, cc)
+	}
+	etag := resp.Header.Get("ETag")
+	resp, body = f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31", "If-None-Match", etag)
+	if resp.StatusCode != http.StatusNotModified || body != "" {
+		t.Errorf("conditional GET: status %d body %q, want 304", resp.StatusCode, body)
+	}
+	if f.enqueued.Load() != 0 {
+		t.Error("a hit enqueued a task")
+	}
+}
+
+// TestMissWaitsForNotification: a reader waiting on a miss is answered by the
+// fill's notification, and readers of one key share one enqueue.
+func TestMissWaitsForNotification(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "globex", "2025-02-01", "2025-02-28")
+	entered := make(chan struct{}, 3)
+	api.SetBeforeWait(f.srv, func(dashcache.ReportKey) { entered <- struct{}{} })
+	type res struct {
+		status int
+		xcache string
+	}
+	out := make(chan res, 3)
+	for range 3 {
+		go func() {
+			resp, _ := f.get(t, "customer=globex&from=2025-02-01&to=2025-02-28&wait=20s")
+			out <- res{resp.StatusCode, resp.Header.Get("X-Cache")}
+		}()
+	}
+	for range 3 {
+		<-entered
+	}
+	// All three are past their cache check; wait until the shared enqueue ran,
+	// which happens after registration for the notification.
+	for f.enqueued.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	f.fill(t, k, `{"ok":true}`)
+	for range 3 {
+		if r := <-out; r.status != 200 || r.xcache != "miss" {
+			t.Errorf("reader got %d X-Cache %q, want 200 miss", r.status, r.xcache)
+		}
+	}
+	if n := f.enqueued.Load(); n != 1 {
+		t.Errorf("3 readers of one key enqueued %d times, want 1", n)
+	}
+}
+
+// TestFillBetweenCheckAndSubscribe: a fill that lands after a reader found the
+// cache empty but before it registered for the notification still answers that
+// reader (no lost wake-up), long before its wait ends.
+func TestFillBetweenCheckAndSubscribe(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "initech", "2025-01-01", "2025-01-07")
+	api.SetBeforeWait(f.srv, func(got dashcache.ReportKey) {
+		if got == k {
+			f.fill(t, k, `{"raced":true}`)
+		}
+	})
+	start := time.Now()
+	resp, body := f.get(t, "customer=initech&from=2025-01-01&to=2025-01-07&wait=30s")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "miss" || !strings.Contains(body, `"raced":true`) {
+		t.Fatalf("status %d X-Cache %q body %s, want 200 miss with the raced fill", resp.StatusCode, resp.Header.Get("X-Cache"), body)
+	}
+	if waited := time.Since(start); waited > 20*time.Second {
+		t.Fatalf("reader waited %s: it missed the fill and ran into its wait", waited)
+	}
+}
+
+func TestRememberedFailureIs502(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "acme", "2025-01-01", "2025-01-02")
+	l, _ := f.store.Obtain(context.Background(), k, time.Minute)
+	if err := l.RememberFailure(context.Background(), "the BI platform failed for this report (permanent, HTTP 400)", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-02")
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "HTTP 400") {
+		t.Fatalf("status %d body %s, want 502 with the failure's detail", resp.StatusCode, body)
+	}
+	if f.enqueued.Load() != 0 {
+		t.Error("a remembered failure still enqueued a BI call")
+	}
+}
+
+func TestRedisDownIs503(t *testing.T) {
+	f := newFixture(t)
+	f.mini.Close()
+	start := time.Now()
+	resp, body := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "unreachable") {
+		t.Fatalf("status %d body %s, want 503 problem", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("503 took %s", d)
+	}
+	resp, _ = f.get(t, "")
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad input with Redis down: %d, want 400", resp.StatusCode)
+	}
+	r, err := http.Get(f.http.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with Redis down: %d, want 503", r.StatusCode)
+	}
+}
+
+func TestOtherPathsAndMethods(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodPost, "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/v1/nothing", http.StatusNotFound},
+		{http.MethodGet, "/healthz", http.StatusOK},
+		{http.MethodGet, "/readyz", http.StatusOK},
+	} {
+		req, _ := http.NewRequest(c.method, f.http.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.status)
+		}
+		if c.status >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: Content-Type %q", c.method, c.path, resp.Header.Get("Content-Type"))
+		}
+	}
+}

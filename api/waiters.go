@@ -1,0 +1,70 @@
+package api
+
+import (
+	"context"
+	"sync"
+)
+
+// waiters lets the readers of one report inside this process share one wait:
+// one enqueue, one channel closed by the report's fill notification.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]*wait
+}
+
+type wait struct {
+	done    chan struct{} // closed when the report is filled or failed
+	readers int           // guarded by waiters.mu
+
+	enqueueMu sync.Mutex
+	enqueued  bool
+}
+
+// join registers a reader of key and returns the wait it shares. Call leave
+// when done.
+func (ws *waiters) join(key string) *wait {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w := ws.m[key]
+	if w == nil {
+		w = &wait{done: make(chan struct{})}
+		ws.m[key] = w
+	}
+	w.readers++
+	return w
+}
+
+// leave unregisters a reader; the last one out forgets the wait.
+func (ws *waiters) leave(key string, w *wait) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	w.readers--
+	if w.readers == 0 && ws.m[key] == w {
+		delete(ws.m, key)
+	}
+}
+
+// wake ends the wait on key, if any: its readers look the report up again.
+func (ws *waiters) wake(key string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w := ws.m[key]; w != nil {
+		close(w.done)
+		delete(ws.m, key)
+	}
+}
+
+// enqueue runs fn once for all readers of the wait; a failed fn is tried again
+// by the next reader.
+func (w *wait) enqueue(ctx context.Context, fn func(context.Context) error) error {
+	w.enqueueMu.Lock()
+	defer w.enqueueMu.Unlock()
+	if w.enqueued {
+		return nil
+	}
+	if err := fn(ctx); err != nil {
+		return err
+	}
+	w.enqueued = true
+	return nil
+}
