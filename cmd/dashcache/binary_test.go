@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBareBinary builds dashcache and runs it with no settings but a free port:
+// embedded Redis, built-in simulated BI platform (2-5 s). The same report is a
+// miss, then a hit; SIGTERM stops it cleanly.
+func TestBareBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "dashcache")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "DASHCACHE_LISTEN=127.0.0.1:0"}
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	lines := bufio.NewScanner(stdout)
+	var addr, first string
+	for addr == "" && lines.Scan() {
+		var l struct{ Message, Addr string }
+		json.Unmarshal(lines.Bytes(), &l)
+		if first == "" {
+			first = l.Message
+		}
+		if l.Message == "listening" {
+			addr = l.Addr
+		}
+	}
+	go io.Copy(io.Discard, stdout)
+	if addr == "" {
+		t.Fatal("dashcache never logged its listen address")
+	}
+	if !strings.Contains(first, "embedded") {
+		t.Errorf("first log line %q does not say the Redis is embedded", first)
+	}
+
+	url := "http://" + addr + "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31"
+	for _, want := range []string{"miss", "hit"} {
+		resp, err := (&http.Client{Timeout: 15 * time.Second}).Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != want || !strings.Contains(string(body), `"data":{`) {
+			t.Fatalf("want 200 %s, got %d X-Cache %q body %.200s", want, resp.StatusCode, resp.Header.Get("X-Cache"), body)
+		}
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit 20 s after SIGTERM")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{"nonsense"}, {"api", "extra"}} {
+		var stderr strings.Builder
+		err := run(t.Context(), args, func(string) string { return "" }, io.Discard, &stderr)
+		if err != errUsage || !strings.Contains(stderr.String(), "usage: dashcache") {
+			t.Errorf("run(%q) = %v, stderr %q; want usage", args, err, stderr.String())
+		}
+	}
+}
+
+func TestSettingsRefused(t *testing.T) {
+	for _, c := range []struct {
+		role string
+		env  map[string]string
+		want string
+	}{
+		{"api", nil, "DASHCACHE_REDIS_URL is required"},
+		{"all", map[string]string{"DASHCACHE_LISTEN": "0.0.0.0:8080"}, "DASHCACHE_ALLOW_UNAUTHENTICATED"},
+		{"all", map[string]string{"DASHCACHE_PROVIDER_TIMEOUT": "soon"}, "DASHCACHE_PROVIDER_TIMEOUT"},
+		{"all", map[string]string{"DASHCACHE_REDIS_URL": "http://x"}, "DASHCACHE_REDIS_URL"},
+		{"all", map[string]string{"DASHCACHE_TIMEZONE": "Mars/Base"}, "DASHCACHE_TIMEZONE"},
+		{"all", map[string]string{"DASHCACHE_API_KEYS": "k=acme"}, "not supported"},
+	} {
+		err := run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s with %v: %v, want an error naming %s", c.role, c.env, err, c.want)
+		}
+	}
+}

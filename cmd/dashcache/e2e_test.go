@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/provider"
+)
+
+// testSecret is the BI platform's bearer token in tests; no log line may show it.
+const testSecret = "bi-secret-7f3a"
+
+// startRole runs one role in process, as `dashcache ROLE` would with env as its
+// whole environment, and returns the address it listens on. The role is stopped
+// (and must exit cleanly) when the test ends.
+func startRole(t *testing.T, role string, env map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), testSecret) {
+				t.Errorf("%s logged a secret: %s", role, sc.Text())
+			}
+			var line struct{ Message, Addr, Level string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil {
+				if line.Message == "listening" {
+					addrc <- line.Addr
+				}
+				if line.Level == "error" {
+					t.Logf("%s: %s", role, sc.Text())
+				}
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{role}, func(k string) string { return env[k] }, pw, io.Discard)
+		pw.Close()
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s exited with %v", role, err)
+		}
+	})
+	select {
+	case addr := <-addrc:
+		return addr
+	case err := <-done:
+		t.Fatalf("%s stopped before listening: %v", role, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not start listening", role)
+	}
+	return ""
+}
+
+// TestStampede: 300 concurrent reads of 10 uncached reports through 3 API
+// servers and 2 workers on a real Redis make exactly 10 calls at the BI server,
+// and every reader gets the same bytes as the others reading its report.
+func TestStampede(t *testing.T) {
+	const (
+		apis, workers, keys, readers = 3, 2, 10, 300
+		biLatency                    = time.Second
+	)
+	redisURL := redistest.URL(t)
+	bi := provider.NewSimulator(provider.SimConfig{MinLatency: biLatency, MaxLatency: biLatency, Token: testSecret})
+	biServer := httptest.NewServer(bi.Handler())
+	defer biServer.Close()
+
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":      redisURL,
+		"DASHCACHE_LISTEN":         "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL":   biServer.URL,
+		"DASHCACHE_PROVIDER_TOKEN": testSecret,
+		"DASHCACHE_PROVIDER_RATE":  "100",
+	}
+	for range workers {
+		startRole(t, "worker", env)
+	}
+	var apiAddrs []string
+	for range apis {
+		apiAddrs = append(apiAddrs, startRole(t, "api", env))
+	}
+
+	type result struct {
+		key     int
+		status  int
+		xcache  string
+		body    string
+		latency time.Duration
+		err     error
+	}
+	results := make([]result, readers)
+	client := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Go(func() {
+			k := i % keys
+			url := fmt.Sprintf("http://%s/v1/reports?customer=cust%d&from=2025-01-01&to=2025-01-31&wait=30s", apiAddrs[i%apis], k)
+			<-start
+			t0 := time.Now()
+			resp, err := client.Get(url)
+			r := result{key: k, err: err, latency: time.Since(t0)}
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r.status, r.xcache, r.body = resp.StatusCode, resp.Header.Get("X-Cache"), string(b)
+			}
+			results[i] = r
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	bodies := map[int]string{}
+	var extra []time.Duration
+	for i, r := range results {
+		if r.err != nil || r.status != http.StatusOK || r.body == "" {
+			t.Fatalf("reader %d: status %d err %v body %q", i, r.status, r.err, r.body)
+		}
+		if prev, ok := bodies[r.key]; ok && prev != r.body {
+			t.Fatalf("readers of key %d got different bodies:\n%s\n%s", r.key, prev, r.body)
+		}
+		bodies[r.key] = r.body
+		extra = append(extra, r.latency-biLatency)
+	}
+	if len(bodies) != keys {
+		t.Fatalf("%d distinct keys answered, want %d", len(bodies), keys)
+	}
+	if got := bi.Calls(); got != keys {
+		t.Fatalf("the BI server counted %d calls for %d keys, want exactly %d", got, keys, keys)
+	}
+	slices.Sort(extra)
+	t.Logf("BI calls %d for %d keys and %d readers; reader latency minus BI latency: p50 %s, p99 %s, max %s",
+		bi.Calls(), keys, readers, extra[len(extra)/2], extra[len(extra)*99/100], extra[len(extra)-1])
+}

@@ -1,0 +1,63 @@
+// Command dashcache runs one role of dashcache: the read API, the warm worker,
+// both on an embedded Redis (the default), or a simulated BI platform. See
+// README.md and CONTRACT.md for roles and settings.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: dashcache [role]
+
+roles:
+  all     API + worker in one process (default); on an embedded Redis
+          unless DASHCACHE_REDIS_URL is set
+  api     the read endpoint GET /v1/reports (needs DASHCACHE_REDIS_URL)
+  worker  the asynq server that fills reports (needs DASHCACHE_REDIS_URL)
+  fakebi  a simulated BI platform speaking the provider contract
+
+Settings are environment variables DASHCACHE_*; see README.md.
+`
+
+// errUsage makes main exit 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "dashcache:", err)
+		os.Exit(1)
+	}
+}
+
+// run runs the role named by args until ctx ends.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	role := "all"
+	if len(args) > 0 {
+		role = args[0]
+	}
+	if len(args) > 1 || defaultListen[role] == "" {
+		fmt.Fprint(stderr, usage)
+		if role != "-h" && role != "--help" && role != "help" {
+			fmt.Fprintf(stderr, "\nunknown role or extra arguments: %q\n", args)
+		}
+		return errUsage
+	}
+	cfg, err := loadConfig(role, getenv)
+	if err != nil {
+		return fmt.Errorf("bad settings:\n%w", err)
+	}
+	log := newLogger(cfg, stdout).With().Str("role", role).Logger()
+	return roles[role](ctx, cfg, log)
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/jobs"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+var roles = map[string]func(context.Context, Config, zerolog.Logger) error{
+	"all":    runAll,
+	"api":    runAPI,
+	"worker": runWorker,
+	"fakebi": runFakeBI,
+}
+
+func runAll(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	rdb, closeRedis, err := openRedis(cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	srv, mux, err := newWorker(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("starting worker: %w", err)
+	}
+	defer srv.Shutdown()
+	return serveAPI(ctx, cfg, rdb, log)
+}
+
+func runAPI(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	rdb, closeRedis, err := openRedis(cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	return serveAPI(ctx, cfg, rdb, log)
+}
+
+func runWorker(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	rdb, closeRedis, err := openRedis(cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	srv, mux, err := newWorker(cfg, rdb, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(mux); err != nil {
+		return fmt.Errorf("starting worker: %w", err)
+	}
+	defer srv.Shutdown()
+	st := store.New(rdb)
+	health := http.NewServeMux()
+	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	health.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "Redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	return serveHTTP(ctx, cfg.Listen, health, log, nil)
+}
+
+func runFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	sim := newSimulator(cfg)
+	log.Info().Dur("min_latency", cfg.SimLatencyMin).Dur("max_latency", cfg.SimLatencyMax).
+		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), log, nil)
+}
+
+func newSimulator(cfg Config) *provider.Simulator {
+	maxLatency := cfg.SimLatencyMax
+	if maxLatency == 0 {
+		maxLatency = -1 // SimConfig: both zero means the default 2-5 s; we want none
+	}
+	return provider.NewSimulator(provider.SimConfig{
+		MinLatency: cfg.SimLatencyMin,
+		MaxLatency: maxLatency,
+		Token:      cfg.ProviderToken,
+	})
+}
+
+// newWorker builds the asynq server that fills reports through the
+// rate-limited BI platform.
+func newWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (*asynq.Server, *asynq.ServeMux, error) {
+	var src provider.Source
+	if cfg.ProviderURL == "" {
+		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
+		src = newSimulator(cfg)
+	} else {
+		c, err := provider.NewClient(provider.ClientConfig{BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout})
+		if err != nil {
+			return nil, nil, err
+		}
+		src = c
+	}
+	limited, err := provider.NewLimited(src, provider.LimitConfig{
+		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: limited, Log: log, Zone: cfg.Zone})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
+	return srv, mux, nil
+}
+
+// serveAPI serves the read API until ctx ends, then answers waiting readers
+// and drains connections.
+func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log zerolog.Logger) error {
+	enq := asynq.NewClientFromRedisClient(rdb)
+	defer enq.Close()
+	srv, err := api.New(api.Config{
+		Store: store.New(rdb),
+		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
+			return jobs.Enqueue(ctx, enq, k, jobs.QueueInteractive)
+		},
+		Log:  log,
+		Zone: cfg.Zone,
+	})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := srv.Start(startCtx); err != nil {
+		return fmt.Errorf("starting API: %w", err)
+	}
+	return serveHTTP(ctx, cfg.Listen, srv.Handler(), log, srv.Shutdown)
+}
+
+// serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
+// and shuts the server down gracefully.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger, beforeDrain func(context.Context) error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s (DASHCACHE_LISTEN): %w", addr, err)
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      api.MaxWait + 15*time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && h != nil {
+		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", a)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if beforeDrain != nil {
+		beforeDrain(sctx)
+	}
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutting down HTTP server: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// openRedis connects to DASHCACHE_REDIS_URL or, where allowed, starts an
+// embedded in-process Redis. Every call has a timeout, so an unreachable Redis
+// shows as an error within seconds.
+func openRedis(cfg Config, log zerolog.Logger, embeddedOK bool) (redis.UniversalClient, func(), error) {
+	var opt *redis.Options
+	closeAll := func() {}
+	if cfg.RedisURL == "" {
+		if !embeddedOK {
+			return nil, nil, errors.New("DASHCACHE_REDIS_URL is required for this role (only role all may run on the embedded Redis)")
+		}
+		m := miniredis.NewMiniRedis()
+		m.ClockTTL(true) // TTLs run down in real time, as in Redis
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, nil, fmt.Errorf("starting embedded Redis: %w", err)
+		}
+		log.Warn().Str("redis_addr", m.Addr()).Msg("using an embedded in-process Redis: data is lost on exit; set DASHCACHE_REDIS_URL for a real one")
+		opt = &redis.Options{Addr: m.Addr()}
+		closeAll = m.Close
+	} else {
+		var err error
+		if opt, err = redis.ParseURL(cfg.RedisURL); err != nil {
+			return nil, nil, fmt.Errorf("DASHCACHE_REDIS_URL: %w", err)
+		}
+		log.Info().Str("redis_addr", opt.Addr).Int("redis_db", opt.DB).Msg("using Redis") // never the password
+	}
+	opt.DialTimeout = 2 * time.Second
+	opt.ReadTimeout = 2 * time.Second
+	opt.WriteTimeout = 2 * time.Second
+	opt.PoolTimeout = 3 * time.Second
+	opt.MaxRetries = 1
+	rdb := redis.NewClient(opt)
+	return rdb, func() { rdb.Close(); closeAll() }, nil
+}
+
+func newLogger(cfg Config, out io.Writer) zerolog.Logger {
+	if cfg.LogFormat == "console" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	}
+	level, _ := zerolog.ParseLevel(cfg.LogLevel) // checked by loadConfig
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}
