@@ -5,3 +5,13 @@ import "github.com/dashcache/dashcache"
 // SetBeforeWait installs a hook that runs between a reader's failed cache check
 // and its registration for the fill notification.
 func SetBeforeWait(s *Server, fn func(dashcache.ReportKey)) { s.beforeWait = fn }
+
+// Readers returns how many readers share the wait on a canonical key.
+func Readers(s *Server, canonical string) int {
+	s.waiters.mu.Lock()
+	defer s.waiters.mu.Unlock()
+	if w := s.waiters.m[canonical]; w != nil {
+		return w.readers
+	}
+	return 0
+}

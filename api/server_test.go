@@ -77,11 +77,12 @@ func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Respo
 	return resp, string(b)
 }
 
-// fill writes a report as a worker would: lock, fenced write, notify.
-func (f *fixture) fill(t *testing.T, k dashcache.ReportKey, data string) {
+// fill writes a report as a worker would: lock, fenced write, notify. It was
+// computed 3 s before now and stays fresh for an hour.
+func fill(t testing.TB, st *store.Store, k dashcache.ReportKey, data string) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := f.store.Obtain(ctx, k, time.Minute)
+	l, err := st.Obtain(ctx, k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestLimitsAccepted(t *testing.T) {
 func TestHitHeadersAndConditional(t *testing.T) {
 	f := newFixture(t)
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
-	f.fill(t, k, `{"revenue":1}`)
+	fill(t, f.store, k, `{"revenue":1}`)
 	resp, body := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")
 	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "hit" {
 		t.Fatalf("status %d X-Cache %q", resp.StatusCode, resp.Header.Get("X-Cache"))
@@ -190,8 +191,6 @@ func TestHitHeadersAndConditional(t *testing.T) {
 func TestMissWaitsForNotification(t *testing.T) {
 	f := newFixture(t)
 	k := key(t, "globex", "2025-02-01", "2025-02-28")
-	entered := make(chan struct{}, 3)
-	api.SetBeforeWait(f.srv, func(dashcache.ReportKey) { entered <- struct{}{} })
 	type res struct {
 		status int
 		xcache string
@@ -203,15 +202,13 @@ func TestMissWaitsForNotification(t *testing.T) {
 			out <- res{resp.StatusCode, resp.Header.Get("X-Cache")}
 		}()
 	}
-	for range 3 {
-		<-entered
+	// Fill once all three readers share the wait (bounded).
+	for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, k.String()) < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d readers joined the wait, want 3", api.Readers(f.srv, k.String()))
+		}
 	}
-	// All three are past their cache check; wait until the shared enqueue ran,
-	// which happens after registration for the notification.
-	for f.enqueued.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	f.fill(t, k, `{"ok":true}`)
+	fill(t, f.store, k, `{"ok":true}`)
 	for range 3 {
 		if r := <-out; r.status != 200 || r.xcache != "miss" {
 			t.Errorf("reader got %d X-Cache %q, want 200 miss", r.status, r.xcache)
@@ -230,7 +227,7 @@ func TestFillBetweenCheckAndSubscribe(t *testing.T) {
 	k := key(t, "initech", "2025-01-01", "2025-01-07")
 	api.SetBeforeWait(f.srv, func(got dashcache.ReportKey) {
 		if got == k {
-			f.fill(t, k, `{"raced":true}`)
+			fill(t, f.store, k, `{"raced":true}`)
 		}
 	})
 	start := time.Now()

@@ -51,15 +51,31 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 }
 
 // ProcessTask fills one report unless it is cached or another worker is
-// filling it: lock, check the cache again, call the BI platform while renewing
-// the lock, then write the report fenced by the lock, which wakes its readers.
+// filling it. The last attempt never fails: an archived task would block the
+// report's task ID for 90 days, so it logs and ends instead, and the next
+// reader or plan enqueues the report afresh.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	k, err := dashcache.ParseCanonical(string(t.Payload()))
 	if err != nil {
+		// Not a report's task ID: archive it for an operator to look at.
 		return fmt.Errorf("warm task payload: %w: %w", err, asynq.SkipRetry)
 	}
 	log := h.cfg.Log.With().Str("key", k.String()).Logger()
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	final := retried >= maxRetry
+	err = h.fill(ctx, log, k, final)
+	if err != nil && final {
+		log.Error().Err(err).Int("attempts", retried+1).Msg("giving up on this report")
+		return nil
+	}
+	return err
+}
 
+// fill locks the report, checks the cache again, calls the BI platform while
+// renewing the lock, and writes the report fenced by the lock, which wakes its
+// readers.
+func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, final bool) error {
 	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
 		log.Debug().Msg("another worker is filling this report")
@@ -97,7 +113,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	data, err := h.cfg.Source.Query(callCtx, k)
 	log = log.With().Dur("provider_ms", h.cfg.Now().Sub(start)).Logger()
 	if err != nil {
-		return h.failed(ctx, log, lock, err)
+		return h.failed(ctx, log, lock, err, final)
 	}
 	now := h.cfg.Now()
 	ttl := k.TTL(now.In(h.cfg.Zone))
@@ -110,23 +126,20 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 // failed handles a failed BI call: a rate-limited or transient failure is
 // retried by asynq; a permanent one, or the last attempt's, is remembered for
-// FailureTTL and announced to readers, and the task ends without being archived,
-// so that its ID is free for the next try.
-func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error) error {
+// FailureTTL and announced to readers, and the task ends without being archived.
+func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error, final bool) error {
 	outcome := dashcache.Outcome(err)
-	retried, _ := asynq.GetRetryCount(ctx)
-	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	if outcome != dashcache.OutcomePermanent && retried < maxRetry {
-		log.Warn().Err(err).Int("retried", retried).Msg("BI call failed; will retry")
+	if outcome != dashcache.OutcomePermanent && !final {
+		log.Warn().Err(err).Msg("BI call failed; will retry")
 		return err
 	}
-	log.Error().Err(err).Int("retried", retried).Msg("BI call failed; remembering the failure")
+	log.Error().Err(err).Msg("BI call failed; remembering the failure")
 	detail := fmt.Sprintf("the BI platform failed for this report (%s", outcome)
 	var pe *dashcache.ProviderError
 	if errors.As(err, &pe) && pe.Status != 0 {
 		detail += fmt.Sprintf(", HTTP %d", pe.Status)
 	}
-	detail += fmt.Sprintf(") after %d attempt(s); try again in %s", retried+1, h.cfg.FailureTTL)
+	detail += fmt.Sprintf("); try again in %s", h.cfg.FailureTTL)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if werr := lock.RememberFailure(wctx, detail, h.cfg.FailureTTL); werr != nil {

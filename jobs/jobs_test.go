@@ -203,3 +203,33 @@ func TestLastTransientFailureIsRememberedNotArchived(t *testing.T) {
 	}
 	waitTaskGone(t, rdb, k)
 }
+
+// TestLastAttemptThatLostItsLockIsNotArchived: a final attempt whose lock was
+// taken over during the BI call neither writes over the new holder nor leaves
+// an archived task behind.
+func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
+	rdb := redisClient(t)
+	k := key(t, "stolen")
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
+		Fail: func(dashcache.ReportKey) (int, time.Duration) {
+			rdb.Set(context.Background(), store.LockKey(k), "another-worker", time.Minute)
+			return 503, 0
+		}})
+	c := asynq.NewClientFromRedisClient(rdb)
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive), asynq.MaxRetry(0)); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, rdb, sim)
+	// The task ends (its ID is free) without a failure written over the new
+	// holder's lock.
+	waitTaskGone(t, rdb, k)
+	if sim.Calls() != 1 {
+		t.Fatalf("BI calls %d, want 1", sim.Calls())
+	}
+	if f, _ := store.New(rdb).Failure(context.Background(), k); f != "" {
+		t.Errorf("a worker that lost its lock remembered a failure: %q", f)
+	}
+	if tok := rdb.Get(context.Background(), store.LockKey(k)).Val(); tok != "another-worker" {
+		t.Errorf("the new holder's lock became %q", tok)
+	}
+}

@@ -59,22 +59,16 @@ var errBadEntry = errors.New("store: malformed cache entry")
 // ParseEntry parses a cached entry without copying its body.
 func ParseEntry(s string) (Entry, error) {
 	header, body, ok := strings.Cut(s, "\n")
-	if !ok || !strings.HasPrefix(header, entryMagic) {
+	rest, ok2 := strings.CutPrefix(header, entryMagic)
+	computed, rest, ok3 := strings.Cut(rest, " ")
+	expires, etag, ok4 := strings.Cut(rest, " ")
+	if !ok || !ok2 || !ok3 || !ok4 || len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
 		return Entry{}, errBadEntry
 	}
-	fields := strings.Fields(header[len(entryMagic):])
-	if len(fields) != 3 {
-		return Entry{}, errBadEntry
-	}
-	computed, err1 := strconv.ParseInt(fields[0], 10, 64)
-	expires, err2 := strconv.ParseInt(fields[1], 10, 64)
+	c, err1 := strconv.ParseInt(computed, 10, 64)
+	e, err2 := strconv.ParseInt(expires, 10, 64)
 	if err1 != nil || err2 != nil {
 		return Entry{}, errBadEntry
 	}
-	return Entry{
-		ComputedAt: time.UnixMilli(computed),
-		ExpiresAt:  time.UnixMilli(expires),
-		ETag:       fields[2],
-		Body:       body,
-	}, nil
+	return Entry{ComputedAt: time.UnixMilli(c), ExpiresAt: time.UnixMilli(e), ETag: etag, Body: body}, nil
 }

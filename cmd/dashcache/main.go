@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 const usage = `usage: dashcache [role]
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("bad settings:\n%w", err)
 	}
-	log := newLogger(cfg, stdout).With().Str("role", role).Logger()
+	out := newLogWriter(stdout, 100*time.Millisecond)
+	defer out.Close()
+	log := newLogger(cfg, out).With().Str("role", role).Logger()
 	return roles[role](ctx, cfg, log)
 }

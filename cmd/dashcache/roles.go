@@ -33,14 +33,11 @@ func runAll(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer closeRedis()
-	srv, mux, err := newWorker(cfg, rdb, log)
+	stopWorker, err := startWorker(cfg, rdb, log)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("starting worker: %w", err)
-	}
-	defer srv.Shutdown()
+	defer stopWorker()
 	return serveAPI(ctx, cfg, rdb, log)
 }
 
@@ -59,14 +56,11 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer closeRedis()
-	srv, mux, err := newWorker(cfg, rdb, log)
+	stopWorker, err := startWorker(cfg, rdb, log)
 	if err != nil {
 		return err
 	}
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("starting worker: %w", err)
-	}
-	defer srv.Shutdown()
+	defer stopWorker()
 	st := store.New(rdb)
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -101,9 +95,9 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// newWorker builds the asynq server that fills reports through the
-// rate-limited BI platform.
-func newWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (*asynq.Server, *asynq.ServeMux, error) {
+// startWorker starts the asynq server that fills reports through the
+// rate-limited BI platform; stop shuts it down gracefully.
+func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
 	var src provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
@@ -111,7 +105,7 @@ func newWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (*asyn
 	} else {
 		c, err := provider.NewClient(provider.ClientConfig{BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		src = c
 	}
@@ -119,14 +113,17 @@ func newWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (*asyn
 		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: limited, Log: log, Zone: cfg.Zone})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	srv, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
-	return srv, mux, nil
+	if err := srv.Start(mux); err != nil {
+		return nil, fmt.Errorf("starting worker: %w", err)
+	}
+	return srv.Shutdown, nil
 }
 
 // serveAPI serves the read API until ctx ends, then answers waiting readers
