@@ -173,13 +173,13 @@ func TestHoldKeepsLockAlive(t *testing.T) {
 	rdb := miniClient(t)
 	s := store.New(rdb)
 	k := mustKey(t, "acme", "2025-02-01", "2025-02-03")
-	l, err := s.Obtain(ctx, k, 150*time.Millisecond)
+	l, err := s.Obtain(ctx, k, 600*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	held, stop := l.Hold(ctx)
 	// Watch the TTL being pushed back up at least three times, i.e. past the
-	// original TTL of 150 ms, without the held context ending.
+	// original TTL of 600 ms, without the held context ending.
 	var raises int
 	last := time.Duration(1 << 62)
 	for deadline := time.Now().Add(5 * time.Second); raises < 3 && time.Now().Before(deadline); {
