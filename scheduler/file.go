@@ -1,0 +1,215 @@
+package scheduler
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dashcache/dashcache"
+)
+
+// File is a warming plan file (DASHCACHE_SCHEDULE_FILE):
+//
+//	timezone: Europe/Berlin
+//	plans:
+//	  - name: nightly
+//	    cron: "0 2 * * *"
+//	    customers: [acme, globex]   # or: customers: all
+//	    ranges: [yesterday, last_7_days, month_to_date]
+type File struct {
+	// Timezone is the IANA zone that cron times and "today" are computed in;
+	// empty means UTC.
+	Timezone string `yaml:"timezone"`
+	// Plans are the warming plans; at least one.
+	Plans []Plan `yaml:"plans"`
+}
+
+// Plan warms the reports of some customers over some range presets each time
+// its cron schedule fires.
+type Plan struct {
+	// Name identifies the plan in logs and in RunPlan; unique in a file.
+	Name string `yaml:"name"`
+	// Cron is a 5-field cron expression (minute hour day-of-month month
+	// day-of-week) or a descriptor such as @daily or @every 10m.
+	Cron string `yaml:"cron"`
+	// Customers are the customers to warm.
+	Customers Customers `yaml:"customers"`
+	// Ranges are range presets (see dashcache.PresetNames), computed when the
+	// plan fires.
+	Ranges []string `yaml:"ranges"`
+}
+
+// Customers is a plan's customers: either a list of names or, written as the
+// word all in YAML, every customer the BI platform lists when the plan fires.
+type Customers struct {
+	// All means: ask the BI platform for its customers at fire time.
+	All bool
+	// Names are the customers to warm when All is false.
+	Names []string
+}
+
+// UnmarshalYAML accepts a sequence of customer names or the scalar "all".
+func (c *Customers) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Value == "all" {
+			*c = Customers{All: true}
+			return nil
+		}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+			"line %d: customers must be a list of customer names, such as [acme, globex], or the word all; got %q",
+			n.Line, n.Value)}}
+	case yaml.SequenceNode:
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		*c = Customers{Names: names}
+		return nil
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf(
+		"line %d: customers must be a list of customer names, such as [acme, globex], or the word all",
+		n.Line)}}
+}
+
+// LoadFile reads and validates a warming plan file; see Parse.
+func LoadFile(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading schedule file: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("schedule file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// Parse decodes and validates a warming plan file. Unknown fields are errors,
+// and every problem found is reported, each naming the plan and the field and
+// saying what is accepted.
+func Parse(data []byte) (*File, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty; it needs a plans: list (see the warming plan in the README)")
+		}
+		return nil, explainYAML(err)
+	}
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("the file holds more than one YAML document; put every plan under one plans: list")
+	}
+	if err := f.validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// explainYAML rewrites yaml's "field x not found in type scheduler.Plan" into
+// words that say which fields are accepted.
+func explainYAML(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	r := strings.NewReplacer(
+		"not found in type scheduler.File", "is not known; the file accepts timezone and plans",
+		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers and ranges",
+	)
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = r.Replace(m)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// validate reports every problem in f, joined.
+func (f *File) validate() error {
+	var errs []error
+	if f.Timezone != "" {
+		if _, err := time.LoadLocation(f.Timezone); err != nil {
+			errs = append(errs, fmt.Errorf("timezone %q is not a known time zone; use an IANA name such as Europe/Berlin or UTC", f.Timezone))
+		}
+	}
+	if len(f.Plans) == 0 {
+		errs = append(errs, errors.New("plans: at least one plan is required"))
+	}
+	seen := make(map[string]int)
+	for i, p := range f.Plans {
+		where := fmt.Sprintf("plan %q", p.Name)
+		if p.Name == "" {
+			where = fmt.Sprintf("plan %d", i+1)
+			errs = append(errs, fmt.Errorf("%s: name is required, unique in the file", where))
+		} else if j, dup := seen[p.Name]; dup {
+			errs = append(errs, fmt.Errorf("%s: name is used by plans %d and %d; names must be unique", where, j+1, i+1))
+			where = fmt.Sprintf("plan %d (%q)", i+1, p.Name)
+		} else {
+			seen[p.Name] = i
+		}
+		if _, err := parseCron(p.Cron); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
+		if !p.Customers.All {
+			if len(p.Customers.Names) == 0 {
+				errs = append(errs, fmt.Errorf("%s: customers is required: a list of customer names, such as [acme, globex], or the word all", where))
+			}
+			for _, c := range p.Customers.Names {
+				if err := validCustomer(c); err != nil {
+					errs = append(errs, fmt.Errorf("%s: customers: %q: %w", where, c, err))
+				}
+			}
+		}
+		if len(p.Ranges) == 0 {
+			errs = append(errs, fmt.Errorf("%s: ranges is required: a list of presets from %s", where, strings.Join(dashcache.PresetNames, ", ")))
+		}
+		for _, r := range p.Ranges {
+			if _, _, err := dashcache.PresetRange(r, time.Now()); err != nil {
+				errs = append(errs, fmt.Errorf("%s: ranges: %w", where, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+const cronHelp = `5 fields (minute hour day-of-month month day-of-week) such as "0 2 * * *", or a descriptor such as @daily, @hourly or @every 10m`
+
+// parseCron parses a plan's cron expression: 5 fields or a descriptor.
+func parseCron(spec string) (s cron.Schedule, err error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, errors.New("cron is required: " + cronHelp)
+	}
+	// The zone comes from the file's timezone, so that cron times and "today"
+	// agree. (cron v3.0.1 also panics on "TZ=x" without a following space.)
+	if t := strings.TrimSpace(spec); strings.HasPrefix(t, "TZ=") || strings.HasPrefix(t, "CRON_TZ=") {
+		return nil, fmt.Errorf("cron %q: a zone prefix is not accepted; set timezone: at the top of the file", spec)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("cron %q is not valid; use %s", spec, cronHelp)
+		}
+	}()
+	s, err = cron.ParseStandard(spec)
+	if err != nil {
+		return nil, fmt.Errorf("cron %q: %v; use %s", spec, err, cronHelp)
+	}
+	if s.Next(time.Now()).IsZero() {
+		return nil, fmt.Errorf("cron %q never fires (no such date); use %s", spec, cronHelp)
+	}
+	return s, nil
+}
+
+// validCustomer checks a customer name against the rules of the report key.
+func validCustomer(name string) error {
+	// yesterday always gives a valid range, so only the name can fail.
+	_, err := dashcache.PresetKey(name, "yesterday", time.Now())
+	return err
+}

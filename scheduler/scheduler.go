@@ -1,0 +1,303 @@
+// Package scheduler runs warming plans: on each plan's cron schedule it
+// computes the plan's range presets for "today" (in the plan file's zone) and
+// enqueues one warm task per customer and range on the warming queue.
+//
+// Presets are computed when a plan fires, not when it is loaded, which is why
+// this package drives robfig/cron directly rather than asynq.Scheduler (whose
+// task payloads are fixed).
+package scheduler
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/dashcache/dashcache"
+)
+
+// DefaultFiringTimeout bounds one firing of a plan, so that a hung Redis or BI
+// platform cannot pile firings up.
+const DefaultFiringTimeout = time.Minute
+
+// Config configures a Scheduler. Zero fields take the defaults stated.
+type Config struct {
+	// File holds the plans. Required.
+	File *File
+	// Zone is the zone that cron times and "today" are computed in.
+	// Default: File.Timezone if set, else UTC.
+	Zone *time.Location
+	// Enqueue enqueues the warm task of k on the warming queue. enqueued is
+	// false, with no error, when k's task is already queued or running.
+	// Required.
+	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
+	// Customers lists the BI platform's customers, for plans with
+	// customers: all. Required only if some plan uses it.
+	Customers func(ctx context.Context) ([]string, error)
+	// Log receives one line per firing and cron's own messages. Default: no
+	// logs.
+	Log zerolog.Logger
+	// Now is the clock that "today" is read from. Default: time.Now. (Cron
+	// itself runs on the real clock.)
+	Now func() time.Time
+	// FiringTimeout bounds one firing of a plan. Default: DefaultFiringTimeout.
+	FiringTimeout time.Duration
+}
+
+// Result counts what one firing of a plan did.
+type Result struct {
+	// Enqueued is the number of warm tasks enqueued.
+	Enqueued int
+	// Duplicates is the number of keys whose task was already queued or
+	// running.
+	Duplicates int
+	// Errors holds one error per key that failed (it names the key), and one
+	// for the keys left untried when the firing timed out.
+	Errors []error
+}
+
+// Scheduler fires warming plans on their cron schedules.
+type Scheduler struct {
+	plans     map[string]Plan
+	zone      *time.Location
+	enqueue   func(context.Context, dashcache.ReportKey) (bool, error)
+	customers func(context.Context) ([]string, error)
+	log       zerolog.Logger
+	now       func() time.Time
+	timeout   time.Duration
+	cron      *cron.Cron
+	entries   map[cron.EntryID]string // plan name by cron entry
+
+	mu        sync.Mutex
+	started   bool
+	stopped   bool
+	runCtx    context.Context // parent of cron firings; cancelled by Shutdown
+	cancelRun context.CancelFunc
+	jobsDone  <-chan struct{} // closed when the last running firing returns
+}
+
+// New returns a Scheduler for cfg's plans. It validates the plans again and
+// checks that every function a plan needs is given. Nothing runs before Start.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.File == nil {
+		return nil, errors.New("scheduler: Config.File is required")
+	}
+	if err := cfg.File.validate(); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	if cfg.Enqueue == nil {
+		return nil, errors.New("scheduler: Config.Enqueue is required")
+	}
+	zone := cfg.Zone
+	if zone == nil {
+		zone = time.UTC
+		if cfg.File.Timezone != "" {
+			z, err := time.LoadLocation(cfg.File.Timezone)
+			if err != nil {
+				return nil, fmt.Errorf("scheduler: timezone %q: %w", cfg.File.Timezone, err)
+			}
+			zone = z
+		}
+	}
+	s := &Scheduler{
+		plans:     make(map[string]Plan, len(cfg.File.Plans)),
+		zone:      zone,
+		enqueue:   cfg.Enqueue,
+		customers: cfg.Customers,
+		log:       cfg.Log.With().Str("component", "scheduler").Logger(),
+		now:       cfg.Now,
+		timeout:   cmp.Or(cfg.FiringTimeout, DefaultFiringTimeout),
+		entries:   make(map[cron.EntryID]string, len(cfg.File.Plans)),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.cron = cron.New(cron.WithLocation(zone), cron.WithLogger(cronLogger{s.log}))
+	for _, p := range cfg.File.Plans {
+		if p.Customers.All && cfg.Customers == nil {
+			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, so Config.Customers is required", p.Name)
+		}
+		p.Ranges = slices.Clone(p.Ranges)
+		p.Customers.Names = slices.Clone(p.Customers.Names)
+		s.plans[p.Name] = p
+
+		sched, err := parseCron(p.Cron)
+		if err != nil {
+			return nil, fmt.Errorf("scheduler: plan %q: %w", p.Name, err)
+		}
+		l := cronLogger{s.log.With().Str("plan", p.Name).Logger()}
+		job := cron.NewChain(cron.Recover(l), cron.SkipIfStillRunning(l)).Then(cron.FuncJob(func() {
+			_, _ = s.RunPlan(s.runCtx, p.Name) // RunPlan logs the outcome
+		}))
+		s.entries[s.cron.Schedule(sched, job)] = p.Name
+	}
+	return s, nil
+}
+
+// Start starts firing plans on their schedules. ctx's values reach the
+// firings, but its cancellation does not: Shutdown stops them. Calling Start
+// again is a no-op; calling it after Shutdown is an error.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errors.New("scheduler: Start after Shutdown")
+	}
+	if s.started {
+		return nil
+	}
+	s.started = true
+	s.runCtx, s.cancelRun = context.WithCancel(context.WithoutCancel(ctx))
+	s.cron.Start()
+	for _, e := range s.cron.Entries() {
+		s.log.Info().Str("plan", s.entries[e.ID]).Time("next", e.Next).Msg("warming plan scheduled")
+	}
+	return nil
+}
+
+// Shutdown stops firing plans and waits, up to ctx's end, for running firings
+// to return. If ctx ends first, it cancels them and returns ctx's error.
+// Calling Shutdown again waits the same way; without Start it does nothing.
+func (s *Scheduler) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		if s.started {
+			s.jobsDone = s.cron.Stop().Done()
+		}
+	}
+	done, cancel := s.jobsDone, s.cancelRun
+	s.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		cancel()
+		return nil
+	case <-ctx.Done():
+		cancel()
+		return fmt.Errorf("scheduler: shutdown with a firing still running: %w", ctx.Err())
+	}
+}
+
+// RunPlan fires the named plan once, now: it computes today in the
+// scheduler's zone, resolves the customers (asking Config.Customers for
+// customers: all, and skipping with a warning any name from it that is not a
+// valid customer), and enqueues one warm task per customer and range. A key
+// that fails does not stop the others; its error is in Result.Errors. The
+// error return is for a firing that could not run at all: an unknown plan or
+// a failed customer list. The firing is bounded by Config.FiringTimeout and
+// logs one line with its counts.
+func (s *Scheduler) RunPlan(ctx context.Context, name string) (Result, error) {
+	p, ok := s.plans[name]
+	if !ok {
+		names := make([]string, 0, len(s.plans))
+		for n := range s.plans {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return Result{}, fmt.Errorf("scheduler: no plan named %q; the plans are %q", name, names)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	log := s.log.With().Str("plan", name).Logger()
+	start := time.Now()
+
+	res, keys, err := s.fire(ctx, p, log)
+	if err != nil {
+		log.Error().Err(err).Dur("duration", time.Since(start)).Msg("warming plan failed")
+		return Result{}, err
+	}
+	ev := log.Info()
+	if len(res.Errors) > 0 {
+		ev = log.Warn().AnErr("first_error", res.Errors[0])
+	}
+	ev.Int("keys", keys).
+		Int("enqueued", res.Enqueued).
+		Int("duplicate", res.Duplicates).
+		Int("failed", len(res.Errors)).
+		Dur("duration", time.Since(start)).
+		Msg("warming plan fired")
+	return res, nil
+}
+
+// fire does RunPlan's work and returns the result and the number of keys.
+func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (Result, int, error) {
+	today := s.now().In(s.zone)
+	customers := p.Customers.Names
+	if p.Customers.All {
+		names, err := s.customers(ctx)
+		if err != nil {
+			return Result{}, 0, fmt.Errorf("plan %q: listing the BI platform's customers: %w", p.Name, err)
+		}
+		customers = customers[:0:0]
+		var skipped []string
+		for _, c := range names {
+			if validCustomer(c) != nil {
+				skipped = append(skipped, c)
+				continue
+			}
+			customers = append(customers, c)
+		}
+		if len(skipped) > 0 {
+			log.Warn().Int("skipped", len(skipped)).Strs("examples", skipped[:min(len(skipped), 5)]).
+				Msg("the BI platform listed customers whose names dashcache does not accept; skipping them")
+		}
+	}
+
+	var res Result
+	var keys []dashcache.ReportKey
+	seen := make(map[dashcache.ReportKey]bool)
+	for _, c := range customers {
+		for _, r := range p.Ranges {
+			k, err := dashcache.PresetKey(c, r, today)
+			if err != nil {
+				res.Errors = append(res.Errors, fmt.Errorf("%s over %s: %w", c, r, err))
+				continue
+			}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	for i, k := range keys {
+		if err := ctx.Err(); err != nil {
+			res.Errors = append(res.Errors, fmt.Errorf("stopped after %d of %d keys: %w", i, len(keys), err))
+			break
+		}
+		enqueued, err := s.enqueue(ctx, k)
+		switch {
+		case err != nil:
+			res.Errors = append(res.Errors, fmt.Errorf("enqueuing %s: %w", k, err))
+		case enqueued:
+			res.Enqueued++
+		default:
+			res.Duplicates++
+		}
+	}
+	return res, len(keys), nil
+}
+
+// cronLogger adapts a zerolog.Logger to cron.Logger: cron's routine messages
+// go to debug, a skipped firing to warn, errors (recovered panics) to error.
+type cronLogger struct{ log zerolog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) {
+	if msg == "skip" { // from cron.SkipIfStillRunning
+		l.log.Warn().Msg("skipped a firing: the previous firing of this plan is still running")
+		return
+	}
+	l.log.Debug().Fields(kv).Msg("cron: " + msg)
+}
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error().Err(err).Fields(kv).Msg("cron: " + msg)
+}
