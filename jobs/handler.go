@@ -50,8 +50,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	return &Handler{cfg: cfg}, nil
 }
 
-// ProcessTask fills one report unless it is cached or another worker is
-// filling it. The last attempt never fails: an archived task would block the
+// ProcessTask fills one report unless it is cached (and the task is not
+// forced) or another worker is filling it. The last attempt never fails: an archived task would block the
 // report's task ID for 90 days, so it logs and ends instead, and the next
 // reader or plan enqueues the report afresh.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -64,7 +64,8 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	final := retried >= maxRetry
-	err = h.fill(ctx, log, k, final)
+	force := t.Headers()[forceHeader] == "true"
+	err = h.fill(ctx, log, k, force, final)
 	if err != nil && final {
 		log.Error().Err(err).Int("attempts", retried+1).Msg("giving up on this report")
 		return nil
@@ -72,10 +73,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// fill locks the report, checks the cache again, calls the BI platform while
-// renewing the lock, and writes the report fenced by the lock, which wakes its
-// readers.
-func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, final bool) error {
+// fill locks the report, checks the cache again (unless forced), calls the BI
+// platform while renewing the lock, and writes the report fenced by the lock,
+// which wakes its readers.
+func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, force, final bool) error {
 	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
 		log.Debug().Msg("another worker is filling this report")
@@ -94,13 +95,15 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	held, stop := lock.Hold(ctx)
 	defer stop()
 
-	cached, err := h.cfg.Store.Get(held, k)
-	if err != nil {
-		return err
-	}
-	if cached != "" {
-		log.Debug().Msg("already cached")
-		return nil
+	if !force {
+		cached, err := h.cfg.Store.Get(held, k)
+		if err != nil {
+			return err
+		}
+		if cached != "" {
+			log.Debug().Msg("already cached")
+			return nil
+		}
 	}
 
 	callCtx := held

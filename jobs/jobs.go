@@ -38,11 +38,19 @@ const (
 	maxBackoff = time.Minute
 )
 
+// forceHeader, set to "true" on a task, makes it call the BI platform even if
+// the report is cached and fresh.
+const forceHeader = "force"
+
 // NewTask returns the warm task of a report for queue. Its ID is derived from the
 // canonical key, so a second task for the same report is refused while the first
-// is pending or running.
-func NewTask(k dashcache.ReportKey, queue string) *asynq.Task {
-	return asynq.NewTask(TypeWarm, []byte(k.String()),
+// is pending or running. A forced task refreshes a report that is still fresh.
+func NewTask(k dashcache.ReportKey, queue string, force bool) *asynq.Task {
+	var headers map[string]string
+	if force {
+		headers = map[string]string{forceHeader: "true"}
+	}
+	return asynq.NewTaskWithHeaders(TypeWarm, []byte(k.String()), headers,
 		asynq.TaskID(k.TaskID()),
 		asynq.Queue(queue),
 		asynq.MaxRetry(MaxRetry),
@@ -50,10 +58,10 @@ func NewTask(k dashcache.ReportKey, queue string) *asynq.Task {
 	)
 }
 
-// Enqueue enqueues the warm task of a report. enqueued is false, with no error,
-// when the same report's task is already queued or running.
-func Enqueue(ctx context.Context, c *asynq.Client, k dashcache.ReportKey, queue string) (enqueued bool, err error) {
-	_, err = c.EnqueueContext(ctx, NewTask(k, queue))
+// Enqueue enqueues the warm task of a report (see NewTask). enqueued is false,
+// with no error, when the same report's task is already queued or running.
+func Enqueue(ctx context.Context, c *asynq.Client, k dashcache.ReportKey, queue string, force bool) (enqueued bool, err error) {
+	_, err = c.EnqueueContext(ctx, NewTask(k, queue, force))
 	switch {
 	case err == nil:
 		return true, nil

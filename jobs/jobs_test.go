@@ -48,7 +48,7 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	h := newHandler(t, rdb, sim)
 	k := key(t, "acme")
 	for range 2 {
-		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive)); err != nil {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestHandlerContendedMakesNoCall(t *testing.T) {
 	if _, err := store.New(rdb).Obtain(context.Background(), k, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive)); err != nil {
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
 		t.Fatalf("contended task: %v, want nil (someone else is filling)", err)
 	}
 	if sim.Calls() != 0 {
@@ -135,23 +135,30 @@ func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashc
 	return f
 }
 
-// waitTaskGone waits until the task ID is free (task neither queued, retried
-// nor archived) and checks that it can be enqueued again.
-func waitTaskGone(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
+// waitTaskGone waits until the task ID is free on queue: the task is neither
+// queued, running, retried nor archived.
+func waitTaskGone(t *testing.T, rdb *redis.Client, queue string, k dashcache.ReportKey) {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		_, err := insp.GetTaskInfo(jobs.QueueInteractive, k.TaskID())
+		_, err := insp.GetTaskInfo(queue, k.TaskID())
 		if errors.Is(err, asynq.ErrTaskNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			info, _ := insp.GetTaskInfo(jobs.QueueInteractive, k.TaskID())
+			info, _ := insp.GetTaskInfo(queue, k.TaskID())
 			t.Fatalf("task still present in state %v: a failure must not leave it archived", info.State)
 		}
 	}
+}
+
+// waitTaskFreed waits until the report's interactive task is gone and checks
+// that the report can be enqueued again.
+func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
+	t.Helper()
+	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive); !ok || err != nil {
+	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive, false); !ok || err != nil {
 		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
 	}
 }
@@ -168,14 +175,14 @@ func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
 	defer sub.Close()
 	k := key(t, "gone")
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive); !ok || err != nil {
+	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive, false); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	runWorker(t, rdb, sim)
 	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "permanent") || !strings.Contains(f, "HTTP 404") {
 		t.Errorf("remembered failure %q", f)
 	}
-	waitTaskGone(t, rdb, k)
+	waitTaskFreed(t, rdb, k)
 	if sim.Calls() != 1 {
 		t.Errorf("a permanent failure was called %d times, want 1", sim.Calls())
 	}
@@ -194,14 +201,14 @@ func TestLastTransientFailureIsRememberedNotArchived(t *testing.T) {
 	k := key(t, "flaky")
 	c := asynq.NewClientFromRedisClient(rdb)
 	// The first attempt is the last one.
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive), asynq.MaxRetry(0)); err != nil {
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, false), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
 	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "transient") || !strings.Contains(f, "HTTP 503") {
 		t.Errorf("remembered failure %q", f)
 	}
-	waitTaskGone(t, rdb, k)
+	waitTaskFreed(t, rdb, k)
 }
 
 // TestLastAttemptThatLostItsLockIsNotArchived: a final attempt whose lock was
@@ -216,13 +223,13 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 			return 503, 0
 		}})
 	c := asynq.NewClientFromRedisClient(rdb)
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive), asynq.MaxRetry(0)); err != nil {
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, false), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
 	// The task ends (its ID is free) without a failure written over the new
 	// holder's lock.
-	waitTaskGone(t, rdb, k)
+	waitTaskFreed(t, rdb, k)
 	if sim.Calls() != 1 {
 		t.Fatalf("BI calls %d, want 1", sim.Calls())
 	}
@@ -231,5 +238,27 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 	}
 	if tok := rdb.Get(context.Background(), store.LockKey(k)).Val(); tok != "another-worker" {
 		t.Errorf("the new holder's lock became %q", tok)
+	}
+}
+
+// TestForcedTaskRefreshesFreshReport: a warm task for a fresh report makes no
+// BI call unless it is forced; the force survives the trip through Redis.
+func TestForcedTaskRefreshesFreshReport(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	k := key(t, "fresh")
+	if err := newHandler(t, rdb, sim).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, false)); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, rdb, sim)
+	c := asynq.NewClientFromRedisClient(rdb)
+	for _, force := range []bool{false, true} {
+		if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueWarming, force); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		waitTaskGone(t, rdb, jobs.QueueWarming, k)
+	}
+	if sim.Calls() != 2 {
+		t.Fatalf("BI calls %d, want 2: one fill, no call for the fresh report, one forced refresh", sim.Calls())
 	}
 }

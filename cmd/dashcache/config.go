@@ -22,6 +22,7 @@ type Config struct {
 	ProviderRate         int           // DASHCACHE_PROVIDER_RATE; default 10
 	AllowUnauthenticated bool          // DASHCACHE_ALLOW_UNAUTHENTICATED; default false
 	WorkerConcurrency    int           // DASHCACHE_WORKER_CONCURRENCY; default 10
+	ScheduleFile         string        // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location
 	LogLevel             string // DASHCACHE_LOG_LEVEL; default info
 	LogFormat            string // DASHCACHE_LOG_FORMAT; json (default) or console
@@ -31,10 +32,11 @@ type Config struct {
 
 // defaultListen is each role's listen address.
 var defaultListen = map[string]string{
-	"all":    "127.0.0.1:8080",
-	"api":    "127.0.0.1:8080",
-	"worker": "127.0.0.1:9090",
-	"fakebi": "127.0.0.1:8081",
+	"all":       "127.0.0.1:8080",
+	"api":       "127.0.0.1:8080",
+	"worker":    "127.0.0.1:9090",
+	"scheduler": "127.0.0.1:9091",
+	"fakebi":    "127.0.0.1:8081",
 }
 
 // maxProviderTimeout keeps one BI call well inside a warm task's own timeout.
@@ -54,6 +56,7 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 		Listen:        env("LISTEN", defaultListen[role]),
 		ProviderURL:   env("PROVIDER_URL", ""),
 		ProviderToken: env("PROVIDER_TOKEN", ""),
+		ScheduleFile:  env("SCHEDULE_FILE", ""),
 		LogLevel:      env("LOG_LEVEL", "info"),
 		LogFormat:     env("LOG_FORMAT", "json"),
 	}
@@ -126,13 +129,18 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 		bad("LOG_FORMAT", "want json or console, got %q", c.LogFormat)
 	}
 	// Settings of later features are refused rather than silently ignored.
-	for _, name := range []string{"REDIS_CLUSTER_ADDRS", "API_KEYS", "SCHEDULE_FILE"} {
+	for _, name := range []string{"REDIS_CLUSTER_ADDRS", "API_KEYS"} {
 		if env(name, "") != "" {
 			bad(name, "is not supported by this version yet; unset it")
 		}
 	}
-	if err := checkListen(c.Listen, c.AllowUnauthenticated); err != nil {
-		bad("LISTEN", "%v", err)
+	if role == "scheduler" && c.ScheduleFile == "" {
+		bad("SCHEDULE_FILE", "role scheduler needs a warming plan file (see README.md)")
+	}
+	if c.Listen != "" { // role warm serves nothing
+		if err := checkListen(c.Listen, c.AllowUnauthenticated); err != nil {
+			bad("LISTEN", "%v", err)
+		}
 	}
 	return c, errors.Join(errs...)
 }

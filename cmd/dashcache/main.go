@@ -12,15 +12,22 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	_ "time/tzdata" // zones work in slim containers without system zone data
 )
 
 const usage = `usage: dashcache [role]
 
 roles:
-  all     API + worker in one process (default); on an embedded Redis
-          unless DASHCACHE_REDIS_URL is set
+  all     API + worker (+ scheduler with DASHCACHE_SCHEDULE_FILE) in one
+          process (default); on an embedded Redis unless DASHCACHE_REDIS_URL
+          is set
   api     the read endpoint GET /v1/reports (needs DASHCACHE_REDIS_URL)
   worker  the asynq server that fills reports (needs DASHCACHE_REDIS_URL)
+  scheduler  cron-driven warming plans from DASHCACHE_SCHEDULE_FILE
+          (needs DASHCACHE_REDIS_URL)
+  warm    enqueue warm tasks once and exit (needs DASHCACHE_REDIS_URL):
+          dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]
+          dashcache warm --customers a --from 2025-01-01 --to 2025-01-31
   fakebi  a simulated BI platform speaking the provider contract
 
 Settings are environment variables DASHCACHE_*; see README.md.
@@ -44,11 +51,12 @@ func main() {
 
 // run runs the role named by args until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	role := "all"
+	role, rest := "all", args
 	if len(args) > 0 {
-		role = args[0]
+		role, rest = args[0], args[1:]
 	}
-	if len(args) > 1 || defaultListen[role] == "" {
+	serve, isServer := roles[role]
+	if (!isServer && role != "warm") || (isServer && len(rest) > 0) {
 		fmt.Fprint(stderr, usage)
 		if role != "-h" && role != "--help" && role != "help" {
 			fmt.Fprintf(stderr, "\nunknown role or extra arguments: %q\n", args)
@@ -59,8 +67,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("bad settings:\n%w", err)
 	}
+	if role == "warm" {
+		// stdout is the command's report; logs go to stderr.
+		return runWarm(ctx, cfg, newLogger(cfg, stderr), rest, stdout, stderr)
+	}
 	out := newLogWriter(stdout, 100*time.Millisecond)
 	defer out.Close()
-	log := newLogger(cfg, out).With().Str("role", role).Logger()
-	return roles[role](ctx, cfg, log)
+	return serve(ctx, cfg, newLogger(cfg, out).With().Str("role", role).Logger())
 }

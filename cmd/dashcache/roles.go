@@ -14,57 +14,59 @@ import (
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/scheduler"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
 
+// roles are the long-running roles; warm is a one-shot command (warm.go).
 var roles = map[string]func(context.Context, Config, zerolog.Logger) error{
-	"all":    runAll,
-	"api":    runAPI,
-	"worker": runWorker,
-	"fakebi": runFakeBI,
+	"all":       withRedis(true, serveAPI, startWorker, startScheduler),
+	"api":       withRedis(false, serveAPI),
+	"worker":    withRedis(false, serveHealth, startWorker),
+	"scheduler": withRedis(false, serveHealth, startScheduler),
+	"fakebi":    runFakeBI,
 }
 
-func runAll(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	rdb, closeRedis, err := openRedis(cfg, log, true)
-	if err != nil {
-		return err
+// A part is a background piece of a role; stop (nil if it did not start)
+// shuts it down gracefully.
+type part func(Config, redis.UniversalClient, zerolog.Logger) (stop func(), err error)
+
+// withRedis builds a role: it opens Redis (the embedded one if allowed and no
+// URL is set), starts the parts, and serves HTTP until ctx ends; then it stops
+// the parts in reverse order.
+func withRedis(embeddedOK bool, serve func(context.Context, Config, redis.UniversalClient, zerolog.Logger) error, parts ...part) func(context.Context, Config, zerolog.Logger) error {
+	return func(ctx context.Context, cfg Config, log zerolog.Logger) error {
+		rdb, closeRedis, err := openRedis(cfg, log, embeddedOK)
+		if err != nil {
+			return err
+		}
+		defer closeRedis()
+		for _, start := range parts {
+			stop, err := start(cfg, rdb, log)
+			if err != nil {
+				return err
+			}
+			if stop != nil {
+				defer stop()
+			}
+		}
+		return serve(ctx, cfg, rdb, log)
 	}
-	defer closeRedis()
-	stopWorker, err := startWorker(cfg, rdb, log)
-	if err != nil {
-		return err
-	}
-	defer stopWorker()
-	return serveAPI(ctx, cfg, rdb, log)
 }
 
-func runAPI(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	rdb, closeRedis, err := openRedis(cfg, log, false)
-	if err != nil {
-		return err
-	}
-	defer closeRedis()
-	return serveAPI(ctx, cfg, rdb, log)
+// serveHealth serves /healthz and /readyz for the roles without the API.
+func serveHealth(ctx context.Context, cfg Config, rdb redis.UniversalClient, log zerolog.Logger) error {
+	return serveHTTP(ctx, cfg.Listen, healthHandler(store.New(rdb)), log, nil)
 }
 
-func runWorker(ctx context.Context, cfg Config, log zerolog.Logger) error {
-	rdb, closeRedis, err := openRedis(cfg, log, false)
-	if err != nil {
-		return err
-	}
-	defer closeRedis()
-	stopWorker, err := startWorker(cfg, rdb, log)
-	if err != nil {
-		return err
-	}
-	defer stopWorker()
-	st := store.New(rdb)
-	health := http.NewServeMux()
-	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	health.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+// healthHandler answers /healthz, and /readyz while Redis answers.
+func healthHandler(st *store.Store) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := st.Ping(ctx); err != nil {
@@ -73,7 +75,7 @@ func runWorker(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	return serveHTTP(ctx, cfg.Listen, health, log, nil)
+	return mux
 }
 
 func runFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
@@ -95,9 +97,9 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// startWorker starts the asynq server that fills reports through the
-// rate-limited BI platform; stop shuts it down gracefully.
-func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
+// newSource returns the BI platform (or the simulator) behind the fleet-wide
+// rate limit.
+func newSource(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (provider.Source, error) {
 	var src provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
@@ -109,13 +111,19 @@ func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (sto
 		}
 		src = c
 	}
-	limited, err := provider.NewLimited(src, provider.LimitConfig{
+	return provider.NewLimited(src, provider.LimitConfig{
 		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
 	})
+}
+
+// startWorker starts the asynq server that fills reports through the
+// rate-limited BI platform; stop shuts it down gracefully.
+func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
+	src, err := newSource(cfg, rdb, log)
 	if err != nil {
 		return nil, err
 	}
-	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: limited, Log: log, Zone: cfg.Zone})
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: src, Log: log, Zone: cfg.Zone})
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +134,51 @@ func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (sto
 	return srv.Shutdown, nil
 }
 
+// startScheduler runs the warming plans of DASHCACHE_SCHEDULE_FILE, if set;
+// stop ends them, letting a running firing finish.
+func startScheduler(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
+	if cfg.ScheduleFile == "" {
+		return nil, nil
+	}
+	file, err := scheduler.LoadFile(cfg.ScheduleFile)
+	if err != nil {
+		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
+	}
+	src, err := newSource(cfg, rdb, log)
+	if err != nil {
+		return nil, err
+	}
+	zone := cfg.Zone
+	if file.Timezone != "" {
+		zone = nil // the plan file's own timezone wins
+	}
+	enq := asynq.NewClientFromRedisClient(rdb)
+	sc, err := scheduler.New(scheduler.Config{
+		File: file,
+		Zone: zone,
+		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
+			return jobs.Enqueue(ctx, enq, k, jobs.QueueWarming, false)
+		},
+		Customers: src.Customers,
+		Log:       log,
+	})
+	if err != nil {
+		enq.Close()
+		return nil, err
+	}
+	if err := sc.Start(context.Background()); err != nil {
+		enq.Close()
+		return nil, err
+	}
+	log.Info().Str("file", cfg.ScheduleFile).Int("plans", len(file.Plans)).Msg("warming plans scheduled")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		sc.Shutdown(ctx)
+		enq.Close()
+	}, nil
+}
+
 // serveAPI serves the read API until ctx ends, then answers waiting readers
 // and drains connections.
 func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log zerolog.Logger) error {
@@ -134,7 +187,7 @@ func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log ze
 	srv, err := api.New(api.Config{
 		Store: store.New(rdb),
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return jobs.Enqueue(ctx, enq, k, jobs.QueueInteractive)
+			return jobs.Enqueue(ctx, enq, k, jobs.QueueInteractive, false)
 		},
 		Log:  log,
 		Zone: cfg.Zone,
