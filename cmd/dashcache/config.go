@@ -15,6 +15,7 @@ import (
 // Config is every setting, read from the environment (see CONTRACT.md).
 type Config struct {
 	RedisURL             string        // DASHCACHE_REDIS_URL; "" = embedded (role all only)
+	RedisClusterAddrs    []string      // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
 	Listen               string        // DASHCACHE_LISTEN; default per role
 	ProviderURL          string        // DASHCACHE_PROVIDER_URL; "" = built-in simulator
 	ProviderToken        string        // DASHCACHE_PROVIDER_TOKEN
@@ -129,7 +130,16 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 		bad("LOG_FORMAT", "want json or console, got %q", c.LogFormat)
 	}
 	// Settings of later features are refused rather than silently ignored.
-	for _, name := range []string{"REDIS_CLUSTER_ADDRS", "API_KEYS"} {
+	if v := env("REDIS_CLUSTER_ADDRS", ""); v != "" {
+		for _, a := range strings.Split(v, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("REDIS_CLUSTER_ADDRS", "want host:port,host:port,..., got %q", a)
+			}
+			c.RedisClusterAddrs = append(c.RedisClusterAddrs, a)
+		}
+	}
+	for _, name := range []string{"API_KEYS"} {
 		if env(name, "") != "" {
 			bad(name, "is not supported by this version yet; unset it")
 		}
