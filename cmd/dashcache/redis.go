@@ -43,4 +43,3 @@ func openRedis(cfg Config, log zerolog.Logger, embeddedOK bool) (redis.Universal
 	rdb := redis.NewClient(opt)
 	return rdb, func() { rdb.Close(); closeAll() }, nil
 }
-
