@@ -62,3 +62,42 @@ func PresetKey(customer, preset string, today time.Time) (ReportKey, error) {
 	}
 	return ParseReportKey(customer, from.Format(DateLayout), to.Format(DateLayout), today)
 }
+
+// MaxWarmKeys bounds how many reports one warm request may name.
+const MaxWarmKeys = 1000
+
+// WarmKeys returns the keys of customers x ranges (preset names), or of
+// customers x the one range from..to when ranges is empty, checked as a read
+// would be. Exactly one of ranges or from/to must be given.
+func WarmKeys(customers, ranges []string, from, to string, today time.Time) ([]ReportKey, error) {
+	if len(customers) == 0 {
+		return nil, invalid("customers is required: at least one customer")
+	}
+	explicit := from != "" || to != ""
+	if explicit == (len(ranges) > 0) {
+		return nil, invalid("give either ranges (presets such as %s) or from and to", strings.Join(PresetNames, ", "))
+	}
+	n := len(customers) * max(len(ranges), 1)
+	if n > MaxWarmKeys {
+		return nil, invalid("%d reports requested; at most %d at once", n, MaxWarmKeys)
+	}
+	keys := make([]ReportKey, 0, n)
+	for _, c := range customers {
+		if explicit {
+			k, err := ParseReportKey(c, from, to, today)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+			continue
+		}
+		for _, r := range ranges {
+			k, err := PresetKey(c, r, today)
+			if err != nil {
+				return nil, err
+			}
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}

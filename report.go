@@ -37,7 +37,7 @@ type ReportKey struct {
 // year, month and day are used). Every error wraps ErrInvalidInput and says, in
 // words a person can act on, what is wrong.
 func ParseReportKey(customer, from, to string, today time.Time) (ReportKey, error) {
-	if err := validateCustomer(customer); err != nil {
+	if err := CheckCustomer(customer); err != nil {
 		return ReportKey{}, err
 	}
 	f, err := parseDate("from", from)
@@ -68,7 +68,7 @@ func ParseCanonical(s string) (ReportKey, error) {
 	if len(parts) != 3 {
 		return ReportKey{}, invalid("canonical key %q is not customer|from|to", s)
 	}
-	if err := validateCustomer(parts[0]); err != nil {
+	if err := CheckCustomer(parts[0]); err != nil {
 		return ReportKey{}, err
 	}
 	f, err := parseDate("from", parts[1])
@@ -126,7 +126,9 @@ func (k ReportKey) TTL(today time.Time) time.Duration {
 	return OpenTTL
 }
 
-func validateCustomer(c string) error {
+// CheckCustomer returns an error (wrapping ErrInvalidInput) if c is not a valid
+// customer name: 1-64 characters of A-Z a-z 0-9 . _ -.
+func CheckCustomer(c string) error {
 	if c == "" {
 		return invalid("customer is required: 1-%d characters of A-Z a-z 0-9 . _ -", MaxCustomerLen)
 	}

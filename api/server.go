@@ -31,9 +31,20 @@ type Config struct {
 	// Enqueue enqueues the interactive warm task of a report; enqueued is false
 	// when it was already queued (required).
 	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
-	Log     zerolog.Logger   // default: no logs
-	Now     func() time.Time // default time.Now
-	Zone    *time.Location   // where "today" is; default UTC
+	// Warm enqueues a warm task on the warming queue, for POST /v1/warm
+	// (required).
+	Warm func(ctx context.Context, k dashcache.ReportKey, force bool) (enqueued bool, err error)
+	// APIKeys, when not nil, are required to read reports; default: no
+	// authentication (the caller keeps the listener on loopback).
+	APIKeys APIKeys
+	// AdminToken guards the admin endpoints; default "": loopback only.
+	AdminToken string
+	// Monitoring, when set, is served under /monitoring/ to admins (the asynq
+	// web UI, built with that root path).
+	Monitoring http.Handler
+	Log        zerolog.Logger   // default: no logs
+	Now        func() time.Time // default time.Now
+	Zone       *time.Location   // where "today" is; default UTC
 }
 
 // Server serves the read API. Start it before serving, Shutdown it after.
@@ -56,8 +67,8 @@ type Server struct {
 
 // New returns an API server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Enqueue == nil {
-		return nil, errors.New("api: Config needs Store and Enqueue")
+	if cfg.Store == nil || cfg.Enqueue == nil || cfg.Warm == nil {
+		return nil, errors.New("api: Config needs Store, Enqueue and Warm")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -69,6 +80,11 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{})}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
+	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
+	if cfg.Monitoring != nil {
+		s.mux.Handle("/monitoring/", s.admin(cfg.Monitoring))
+		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	}
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -139,9 +155,17 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusMethodNotAllowed, "reports are read with GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD")
 		return
 	}
+	acc, ok := s.authenticate(w, r)
+	if !ok {
+		return
+	}
 	k, wait, err := s.parseQuery(r)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !acc.allows(k.Customer) {
+		problem(w, http.StatusForbidden, fmt.Sprintf("this API key may not read customer %q", k.Customer))
 		return
 	}
 	ctx := r.Context()
@@ -268,7 +292,7 @@ func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration
 			return dashcache.ReportKey{}, 0, fmt.Errorf("%s is given %d times; give it once", name, len(q[name]))
 		}
 	}
-	k, err := dashcache.ParseReportKey(q.Get("customer"), q.Get("from"), q.Get("to"), s.cfg.Now().In(s.cfg.Zone))
+	k, err := dashcache.ParseReportKey(q.Get("customer"), q.Get("from"), q.Get("to"), s.today())
 	if err != nil {
 		return k, 0, err
 	}
@@ -280,6 +304,11 @@ func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration
 		}
 	}
 	return k, wait, nil
+}
+
+// today is the current time in the service's zone.
+func (s *Server) today() time.Time {
+	return s.cfg.Now().In(s.cfg.Zone)
 }
 
 // etagMatches reports whether an If-None-Match header names etag (weak

@@ -30,23 +30,32 @@ type fixture struct {
 	store    *store.Store
 	mini     *miniredis.Miniredis
 	enqueued atomic.Int64
+	warmed   []string // keys given to Warm, in order (one request at a time)
 }
 
-// newFixture runs an API server on miniredis whose Enqueue only counts: no
-// worker fills anything unless the test does.
-func newFixture(t *testing.T) *fixture {
+// newFixture runs an API server on miniredis whose Enqueue and Warm only count:
+// no worker fills anything unless the test does. opts adjust the Config.
+func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
 	t.Helper()
 	f := &fixture{mini: miniredis.RunT(t)}
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	f.store = store.New(rdb)
-	srv, err := api.New(api.Config{
+	cfg := api.Config{
 		Store: f.store,
 		Enqueue: func(context.Context, dashcache.ReportKey) (bool, error) {
 			return f.enqueued.Add(1) == 1, nil
 		},
+		Warm: func(_ context.Context, k dashcache.ReportKey, force bool) (bool, error) {
+			f.warmed = append(f.warmed, k.String())
+			return k.Customer != "busy", nil
+		},
 		Now: func() time.Time { return now },
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +73,13 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, f.http.URL+"/v1/reports?"+query, nil)
+	return f.do(t, http.MethodGet, "/v1/reports?"+query, "", header...)
+}
+
+// do sends a request with an optional body and header name/value pairs.
+func (f *fixture) do(t *testing.T, method, path, body string, header ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.http.URL+path, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}

@@ -93,12 +93,14 @@ func TestSettingsRefused(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"api", nil, "DASHCACHE_REDIS_URL is required"},
+		{"api", nil, "DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required"},
 		{"all", map[string]string{"DASHCACHE_LISTEN": "0.0.0.0:8080"}, "DASHCACHE_ALLOW_UNAUTHENTICATED"},
 		{"all", map[string]string{"DASHCACHE_PROVIDER_TIMEOUT": "soon"}, "DASHCACHE_PROVIDER_TIMEOUT"},
 		{"all", map[string]string{"DASHCACHE_REDIS_URL": "http://x"}, "DASHCACHE_REDIS_URL"},
 		{"all", map[string]string{"DASHCACHE_TIMEZONE": "Mars/Base"}, "DASHCACHE_TIMEZONE"},
-		{"all", map[string]string{"DASHCACHE_API_KEYS": "k=acme"}, "not supported"},
+		{"all", map[string]string{"DASHCACHE_API_KEYS": "k"}, "DASHCACHE_API_KEYS"},
+		{"all", map[string]string{"DASHCACHE_MONITORING_READONLY": "perhaps"}, "DASHCACHE_MONITORING_READONLY"},
+		{"scheduler", map[string]string{"DASHCACHE_REDIS_URL": "redis://127.0.0.1:1"}, "DASHCACHE_SCHEDULE_FILE"},
 	} {
 		err := run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dashcache/dashcache/api"
 	"github.com/rs/zerolog"
 )
 
@@ -22,6 +23,9 @@ type Config struct {
 	ProviderTimeout      time.Duration // DASHCACHE_PROVIDER_TIMEOUT; default 60s
 	ProviderRate         int           // DASHCACHE_PROVIDER_RATE; default 10
 	AllowUnauthenticated bool          // DASHCACHE_ALLOW_UNAUTHENTICATED; default false
+	APIKeys              api.APIKeys   // DASHCACHE_API_KEYS; nil = no authentication
+	AdminToken           string        // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
+	MonitoringReadOnly   bool          // DASHCACHE_MONITORING_READONLY; default false
 	WorkerConcurrency    int           // DASHCACHE_WORKER_CONCURRENCY; default 10
 	ScheduleFile         string        // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location
@@ -58,6 +62,7 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 		ProviderURL:   env("PROVIDER_URL", ""),
 		ProviderToken: env("PROVIDER_TOKEN", ""),
 		ScheduleFile:  env("SCHEDULE_FILE", ""),
+		AdminToken:    env("ADMIN_TOKEN", ""),
 		LogLevel:      env("LOG_LEVEL", "info"),
 		LogFormat:     env("LOG_FORMAT", "json"),
 	}
@@ -94,6 +99,14 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 	c.ProviderRate = positive("PROVIDER_RATE", "10")
 	c.WorkerConcurrency = positive("WORKER_CONCURRENCY", "10")
 	c.AllowUnauthenticated = boolean("ALLOW_UNAUTHENTICATED")
+	c.MonitoringReadOnly = boolean("MONITORING_READONLY")
+	if v := env("API_KEYS", ""); v != "" {
+		keys, err := api.ParseAPIKeys(v)
+		if err != nil {
+			bad("API_KEYS", "want key=customer|customer,key2=*: %v", err)
+		}
+		c.APIKeys = keys
+	}
 	zone, err := time.LoadLocation(env("TIMEZONE", "UTC"))
 	if err != nil {
 		bad("TIMEZONE", "want an IANA zone such as Europe/Berlin, got %q", env("TIMEZONE", ""))
@@ -139,25 +152,20 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 			c.RedisClusterAddrs = append(c.RedisClusterAddrs, a)
 		}
 	}
-	for _, name := range []string{"API_KEYS"} {
-		if env(name, "") != "" {
-			bad(name, "is not supported by this version yet; unset it")
-		}
-	}
 	if role == "scheduler" && c.ScheduleFile == "" {
 		bad("SCHEDULE_FILE", "role scheduler needs a warming plan file (see README.md)")
 	}
 	if c.Listen != "" { // role warm serves nothing
-		if err := checkListen(c.Listen, c.AllowUnauthenticated); err != nil {
+		if err := checkListen(c.Listen, c.AllowUnauthenticated || c.APIKeys != nil); err != nil {
 			bad("LISTEN", "%v", err)
 		}
 	}
 	return c, errors.Join(errs...)
 }
 
-// checkListen refuses a listener reachable from other hosts unless running
-// without authentication was asked for explicitly.
-func checkListen(addr string, allowUnauthenticated bool) error {
+// checkListen refuses a listener reachable from other hosts unless it is
+// authenticated or running without authentication was asked for explicitly.
+func checkListen(addr string, authenticatedOrAllowed bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("want host:port, got %q", addr)
@@ -168,9 +176,9 @@ func checkListen(addr string, allowUnauthenticated bool) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return nil
 	}
-	if allowUnauthenticated {
+	if authenticatedOrAllowed {
 		return nil
 	}
-	return fmt.Errorf("%q is reachable from other hosts and this version has no API keys; "+
-		"listen on 127.0.0.1, or set DASHCACHE_ALLOW_UNAUTHENTICATED=true to serve without authentication", addr)
+	return fmt.Errorf("%q is reachable from other hosts but DASHCACHE_API_KEYS is unset; "+
+		"set API keys, listen on 127.0.0.1, or set DASHCACHE_ALLOW_UNAUTHENTICATED=true to serve without authentication", addr)
 }

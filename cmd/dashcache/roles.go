@@ -16,6 +16,7 @@ import (
 	"github.com/dashcache/dashcache/scheduler"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -188,6 +189,16 @@ func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log ze
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
 			return jobs.Enqueue(ctx, enq, k, jobs.QueueInteractive, false)
 		},
+		Warm: func(ctx context.Context, k dashcache.ReportKey, force bool) (bool, error) {
+			return jobs.Enqueue(ctx, enq, k, jobs.QueueWarming, force)
+		},
+		APIKeys:    cfg.APIKeys,
+		AdminToken: cfg.AdminToken,
+		Monitoring: asynqmon.New(asynqmon.Options{
+			RootPath:     "/monitoring",
+			RedisConnOpt: sharedRedis{rdb},
+			ReadOnly:     cfg.MonitoringReadOnly,
+		}),
 		Log:  log,
 		Zone: cfg.Zone,
 	})
@@ -201,6 +212,11 @@ func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log ze
 	}
 	return serveHTTP(ctx, cfg.Listen, srv.Handler(), log, srv.Shutdown)
 }
+
+// sharedRedis hands asynqmon our Redis client instead of a second pool.
+type sharedRedis struct{ redis.UniversalClient }
+
+func (s sharedRedis) MakeRedisClient() any { return s.UniversalClient }
 
 // serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
 // and shuts the server down gracefully.

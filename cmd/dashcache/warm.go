@@ -28,7 +28,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	keys, err := warmKeys(*customers, *ranges, *from, *to, cfg)
+	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, time.Now().In(cfg.Zone))
 	if err != nil || fs.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -65,35 +65,13 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	return errors.Join(errs...)
 }
 
-// warmKeys builds the keys of customers x (ranges, or the one range from..to),
-// checking every input the way the read API does.
-func warmKeys(customers, ranges, from, to string, cfg Config) ([]dashcache.ReportKey, error) {
-	today := time.Now().In(cfg.Zone)
-	if customers == "" {
-		return nil, errors.New("--customers is required")
-	}
-	explicit := from != "" || to != ""
-	if explicit == (ranges != "") {
-		return nil, errors.New("give either --ranges or --from and --to")
-	}
-	var keys []dashcache.ReportKey
-	for _, c := range strings.Split(customers, ",") {
-		c = strings.TrimSpace(c)
-		if explicit {
-			k, err := dashcache.ParseReportKey(c, from, to, today)
-			if err != nil {
-				return nil, err
-			}
-			keys = append(keys, k)
-			continue
-		}
-		for _, r := range strings.Split(ranges, ",") {
-			k, err := dashcache.PresetKey(c, strings.TrimSpace(r), today)
-			if err != nil {
-				return nil, err
-			}
-			keys = append(keys, k)
+// splitList splits a comma-separated flag value; "" is no items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
-	return keys, nil
+	return out
 }

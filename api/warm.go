@@ -1,0 +1,76 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/dashcache/dashcache"
+)
+
+// maxWarmBody bounds the body of POST /v1/warm.
+const maxWarmBody = 64 << 10
+
+type warmRequest struct {
+	Customers []string `json:"customers"`
+	Ranges    []string `json:"ranges"`
+	From      string   `json:"from"`
+	To        string   `json:"to"`
+	Force     bool     `json:"force"`
+}
+
+type warmResult struct {
+	Key    string `json:"key"`
+	Result string `json:"result"` // enqueued | duplicate
+}
+
+// postWarm enqueues warm tasks for customers x ranges (or from..to) on the
+// warming queue and answers 202 with what happened to each key.
+func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		problem(w, http.StatusMethodNotAllowed, `warm with POST /v1/warm and a JSON body {"customers":[...],"ranges":[...]}`)
+		return
+	}
+	var req warmRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWarmBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; warm fewer reports at once", maxWarmBody))
+			return
+		}
+		problem(w, http.StatusBadRequest, fmt.Sprintf(`the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "force":true: %v`, err))
+		return
+	}
+	keys, err := dashcache.WarmKeys(req.Customers, req.Ranges, req.From, req.To, s.today())
+	if err != nil {
+		problem(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out := struct {
+		Keys      []warmResult `json:"keys"`
+		Enqueued  int          `json:"enqueued"`
+		Duplicate int          `json:"duplicate"`
+	}{Keys: make([]warmResult, 0, len(keys))}
+	for _, k := range keys {
+		enqueued, err := s.cfg.Warm(r.Context(), k, req.Force)
+		if err != nil {
+			s.unavailable(w, err)
+			return
+		}
+		res := "duplicate"
+		if enqueued {
+			res = "enqueued"
+			out.Enqueued++
+		} else {
+			out.Duplicate++
+		}
+		out.Keys = append(out.Keys, warmResult{Key: k.String(), Result: res})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	json.NewEncoder(w).Encode(out)
+}
