@@ -16,6 +16,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -42,6 +43,11 @@ type Config struct {
 	// Monitoring, when set, is served under /monitoring/ to admins (the asynq
 	// web UI, built with that root path).
 	Monitoring http.Handler
+	// Metrics, when set, is served at /metrics (Prometheus).
+	Metrics http.Handler
+	// Registerer receives dashcache_reads_total and
+	// dashcache_fill_wait_seconds. Default: not exported.
+	Registerer prometheus.Registerer
 	Log        zerolog.Logger   // default: no logs
 	Now        func() time.Time // default time.Now
 	Zone       *time.Location   // where "today" is; default UTC
@@ -52,6 +58,7 @@ type Server struct {
 	cfg     Config
 	waiters waiters
 	mux     *http.ServeMux
+	metrics *metrics
 
 	// beforeWait, when set (tests), runs between a reader's failed cache
 	// check and its registration for the fill notification.
@@ -77,13 +84,20 @@ func New(cfg Config) (*Server, error) {
 		cfg.Zone = time.UTC
 	}
 	cfg.Log = cfg.Log.With().Str("component", "api").Logger()
-	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{})}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
 	if cfg.Monitoring != nil {
 		s.mux.Handle("/monitoring/", s.admin(cfg.Monitoring))
 		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
+	}
+	if cfg.Metrics != nil {
+		s.mux.Handle("/metrics", cfg.Metrics)
 	}
 	s.mux.HandleFunc("/healthz", s.healthz)
 	s.mux.HandleFunc("/readyz", s.readyz)
@@ -150,51 +164,62 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
+	s.metrics.read(s.readReport(w, r))
+}
+
+// Results of a read, as in dashcache_reads_total{result}.
+const (
+	resultHit     = "hit"
+	resultMiss    = "miss"
+	resultPending = "pending"
+	resultError   = "error"
+)
+
+// readReport answers a read and returns its result.
+func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		problem(w, http.StatusMethodNotAllowed, "reports are read with GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD")
-		return
+		return resultError
 	}
 	acc, ok := s.authenticate(w, r)
 	if !ok {
-		return
+		return resultError
 	}
 	k, wait, err := s.parseQuery(r)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
-		return
+		return resultError
 	}
 	if !acc.allows(k.Customer) {
 		problem(w, http.StatusForbidden, fmt.Sprintf("this API key may not read customer %q", k.Customer))
-		return
+		return resultError
 	}
-	ctx := r.Context()
-	entry, err := s.cfg.Store.Get(ctx, k)
+	entry, err := s.cfg.Store.Get(r.Context(), k)
 	if err != nil {
-		s.unavailable(w, err)
-		return
+		return s.unavailable(w, err)
 	}
 	if entry != "" {
-		s.serve(w, r, entry, "hit")
-		return
+		return s.serve(w, r, entry, resultHit)
 	}
-	s.miss(w, r, k, wait)
+	start := time.Now()
+	defer func() { s.metrics.fillWait.Observe(time.Since(start).Seconds()) }()
+	return s.miss(w, r, k, wait)
 }
 
 // miss serves a report that was not cached: it enqueues the fill once for all
 // readers of the key in this process, and waits for its notification. The reader
 // registers for the notification before it looks at the cache again, so a fill
 // that lands in between is seen either by the look or by the notification.
-func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) {
+func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) string {
 	ctx := r.Context()
 	failure, err := s.cfg.Store.Failure(ctx, k)
 	if err != nil {
-		s.unavailable(w, err)
-		return
+		return s.unavailable(w, err)
 	}
 	if failure != "" {
 		problem(w, http.StatusBadGateway, failure)
-		return
+		return resultError
 	}
 	if s.beforeWait != nil {
 		s.beforeWait(k)
@@ -207,66 +232,66 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 		return err
 	})
 	if err != nil {
-		s.unavailable(w, err)
-		return
+		return s.unavailable(w, err)
 	}
-	if !s.lookup(w, r, k, wait == 0) {
-		return
+	if result := s.lookup(w, r, k, wait == 0); result != "" {
+		return result
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case <-wt.done:
-		s.lookup(w, r, k, true)
+		return s.lookup(w, r, k, true)
 	case <-timer.C:
-		pending(w)
 	case <-s.closing:
-		pending(w)
 	case <-ctx.Done():
+		return resultPending // the reader left; nothing to answer
 	}
+	return pending(w)
 }
 
 // lookup serves the report or its remembered failure, if either is there, and
-// reports whether the caller should go on waiting; with final set it answers
-// 202 instead.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, final bool) (keepWaiting bool) {
+// returns the result; with final set it answers 202 if neither is, else it
+// returns "" for the caller to go on waiting.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, final bool) string {
 	entry, failure, err := s.cfg.Store.Lookup(r.Context(), k)
 	switch {
 	case err != nil:
-		s.unavailable(w, err)
+		return s.unavailable(w, err)
 	case entry != "":
-		s.serve(w, r, entry, "miss")
+		return s.serve(w, r, entry, resultMiss)
 	case failure != "":
 		problem(w, http.StatusBadGateway, failure)
+		return resultError
 	case final:
-		pending(w)
-	default:
-		return true
+		return pending(w)
 	}
-	return false
+	return ""
 }
 
-func pending(w http.ResponseWriter) {
+func pending(w http.ResponseWriter) string {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", "1")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusAccepted)
 	io.WriteString(w, `{"status":"pending"}`+"\n")
+	return resultPending
 }
 
-func (s *Server) unavailable(w http.ResponseWriter, err error) {
+func (s *Server) unavailable(w http.ResponseWriter, err error) string {
 	s.cfg.Log.Error().Err(err).Msg("Redis call failed")
 	problem(w, http.StatusServiceUnavailable, "the report cache (Redis) is unreachable; try again in a few seconds")
+	return resultError
 }
 
 // serve writes a cached entry as the response: headers from its metadata, the
-// body copied verbatim.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, raw, xcache string) {
+// body copied verbatim. It returns xcache, the result.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, raw, xcache string) string {
 	e, err := store.ParseEntry(raw)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("corrupt cache entry")
 		problem(w, http.StatusInternalServerError, "the cached report is corrupt; it will be refilled when it expires")
-		return
+		return resultError
 	}
 	now := s.cfg.Now()
 	h := w.Header()
@@ -277,12 +302,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, raw, xcache strin
 	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(max(e.ExpiresAt.Sub(now), 0)/time.Second), 10))
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, e.ETag) {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return xcache
 	}
 	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
 	if r.Method != http.MethodHead {
 		io.WriteString(w, e.Body)
 	}
+	return xcache
 }
 
 func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration, error) {

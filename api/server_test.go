@@ -15,6 +15,9 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
@@ -319,5 +322,37 @@ func TestOtherPathsAndMethods(t *testing.T) {
 		if c.status >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" {
 			t.Errorf("%s %s: Content-Type %q", c.method, c.path, resp.Header.Get("Content-Type"))
 		}
+	}
+}
+
+func TestReadMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, func(c *api.Config) {
+		c.Registerer = reg
+		c.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	})
+	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{}`)
+	f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")           // hit
+	f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")           // hit
+	f.get(t, "customer=globex&from=2025-01-01&to=2025-01-31&wait=0s") // pending
+	f.get(t, "customer=")                                             // error
+	want := `
+# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), error.
+# TYPE dashcache_reads_total counter
+dashcache_reads_total{result="error"} 1
+dashcache_reads_total{result="hit"} 2
+dashcache_reads_total{result="miss"} 0
+dashcache_reads_total{result="pending"} 1
+dashcache_reads_total{result="stale"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_reads_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "dashcache_fill_wait_seconds"); n != 1 {
+		t.Errorf("fill wait histogram missing")
+	}
+	resp, body := f.do(t, http.MethodGet, "/metrics", "")
+	if resp.StatusCode != 200 || !strings.Contains(body, `dashcache_reads_total{result="hit"} 2`) {
+		t.Errorf("/metrics: %d\n%.300s", resp.StatusCode, body)
 	}
 }

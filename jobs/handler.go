@@ -10,6 +10,7 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 )
 
@@ -26,11 +27,14 @@ type HandlerConfig struct {
 	// FailureTTL is how long a failed fill is remembered (readers get 502 and
 	// no BI call is made). Default 30 s.
 	FailureTTL time.Duration
+	// Registerer receives dashcache_lock_total{result}. Default: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Handler fills reports: it is the asynq handler of TypeWarm.
 type Handler struct {
-	cfg HandlerConfig
+	cfg   HandlerConfig
+	locks *prometheus.CounterVec
 }
 
 // NewHandler returns a warm task handler.
@@ -47,7 +51,19 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	cfg.LockTTL = cmp.Or(cfg.LockTTL, 15*time.Second)
 	cfg.FailureTTL = cmp.Or(cfg.FailureTTL, 30*time.Second)
 	cfg.Log = cfg.Log.With().Str("component", "worker").Logger()
-	return &Handler{cfg: cfg}, nil
+	h := &Handler{cfg: cfg, locks: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dashcache_lock_total",
+		Help: "Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
+	}, []string{"result"})}
+	for _, r := range []string{"acquired", "contended", "lost"} {
+		h.locks.WithLabelValues(r)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(h.locks); err != nil {
+			return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+		}
+	}
+	return h, nil
 }
 
 // ProcessTask fills one report unless it is cached (and the task is not
@@ -76,15 +92,17 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 // fill locks the report, checks the cache again (unless forced), calls the BI
 // platform while renewing the lock, and writes the report fenced by the lock,
 // which wakes its readers.
-func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, force, final bool) error {
+func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, force, final bool) (err error) {
 	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
+		h.locks.WithLabelValues("contended").Inc()
 		log.Debug().Msg("another worker is filling this report")
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	h.locks.WithLabelValues("acquired").Inc()
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -94,6 +112,11 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	}()
 	held, stop := lock.Hold(ctx)
 	defer stop()
+	defer func() {
+		if errors.Is(err, store.ErrLockNotHeld) || errors.Is(context.Cause(held), store.ErrLockNotHeld) {
+			h.locks.WithLabelValues("lost").Inc()
+		}
+	}()
 
 	if !force {
 		cached, err := h.cfg.Store.Get(held, k)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TypeWarm is the asynq task type that fills one report. Its payload is the
@@ -58,14 +59,38 @@ func NewTask(k dashcache.ReportKey, queue string, force bool) *asynq.Task {
 	)
 }
 
+// Enqueuer enqueues warm tasks and counts them in
+// dashcache_enqueues_total{result="enqueued|duplicate"}.
+type Enqueuer struct {
+	client   *asynq.Client
+	enqueues *prometheus.CounterVec
+}
+
+// NewEnqueuer returns an Enqueuer on client, measured into reg (nil: not
+// exported).
+func NewEnqueuer(client *asynq.Client, reg prometheus.Registerer) *Enqueuer {
+	e := &Enqueuer{client: client, enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dashcache_enqueues_total",
+		Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
+	}, []string{"result"})}
+	e.enqueues.WithLabelValues("enqueued")
+	e.enqueues.WithLabelValues("duplicate")
+	if reg != nil {
+		reg.MustRegister(e.enqueues)
+	}
+	return e
+}
+
 // Enqueue enqueues the warm task of a report (see NewTask). enqueued is false,
 // with no error, when the same report's task is already queued or running.
-func Enqueue(ctx context.Context, c *asynq.Client, k dashcache.ReportKey, queue string, force bool) (enqueued bool, err error) {
-	_, err = c.EnqueueContext(ctx, NewTask(k, queue, force))
+func (e *Enqueuer) Enqueue(ctx context.Context, k dashcache.ReportKey, queue string, force bool) (enqueued bool, err error) {
+	_, err = e.client.EnqueueContext(ctx, NewTask(k, queue, force))
 	switch {
 	case err == nil:
+		e.enqueues.WithLabelValues("enqueued").Inc()
 		return true, nil
 	case errors.Is(err, asynq.ErrTaskIDConflict):
+		e.enqueues.WithLabelValues("duplicate").Inc()
 		return false, nil
 	default:
 		return false, fmt.Errorf("enqueueing %s: %w", k, err)

@@ -13,6 +13,8 @@ import (
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -34,8 +36,12 @@ func redisClient(t *testing.T) *redis.Client {
 	return rdb
 }
 
-func newHandler(t *testing.T, rdb *redis.Client, sim *provider.Simulator) *jobs.Handler {
-	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return today }})
+func newHandler(t *testing.T, rdb *redis.Client, sim *provider.Simulator, reg ...prometheus.Registerer) *jobs.Handler {
+	cfg := jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return today }}
+	if len(reg) > 0 {
+		cfg.Registerer = reg[0]
+	}
+	h, err := jobs.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,9 +77,11 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 func TestHandlerContendedMakesNoCall(t *testing.T) {
 	rdb := redisClient(t)
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
-	h := newHandler(t, rdb, sim)
+	reg := prometheus.NewRegistry()
+	h := newHandler(t, rdb, sim, reg)
 	k := key(t, "acme")
-	if _, err := store.New(rdb).Obtain(context.Background(), k, time.Minute); err != nil {
+	other, err := store.New(rdb).Obtain(context.Background(), k, time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
@@ -81,6 +89,20 @@ func TestHandlerContendedMakesNoCall(t *testing.T) {
 	}
 	if sim.Calls() != 0 {
 		t.Fatalf("BI calls %d while another worker held the lock", sim.Calls())
+	}
+	other.Release(context.Background())
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP dashcache_lock_total Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).
+# TYPE dashcache_lock_total counter
+dashcache_lock_total{result="acquired"} 1
+dashcache_lock_total{result="contended"} 1
+dashcache_lock_total{result="lost"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_lock_total"); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -158,7 +180,7 @@ func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive, false); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, false); !ok || err != nil {
 		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
 	}
 }
@@ -175,7 +197,7 @@ func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
 	defer sub.Close()
 	k := key(t, "gone")
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueInteractive, false); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, false); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	runWorker(t, rdb, sim)
@@ -253,7 +275,7 @@ func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 	runWorker(t, rdb, sim)
 	c := asynq.NewClientFromRedisClient(rdb)
 	for _, force := range []bool{false, true} {
-		if ok, err := jobs.Enqueue(context.Background(), c, k, jobs.QueueWarming, force); !ok || err != nil {
+		if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueWarming, force); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		waitTaskGone(t, rdb, jobs.QueueWarming, k)

@@ -21,4 +21,5 @@ var (
 	_ Source = (*Client)(nil)
 	_ Source = (*Simulator)(nil)
 	_ Source = (*Limited)(nil)
+	_ Source = (*Measured)(nil)
 )

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,8 +92,9 @@ func TestStampede(t *testing.T) {
 		"DASHCACHE_PROVIDER_TOKEN": testSecret,
 		"DASHCACHE_PROVIDER_RATE":  "100",
 	}
+	var workerAddrs []string
 	for range workers {
-		startRole(t, "worker", env)
+		workerAddrs = append(workerAddrs, startRole(t, "worker", env))
 	}
 	var apiAddrs []string
 	for range apis {
@@ -148,7 +150,45 @@ func TestStampede(t *testing.T) {
 	if got := bi.Calls(); got != keys {
 		t.Fatalf("the BI server counted %d calls for %d keys, want exactly %d", got, keys, keys)
 	}
+	// The workers' own metrics agree with the BI server.
+	var okCalls float64
+	for _, addr := range workerAddrs {
+		okCalls += scrape(t, addr, `dashcache_provider_calls_total{outcome="ok"}`)
+	}
+	if okCalls != keys {
+		t.Errorf("workers' dashcache_provider_calls_total{outcome=ok} sum to %v, want %d", okCalls, keys)
+	}
+	var reads float64
+	for _, addr := range apiAddrs {
+		reads += scrape(t, addr, `dashcache_reads_total{result="hit"}`) + scrape(t, addr, `dashcache_reads_total{result="miss"}`)
+	}
+	if reads != readers {
+		t.Errorf("API servers counted %v hit+miss reads, want %d", reads, readers)
+	}
 	slices.Sort(extra)
 	t.Logf("BI calls %d for %d keys and %d readers; reader latency minus BI latency: p50 %s, p99 %s, max %s",
 		bi.Calls(), keys, readers, extra[len(extra)/2], extra[len(extra)*99/100], extra[len(extra)-1])
+}
+
+// scrape returns the value of one sample (name{labels} exactly as exposed) from
+// the /metrics of the server at addr.
+func scrape(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", sample, addr, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not exposed by %s/metrics", sample, addr)
+	return 0
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -16,7 +17,11 @@ import (
 	"github.com/dashcache/dashcache/scheduler"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
 	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -30,22 +35,44 @@ var roles = map[string]func(context.Context, Config, zerolog.Logger) error{
 	"fakebi":    runFakeBI,
 }
 
+// deps are what the parts of one process share: one Redis client, one
+// metrics registry, one enqueuer, and one BI platform client, built when
+// first needed.
+type deps struct {
+	cfg    Config
+	log    zerolog.Logger
+	rdb    redis.UniversalClient
+	reg    *prometheus.Registry
+	enq    *jobs.Enqueuer
+	source func() (provider.Source, error)
+}
+
 // A part is a background piece of a role; stop (nil if it did not start)
 // shuts it down gracefully.
-type part func(Config, redis.UniversalClient, zerolog.Logger) (stop func(), err error)
+type part func(d *deps) (stop func(), err error)
 
 // withRedis builds a role: it opens Redis (the embedded one if allowed and no
 // URL is set), starts the parts, and serves HTTP until ctx ends; then it stops
 // the parts in reverse order.
-func withRedis(embeddedOK bool, serve func(context.Context, Config, redis.UniversalClient, zerolog.Logger) error, parts ...part) func(context.Context, Config, zerolog.Logger) error {
+func withRedis(embeddedOK bool, serve func(context.Context, *deps) error, parts ...part) func(context.Context, Config, zerolog.Logger) error {
 	return func(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		rdb, closeRedis, err := openRedis(cfg, log, embeddedOK)
 		if err != nil {
 			return err
 		}
 		defer closeRedis()
+		client := asynq.NewClientFromRedisClient(rdb)
+		defer client.Close()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+			metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
+		)
+		d := &deps{cfg: cfg, log: log, rdb: rdb, reg: reg, enq: jobs.NewEnqueuer(client, reg)}
+		d.source = sync.OnceValues(func() (provider.Source, error) { return newSource(cfg, rdb, reg, log) })
 		for _, start := range parts {
-			stop, err := start(cfg, rdb, log)
+			stop, err := start(d)
 			if err != nil {
 				return err
 			}
@@ -53,17 +80,14 @@ func withRedis(embeddedOK bool, serve func(context.Context, Config, redis.Univer
 				defer stop()
 			}
 		}
-		return serve(ctx, cfg, rdb, log)
+		return serve(ctx, d)
 	}
 }
 
-// serveHealth serves /healthz and /readyz for the roles without the API.
-func serveHealth(ctx context.Context, cfg Config, rdb redis.UniversalClient, log zerolog.Logger) error {
-	return serveHTTP(ctx, cfg.Listen, healthHandler(store.New(rdb)), log, nil)
-}
-
-// healthHandler answers /healthz, and /readyz while Redis answers.
-func healthHandler(st *store.Store) http.Handler {
+// serveHealth serves /healthz, /readyz and /metrics for the roles without the
+// API.
+func serveHealth(ctx context.Context, d *deps) error {
+	st := store.New(d.rdb)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
@@ -75,16 +99,16 @@ func healthHandler(st *store.Store) http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
-	return mux
+	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
+	return serveHTTP(ctx, d.cfg.Listen, mux, d.log, nil, nil)
 }
 
 func runFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	sim := newSimulator(cfg)
 	log.Info().Dur("min_latency", cfg.SimLatencyMin).Dur("max_latency", cfg.SimLatencyMax).
 		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
-	return serveHTTP(ctx, cfg.Listen, sim.Handler(), log, nil)
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), log, nil, nil)
 }
-
 func newSimulator(cfg Config) *provider.Simulator {
 	maxLatency := cfg.SimLatencyMax
 	if maxLatency == 0 {
@@ -97,9 +121,9 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// newSource returns the BI platform (or the simulator) behind the fleet-wide
-// rate limit.
-func newSource(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (provider.Source, error) {
+// newSource returns the BI platform (or the simulator), measured, behind the
+// fleet-wide rate limit.
+func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
 	var src provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
@@ -111,23 +135,23 @@ func newSource(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (provi
 		}
 		src = c
 	}
-	return provider.NewLimited(src, provider.LimitConfig{
+	return provider.NewLimited(provider.NewMeasured(src, reg), provider.LimitConfig{
 		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
 	})
 }
 
 // startWorker starts the asynq server that fills reports through the
 // rate-limited BI platform; stop shuts it down gracefully.
-func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
-	src, err := newSource(cfg, rdb, log)
+func startWorker(d *deps) (stop func(), err error) {
+	src, err := d.source()
 	if err != nil {
 		return nil, err
 	}
-	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: src, Log: log, Zone: cfg.Zone})
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(d.rdb), Source: src, Log: d.log, Zone: d.cfg.Zone, Registerer: d.reg})
 	if err != nil {
 		return nil, err
 	}
-	srv, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
+	srv, mux := jobs.NewServer(d.rdb, h, jobs.ServerConfig{Concurrency: d.cfg.WorkerConcurrency, Log: d.log})
 	if err := srv.Start(mux); err != nil {
 		return nil, fmt.Errorf("starting worker: %w", err)
 	}
@@ -136,71 +160,67 @@ func startWorker(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (sto
 
 // startScheduler runs the warming plans of DASHCACHE_SCHEDULE_FILE, if set;
 // stop ends them, letting a running firing finish.
-func startScheduler(cfg Config, rdb redis.UniversalClient, log zerolog.Logger) (stop func(), err error) {
-	if cfg.ScheduleFile == "" {
+func startScheduler(d *deps) (stop func(), err error) {
+	if d.cfg.ScheduleFile == "" {
 		return nil, nil
 	}
-	file, err := scheduler.LoadFile(cfg.ScheduleFile)
+	file, err := scheduler.LoadFile(d.cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
 	}
-	src, err := newSource(cfg, rdb, log)
+	src, err := d.source()
 	if err != nil {
 		return nil, err
 	}
-	zone := cfg.Zone
+	zone := d.cfg.Zone
 	if file.Timezone != "" {
 		zone = nil // the plan file's own timezone wins
 	}
-	enq := asynq.NewClientFromRedisClient(rdb)
 	sc, err := scheduler.New(scheduler.Config{
 		File: file,
 		Zone: zone,
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return jobs.Enqueue(ctx, enq, k, jobs.QueueWarming, false)
+			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, false)
 		},
 		Customers: src.Customers,
-		Log:       log,
+		Log:       d.log,
 	})
 	if err != nil {
-		enq.Close()
 		return nil, err
 	}
 	if err := sc.Start(context.Background()); err != nil {
-		enq.Close()
 		return nil, err
 	}
-	log.Info().Str("file", cfg.ScheduleFile).Int("plans", len(file.Plans)).Msg("warming plans scheduled")
+	d.log.Info().Str("file", d.cfg.ScheduleFile).Int("plans", len(file.Plans)).Msg("warming plans scheduled")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		sc.Shutdown(ctx)
-		enq.Close()
 	}, nil
 }
 
 // serveAPI serves the read API until ctx ends, then answers waiting readers
 // and drains connections.
-func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log zerolog.Logger) error {
-	enq := asynq.NewClientFromRedisClient(rdb)
-	defer enq.Close()
+func serveAPI(ctx context.Context, d *deps) error {
 	srv, err := api.New(api.Config{
-		Store: store.New(rdb),
+		Store: store.New(d.rdb),
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return jobs.Enqueue(ctx, enq, k, jobs.QueueInteractive, false)
+			return d.enq.Enqueue(ctx, k, jobs.QueueInteractive, false)
 		},
 		Warm: func(ctx context.Context, k dashcache.ReportKey, force bool) (bool, error) {
-			return jobs.Enqueue(ctx, enq, k, jobs.QueueWarming, force)
+			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, force)
 		},
-		APIKeys:    cfg.APIKeys,
-		AdminToken: cfg.AdminToken,
+		APIKeys:    d.cfg.APIKeys,
+		AdminToken: d.cfg.AdminToken,
 		Monitoring: asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
-			RedisConnOpt: sharedRedis{rdb},
-			ReadOnly:     cfg.MonitoringReadOnly,
+			RedisConnOpt: sharedRedis{d.rdb},
+			ReadOnly:     d.cfg.MonitoringReadOnly,
 		}),
-		Log:  log,
-		Zone: cfg.Zone,
+		Metrics:    promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
+		Registerer: d.reg,
+		Log:        d.log,
+		Zone:       d.cfg.Zone,
 	})
 	if err != nil {
 		return err
@@ -210,7 +230,10 @@ func serveAPI(ctx context.Context, cfg Config, rdb redis.UniversalClient, log ze
 	if err := srv.Start(startCtx); err != nil {
 		return fmt.Errorf("starting API: %w", err)
 	}
-	return serveHTTP(ctx, cfg.Listen, srv.Handler(), log, srv.Shutdown)
+	hint := func(addr net.Addr) {
+		d.log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", addr)
+	}
+	return serveHTTP(ctx, d.cfg.Listen, srv.Handler(), d.log, hint, srv.Shutdown)
 }
 
 // sharedRedis hands asynqmon our Redis client instead of a second pool.
@@ -219,8 +242,8 @@ type sharedRedis struct{ redis.UniversalClient }
 func (s sharedRedis) MakeRedisClient() any { return s.UniversalClient }
 
 // serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
-// and shuts the server down gracefully.
-func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger, beforeDrain func(context.Context) error) error {
+// and shuts the server down gracefully. listening (if any) is told the address.
+func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger, listening func(net.Addr), beforeDrain func(context.Context) error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s (DASHCACHE_LISTEN): %w", addr, err)
@@ -233,8 +256,8 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 		IdleTimeout:       2 * time.Minute,
 	}
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
-	if a, ok := ln.Addr().(*net.TCPAddr); ok && h != nil {
-		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", a)
+	if listening != nil {
+		listening(ln.Addr())
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -45,10 +45,11 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	defer closeRedis()
 	c := asynq.NewClientFromRedisClient(rdb)
 	defer c.Close()
+	enq := jobs.NewEnqueuer(c, nil)
 	var enqueued, duplicates int
 	var errs []error
 	for _, k := range keys {
-		ok, err := jobs.Enqueue(ctx, c, k, jobs.QueueWarming, *force)
+		ok, err := enq.Enqueue(ctx, k, jobs.QueueWarming, *force)
 		switch {
 		case err != nil:
 			errs = append(errs, err)

@@ -1,0 +1,56 @@
+package provider
+
+import (
+	"context"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Measured is a Source that counts and times the calls that reach the BI
+// platform: dashcache_provider_calls_total{outcome} and
+// dashcache_provider_call_seconds. Wrap the platform itself, inside Limited,
+// so that waits for the rate limit are not counted as call time.
+type Measured struct {
+	src      Source
+	calls    *prometheus.CounterVec
+	duration prometheus.Histogram
+}
+
+// NewMeasured returns src measured into reg (nil: not exported).
+func NewMeasured(src Source, reg prometheus.Registerer) *Measured {
+	m := &Measured{
+		src: src,
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_provider_calls_total",
+			Help: "Report queries sent to the BI platform, by outcome.",
+		}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dashcache_provider_call_seconds",
+			Help:    "Duration of report queries to the BI platform.",
+			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 20, 30, 60},
+		}),
+	}
+	for _, o := range []dashcache.ProviderOutcome{dashcache.OutcomeOK, dashcache.OutcomeRateLimited, dashcache.OutcomeTransient, dashcache.OutcomePermanent} {
+		m.calls.WithLabelValues(string(o))
+	}
+	if reg != nil {
+		reg.MustRegister(m.calls, m.duration)
+	}
+	return m
+}
+
+// Query queries the platform and records the call.
+func (m *Measured) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
+	start := time.Now()
+	data, err := m.src.Query(ctx, key)
+	m.duration.Observe(time.Since(start).Seconds())
+	m.calls.WithLabelValues(string(dashcache.Outcome(err))).Inc()
+	return data, err
+}
+
+// Customers lists the platform's customers (not counted as a report query).
+func (m *Measured) Customers(ctx context.Context) ([]string, error) {
+	return m.src.Customers(ctx)
+}
