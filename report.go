@@ -116,7 +116,21 @@ const (
 	ClosedTTL = 7 * 24 * time.Hour
 	// OpenTTL is how long a report of a range that includes today is fresh.
 	OpenTTL = 5 * time.Minute
+	// StaleFor is how long a report that is no longer fresh may still be
+	// served (X-Cache: stale) while one refresh runs.
+	StaleFor = time.Hour
 )
+
+// Refresh says when a warm task calls the BI platform for a report that is
+// cached. The zero value refreshes only a report that is missing or stale.
+type Refresh struct {
+	// Force refreshes even a fresh report.
+	Force bool
+	// Seen, if set, also refreshes a fresh report, unless it was computed
+	// after Seen: an early refresh asked by a reader who saw the report
+	// computed at Seen, which a refresh since has already answered.
+	Seen time.Time
+}
 
 // TTL returns how long a report filled now stays fresh.
 func (k ReportKey) TTL(today time.Time) time.Duration {

@@ -173,8 +173,8 @@ func TestWarmEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET /v1/warm: %d, want 405", resp.StatusCode)
 	}
-	if len(f.warmed) != 4 {
-		t.Errorf("Warm called for %v; only the good request may enqueue", f.warmed)
+	if calls := f.warmed(); len(calls) != 4 {
+		t.Errorf("Warm called for %v; only the good request may enqueue", calls)
 	}
 }
 

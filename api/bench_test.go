@@ -43,7 +43,7 @@ func BenchmarkHit(b *testing.B) {
 	srv, err := api.New(api.Config{
 		Store:   st,
 		Enqueue: func(context.Context, dashcache.ReportKey) (bool, error) { b.Fatal("hit enqueued"); return false, nil },
-		Warm:    func(context.Context, dashcache.ReportKey, bool) (bool, error) { return false, nil },
+		Warm:    func(context.Context, dashcache.ReportKey, dashcache.Refresh) (bool, error) { return false, nil },
 		Log:     zerolog.New(io.Discard),
 		Now:     func() time.Time { return now },
 	})

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 30},
 		}),
 	}
-	for _, r := range []string{resultHit, resultMiss, "stale", resultPending, resultError} {
+	for _, r := range []string{resultHit, resultMiss, resultStale, resultPending, resultError} {
 		m.reads[r] = reads.WithLabelValues(r)
 	}
 	if reg != nil {

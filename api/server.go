@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,9 +34,9 @@ type Config struct {
 	// Enqueue enqueues the interactive warm task of a report; enqueued is false
 	// when it was already queued (required).
 	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
-	// Warm enqueues a warm task on the warming queue, for POST /v1/warm
-	// (required).
-	Warm func(ctx context.Context, k dashcache.ReportKey, force bool) (enqueued bool, err error)
+	// Warm enqueues a warm task on the warming queue: for POST /v1/warm, and
+	// to refresh a stale report or one near its expiry (required).
+	Warm func(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (enqueued bool, err error)
 	// APIKeys, when not nil, are required to read reports; default: no
 	// authentication (the caller keeps the listener on loopback).
 	APIKeys APIKeys
@@ -63,6 +65,11 @@ type Server struct {
 	// beforeWait, when set (tests), runs between a reader's failed cache
 	// check and its registration for the fill notification.
 	beforeWait func(dashcache.ReportKey)
+	// random returns a number in [0, 1) for early refresh; tests fix it.
+	random func() float64
+	// refreshing holds the keys whose background refresh is being enqueued.
+	refreshing sync.Map
+	background sync.WaitGroup
 
 	startOnce sync.Once
 	startErr  error
@@ -88,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m}
+	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
@@ -137,6 +144,7 @@ func (s *Server) Shutdown(context.Context) error {
 			err = s.sub.Close()
 		}
 		s.listening.Wait()
+		s.background.Wait()
 	})
 	return err
 }
@@ -171,6 +179,7 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 const (
 	resultHit     = "hit"
 	resultMiss    = "miss"
+	resultStale   = "stale"
 	resultPending = "pending"
 	resultError   = "error"
 )
@@ -200,7 +209,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		return s.unavailable(w, err)
 	}
 	if entry != "" {
-		return s.serve(w, r, entry, resultHit)
+		return s.serveCached(w, r, k, entry)
 	}
 	start := time.Now()
 	defer func() { s.metrics.fillWait.Observe(time.Since(start).Seconds()) }()
@@ -259,7 +268,11 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.Repo
 	case err != nil:
 		return s.unavailable(w, err)
 	case entry != "":
-		return s.serve(w, r, entry, resultMiss)
+		e, ok := s.parseEntry(w, entry)
+		if !ok {
+			return resultError
+		}
+		return s.serve(w, r, e, resultMiss, s.cfg.Now())
 	case failure != "":
 		problem(w, http.StatusBadGateway, failure)
 		return resultError
@@ -284,22 +297,73 @@ func (s *Server) unavailable(w http.ResponseWriter, err error) string {
 	return resultError
 }
 
-// serve writes a cached entry as the response: headers from its metadata, the
-// body copied verbatim. It returns xcache, the result.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, raw, xcache string) string {
+// serveCached serves a report found in the cache: fresh, as a hit; no longer
+// fresh, as stale. A stale report, or a fresh one that XFetch picks for an
+// early refresh, gets one refresh enqueued in the background, so that keys
+// filled together do not all expire, and refill, together.
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, raw string) string {
+	e, ok := s.parseEntry(w, raw)
+	if !ok {
+		return resultError
+	}
+	now := s.cfg.Now()
+	result := resultHit
+	if !e.Fresh(now) {
+		result = resultStale
+		s.refreshLater(k, e.ComputedAt)
+	} else if s.refreshEarly(e, now) {
+		s.refreshLater(k, e.ComputedAt)
+	}
+	return s.serve(w, r, e, result, now)
+}
+
+// refreshEarly is XFetch (Vattani et al., "Optimal probabilistic cache stampede
+// prevention"): refresh with a probability that rises as expiry nears, scaled
+// by how long the report took to compute: -ComputeTime * ln(U) >= time left.
+func (s *Server) refreshEarly(e store.Entry, now time.Time) bool {
+	left := e.FreshUntil.Sub(now)
+	return float64(e.ComputeTime)*-math.Log(1-s.random()) >= float64(left)
+}
+
+// refreshLater enqueues, in the background, a refresh of a report computed at
+// seen, unless one is already being enqueued by this process.
+func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
+	key := k.String()
+	if _, busy := s.refreshing.LoadOrStore(key, struct{}{}); busy {
+		return
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		defer s.refreshing.Delete(key)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.cfg.Warm(ctx, k, dashcache.Refresh{Seen: seen}); err != nil {
+			s.cfg.Log.Warn().Err(err).Str("key", key).Msg("enqueueing a refresh")
+		}
+	}()
+}
+
+// parseEntry parses a cached entry, or answers 500 if it is corrupt.
+func (s *Server) parseEntry(w http.ResponseWriter, raw string) (store.Entry, bool) {
 	e, err := store.ParseEntry(raw)
 	if err != nil {
 		s.cfg.Log.Error().Err(err).Msg("corrupt cache entry")
 		problem(w, http.StatusInternalServerError, "the cached report is corrupt; it will be refilled when it expires")
-		return resultError
+		return e, false
 	}
-	now := s.cfg.Now()
+	return e, true
+}
+
+// serve writes a cached entry as the response: headers from its metadata, the
+// body copied verbatim. It returns xcache, the result.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, e store.Entry, xcache string, now time.Time) string {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Cache", xcache)
 	h.Set("ETag", e.ETag)
 	h.Set("Age", strconv.FormatInt(int64(max(now.Sub(e.ComputedAt), 0)/time.Second), 10))
-	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(max(e.ExpiresAt.Sub(now), 0)/time.Second), 10))
+	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(max(e.FreshUntil.Sub(now), 0)/time.Second), 10))
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, e.ETag) {
 		w.WriteHeader(http.StatusNotModified)
 		return xcache

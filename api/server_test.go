@@ -33,14 +33,32 @@ type fixture struct {
 	store    *store.Store
 	mini     *miniredis.Miniredis
 	enqueued atomic.Int64
-	warmed   []string // keys given to Warm, in order (one request at a time)
+	warms    chan warmCall // every call of Warm
+}
+
+type warmCall struct {
+	key     string
+	refresh dashcache.Refresh
+}
+
+// warmed drains the Warm calls made so far.
+func (f *fixture) warmed() []warmCall {
+	var out []warmCall
+	for {
+		select {
+		case c := <-f.warms:
+			out = append(out, c)
+		default:
+			return out
+		}
+	}
 }
 
 // newFixture runs an API server on miniredis whose Enqueue and Warm only count:
 // no worker fills anything unless the test does. opts adjust the Config.
 func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
 	t.Helper()
-	f := &fixture{mini: miniredis.RunT(t)}
+	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000)}
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	f.store = store.New(rdb)
@@ -49,8 +67,8 @@ func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
 		Enqueue: func(context.Context, dashcache.ReportKey) (bool, error) {
 			return f.enqueued.Add(1) == 1, nil
 		},
-		Warm: func(_ context.Context, k dashcache.ReportKey, force bool) (bool, error) {
-			f.warmed = append(f.warmed, k.String())
+		Warm: func(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
+			f.warms <- warmCall{k.String(), r}
 			return k.Customer != "busy", nil
 		},
 		Now: func() time.Time { return now },
@@ -96,15 +114,21 @@ func (f *fixture) do(t *testing.T, method, path, body string, header ...string) 
 }
 
 // fill writes a report as a worker would: lock, fenced write, notify. It was
-// computed 3 s before now and stays fresh for an hour.
+// computed in 2 s, 3 s before now, and stays fresh for an hour.
 func fill(t testing.TB, st *store.Store, k dashcache.ReportKey, data string) {
+	t.Helper()
+	fillAt(t, st, k, data, now.Add(-3*time.Second), time.Hour)
+}
+
+// fillAt writes a report computed in 2 s at computedAt, fresh for fresh.
+func fillAt(t testing.TB, st *store.Store, k dashcache.ReportKey, data string, computedAt time.Time, fresh time.Duration) {
 	t.Helper()
 	ctx := context.Background()
 	l, err := st.Obtain(ctx, k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Fill(ctx, store.NewEntry(k, []byte(data), now.Add(-3*time.Second), time.Hour), time.Hour); err != nil {
+	if err := l.Fill(ctx, store.NewEntry(k, []byte(data), computedAt, 2*time.Second, fresh), 24*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	l.Release(ctx)

@@ -56,7 +56,7 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		Duplicate int          `json:"duplicate"`
 	}{Keys: make([]warmResult, 0, len(keys))}
 	for _, k := range keys {
-		enqueued, err := s.cfg.Warm(r.Context(), k, req.Force)
+		enqueued, err := s.cfg.Warm(r.Context(), k, dashcache.Refresh{Force: req.Force})
 		if err != nil {
 			s.unavailable(w, err)
 			return

@@ -66,8 +66,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	return h, nil
 }
 
-// ProcessTask fills one report unless it is cached (and the task is not
-// forced) or another worker is filling it. The last attempt never fails: an archived task would block the
+// ProcessTask fills one report unless the cached one is still good for the
+// task (see dashcache.Refresh) or another worker is filling it. The last attempt never fails: an archived task would block the
 // report's task ID for 90 days, so it logs and ends instead, and the next
 // reader or plan enqueues the report afresh.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -80,8 +80,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	final := retried >= maxRetry
-	force := t.Headers()[forceHeader] == "true"
-	err = h.fill(ctx, log, k, force, final)
+	err = h.fill(ctx, log, k, refreshOf(t), final)
 	if err != nil && final {
 		log.Error().Err(err).Int("attempts", retried+1).Msg("giving up on this report")
 		return nil
@@ -89,10 +88,10 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// fill locks the report, checks the cache again (unless forced), calls the BI
-// platform while renewing the lock, and writes the report fenced by the lock,
-// which wakes its readers.
-func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, force, final bool) (err error) {
+// fill locks the report, checks the cache again, calls the BI platform while
+// renewing the lock, and writes the report fenced by the lock, which wakes its
+// readers.
+func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, refresh dashcache.Refresh, final bool) (err error) {
 	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
 		h.locks.WithLabelValues("contended").Inc()
@@ -118,15 +117,13 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		}
 	}()
 
-	if !force {
-		cached, err := h.cfg.Store.Get(held, k)
-		if err != nil {
-			return err
-		}
-		if cached != "" {
-			log.Debug().Msg("already cached")
-			return nil
-		}
+	cached, err := h.cfg.Store.Get(held, k)
+	if err != nil {
+		return err
+	}
+	if current(cached, refresh, h.cfg.Now()) {
+		log.Debug().Msg("already cached")
+		return nil
 	}
 
 	callCtx := held
@@ -137,17 +134,33 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	}
 	start := h.cfg.Now()
 	data, err := h.cfg.Source.Query(callCtx, k)
-	log = log.With().Dur("provider_ms", h.cfg.Now().Sub(start)).Logger()
+	now := h.cfg.Now()
+	log = log.With().Dur("provider_ms", now.Sub(start)).Logger()
 	if err != nil {
 		return h.failed(ctx, log, lock, err, final)
 	}
-	now := h.cfg.Now()
 	ttl := k.TTL(now.In(h.cfg.Zone))
-	if err := lock.Fill(held, store.NewEntry(k, data, now, ttl), ttl); err != nil {
+	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
 	log.Info().Int("bytes", len(data)).Msg("report filled")
 	return nil
+}
+
+// current reports whether a cached entry needs no refresh for r at now.
+func current(cached string, r dashcache.Refresh, now time.Time) bool {
+	if cached == "" || r.Force {
+		return false
+	}
+	e, err := store.ParseEntry(cached)
+	switch {
+	case err != nil:
+		return false // corrupt: replace it
+	case !r.Seen.IsZero():
+		return e.ComputedAt.After(r.Seen)
+	default:
+		return e.Fresh(now)
+	}
 }
 
 // failed handles a failed BI call: a rate-limited or transient failure is

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -39,17 +40,23 @@ const (
 	maxBackoff = time.Minute
 )
 
-// forceHeader, set to "true" on a task, makes it call the BI platform even if
-// the report is cached and fresh.
-const forceHeader = "force"
+// Task headers that carry a dashcache.Refresh: "force" is "true" to refresh a
+// fresh report; "seen" the computed-at (Unix ms) of the report a reader saw.
+const (
+	forceHeader = "force"
+	seenHeader  = "seen"
+)
 
 // NewTask returns the warm task of a report for queue. Its ID is derived from the
 // canonical key, so a second task for the same report is refused while the first
-// is pending or running. A forced task refreshes a report that is still fresh.
-func NewTask(k dashcache.ReportKey, queue string, force bool) *asynq.Task {
-	var headers map[string]string
-	if force {
-		headers = map[string]string{forceHeader: "true"}
+// is pending or running. r says whether a cached report is refreshed.
+func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Task {
+	headers := map[string]string{}
+	if r.Force {
+		headers[forceHeader] = "true"
+	}
+	if !r.Seen.IsZero() {
+		headers[seenHeader] = strconv.FormatInt(r.Seen.UnixMilli(), 10)
 	}
 	return asynq.NewTaskWithHeaders(TypeWarm, []byte(k.String()), headers,
 		asynq.TaskID(k.TaskID()),
@@ -83,8 +90,8 @@ func NewEnqueuer(client *asynq.Client, reg prometheus.Registerer) *Enqueuer {
 
 // Enqueue enqueues the warm task of a report (see NewTask). enqueued is false,
 // with no error, when the same report's task is already queued or running.
-func (e *Enqueuer) Enqueue(ctx context.Context, k dashcache.ReportKey, queue string, force bool) (enqueued bool, err error) {
-	_, err = e.client.EnqueueContext(ctx, NewTask(k, queue, force))
+func (e *Enqueuer) Enqueue(ctx context.Context, k dashcache.ReportKey, queue string, r dashcache.Refresh) (enqueued bool, err error) {
+	_, err = e.client.EnqueueContext(ctx, NewTask(k, queue, r))
 	switch {
 	case err == nil:
 		e.enqueues.WithLabelValues("enqueued").Inc()
@@ -108,4 +115,13 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	}
 	d := min(time.Second<<min(n, 10), maxBackoff)
 	return d/2 + rand.N(d/2+1)
+}
+
+// refreshOf reads the dashcache.Refresh that NewTask put in a task's headers.
+func refreshOf(t *asynq.Task) dashcache.Refresh {
+	r := dashcache.Refresh{Force: t.Headers()[forceHeader] == "true"}
+	if ms, err := strconv.ParseInt(t.Headers()[seenHeader], 10, 64); err == nil {
+		r.Seen = time.UnixMilli(ms)
+	}
+	return r
 }

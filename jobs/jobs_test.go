@@ -54,7 +54,7 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	h := newHandler(t, rdb, sim)
 	k := key(t, "acme")
 	for range 2 {
-		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,14 +84,14 @@ func TestHandlerContendedMakesNoCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 		t.Fatalf("contended task: %v, want nil (someone else is filling)", err)
 	}
 	if sim.Calls() != 0 {
 		t.Fatalf("BI calls %d while another worker held the lock", sim.Calls())
 	}
 	other.Release(context.Background())
-	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, false)); err != nil {
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 		t.Fatal(err)
 	}
 	want := `
@@ -180,7 +180,7 @@ func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, false); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
 		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
 	}
 }
@@ -197,7 +197,7 @@ func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
 	defer sub.Close()
 	k := key(t, "gone")
 	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, false); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	runWorker(t, rdb, sim)
@@ -223,7 +223,7 @@ func TestLastTransientFailureIsRememberedNotArchived(t *testing.T) {
 	k := key(t, "flaky")
 	c := asynq.NewClientFromRedisClient(rdb)
 	// The first attempt is the last one.
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, false), asynq.MaxRetry(0)); err != nil {
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
@@ -245,7 +245,7 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 			return 503, 0
 		}})
 	c := asynq.NewClientFromRedisClient(rdb)
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, false), asynq.MaxRetry(0)); err != nil {
+	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
@@ -269,18 +269,68 @@ func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 	rdb := redisClient(t)
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
 	k := key(t, "fresh")
-	if err := newHandler(t, rdb, sim).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, false)); err != nil {
+	if err := newHandler(t, rdb, sim).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, dashcache.Refresh{})); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
 	c := asynq.NewClientFromRedisClient(rdb)
 	for _, force := range []bool{false, true} {
-		if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueWarming, force); !ok || err != nil {
+		if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueWarming, dashcache.Refresh{Force: force}); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		waitTaskGone(t, rdb, jobs.QueueWarming, k)
 	}
 	if sim.Calls() != 2 {
 		t.Fatalf("BI calls %d, want 2: one fill, no call for the fresh report, one forced refresh", sim.Calls())
+	}
+}
+
+// TestRefreshRules: a plain task refreshes only a missing or stale report; a
+// task that saw the report at computed-at T refreshes it unless it was
+// recomputed since; a forced task always refreshes.
+func TestRefreshRules(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	k := key(t, "rules")
+	at := func(now time.Time) *jobs.Handler {
+		h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	computedAt := func() time.Time {
+		raw, _ := store.New(rdb).Get(context.Background(), k)
+		e, err := store.ParseEntry(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e.ComputedAt
+	}
+	staleTime := today.Add(dashcache.ClosedTTL + time.Minute)
+	steps := []struct {
+		name  string
+		now   time.Time
+		r     func() dashcache.Refresh
+		calls int64
+	}{
+		{"missing", today, func() dashcache.Refresh { return dashcache.Refresh{} }, 1},
+		{"fresh", today, func() dashcache.Refresh { return dashcache.Refresh{} }, 1},
+		{"seen an older one", today, func() dashcache.Refresh { return dashcache.Refresh{Seen: computedAt().Add(-time.Millisecond)} }, 1},
+		{"seen this one", today.Add(time.Second), func() dashcache.Refresh { return dashcache.Refresh{Seen: computedAt()} }, 2},
+		{"forced", today.Add(2 * time.Second), func() dashcache.Refresh { return dashcache.Refresh{Force: true} }, 3},
+		{"stale", staleTime, func() dashcache.Refresh { return dashcache.Refresh{} }, 4},
+		{"fresh again", staleTime, func() dashcache.Refresh { return dashcache.Refresh{} }, 4},
+	}
+	for _, s := range steps {
+		if err := at(s.now).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, s.r())); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := sim.Calls(); got != s.calls {
+			t.Fatalf("%s: BI calls %d, want %d", s.name, got, s.calls)
+		}
+	}
+	if ttl := rdb.PTTL(context.Background(), store.ReportKey(k)).Val(); ttl <= dashcache.ClosedTTL {
+		t.Errorf("Redis TTL %s: a report must outlive its freshness by the stale window", ttl)
 	}
 }

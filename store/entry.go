@@ -15,22 +15,26 @@ import (
 
 // A cached entry is a one-line header followed by the final response body:
 //
-//	dc1 <computed_at unix ms> <expires_at unix ms> <etag>\n<body>
+//	dc2 <computed_at unix ms> <fresh_until unix ms> <compute ms> <etag>\n<body>
 //
 // so that serving a hit needs no JSON decoding or encoding, only a byte copy.
-const entryMagic = "dc1 "
+const entryMagic = "dc2 "
 
 // Entry is a parsed cached report.
 type Entry struct {
-	ComputedAt time.Time
-	ExpiresAt  time.Time
-	ETag       string // quoted, as sent in the ETag header
-	Body       string // the response body, served verbatim
+	ComputedAt  time.Time
+	FreshUntil  time.Time     // served as a hit until then, as stale after
+	ComputeTime time.Duration // how long the BI call took (for early refresh)
+	ETag        string        // quoted, as sent in the ETag header
+	Body        string        // the response body, served verbatim
 }
 
+// Fresh reports whether the entry is still fresh at now.
+func (e Entry) Fresh(now time.Time) bool { return now.Before(e.FreshUntil) }
+
 // NewEntry builds the cached entry of a report whose BI data (raw JSON) was
-// computed at now and stays fresh for ttl.
-func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, ttl time.Duration) []byte {
+// computed at now, in computeTime, and stays fresh for ttl.
+func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, computeTime, ttl time.Duration) []byte {
 	var body bytes.Buffer
 	body.Grow(len(data) + 128)
 	body.WriteString(`{"customer":`)
@@ -45,6 +49,7 @@ func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, ttl time.Durati
 	header := entryMagic +
 		strconv.FormatInt(now.UnixMilli(), 10) + " " +
 		strconv.FormatInt(now.Add(ttl).UnixMilli(), 10) + " " +
+		strconv.FormatInt(computeTime.Milliseconds(), 10) + " " +
 		`"` + hex.EncodeToString(sum[:12]) + `"` + "\n"
 	return append([]byte(header), body.Bytes()...)
 }
@@ -61,14 +66,22 @@ func ParseEntry(s string) (Entry, error) {
 	header, body, ok := strings.Cut(s, "\n")
 	rest, ok2 := strings.CutPrefix(header, entryMagic)
 	computed, rest, ok3 := strings.Cut(rest, " ")
-	expires, etag, ok4 := strings.Cut(rest, " ")
-	if !ok || !ok2 || !ok3 || !ok4 || len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
+	fresh, rest, ok4 := strings.Cut(rest, " ")
+	took, etag, ok5 := strings.Cut(rest, " ")
+	if !ok || !ok2 || !ok3 || !ok4 || !ok5 || len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
 		return Entry{}, errBadEntry
 	}
 	c, err1 := strconv.ParseInt(computed, 10, 64)
-	e, err2 := strconv.ParseInt(expires, 10, 64)
-	if err1 != nil || err2 != nil {
+	f, err2 := strconv.ParseInt(fresh, 10, 64)
+	d, err3 := strconv.ParseInt(took, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
 		return Entry{}, errBadEntry
 	}
-	return Entry{ComputedAt: time.UnixMilli(c), ExpiresAt: time.UnixMilli(e), ETag: etag, Body: body}, nil
+	return Entry{
+		ComputedAt:  time.UnixMilli(c),
+		FreshUntil:  time.UnixMilli(f),
+		ComputeTime: time.Duration(d) * time.Millisecond,
+		ETag:        etag,
+		Body:        body,
+	}, nil
 }

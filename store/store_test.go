@@ -52,7 +52,7 @@ func TestKeysShareHashTag(t *testing.T) {
 func TestEntryRoundTrip(t *testing.T) {
 	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
 	now := time.UnixMilli(1740000000123).UTC()
-	raw := store.NewEntry(k, []byte(`{"revenue":12}`), now, time.Hour)
+	raw := store.NewEntry(k, []byte(`{"revenue":12}`), now, 2*time.Second, time.Hour)
 	e, err := store.ParseEntry(string(raw))
 	if err != nil {
 		t.Fatal(err)
@@ -61,17 +61,20 @@ func TestEntryRoundTrip(t *testing.T) {
 	if e.Body != wantBody {
 		t.Errorf("body\n got %s\nwant %s", e.Body, wantBody)
 	}
-	if !e.ComputedAt.Equal(now) || !e.ExpiresAt.Equal(now.Add(time.Hour)) {
-		t.Errorf("times %v %v", e.ComputedAt, e.ExpiresAt)
+	if !e.ComputedAt.Equal(now) || !e.FreshUntil.Equal(now.Add(time.Hour)) || e.ComputeTime != 2*time.Second {
+		t.Errorf("times %v %v %v", e.ComputedAt, e.FreshUntil, e.ComputeTime)
+	}
+	if !e.Fresh(now.Add(time.Hour-time.Millisecond)) || e.Fresh(now.Add(time.Hour)) {
+		t.Error("Fresh disagrees with FreshUntil")
 	}
 	if len(e.ETag) < 10 || e.ETag[0] != '"' || e.ETag[len(e.ETag)-1] != '"' {
 		t.Errorf("etag %q is not a quoted tag", e.ETag)
 	}
-	other, _ := store.ParseEntry(string(store.NewEntry(k, []byte(`{"revenue":13}`), now, time.Hour)))
+	other, _ := store.ParseEntry(string(store.NewEntry(k, []byte(`{"revenue":13}`), now, 2*time.Second, time.Hour)))
 	if other.ETag == e.ETag {
 		t.Error("different bodies share an ETag")
 	}
-	for _, bad := range []string{"", "x", "dc1 1 2\n{}", "dc1 a b \"e\"\n{}"} {
+	for _, bad := range []string{"", "x", "dc2 1 2 3\n{}", "dc2 a b c \"e\"\n{}", "dc1 1 2 \"e\"\n{}"} {
 		if _, err := store.ParseEntry(bad); err == nil {
 			t.Errorf("ParseEntry(%q) accepted a malformed entry", bad)
 		}
@@ -113,8 +116,8 @@ func TestLockSafety(t *testing.T) {
 		t.Fatalf("the new holder's lock was touched: token %q, want %q", tok, curToken)
 	}
 
-	newer := store.NewEntry(k, []byte(`{"v":"new"}`), time.Now(), time.Hour)
-	late := store.NewEntry(k, []byte(`{"v":"late"}`), time.Now(), time.Hour)
+	newer := store.NewEntry(k, []byte(`{"v":"new"}`), time.Now(), 2*time.Second, time.Hour)
+	late := store.NewEntry(k, []byte(`{"v":"late"}`), time.Now(), 2*time.Second, time.Hour)
 	if err := old.Fill(ctx, late, time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
 		t.Errorf("old holder's Fill before the new one's: %v, want ErrLockNotHeld", err)
 	}
@@ -224,7 +227,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	if err := l.RememberFailure(ctx, "BI said no", time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Fill(ctx, store.NewEntry(k, []byte(`1`), time.Now(), time.Minute), time.Minute); err != nil {
+	if err := l.Fill(ctx, store.NewEntry(k, []byte(`1`), time.Now(), 2*time.Second, time.Minute), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {

@@ -180,7 +180,7 @@ func startScheduler(d *deps) (stop func(), err error) {
 		File: file,
 		Zone: zone,
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, false)
+			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, dashcache.Refresh{})
 		},
 		Customers: src.Customers,
 		Log:       d.log,
@@ -205,10 +205,10 @@ func serveAPI(ctx context.Context, d *deps) error {
 	srv, err := api.New(api.Config{
 		Store: store.New(d.rdb),
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return d.enq.Enqueue(ctx, k, jobs.QueueInteractive, false)
+			return d.enq.Enqueue(ctx, k, jobs.QueueInteractive, dashcache.Refresh{})
 		},
-		Warm: func(ctx context.Context, k dashcache.ReportKey, force bool) (bool, error) {
-			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, force)
+		Warm: func(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
+			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, r)
 		},
 		APIKeys:    d.cfg.APIKeys,
 		AdminToken: d.cfg.AdminToken,

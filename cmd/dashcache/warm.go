@@ -49,7 +49,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	var enqueued, duplicates int
 	var errs []error
 	for _, k := range keys {
-		ok, err := enq.Enqueue(ctx, k, jobs.QueueWarming, *force)
+		ok, err := enq.Enqueue(ctx, k, jobs.QueueWarming, dashcache.Refresh{Force: *force})
 		switch {
 		case err != nil:
 			errs = append(errs, err)
