@@ -142,7 +142,6 @@ func loadConfig(role string, getenv func(string) string) (Config, error) {
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		bad("LOG_FORMAT", "want json or console, got %q", c.LogFormat)
 	}
-	// Settings of later features are refused rather than silently ignored.
 	if v := env("REDIS_CLUSTER_ADDRS", ""); v != "" {
 		for _, a := range strings.Split(v, ",") {
 			a = strings.TrimSpace(a)

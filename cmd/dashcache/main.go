@@ -18,18 +18,18 @@ import (
 const usage = `usage: dashcache [role]
 
 roles:
-  all     API + worker (+ scheduler with DASHCACHE_SCHEDULE_FILE) in one
-          process (default); on an embedded Redis unless DASHCACHE_REDIS_URL
-          is set
-  api     the read endpoint GET /v1/reports (needs DASHCACHE_REDIS_URL)
-  worker  the asynq server that fills reports (needs DASHCACHE_REDIS_URL)
+  all        API + worker (+ scheduler with DASHCACHE_SCHEDULE_FILE) in one
+             process (default); on an embedded Redis unless a Redis is set
+  api        the read endpoint GET /v1/reports
+  worker     the asynq server that fills reports
   scheduler  cron-driven warming plans from DASHCACHE_SCHEDULE_FILE
-          (needs DASHCACHE_REDIS_URL)
-  warm    enqueue warm tasks once and exit (needs DASHCACHE_REDIS_URL):
-          dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]
-          dashcache warm --customers a --from 2025-01-01 --to 2025-01-31
-  fakebi  a simulated BI platform speaking the provider contract
+  warm       enqueue warm tasks once and exit:
+             dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]
+             dashcache warm --customers a --from 2025-01-01 --to 2025-01-31
+  fakebi     a simulated BI platform speaking the provider contract
 
+All roles but all and fakebi need DASHCACHE_REDIS_URL or
+DASHCACHE_REDIS_CLUSTER_ADDRS.
 Settings are environment variables DASHCACHE_*; see README.md.
 `
 
