@@ -328,6 +328,11 @@ func (s *Server) refreshEarly(e store.Entry, now time.Time) bool {
 // refreshLater enqueues, in the background, a refresh of a report computed at
 // seen, unless one is already being enqueued by this process.
 func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
+	select {
+	case <-s.closing:
+		return // shutting down: a later reader will ask again
+	default:
+	}
 	key := k.String()
 	if _, busy := s.refreshing.LoadOrStore(key, struct{}{}); busy {
 		return

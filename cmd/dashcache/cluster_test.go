@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -107,54 +105,9 @@ func TestStampedeCluster(t *testing.T) {
 		"DASHCACHE_PROVIDER_TOKEN":      testSecret,
 		"DASHCACHE_PROVIDER_RATE":       "100",
 	}
-	for range workers {
-		startRole(t, "worker", env)
-	}
-	var apiAddrs []string
-	for range apis {
-		apiAddrs = append(apiAddrs, startRole(t, "api", env))
-	}
-
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	results := make([]result, readers)
-	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
-	start := make(chan struct{})
 	t0 := time.Now()
-	var wg sync.WaitGroup
-	for i := range readers {
-		wg.Go(func() {
-			// wait=10s: a lost fill notification shows as a 202, not as a
-			// slow pass.
-			url := fmt.Sprintf("http://%s/v1/reports?customer=shop%d&from=2025-01-01&to=2025-01-31&wait=10s", apiAddrs[i%apis], i%keys)
-			<-start
-			resp, err := client.Get(url)
-			r := result{err: err}
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				r.status, r.body = resp.StatusCode, string(b)
-			}
-			results[i] = r
-		})
-	}
-	close(start)
-	wg.Wait()
+	runStampede(t, env, apis, workers, keys, readers, "shop", "10s") // 10s: a lost notification shows as a 202
 	elapsed := time.Since(t0)
-
-	bodies := map[int]string{}
-	for i, r := range results {
-		if r.err != nil || r.status != http.StatusOK || r.body == "" {
-			t.Fatalf("reader %d: status %d err %v body %q", i, r.status, r.err, r.body)
-		}
-		if prev, ok := bodies[i%keys]; ok && prev != r.body {
-			t.Fatalf("readers of shop%d got different bodies:\n%s\n%s", i%keys, prev, r.body)
-		}
-		bodies[i%keys] = r.body
-	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(callsPerKey) != keys || bi.Calls() != keys {

@@ -92,64 +92,15 @@ func TestStampede(t *testing.T) {
 		"DASHCACHE_PROVIDER_TOKEN": testSecret,
 		"DASHCACHE_PROVIDER_RATE":  "100",
 	}
-	var workerAddrs []string
-	for range workers {
-		workerAddrs = append(workerAddrs, startRole(t, "worker", env))
-	}
-	var apiAddrs []string
-	for range apis {
-		apiAddrs = append(apiAddrs, startRole(t, "api", env))
-	}
-
-	type result struct {
-		key     int
-		status  int
-		xcache  string
-		body    string
-		latency time.Duration
-		err     error
-	}
-	results := make([]result, readers)
-	client := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range readers {
-		wg.Go(func() {
-			k := i % keys
-			url := fmt.Sprintf("http://%s/v1/reports?customer=cust%d&from=2025-01-01&to=2025-01-31&wait=30s", apiAddrs[i%apis], k)
-			<-start
-			t0 := time.Now()
-			resp, err := client.Get(url)
-			r := result{key: k, err: err, latency: time.Since(t0)}
-			if err == nil {
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				r.status, r.xcache, r.body = resp.StatusCode, resp.Header.Get("X-Cache"), string(b)
-			}
-			results[i] = r
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	bodies := map[int]string{}
-	var extra []time.Duration
-	for i, r := range results {
-		if r.err != nil || r.status != http.StatusOK || r.body == "" {
-			t.Fatalf("reader %d: status %d err %v body %q", i, r.status, r.err, r.body)
-		}
-		if prev, ok := bodies[r.key]; ok && prev != r.body {
-			t.Fatalf("readers of key %d got different bodies:\n%s\n%s", r.key, prev, r.body)
-		}
-		bodies[r.key] = r.body
-		extra = append(extra, r.latency-biLatency)
-	}
-	if len(bodies) != keys {
-		t.Fatalf("%d distinct keys answered, want %d", len(bodies), keys)
-	}
+	results, apiAddrs, workerAddrs := runStampede(t, env, apis, workers, keys, readers, "cust", "30s")
 	if got := bi.Calls(); got != keys {
 		t.Fatalf("the BI server counted %d calls for %d keys, want exactly %d", got, keys, keys)
 	}
+	var extra []time.Duration
+	for _, r := range results {
+		extra = append(extra, r.latency-biLatency)
+	}
+
 	// The workers' own metrics agree with the BI server.
 	var okCalls float64
 	for _, addr := range workerAddrs {
@@ -191,4 +142,60 @@ func scrape(t *testing.T, addr, sample string) float64 {
 	}
 	t.Fatalf("%s not exposed by %s/metrics", sample, addr)
 	return 0
+}
+
+// readResult is one reader's answer.
+type readResult struct {
+	status  int
+	body    string
+	latency time.Duration
+	err     error
+}
+
+// runStampede starts workers and API servers (the real roles) with env, then
+// sends readers concurrent reads, released together, of keys uncached reports
+// (customers prefix0, prefix1, ...) round-robin over the API servers, each
+// willing to wait up to wait. It fails the test unless every read is a 200 and
+// all readers of a report got the same bytes.
+func runStampede(t *testing.T, env map[string]string, apis, workers, keys, readers int, prefix, wait string) (results []readResult, apiAddrs, workerAddrs []string) {
+	t.Helper()
+	for range workers {
+		workerAddrs = append(workerAddrs, startRole(t, "worker", env))
+	}
+	for range apis {
+		apiAddrs = append(apiAddrs, startRole(t, "api", env))
+	}
+	results = make([]readResult, readers)
+	client := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: readers}}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range readers {
+		wg.Go(func() {
+			url := fmt.Sprintf("http://%s/v1/reports?customer=%s%d&from=2025-01-01&to=2025-01-31&wait=%s", apiAddrs[i%apis], prefix, i%keys, wait)
+			<-start
+			t0 := time.Now()
+			resp, err := client.Get(url)
+			r := readResult{err: err, latency: time.Since(t0)}
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				r.status, r.body = resp.StatusCode, string(b)
+			}
+			results[i] = r
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	bodies := map[int]string{}
+	for i, r := range results {
+		if r.err != nil || r.status != http.StatusOK || r.body == "" {
+			t.Fatalf("reader %d: status %d err %v body %q", i, r.status, r.err, r.body)
+		}
+		if prev, ok := bodies[i%keys]; ok && prev != r.body {
+			t.Fatalf("readers of %s%d got different bodies:\n%s\n%s", prefix, i%keys, prev, r.body)
+		}
+		bodies[i%keys] = r.body
+	}
+	return results, apiAddrs, workerAddrs
 }
