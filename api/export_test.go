@@ -1,6 +1,10 @@
 package api
 
-import "github.com/dashcache/dashcache"
+import (
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
 
 // SetBeforeWait installs a hook that runs between a reader's failed cache check
 // and its registration for the fill notification.
@@ -18,3 +22,6 @@ func Readers(s *Server, canonical string) int {
 
 // SetRandom fixes the random numbers that early refresh draws.
 func SetRandom(s *Server, fn func() float64) { s.random = fn }
+
+// SetReassertEvery sets how often the readers of one wait enqueue again.
+func SetReassertEvery(s *Server, d time.Duration) { s.reassertEvery = d }

@@ -32,7 +32,8 @@ const (
 type Config struct {
 	Store *store.Store // required
 	// Enqueue enqueues the interactive warm task of a report; enqueued is false
-	// when it was already queued (required).
+	// when it was already queued (required). Readers who keep waiting call it
+	// again every few seconds, so it may also rescue a dead worker's task.
 	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
 	// Warm enqueues a warm task on the warming queue: for POST /v1/warm, and
 	// to refresh a stale report or one near its expiry (required).
@@ -67,6 +68,8 @@ type Server struct {
 	beforeWait func(dashcache.ReportKey)
 	// random returns a number in [0, 1) for early refresh; tests fix it.
 	random func() float64
+	// reassertEvery is how often the readers of one wait call Enqueue again.
+	reassertEvery time.Duration
 	// refreshing holds the keys whose background refresh is being enqueued.
 	refreshing sync.Map
 	background sync.WaitGroup
@@ -95,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64}
+	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
@@ -236,7 +239,7 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 	key := k.String()
 	wt := s.waiters.join(key)
 	defer s.waiters.leave(key, wt)
-	err = wt.enqueue(ctx, func(ctx context.Context) error {
+	err = wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
 		_, err := s.cfg.Enqueue(ctx, k)
 		return err
 	})

@@ -380,3 +380,39 @@ dashcache_reads_total{result="stale"} 0
 		t.Errorf("/metrics: %d\n%.300s", resp.StatusCode, body)
 	}
 }
+
+// TestLongWaitReassertsItsTask: a reader who joins a wait after the interval
+// enqueues again (which may rescue a dead worker's task); one who joins
+// sooner does not.
+func TestLongWaitReassertsItsTask(t *testing.T) {
+	for _, c := range []struct {
+		every time.Duration
+		want  int64
+	}{{time.Hour, 1}, {0, 2}} {
+		f := newFixture(t)
+		api.SetReassertEvery(f.srv, c.every)
+		k := key(t, "acme", "2025-01-01", "2025-01-31")
+		q := "customer=acme&from=2025-01-01&to=2025-01-31&wait=20s"
+		done := make(chan int, 2)
+		for i := range 2 {
+			go func() {
+				resp, _ := f.get(t, q)
+				done <- resp.StatusCode
+			}()
+			for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, k.String()) < i+1; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("reader never joined the wait")
+				}
+			}
+		}
+		fill(t, f.store, k, `{}`)
+		for range 2 {
+			if s := <-done; s != 200 {
+				t.Errorf("status %d", s)
+			}
+		}
+		if n := f.enqueued.Load(); n != c.want {
+			t.Errorf("reassert every %s: %d enqueues for two readers, want %d", c.every, n, c.want)
+		}
+	}
+}

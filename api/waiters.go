@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // waiters lets the readers of one report inside this process share one wait:
@@ -16,8 +17,8 @@ type wait struct {
 	done    chan struct{} // closed when the report is filled or failed
 	readers int           // guarded by waiters.mu
 
-	enqueueMu sync.Mutex
-	enqueued  bool
+	enqueueMu  sync.Mutex
+	enqueuedAt time.Time // zero until the first enqueue succeeds
 }
 
 // join registers a reader of key and returns the wait it shares. Call leave
@@ -54,17 +55,19 @@ func (ws *waiters) wake(key string) {
 	}
 }
 
-// enqueue runs fn once for all readers of the wait; a failed fn is tried again
-// by the next reader.
-func (w *wait) enqueue(ctx context.Context, fn func(context.Context) error) error {
+// enqueue runs fn for the readers of the wait: once, and again for a reader
+// that joins more than every after the last success (a long wait re-asserts
+// its task, which lets a dead worker's task be rescued); a failed fn is tried
+// again by the next reader.
+func (w *wait) enqueue(ctx context.Context, every time.Duration, fn func(context.Context) error) error {
 	w.enqueueMu.Lock()
 	defer w.enqueueMu.Unlock()
-	if w.enqueued {
+	if !w.enqueuedAt.IsZero() && time.Since(w.enqueuedAt) < every {
 		return nil
 	}
 	if err := fn(ctx); err != nil {
 		return err
 	}
-	w.enqueued = true
+	w.enqueuedAt = time.Now()
 	return nil
 }

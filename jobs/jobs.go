@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 // TypeWarm is the asynq task type that fills one report. Its payload is the
@@ -69,17 +71,24 @@ func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Ta
 // Enqueuer enqueues warm tasks and counts them in
 // dashcache_enqueues_total{result="enqueued|duplicate"}.
 type Enqueuer struct {
-	client   *asynq.Client
-	enqueues *prometheus.CounterVec
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	store     *store.Store
+	enqueues  *prometheus.CounterVec
 }
 
-// NewEnqueuer returns an Enqueuer on client, measured into reg (nil: not
-// exported).
-func NewEnqueuer(client *asynq.Client, reg prometheus.Registerer) *Enqueuer {
-	e := &Enqueuer{client: client, enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dashcache_enqueues_total",
-		Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
-	}, []string{"result"})}
+// NewEnqueuer returns an Enqueuer on rdb (which the caller closes), measured
+// into reg (nil: not exported).
+func NewEnqueuer(rdb redis.UniversalClient, reg prometheus.Registerer) *Enqueuer {
+	e := &Enqueuer{
+		client:    asynq.NewClientFromRedisClient(rdb),
+		inspector: asynq.NewInspectorFromRedisClient(rdb),
+		store:     store.New(rdb),
+		enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_enqueues_total",
+			Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
+		}, []string{"result"}),
+	}
 	e.enqueues.WithLabelValues("enqueued")
 	e.enqueues.WithLabelValues("duplicate")
 	if reg != nil {
@@ -91,7 +100,37 @@ func NewEnqueuer(client *asynq.Client, reg prometheus.Registerer) *Enqueuer {
 // Enqueue enqueues the warm task of a report (see NewTask). enqueued is false,
 // with no error, when the same report's task is already queued or running.
 func (e *Enqueuer) Enqueue(ctx context.Context, k dashcache.ReportKey, queue string, r dashcache.Refresh) (enqueued bool, err error) {
-	_, err = e.client.EnqueueContext(ctx, NewTask(k, queue, r))
+	return e.enqueue(ctx, k, NewTask(k, queue, r))
+}
+
+// Ensure is Enqueue for a reader who waits: when the report's task is already
+// there but orphaned (active in asynq while no worker holds the report's lock,
+// because its worker died), it enqueues a rescue task (ID: the task ID with
+// "#rescue"; enqueued is then true), since asynq would requeue the orphan only
+// when its lease runs out, a minute or two later. A rescue that was not needed
+// costs no BI call: it goes through the lock and the cache check like any
+// warm task.
+func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey, queue string) (enqueued bool, err error) {
+	enqueued, err = e.Enqueue(ctx, k, queue, dashcache.Refresh{})
+	if enqueued || err != nil {
+		return enqueued, err
+	}
+	info, err := e.inspector.GetTaskInfo(queue, k.TaskID())
+	if err != nil || info.State != asynq.TaskStateActive {
+		return false, nil // gone or not started yet: nothing to rescue
+	}
+	locked, err := e.store.Locked(ctx, k)
+	if err != nil || locked {
+		return false, err
+	}
+	return e.enqueue(ctx, k, NewTask(k, queue, dashcache.Refresh{}), asynq.TaskID(RescueID(k)))
+}
+
+// RescueID is the task ID of a report's rescue task.
+func RescueID(k dashcache.ReportKey) string { return k.TaskID() + "#rescue" }
+
+func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.Task, opts ...asynq.Option) (bool, error) {
+	_, err := e.client.EnqueueContext(ctx, t, opts...)
 	switch {
 	case err == nil:
 		e.enqueues.WithLabelValues("enqueued").Inc()

@@ -179,8 +179,7 @@ func waitTaskGone(t *testing.T, rdb *redis.Client, queue string, k dashcache.Rep
 func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
-	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
 		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
 	}
 }
@@ -196,8 +195,7 @@ func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
 	}
 	defer sub.Close()
 	k := key(t, "gone")
-	c := asynq.NewClientFromRedisClient(rdb)
-	if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
+	if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	runWorker(t, rdb, sim)
@@ -273,9 +271,8 @@ func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
-	c := asynq.NewClientFromRedisClient(rdb)
 	for _, force := range []bool{false, true} {
-		if ok, err := jobs.NewEnqueuer(c, nil).Enqueue(context.Background(), k, jobs.QueueWarming, dashcache.Refresh{Force: force}); !ok || err != nil {
+		if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueWarming, dashcache.Refresh{Force: force}); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		waitTaskGone(t, rdb, jobs.QueueWarming, k)
@@ -332,5 +329,59 @@ func TestRefreshRules(t *testing.T) {
 	}
 	if ttl := rdb.PTTL(context.Background(), store.ReportKey(k)).Val(); ttl <= dashcache.ClosedTTL {
 		t.Errorf("Redis TTL %s: a report must outlive its freshness by the stale window", ttl)
+	}
+}
+
+// TestEnsureRescuesOrphanedTask: a task that is active in asynq while no worker
+// holds the report's lock (its worker died) gets a rescue task; one whose
+// worker holds the lock does not.
+func TestEnsureRescuesOrphanedTask(t *testing.T) {
+	rdb := redisClient(t)
+	k := key(t, "orphan")
+	enq := jobs.NewEnqueuer(rdb, nil)
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+
+	// A worker that takes the task and hangs without locking, as if it died.
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv, mux := jobs.NewServer(rdb, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+		<-release
+		return nil
+	}), jobs.ServerConfig{Concurrency: 1})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	defer close(release)
+	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	<-started
+
+	lock, err := store.New(rdb).Obtain(context.Background(), k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); ok || err != nil {
+		t.Fatalf("Ensure with the lock held: %v %v, want a plain duplicate", ok, err)
+	}
+	if _, err := insp.GetTaskInfo(jobs.QueueInteractive, jobs.RescueID(k)); !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Fatalf("a rescue was enqueued while a worker held the lock: %v", err)
+	}
+
+	lock.Release(context.Background())
+	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); !ok || err != nil {
+		t.Fatalf("Ensure on an orphan: %v %v, want a rescue enqueued", ok, err)
+	}
+	info, err := insp.GetTaskInfo(jobs.QueueInteractive, jobs.RescueID(k))
+	if err != nil || string(info.Payload) != k.String() || info.Type != jobs.TypeWarm {
+		t.Fatalf("rescue task %+v, %v", info, err)
+	}
+	if ok, _ := enq.Ensure(context.Background(), k, jobs.QueueInteractive); ok {
+		t.Error("a second rescue was enqueued while the first is pending")
 	}
 }

@@ -76,6 +76,15 @@ func (s *Store) Failure(ctx context.Context, k dashcache.ReportKey) (string, err
 	return v, nil
 }
 
+// Locked reports whether some worker holds the report's lock.
+func (s *Store) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error) {
+	n, err := s.rdb.Exists(ctx, LockKey(k)).Result()
+	if err != nil {
+		return false, fmt.Errorf("checking lock of %s: %w", k, err)
+	}
+	return n == 1, nil
+}
+
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.rdb.Ping(ctx).Err()

@@ -3,26 +3,58 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds dashcache once per test run and returns its path.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dashcache-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "dashcache")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // TestBareBinary builds dashcache and runs it with no settings but a free port:
 // embedded Redis, built-in simulated BI platform (2-5 s). The same report is a
 // miss, then a hit; SIGTERM stops it cleanly.
 func TestBareBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "dashcache")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(binary(t))
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "DASHCACHE_LISTEN=127.0.0.1:0"}
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr

@@ -61,15 +61,13 @@ func withRedis(embeddedOK bool, serve func(context.Context, *deps) error, parts 
 			return err
 		}
 		defer closeRedis()
-		client := asynq.NewClientFromRedisClient(rdb)
-		defer client.Close()
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
 		)
-		d := &deps{cfg: cfg, log: log, rdb: rdb, reg: reg, enq: jobs.NewEnqueuer(client, reg)}
+		d := &deps{cfg: cfg, log: log, rdb: rdb, reg: reg, enq: jobs.NewEnqueuer(rdb, reg)}
 		d.source = sync.OnceValues(func() (provider.Source, error) { return newSource(cfg, rdb, reg, log) })
 		for _, start := range parts {
 			stop, err := start(d)
@@ -205,7 +203,7 @@ func serveAPI(ctx context.Context, d *deps) error {
 	srv, err := api.New(api.Config{
 		Store: store.New(d.rdb),
 		Enqueue: func(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-			return d.enq.Enqueue(ctx, k, jobs.QueueInteractive, dashcache.Refresh{})
+			return d.enq.Ensure(ctx, k, jobs.QueueInteractive)
 		},
 		Warm: func(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
 			return d.enq.Enqueue(ctx, k, jobs.QueueWarming, r)

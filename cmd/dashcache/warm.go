@@ -11,7 +11,6 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/jobs"
-	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 )
 
@@ -43,9 +42,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 		return err
 	}
 	defer closeRedis()
-	c := asynq.NewClientFromRedisClient(rdb)
-	defer c.Close()
-	enq := jobs.NewEnqueuer(c, nil)
+	enq := jobs.NewEnqueuer(rdb, nil)
 	var enqueued, duplicates int
 	var errs []error
 	for _, k := range keys {
