@@ -67,9 +67,10 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 }
 
 // ProcessTask fills one report unless the cached one is still good for the
-// task (see dashcache.Refresh) or another worker is filling it. The last attempt never fails: an archived task would block the
-// report's task ID for 90 days, so it logs and ends instead, and the next
-// reader or plan enqueues the report afresh.
+// task (see dashcache.Refresh) or another worker is filling it. The last
+// attempt never fails: an archived task would block the report's task ID for
+// 90 days, so it logs and ends instead, and the next reader or plan enqueues
+// the report afresh.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	k, err := dashcache.ParseCanonical(string(t.Payload()))
 	if err != nil {
