@@ -237,29 +237,49 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 		s.beforeWait(k)
 	}
 	key := k.String()
-	wt := s.waiters.join(key)
-	defer s.waiters.leave(key, wt)
-	err = wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	// Each round registers for the notification before it looks at the
+	// cache. A notification is only a hint: one that finds nothing (another
+	// installation sharing the Redis server, whose pub/sub spans all
+	// databases) starts another round.
+	for {
+		wt := s.waiters.join(key)
+		result, err := s.waitRound(w, r, k, wt, timer.C, wait == 0)
+		s.waiters.leave(key, wt)
+		if err != nil {
+			return s.unavailable(w, err)
+		}
+		if result != "" {
+			return result
+		}
+	}
+}
+
+// waitRound is one round of a miss: enqueue (shared by the wait's readers),
+// look at the cache, and wait for the notification, the timeout or the end.
+// It returns "" when notified of a fill it could not find.
+func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wt *wait, timeout <-chan time.Time, noWait bool) (string, error) {
+	ctx := r.Context()
+	err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
 		_, err := s.cfg.Enqueue(ctx, k)
 		return err
 	})
 	if err != nil {
-		return s.unavailable(w, err)
+		return "", err
 	}
-	if result := s.lookup(w, r, k, wait == 0); result != "" {
-		return result
+	if result := s.lookup(w, r, k, noWait); result != "" {
+		return result, nil
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
 	select {
 	case <-wt.done:
-		return s.lookup(w, r, k, true)
-	case <-timer.C:
+		return s.lookup(w, r, k, false), nil
+	case <-timeout:
 	case <-s.closing:
 	case <-ctx.Done():
-		return resultPending // the reader left; nothing to answer
+		return resultPending, nil // the reader left; nothing to answer
 	}
-	return pending(w)
+	return pending(w), nil
 }
 
 // lookup serves the report or its remembered failure, if either is there, and

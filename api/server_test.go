@@ -416,3 +416,40 @@ func TestLongWaitReassertsItsTask(t *testing.T) {
 		}
 	}
 }
+
+// TestNotificationWithoutFillKeepsWaiting: a notification is only a hint; one
+// that finds nothing in the cache (another installation on the same Redis
+// server: pub/sub spans databases) does not end the wait.
+func TestNotificationWithoutFillKeepsWaiting(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	status := make(chan int, 1)
+	go func() {
+		resp, _ := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31&wait=20s")
+		status <- resp.StatusCode
+	}()
+	for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, k.String()) < 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("reader never joined the wait")
+		}
+	}
+	other := redis.NewClient(&redis.Options{Addr: f.mini.Addr()})
+	defer other.Close()
+	other.Publish(context.Background(), store.FillChannel, k.String())
+	// The woken reader finds nothing and starts another round, which
+	// enqueues again.
+	for deadline := time.Now().Add(10 * time.Second); f.enqueued.Load() < 2; time.Sleep(time.Millisecond) {
+		select {
+		case s := <-status:
+			t.Fatalf("a notification without a fill ended the wait with %d", s)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reader did not go on waiting")
+		}
+	}
+	fill(t, f.store, k, `{}`)
+	if s := <-status; s != http.StatusOK {
+		t.Fatalf("status %d after the real fill, want 200", s)
+	}
+}
