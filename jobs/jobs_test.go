@@ -184,51 +184,48 @@ func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	}
 }
 
-func TestPermanentFailureIsRememberedNotRetriedNotArchived(t *testing.T) {
-	rdb := redisClient(t)
-	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
-		Fail: func(dashcache.ReportKey) (int, time.Duration) { return 404, 0 }})
-	st := store.New(rdb)
-	sub, err := st.Subscribe(context.Background())
-	if err != nil {
-		t.Fatal(err)
+// TestFailureIsRememberedNotArchived: a permanent failure (on its first
+// attempt) and a transient one on the last attempt are remembered for readers,
+// called once, and leave the task ID free instead of archived.
+func TestFailureIsRememberedNotArchived(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		status   int
+		maxRetry int // of the task
+		want     []string
+	}{
+		{"permanent", 404, jobs.MaxRetry, []string{"permanent", "HTTP 404"}},
+		{"transient on the last attempt", 503, 0, []string{"transient", "HTTP 503"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rdb := redisClient(t)
+			sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
+				Fail: func(dashcache.ReportKey) (int, time.Duration) { return c.status, 0 }})
+			st := store.New(rdb)
+			sub, err := st.Subscribe(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			k := key(t, "failing")
+			client := asynq.NewClientFromRedisClient(rdb)
+			if _, err := client.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(c.maxRetry)); err != nil {
+				t.Fatal(err)
+			}
+			runWorker(t, rdb, sim)
+			f := waitFailure(t, sub, st, k)
+			for _, w := range c.want {
+				if !strings.Contains(f, w) {
+					t.Errorf("remembered failure %q lacks %q", f, w)
+				}
+			}
+			waitTaskGone(t, rdb, jobs.QueueInteractive, k)
+			if sim.Calls() != 1 {
+				t.Errorf("BI calls %d, want 1", sim.Calls())
+			}
+			waitTaskFreed(t, rdb, k)
+		})
 	}
-	defer sub.Close()
-	k := key(t, "gone")
-	if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
-		t.Fatal(ok, err)
-	}
-	runWorker(t, rdb, sim)
-	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "permanent") || !strings.Contains(f, "HTTP 404") {
-		t.Errorf("remembered failure %q", f)
-	}
-	waitTaskFreed(t, rdb, k)
-	if sim.Calls() != 1 {
-		t.Errorf("a permanent failure was called %d times, want 1", sim.Calls())
-	}
-}
-
-func TestLastTransientFailureIsRememberedNotArchived(t *testing.T) {
-	rdb := redisClient(t)
-	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
-		Fail: func(dashcache.ReportKey) (int, time.Duration) { return 503, 0 }})
-	st := store.New(rdb)
-	sub, err := st.Subscribe(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	k := key(t, "flaky")
-	c := asynq.NewClientFromRedisClient(rdb)
-	// The first attempt is the last one.
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(0)); err != nil {
-		t.Fatal(err)
-	}
-	runWorker(t, rdb, sim)
-	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "transient") || !strings.Contains(f, "HTTP 503") {
-		t.Errorf("remembered failure %q", f)
-	}
-	waitTaskFreed(t, rdb, k)
 }
 
 // TestLastAttemptThatLostItsLockIsNotArchived: a final attempt whose lock was
