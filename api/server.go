@@ -11,6 +11,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -386,17 +388,23 @@ func (s *Server) parseEntry(w http.ResponseWriter, raw string) (store.Entry, boo
 // serve writes a cached entry as the response: headers from its metadata, the
 // body copied verbatim. It returns xcache, the result.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, e store.Entry, xcache string, now time.Time) string {
+	// Headers are set directly, canonical names and all, with one backing
+	// array for the values: Header.Set would allocate once per header.
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Cache", xcache)
-	h.Set("ETag", e.ETag)
-	h.Set("Age", strconv.FormatInt(int64(max(now.Sub(e.ComputedAt), 0)/time.Second), 10))
-	h.Set("Cache-Control", "private, max-age="+strconv.FormatInt(int64(max(e.FreshUntil.Sub(now), 0)/time.Second), 10))
+	v := [...]string{
+		"application/json",
+		xcache,
+		e.ETag,
+		strconv.FormatInt(int64(max(now.Sub(e.ComputedAt), 0)/time.Second), 10),
+		"private, max-age=" + strconv.FormatInt(int64(max(e.FreshUntil.Sub(now), 0)/time.Second), 10),
+		strconv.Itoa(len(e.Body)),
+	}
+	h["Content-Type"], h["X-Cache"], h["Etag"], h["Age"], h["Cache-Control"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4], v[4:5:5]
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, e.ETag) {
 		w.WriteHeader(http.StatusNotModified)
 		return xcache
 	}
-	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	h["Content-Length"] = v[5:6:6]
 	if r.Method != http.MethodHead {
 		io.WriteString(w, e.Body)
 	}
@@ -404,18 +412,34 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, e store.Entry, xc
 }
 
 func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration, error) {
-	q := r.URL.Query()
-	for _, name := range []string{"customer", "from", "to", "wait"} {
-		if len(q[name]) > 1 {
-			return dashcache.ReportKey{}, 0, fmt.Errorf("%s is given %d times; give it once", name, len(q[name]))
+	// The four parameters, read without building url.Values: this is the
+	// hit path. Other parameters (cache busters) are ignored.
+	var params [4]string // customer, from, to, wait
+	var seen [4]int
+	names := [4]string{"customer", "from", "to", "wait"}
+	for rest := r.URL.RawQuery; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, "&")
+		name, value, _ := strings.Cut(pair, "=")
+		i := slices.Index(names[:], name)
+		if i < 0 {
+			continue
 		}
+		v, err := url.QueryUnescape(value)
+		if err != nil {
+			return dashcache.ReportKey{}, 0, fmt.Errorf("%s is not URL-encoded correctly: %v", name, err)
+		}
+		if seen[i]++; seen[i] > 1 {
+			return dashcache.ReportKey{}, 0, fmt.Errorf("%s is given more than once; give it once", name)
+		}
+		params[i] = v
 	}
-	k, err := dashcache.ParseReportKey(q.Get("customer"), q.Get("from"), q.Get("to"), s.today())
+	k, err := dashcache.ParseReportKey(params[0], params[1], params[2], s.today())
 	if err != nil {
 		return k, 0, err
 	}
 	wait := DefaultWait
-	if v := q.Get("wait"); v != "" {
+	if v := params[3]; v != "" {
 		wait, err = time.ParseDuration(v)
 		if err != nil || wait < 0 || wait > MaxWait {
 			return k, 0, fmt.Errorf("wait must be a duration from 0s to %s, such as 5s or 500ms; got %q", MaxWait, v)
