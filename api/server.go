@@ -111,8 +111,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics != nil {
 		s.mux.Handle("/metrics", cfg.Metrics)
 	}
-	s.mux.HandleFunc("/healthz", s.healthz)
-	s.mux.HandleFunc("/readyz", s.readyz)
+	HandleHealth(s.mux, cfg.Store, cfg.Log)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("there is no resource at %s; reports are at GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", r.URL.Path))
 	})
@@ -159,21 +158,24 @@ func (s *Server) Handler() http.Handler {
 	return accessLog(s.cfg.Log, s.mux)
 }
 
-func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, "ok\n")
-}
-
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.cfg.Store.Ping(ctx); err != nil {
-		s.cfg.Log.Warn().Err(err).Msg("not ready: Redis unreachable")
-		problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot serve reports until it is back")
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	io.WriteString(w, "ready\n")
+// HandleHealth registers on mux /healthz (the process is up) and /readyz
+// (Redis answers: 200, else 503), for every role's listener.
+func HandleHealth(mux *http.ServeMux, st *store.Store, log zerolog.Logger) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			log.Warn().Err(err).Msg("not ready: Redis unreachable")
+			problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot work until it is back")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, "ready\n")
+	})
 }
 
 func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
@@ -223,18 +225,10 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 
 // miss serves a report that was not cached: it enqueues the fill once for all
 // readers of the key in this process, and waits for its notification. The reader
-// registers for the notification before it looks at the cache again, so a fill
+// registers for the notification before it looks at the cache again (report
+// and remembered failure in one round trip, before any enqueue), so a fill
 // that lands in between is seen either by the look or by the notification.
 func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) string {
-	ctx := r.Context()
-	failure, err := s.cfg.Store.Failure(ctx, k)
-	if err != nil {
-		return s.unavailable(w, err)
-	}
-	if failure != "" {
-		problem(w, http.StatusBadGateway, failure)
-		return resultError
-	}
 	if s.beforeWait != nil {
 		s.beforeWait(k)
 	}
@@ -258,11 +252,14 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 	}
 }
 
-// waitRound is one round of a miss: enqueue (shared by the wait's readers),
-// look at the cache, and wait for the notification, the timeout or the end.
+// waitRound is one round of a miss: look at the cache, enqueue (shared by
+// the wait's readers), and wait for the notification, the timeout or the end.
 // It returns "" when notified of a fill it could not find.
 func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wt *wait, timeout <-chan time.Time, noWait bool) (string, error) {
 	ctx := r.Context()
+	if result := s.lookup(w, r, k); result != "" {
+		return result, nil
+	}
 	err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
 		_, err := s.cfg.Enqueue(ctx, k)
 		return err
@@ -270,12 +267,12 @@ func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.R
 	if err != nil {
 		return "", err
 	}
-	if result := s.lookup(w, r, k, noWait); result != "" {
-		return result, nil
+	if noWait {
+		return pending(w), nil
 	}
 	select {
 	case <-wt.done:
-		return s.lookup(w, r, k, false), nil
+		return s.lookup(w, r, k), nil
 	case <-timeout:
 	case <-s.closing:
 	case <-ctx.Done():
@@ -285,9 +282,8 @@ func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.R
 }
 
 // lookup serves the report or its remembered failure, if either is there, and
-// returns the result; with final set it answers 202 if neither is, else it
-// returns "" for the caller to go on waiting.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, final bool) string {
+// returns the result, or "" (nothing written) for the caller to go on waiting.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey) string {
 	entry, failure, err := s.cfg.Store.Lookup(r.Context(), k)
 	switch {
 	case err != nil:
@@ -301,8 +297,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.Repo
 	case failure != "":
 		problem(w, http.StatusBadGateway, failure)
 		return resultError
-	case final:
-		return pending(w)
 	}
 	return ""
 }

@@ -150,7 +150,7 @@ func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashc
 	case <-time.After(20 * time.Second):
 		t.Fatal("no notification of the failure")
 	}
-	f, err := st.Failure(context.Background(), k)
+	_, f, err := st.Lookup(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 	if sim.Calls() != 1 {
 		t.Fatalf("BI calls %d, want 1", sim.Calls())
 	}
-	if f, _ := store.New(rdb).Failure(context.Background(), k); f != "" {
+	if _, f, _ := store.New(rdb).Lookup(context.Background(), k); f != "" {
 		t.Errorf("a worker that lost its lock remembered a failure: %q", f)
 	}
 	if tok := rdb.Get(context.Background(), store.LockKey(k)).Val(); tok != "another-worker" {

@@ -64,18 +64,6 @@ func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failu
 	return entry, failure, nil
 }
 
-// Failure returns the remembered failure of a report's last fill, or "".
-func (s *Store) Failure(ctx context.Context, k dashcache.ReportKey) (string, error) {
-	v, err := s.rdb.Get(ctx, FailureKey(k)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading failure of %s: %w", k, err)
-	}
-	return v, nil
-}
-
 // Locked reports whether some worker holds the report's lock.
 func (s *Store) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error) {
 	n, err := s.rdb.Exists(ctx, LockKey(k)).Result()

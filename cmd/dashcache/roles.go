@@ -85,18 +85,8 @@ func withRedis(embeddedOK bool, serve func(context.Context, *deps) error, parts 
 // serveHealth serves /healthz, /readyz and /metrics for the roles without the
 // API.
 func serveHealth(ctx context.Context, d *deps) error {
-	st := store.New(d.rdb)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := st.Ping(ctx); err != nil {
-			http.Error(w, "Redis unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ready\n")
-	})
+	api.HandleHealth(mux, store.New(d.rdb), d.log)
 	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}))
 	return serveHTTP(ctx, d.cfg.Listen, mux, d.log, nil, nil)
 }
