@@ -50,7 +50,7 @@ func BenchmarkHit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	redisKey := store.ReportKey(k)
+	redisKey := store.EntryKey(k)
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := rdb.Get(r.Context(), redisKey).Result()
 		if err != nil {

@@ -66,7 +66,7 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	if err != nil || !strings.Contains(e.Body, `"data":{"customer":"acme"`) {
 		t.Fatalf("cached entry %q (%v)", raw, err)
 	}
-	if ttl := rdb.PTTL(context.Background(), store.ReportKey(k)).Val(); ttl <= 24*time.Hour {
+	if ttl := rdb.PTTL(context.Background(), store.EntryKey(k)).Val(); ttl <= 24*time.Hour {
 		t.Errorf("closed range cached for %s, want the long TTL", ttl)
 	}
 	if n, _ := rdb.Exists(context.Background(), store.LockKey(k)).Result(); n != 0 {
@@ -324,7 +324,7 @@ func TestRefreshRules(t *testing.T) {
 			t.Fatalf("%s: BI calls %d, want %d", s.name, got, s.calls)
 		}
 	}
-	if ttl := rdb.PTTL(context.Background(), store.ReportKey(k)).Val(); ttl <= dashcache.ClosedTTL {
+	if ttl := rdb.PTTL(context.Background(), store.EntryKey(k)).Val(); ttl <= dashcache.ClosedTTL {
 		t.Errorf("Redis TTL %s: a report must outlive its freshness by the stale window", ttl)
 	}
 }

@@ -23,8 +23,8 @@ func tagged(k dashcache.ReportKey, suffix string) string {
 	return prefix + "{" + k.String() + "}:" + suffix
 }
 
-// ReportKey is where the report's response body and metadata are cached.
-func ReportKey(k dashcache.ReportKey) string { return tagged(k, "report") }
+// EntryKey is where the report's cached entry (see NewEntry) is kept.
+func EntryKey(k dashcache.ReportKey) string { return tagged(k, "report") }
 
 // LockKey is the owner-token lock of the worker filling the report.
 func LockKey(k dashcache.ReportKey) string { return tagged(k, "lock") }

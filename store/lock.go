@@ -20,7 +20,7 @@ var (
 	ErrLockNotHeld = errors.New("store: lock not held")
 )
 
-// Lock is the owner-token lock on one report. Only its owner can refresh or
+// Lock is the owner-token lock on one report. Only its owner can renew or
 // release it, or write the report through it.
 type Lock struct {
 	s     *Store
@@ -45,9 +45,9 @@ func (s *Store) Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Dura
 	return l, nil
 }
 
-// Refresh extends the lock by its TTL, or returns ErrLockNotHeld.
-func (l *Lock) Refresh(ctx context.Context) error {
-	return l.result(refreshScript.Run(ctx, l.s.rdb, []string{LockKey(l.key)}, l.token, l.ttl.Milliseconds()).Int())
+// Renew extends the lock by its TTL, or returns ErrLockNotHeld.
+func (l *Lock) Renew(ctx context.Context) error {
+	return l.result(renewScript.Run(ctx, l.s.rdb, []string{LockKey(l.key)}, l.token, l.ttl.Milliseconds()).Int())
 }
 
 // Release deletes the lock if the caller still owns it, or returns
@@ -61,7 +61,7 @@ func (l *Lock) Release(ctx context.Context) error {
 // fill to waiting readers in the same step. It returns ErrLockNotHeld, and
 // writes nothing, when the lock was lost.
 func (l *Lock) Fill(ctx context.Context, entry []byte, ttl time.Duration) error {
-	return l.fencedWrite(ctx, entry, ttl, ReportKey(l.key), FailureKey(l.key))
+	return l.fencedWrite(ctx, entry, ttl, EntryKey(l.key), FailureKey(l.key))
 }
 
 // RememberFailure records for ttl that the BI platform failed for this report,
@@ -86,9 +86,9 @@ func (l *Lock) result(n int, err error) error {
 	return nil
 }
 
-// Hold keeps the lock alive while work runs: it refreshes the lock every third
+// Hold keeps the lock alive while work runs: it renews the lock every third
 // of its TTL and cancels the returned context (cause ErrLockNotHeld) as soon as
-// the lock is found lost, or could not be refreshed before it would expire.
+// the lock is found lost, or could not be renewed before it would expire.
 // stop ends the renewal and waits for it to finish; it does not release.
 func (l *Lock) Hold(ctx context.Context) (held context.Context, stop func()) {
 	held, cancel := context.WithCancelCause(ctx)
@@ -105,7 +105,7 @@ func (l *Lock) Hold(ctx context.Context) (held context.Context, stop func()) {
 			case <-t.C:
 			}
 			rctx, rcancel := context.WithTimeout(held, l.ttl/3)
-			err := l.Refresh(rctx)
+			err := l.Renew(rctx)
 			rcancel()
 			switch {
 			case err == nil:

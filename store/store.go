@@ -19,12 +19,12 @@ var (
 	fencedWriteSrc string
 	//go:embed release.lua
 	releaseSrc string
-	//go:embed refresh.lua
-	refreshSrc string
+	//go:embed renew.lua
+	renewSrc string
 
 	fencedWriteScript = redis.NewScript(fencedWriteSrc)
 	releaseScript     = redis.NewScript(releaseSrc)
-	refreshScript     = redis.NewScript(refreshSrc)
+	renewScript       = redis.NewScript(renewSrc)
 )
 
 // Store is dashcache's Redis state. It is safe for concurrent use.
@@ -42,7 +42,7 @@ func New(rdb redis.UniversalClient) *Store {
 // Get returns the cached entry of a report (see ParseEntry), or "" when there is
 // none. It is the whole hit path: one GET.
 func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
-	v, err := s.rdb.Get(ctx, ReportKey(k)).Result()
+	v, err := s.rdb.Get(ctx, EntryKey(k)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -55,7 +55,7 @@ func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) 
 // Lookup returns, in one round trip, the cached entry of a report and the
 // remembered failure of its last fill; either is "" when absent.
 func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
-	vals, err := s.rdb.MGet(ctx, ReportKey(k), FailureKey(k)).Result()
+	vals, err := s.rdb.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
 	if err != nil {
 		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
 	}

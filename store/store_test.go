@@ -38,7 +38,7 @@ func miniClient(t *testing.T) *redis.Client {
 func TestKeysShareHashTag(t *testing.T) {
 	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
 	want := map[string]string{
-		store.ReportKey(k):  "dashcache:{acme|2025-01-01|2025-01-31}:report",
+		store.EntryKey(k):   "dashcache:{acme|2025-01-01|2025-01-31}:report",
 		store.LockKey(k):    "dashcache:{acme|2025-01-01|2025-01-31}:lock",
 		store.FailureKey(k): "dashcache:{acme|2025-01-01|2025-01-31}:failure",
 	}
@@ -82,7 +82,7 @@ func TestEntryRoundTrip(t *testing.T) {
 }
 
 // TestLockSafety: a holder whose lock expired and was taken over can neither
-// release the new holder's lock, nor refresh it, nor overwrite its report.
+// release the new holder's lock, nor renew it, nor overwrite its report.
 func TestLockSafety(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t)
@@ -109,8 +109,8 @@ func TestLockSafety(t *testing.T) {
 	if err := old.Release(ctx); !errors.Is(err, store.ErrLockNotHeld) {
 		t.Errorf("old holder's Release: %v, want ErrLockNotHeld", err)
 	}
-	if err := old.Refresh(ctx); !errors.Is(err, store.ErrLockNotHeld) {
-		t.Errorf("old holder's Refresh: %v, want ErrLockNotHeld", err)
+	if err := old.Renew(ctx); !errors.Is(err, store.ErrLockNotHeld) {
+		t.Errorf("old holder's Renew: %v, want ErrLockNotHeld", err)
 	}
 	if tok, _ := rdb.Get(ctx, store.LockKey(k)).Result(); tok != curToken {
 		t.Fatalf("the new holder's lock was touched: token %q, want %q", tok, curToken)
@@ -198,7 +198,7 @@ func TestHoldKeepsLockAlive(t *testing.T) {
 	}
 	stop()
 	if raises < 3 {
-		t.Fatalf("lock TTL was refreshed %d times, want 3", raises)
+		t.Fatalf("lock TTL was renewed %d times, want 3", raises)
 	}
 	if err := l.Release(ctx); err != nil {
 		t.Fatalf("release after hold: %v", err)

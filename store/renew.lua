@@ -1,4 +1,4 @@
--- Extend a lock's TTL only if the caller still owns it.
+-- Renew a lock (extend its TTL) only if the caller still owns it.
 -- KEYS[1]: the lock key
 -- ARGV[1]: the caller's owner token
 -- ARGV[2]: the new TTL in milliseconds
