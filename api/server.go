@@ -30,16 +30,22 @@ const (
 	MaxWait     = 30 * time.Second
 )
 
+// Queue is what the API needs of the task queue; jobs.Enqueuer is one.
+type Queue interface {
+	// Ensure makes sure a report that a reader waits for is being filled;
+	// enqueued is false when its task was already there. Readers who keep
+	// waiting call it again every few seconds, so it may also rescue a dead
+	// worker's task.
+	Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
+	// Warm enqueues a warm task: for POST /v1/warm, and to refresh a stale
+	// report or one near its expiry.
+	dashcache.Warmer
+}
+
 // Config configures the API server.
 type Config struct {
 	Store *store.Store // required
-	// Enqueue enqueues the interactive warm task of a report; enqueued is false
-	// when it was already queued (required). Readers who keep waiting call it
-	// again every few seconds, so it may also rescue a dead worker's task.
-	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
-	// Warm enqueues a warm task on the warming queue: for POST /v1/warm, and
-	// to refresh a stale report or one near its expiry (required).
-	Warm func(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (enqueued bool, err error)
+	Queue Queue        // required
 	// APIKeys, when not nil, are required to read reports; default: no
 	// authentication (the caller keeps the listener on loopback).
 	APIKeys APIKeys
@@ -70,7 +76,8 @@ type Server struct {
 	beforeWait func(dashcache.ReportKey)
 	// random returns a number in [0, 1) for early refresh; tests fix it.
 	random func() float64
-	// reassertEvery is how often the readers of one wait call Enqueue again.
+	// reassertEvery is how often the readers of one wait call Queue.Ensure
+	// again.
 	reassertEvery time.Duration
 	// refreshing holds the keys whose background refresh is being enqueued.
 	refreshing sync.Map
@@ -86,8 +93,8 @@ type Server struct {
 
 // New returns an API server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Enqueue == nil || cfg.Warm == nil {
-		return nil, errors.New("api: Config needs Store, Enqueue and Warm")
+	if cfg.Store == nil || cfg.Queue == nil {
+		return nil, errors.New("api: Config needs Store and Queue")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -261,7 +268,7 @@ func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.R
 		return result, nil
 	}
 	err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
-		_, err := s.cfg.Enqueue(ctx, k)
+		_, err := s.cfg.Queue.Ensure(ctx, k)
 		return err
 	})
 	if err != nil {
@@ -362,7 +369,7 @@ func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
 		defer s.refreshing.Delete(key)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := s.cfg.Warm(ctx, k, dashcache.Refresh{Seen: seen}); err != nil {
+		if _, err := s.cfg.Queue.Warm(ctx, k, dashcache.Refresh{Seen: seen}); err != nil {
 			s.cfg.Log.Warn().Err(err).Str("key", key).Msg("enqueueing a refresh")
 		}
 	}()

@@ -32,8 +32,20 @@ type fixture struct {
 	http     *httptest.Server
 	store    *store.Store
 	mini     *miniredis.Miniredis
-	enqueued atomic.Int64
+	enqueued atomic.Int64  // calls of Ensure
 	warms    chan warmCall // every call of Warm
+}
+
+// Ensure is the fixture's queue for readers: it only counts, and answers
+// "duplicate" after the first call.
+func (f *fixture) Ensure(context.Context, dashcache.ReportKey) (bool, error) {
+	return f.enqueued.Add(1) == 1, nil
+}
+
+// Warm records the call; customer "busy" has its warm task queued already.
+func (f *fixture) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
+	f.warms <- warmCall{k.String(), r}
+	return k.Customer != "busy", nil
 }
 
 type warmCall struct {
@@ -54,7 +66,7 @@ func (f *fixture) warmed() []warmCall {
 	}
 }
 
-// newFixture runs an API server on miniredis whose Enqueue and Warm only count:
+// newFixture runs an API server on miniredis whose queue only counts:
 // no worker fills anything unless the test does. opts adjust the Config.
 func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
 	t.Helper()
@@ -64,14 +76,8 @@ func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
 	f.store = store.New(rdb)
 	cfg := api.Config{
 		Store: f.store,
-		Enqueue: func(context.Context, dashcache.ReportKey) (bool, error) {
-			return f.enqueued.Add(1) == 1, nil
-		},
-		Warm: func(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
-			f.warms <- warmCall{k.String(), r}
-			return k.Customer != "busy", nil
-		},
-		Now: func() time.Time { return now },
+		Queue: f,
+		Now:   func() time.Time { return now },
 	}
 	for _, o := range opts {
 		o(&cfg)

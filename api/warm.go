@@ -50,25 +50,18 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	res := dashcache.WarmAll(r.Context(), s.cfg.Queue, keys, dashcache.Refresh{Force: req.Force}, dashcache.StopOnError)
+	if len(res.Errors) > 0 {
+		s.unavailable(w, res.Errors[0])
+		return
+	}
 	out := struct {
 		Keys      []warmResult `json:"keys"`
 		Enqueued  int          `json:"enqueued"`
 		Duplicate int          `json:"duplicate"`
-	}{Keys: make([]warmResult, 0, len(keys))}
-	for _, k := range keys {
-		enqueued, err := s.cfg.Warm(r.Context(), k, dashcache.Refresh{Force: req.Force})
-		if err != nil {
-			s.unavailable(w, err)
-			return
-		}
-		res := "duplicate"
-		if enqueued {
-			res = "enqueued"
-			out.Enqueued++
-		} else {
-			out.Duplicate++
-		}
-		out.Keys = append(out.Keys, warmResult{Key: k.String(), Result: res})
+	}{Keys: make([]warmResult, len(res.Keys)), Enqueued: res.Enqueued, Duplicate: res.Duplicates}
+	for i, wk := range res.Keys {
+		out.Keys[i] = warmResult{Key: wk.Key.String(), Result: wk.Result}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)

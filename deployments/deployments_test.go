@@ -19,18 +19,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dashcache/dashcache/internal/cli"
 	"github.com/dashcache/dashcache/scheduler"
 )
-
-// roles are the long-running roles a container may run (README "Roles").
-var roles = []string{"all", "api", "worker", "scheduler", "fakebi"}
 
 // isDashcacheImage tells whether an image reference is the dashcache image
 // built from deployments/Dockerfile.
@@ -175,26 +171,28 @@ func TestSettingsAreDocumented(t *testing.T) {
 	}
 }
 
-// startupProblems mirrors what stops the binary at start (README "Settings"
-// and "Roles", cmd/dashcache/config.go) for a container running role with env,
-// plus what would make the container useless: a listener on loopback, which
-// nothing outside the container reaches.
+// startupProblems is what would stop the binary at start in a container
+// running role with env (the binary's own settings loader says), plus what
+// would make the container useless: a role that serves nothing, or a listener
+// on loopback, which nothing outside the container reaches.
 func startupProblems(role string, env map[string]string) []string {
-	var p []string
-	if !slices.Contains(roles, role) {
-		return []string{fmt.Sprintf("role %q is not one of %v", role, roles)}
-	}
-	if role != "all" && role != "fakebi" && env["DASHCACHE_REDIS_URL"] == "" && env["DASHCACHE_REDIS_CLUSTER_ADDRS"] == "" {
-		p = append(p, "role "+role+" needs DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS")
-	}
-	if role == "scheduler" && env["DASHCACHE_SCHEDULE_FILE"] == "" {
-		p = append(p, "role scheduler needs DASHCACHE_SCHEDULE_FILE")
-	}
-	for _, b := range []string{"DASHCACHE_ALLOW_UNAUTHENTICATED", "DASHCACHE_MONITORING_READONLY"} {
-		if v, ok := env[b]; ok {
-			if _, err := strconv.ParseBool(v); err != nil {
-				p = append(p, fmt.Sprintf("%s=%q is not true or false", b, v))
+	if r, ok := cli.RoleNamed(role); !ok || r.Listen == "" {
+		var serving []string
+		for _, r := range cli.Roles {
+			if r.Listen != "" {
+				serving = append(serving, r.Name)
 			}
+		}
+		return []string{fmt.Sprintf("role %q is not one of the long-running roles %v", role, serving)}
+	}
+	var p []string
+	if _, err := cli.LoadConfig(role, func(k string) string { return env[k] }); err != nil {
+		errs := []error{err}
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			errs = joined.Unwrap()
+		}
+		for _, e := range errs {
+			p = append(p, e.Error())
 		}
 	}
 	listen := env["DASHCACHE_LISTEN"]
@@ -202,20 +200,13 @@ func startupProblems(role string, env map[string]string) []string {
 	switch {
 	case listen == "":
 		p = append(p, "no DASHCACHE_LISTEN: the default is on 127.0.0.1, out of reach of probes, Prometheus and other containers")
-	case err != nil:
-		p = append(p, fmt.Sprintf("DASHCACHE_LISTEN=%q is not host:port", listen))
-	case host == "localhost" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback():
+	case err == nil && (host == "localhost" || net.ParseIP(host) != nil && net.ParseIP(host).IsLoopback()):
 		p = append(p, "DASHCACHE_LISTEN="+listen+" is on loopback, out of reach from outside the container")
-	default:
-		allowed, _ := strconv.ParseBool(env["DASHCACHE_ALLOW_UNAUTHENTICATED"])
-		if env["DASHCACHE_API_KEYS"] == "" && !allowed {
-			p = append(p, "DASHCACHE_LISTEN="+listen+" is reachable from other hosts with neither DASHCACHE_API_KEYS nor DASHCACHE_ALLOW_UNAUTHENTICATED=true: the binary refuses to start")
-		}
 	}
 	return p
 }
 
-func TestStartupRuleMirror(t *testing.T) {
+func TestStartupProblems(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		role string

@@ -1,6 +1,14 @@
-// Package jobs defines the asynq warm task: its type, payload and ID, how it is
-// enqueued, the handler that fills a report exactly once per key, and the asynq
-// server that runs it.
+// Package jobs is dashcache's queue: the asynq warm task (type, payload, ID,
+// and which queue it goes to), the Enqueuer that puts it there for readers
+// and for warming, the handler that fills a report, and the asynq server that
+// runs it.
+//
+// What is guaranteed: at most one fill of a report runs at a time, across the
+// fleet (the task ID dedupes the queue, the handler works under the report's
+// owner-token lock, and a fill is written only while that lock is held); a
+// warm task finds a report that is already good enough and makes no BI call.
+// What is not: exactly once. A worker that dies mid-call, or loses its lock,
+// leaves a paid call unwritten, and the report is filled again.
 package jobs
 
 import (
@@ -22,8 +30,9 @@ import (
 // report's canonical key.
 const TypeWarm = "report:warm"
 
-// Queues: interactive tasks (a reader is waiting) are served strictly before
-// warming tasks (warm command, scheduler).
+// Queues: interactive tasks (a reader is waiting; Enqueuer.Ensure) are served
+// strictly before warming tasks (refreshes, warm command, scheduler;
+// Enqueuer.Warm).
 const (
 	QueueInteractive = "interactive"
 	QueueWarming     = "warming"
@@ -68,8 +77,9 @@ func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Ta
 	)
 }
 
-// Enqueuer enqueues warm tasks and counts them in
-// dashcache_enqueues_total{result="enqueued|duplicate"}.
+// Enqueuer enqueues warm tasks, each on the queue its purpose calls for, and
+// counts them in dashcache_enqueues_total{result="enqueued|duplicate"}. It
+// satisfies dashcache.Warmer and the queue the API needs.
 type Enqueuer struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
@@ -79,7 +89,7 @@ type Enqueuer struct {
 
 // NewEnqueuer returns an Enqueuer on rdb (which the caller closes), measured
 // into reg (nil: not exported).
-func NewEnqueuer(rdb redis.UniversalClient, reg prometheus.Registerer) *Enqueuer {
+func NewEnqueuer(rdb redis.UniversalClient, reg prometheus.Registerer) (*Enqueuer, error) {
 	e := &Enqueuer{
 		client:    asynq.NewClientFromRedisClient(rdb),
 		inspector: asynq.NewInspectorFromRedisClient(rdb),
@@ -92,30 +102,38 @@ func NewEnqueuer(rdb redis.UniversalClient, reg prometheus.Registerer) *Enqueuer
 	e.enqueues.WithLabelValues("enqueued")
 	e.enqueues.WithLabelValues("duplicate")
 	if reg != nil {
-		reg.MustRegister(e.enqueues)
+		if err := reg.Register(e.enqueues); err != nil {
+			return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+		}
 	}
-	return e
+	return e, nil
 }
 
-// Enqueue enqueues the warm task of a report (see NewTask). enqueued is false,
-// with no error, when the same report's task is already queued or running.
-func (e *Enqueuer) Enqueue(ctx context.Context, k dashcache.ReportKey, queue string, r dashcache.Refresh) (enqueued bool, err error) {
-	return e.enqueue(ctx, k, NewTask(k, queue, r))
+// Warm enqueues the warm task of a report on the warming queue, refreshing it
+// as r says: for the scheduler, the warm command, POST /v1/warm, and a
+// reader's refresh of a stale report. enqueued is false, with no error, when
+// the report's warming task is already queued or running.
+func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (enqueued bool, err error) {
+	return e.enqueue(ctx, k, NewTask(k, QueueWarming, r))
 }
 
-// Ensure is Enqueue for a reader who waits: when the report's task is already
-// there but orphaned (active in asynq while no worker holds the report's lock,
-// because its worker died), it enqueues a rescue task (ID: the task ID with
-// "#rescue"; enqueued is then true), since asynq would requeue the orphan only
-// when its lease runs out, a minute or two later. A rescue that was not needed
-// costs no BI call: it goes through the lock and the cache check like any
-// warm task.
-func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey, queue string) (enqueued bool, err error) {
-	enqueued, err = e.Enqueue(ctx, k, queue, dashcache.Refresh{})
+// Ensure makes sure that a report a reader waits for is being filled: it
+// enqueues the report's task on the interactive queue (enqueued is false,
+// with no error, when the task is already there). When that task is there but
+// orphaned (active in asynq while no worker holds the report's lock, because
+// its worker died), it enqueues a rescue task (ID: the task ID with
+// "#rescue"; enqueued is then true), since asynq would requeue the orphan
+// only when its lease runs out, a minute or two later. A rescue that was not
+// needed costs no BI call: it goes through the lock and the cache check like
+// any warm task. Readers who keep waiting call Ensure again every few
+// seconds, which is how a dead worker's report is noticed.
+func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error) {
+	task := NewTask(k, QueueInteractive, dashcache.Refresh{})
+	enqueued, err = e.enqueue(ctx, k, task)
 	if enqueued || err != nil {
 		return enqueued, err
 	}
-	info, err := e.inspector.GetTaskInfo(queue, k.TaskID())
+	info, err := e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
 	if err != nil || info.State != asynq.TaskStateActive {
 		return false, nil // gone or not started yet: nothing to rescue
 	}
@@ -123,7 +141,7 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey, queue stri
 	if err != nil || locked {
 		return false, err
 	}
-	return e.enqueue(ctx, k, NewTask(k, queue, dashcache.Refresh{}), asynq.TaskID(RescueID(k)))
+	return e.enqueue(ctx, k, task, asynq.TaskID(RescueID(k)))
 }
 
 // RescueID is the task ID of a report's rescue task.
@@ -139,7 +157,7 @@ func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.
 		e.enqueues.WithLabelValues("duplicate").Inc()
 		return false, nil
 	default:
-		return false, fmt.Errorf("enqueueing %s: %w", k, err)
+		return false, fmt.Errorf("enqueueing the warm task of %s: %w", k, err)
 	}
 }
 

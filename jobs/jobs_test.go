@@ -36,6 +36,15 @@ func redisClient(t *testing.T) *redis.Client {
 	return rdb
 }
 
+func newEnqueuer(t *testing.T, rdb *redis.Client) *jobs.Enqueuer {
+	t.Helper()
+	enq, err := jobs.NewEnqueuer(rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enq
+}
+
 func newHandler(t *testing.T, rdb *redis.Client, sim *provider.Simulator, reg ...prometheus.Registerer) *jobs.Handler {
 	cfg := jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return today }}
 	if len(reg) > 0 {
@@ -179,7 +188,7 @@ func waitTaskGone(t *testing.T, rdb *redis.Client, queue string, k dashcache.Rep
 func waitTaskFreed(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
-	if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}); !ok || err != nil {
+	if ok, err := newEnqueuer(t, rdb).Ensure(context.Background(), k); !ok || err != nil {
 		t.Fatalf("re-enqueue after failure: enqueued %v err %v, want a fresh task", ok, err)
 	}
 }
@@ -269,7 +278,7 @@ func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 	}
 	runWorker(t, rdb, sim)
 	for _, force := range []bool{false, true} {
-		if ok, err := jobs.NewEnqueuer(rdb, nil).Enqueue(context.Background(), k, jobs.QueueWarming, dashcache.Refresh{Force: force}); !ok || err != nil {
+		if ok, err := newEnqueuer(t, rdb).Warm(context.Background(), k, dashcache.Refresh{Force: force}); !ok || err != nil {
 			t.Fatal(ok, err)
 		}
 		waitTaskGone(t, rdb, jobs.QueueWarming, k)
@@ -335,7 +344,7 @@ func TestRefreshRules(t *testing.T) {
 func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	rdb := redisClient(t)
 	k := key(t, "orphan")
-	enq := jobs.NewEnqueuer(rdb, nil)
+	enq := newEnqueuer(t, rdb)
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 
 	// A worker that takes the task and hangs without locking, as if it died.
@@ -354,7 +363,7 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	}
 	defer srv.Shutdown()
 	defer close(release)
-	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); !ok || err != nil {
+	if ok, err := enq.Ensure(context.Background(), k); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	<-started
@@ -363,7 +372,7 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); ok || err != nil {
+	if ok, err := enq.Ensure(context.Background(), k); ok || err != nil {
 		t.Fatalf("Ensure with the lock held: %v %v, want a plain duplicate", ok, err)
 	}
 	if _, err := insp.GetTaskInfo(jobs.QueueInteractive, jobs.RescueID(k)); !errors.Is(err, asynq.ErrTaskNotFound) {
@@ -371,14 +380,14 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	}
 
 	lock.Release(context.Background())
-	if ok, err := enq.Ensure(context.Background(), k, jobs.QueueInteractive); !ok || err != nil {
+	if ok, err := enq.Ensure(context.Background(), k); !ok || err != nil {
 		t.Fatalf("Ensure on an orphan: %v %v, want a rescue enqueued", ok, err)
 	}
 	info, err := insp.GetTaskInfo(jobs.QueueInteractive, jobs.RescueID(k))
 	if err != nil || string(info.Payload) != k.String() || info.Type != jobs.TypeWarm {
 		t.Fatalf("rescue task %+v, %v", info, err)
 	}
-	if ok, _ := enq.Ensure(context.Background(), k, jobs.QueueInteractive); ok {
+	if ok, _ := enq.Ensure(context.Background(), k); ok {
 		t.Error("a second rescue was enqueued while the first is pending")
 	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -19,7 +20,7 @@ type Measured struct {
 }
 
 // NewMeasured returns src measured into reg (nil: not exported).
-func NewMeasured(src Source, reg prometheus.Registerer) *Measured {
+func NewMeasured(src Source, reg prometheus.Registerer) (*Measured, error) {
 	m := &Measured{
 		src: src,
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -36,9 +37,13 @@ func NewMeasured(src Source, reg prometheus.Registerer) *Measured {
 		m.calls.WithLabelValues(string(o))
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.duration)
+		for _, c := range []prometheus.Collector{m.calls, m.duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("provider: registering metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // Query queries the platform and records the call.

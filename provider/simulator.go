@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -75,6 +76,11 @@ func NewSimulator(cfg SimConfig) *Simulator {
 // POST /query. Requests rejected with 400, 401 or 405 are not counted.
 func (s *Simulator) Calls() int64 { return s.calls.Load() }
 
+// Latency returns the bounds that one query's latency is drawn from.
+func (s *Simulator) Latency() (minLatency, maxLatency time.Duration) {
+	return s.cfg.MinLatency, s.cfg.MaxLatency
+}
+
 // Customers returns the configured customer names.
 func (s *Simulator) Customers(ctx context.Context) ([]string, error) {
 	return slices.Clone(s.cfg.Customers), nil
@@ -95,6 +101,26 @@ func (s *Simulator) Query(ctx context.Context, key dashcache.ReportKey) ([]byte,
 		return nil, transient(0, fmt.Errorf("simulated query for %s: %w", key, err))
 	}
 	return simReport(key), nil
+}
+
+// ParseLatency reads a simulated latency written as one duration ("3s",
+// "0s") or a range ("2s-5s"), as DASHCACHE_SIM_LATENCY takes it, and returns
+// it as SimConfig's MinLatency and MaxLatency: "0s", where zero would mean the
+// default, comes back as MaxLatency -1, an instant answer.
+func ParseLatency(s string) (minLatency, maxLatency time.Duration, err error) {
+	lo, hi, found := strings.Cut(s, "-")
+	if !found {
+		hi = lo
+	}
+	minLatency, err1 := time.ParseDuration(lo)
+	maxLatency, err2 := time.ParseDuration(hi)
+	if err1 != nil || err2 != nil || minLatency < 0 || maxLatency < minLatency {
+		return 0, 0, fmt.Errorf("want a duration (3s) or a range (2s-5s), got %q", s)
+	}
+	if maxLatency == 0 {
+		maxLatency = -1
+	}
+	return minLatency, maxLatency, nil
 }
 
 func (s *Simulator) latency() time.Duration {

@@ -101,6 +101,34 @@ func TestNewSimulatorLatency(t *testing.T) {
 	}
 }
 
+// TestParseLatency: DASHCACHE_SIM_LATENCY's forms give the simulator the
+// latency they say, an explicit 0s included.
+func TestParseLatency(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string][2]time.Duration{
+		"3s":       {3 * time.Second, 3 * time.Second},
+		"2s-5s":    {2 * time.Second, 5 * time.Second},
+		"0s":       {0, 0},
+		"0s-100ms": {0, 100 * time.Millisecond},
+		"10ms":     {10 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		lo, hi, err := ParseLatency(s)
+		if err != nil {
+			t.Errorf("ParseLatency(%q): %v", s, err)
+			continue
+		}
+		sim := NewSimulator(SimConfig{MinLatency: lo, MaxLatency: hi})
+		if got := [2]time.Duration{sim.cfg.MinLatency, sim.cfg.MaxLatency}; got != want {
+			t.Errorf("%q: latency %v, want %v", s, got, want)
+		}
+	}
+	for _, s := range []string{"", "soon", "5s-2s", "-1s", "1s-", "1s-2s-3s"} {
+		if _, _, err := ParseLatency(s); err == nil || !strings.Contains(err.Error(), "2s-5s") {
+			t.Errorf("ParseLatency(%q): %v, want an error showing the forms", s, err)
+		}
+	}
+}
+
 func TestSimulatorFailInProcess(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

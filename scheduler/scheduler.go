@@ -30,13 +30,11 @@ const DefaultFiringTimeout = time.Minute
 type Config struct {
 	// File holds the plans. Required.
 	File *File
-	// Zone is the zone that cron times and "today" are computed in.
-	// Default: File.Timezone if set, else UTC.
-	Zone *time.Location
-	// Enqueue enqueues the warm task of k on the warming queue. enqueued is
-	// false, with no error, when k's task is already queued or running.
-	// Required.
-	Enqueue func(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
+	// DefaultZone is the zone that cron times and "today" are computed in
+	// when the file names none: File.Timezone wins. Default: UTC.
+	DefaultZone *time.Location
+	// Warmer enqueues the plans' warm tasks (jobs.Enqueuer). Required.
+	Warmer dashcache.Warmer
 	// Customers lists the BI platform's customers, for plans with
 	// customers: all. Required only if some plan uses it.
 	Customers func(ctx context.Context) ([]string, error)
@@ -50,23 +48,11 @@ type Config struct {
 	FiringTimeout time.Duration
 }
 
-// Result counts what one firing of a plan did.
-type Result struct {
-	// Enqueued is the number of warm tasks enqueued.
-	Enqueued int
-	// Duplicates is the number of keys whose task was already queued or
-	// running.
-	Duplicates int
-	// Errors holds one error per key that failed (it names the key), and one
-	// for the keys left untried when the firing timed out.
-	Errors []error
-}
-
 // Scheduler fires warming plans on their cron schedules.
 type Scheduler struct {
 	plans     map[string]Plan
 	zone      *time.Location
-	enqueue   func(context.Context, dashcache.ReportKey) (bool, error)
+	warmer    dashcache.Warmer
 	customers func(context.Context) ([]string, error)
 	log       zerolog.Logger
 	now       func() time.Time
@@ -91,24 +77,21 @@ func New(cfg Config) (*Scheduler, error) {
 	if err := cfg.File.validate(); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	if cfg.Enqueue == nil {
-		return nil, errors.New("scheduler: Config.Enqueue is required")
+	if cfg.Warmer == nil {
+		return nil, errors.New("scheduler: Config.Warmer is required")
 	}
-	zone := cfg.Zone
-	if zone == nil {
-		zone = time.UTC
-		if cfg.File.Timezone != "" {
-			z, err := time.LoadLocation(cfg.File.Timezone)
-			if err != nil {
-				return nil, fmt.Errorf("scheduler: timezone %q: %w", cfg.File.Timezone, err)
-			}
-			zone = z
+	zone := cmp.Or(cfg.DefaultZone, time.UTC)
+	if cfg.File.Timezone != "" {
+		z, err := time.LoadLocation(cfg.File.Timezone)
+		if err != nil {
+			return nil, fmt.Errorf("scheduler: timezone %q: %w", cfg.File.Timezone, err)
 		}
+		zone = z
 	}
 	s := &Scheduler{
 		plans:     make(map[string]Plan, len(cfg.File.Plans)),
 		zone:      zone,
-		enqueue:   cfg.Enqueue,
+		warmer:    cfg.Warmer,
 		customers: cfg.Customers,
 		log:       cfg.Log.With().Str("component", "scheduler").Logger(),
 		now:       cfg.Now,
@@ -191,11 +174,11 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 // scheduler's zone, resolves the customers (asking Config.Customers for
 // customers: all, and skipping with a warning any name from it that is not a
 // valid customer), and enqueues one warm task per customer and range. A key
-// that fails does not stop the others; its error is in Result.Errors. The
+// that fails does not stop the others; its error is in the result's Errors. The
 // error return is for a firing that could not run at all: an unknown plan or
 // a failed customer list. The firing is bounded by Config.FiringTimeout and
 // logs one line with its counts.
-func (s *Scheduler) RunPlan(ctx context.Context, name string) (Result, error) {
+func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmResult, error) {
 	p, ok := s.plans[name]
 	if !ok {
 		names := make([]string, 0, len(s.plans))
@@ -203,7 +186,7 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (Result, error) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		return Result{}, fmt.Errorf("scheduler: no plan named %q; the plans are %q", name, names)
+		return dashcache.WarmResult{}, fmt.Errorf("scheduler: no plan named %q; the plans are %q", name, names)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -213,7 +196,7 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (Result, error) {
 	res, keys, err := s.fire(ctx, p, log)
 	if err != nil {
 		log.Error().Err(err).Dur("duration", time.Since(start)).Msg("warming plan failed")
-		return Result{}, err
+		return dashcache.WarmResult{}, err
 	}
 	ev := log.Info()
 	if len(res.Errors) > 0 {
@@ -229,13 +212,13 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (Result, error) {
 }
 
 // fire does RunPlan's work and returns the result and the number of keys.
-func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (Result, int, error) {
+func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashcache.WarmResult, int, error) {
 	today := s.now().In(s.zone)
 	customers := p.Customers.Names
 	if p.Customers.All {
 		names, err := s.customers(ctx)
 		if err != nil {
-			return Result{}, 0, fmt.Errorf("plan %q: listing the BI platform's customers: %w", p.Name, err)
+			return dashcache.WarmResult{}, 0, fmt.Errorf("plan %q: listing the BI platform's customers: %w", p.Name, err)
 		}
 		customers = customers[:0:0]
 		var skipped []string
@@ -252,14 +235,14 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (Resul
 		}
 	}
 
-	var res Result
 	var keys []dashcache.ReportKey
+	var keyErrs []error
 	seen := make(map[dashcache.ReportKey]bool)
 	for _, c := range customers {
 		for _, r := range p.Ranges {
 			k, err := dashcache.PresetKey(c, r, today)
 			if err != nil {
-				res.Errors = append(res.Errors, fmt.Errorf("%s over %s: %w", c, r, err))
+				keyErrs = append(keyErrs, fmt.Errorf("%s over %s: %w", c, r, err))
 				continue
 			}
 			if !seen[k] {
@@ -268,21 +251,8 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (Resul
 			}
 		}
 	}
-	for i, k := range keys {
-		if err := ctx.Err(); err != nil {
-			res.Errors = append(res.Errors, fmt.Errorf("stopped after %d of %d keys: %w", i, len(keys), err))
-			break
-		}
-		enqueued, err := s.enqueue(ctx, k)
-		switch {
-		case err != nil:
-			res.Errors = append(res.Errors, fmt.Errorf("enqueuing %s: %w", k, err))
-		case enqueued:
-			res.Enqueued++
-		default:
-			res.Duplicates++
-		}
-	}
+	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)
+	res.Errors = append(keyErrs, res.Errors...)
 	return res, len(keys), nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// recorder is a fake Enqueue: it records every key, answers duplicate for the
+// recorder is a fake Warmer: it records every key, answers duplicate for the
 // keys in dup and fails those in fail.
 type recorder struct {
 	mu   sync.Mutex
@@ -30,14 +31,21 @@ type recorder struct {
 	fail map[string]bool
 }
 
-func (r *recorder) enqueue(_ context.Context, k dashcache.ReportKey) (bool, error) {
+func (r *recorder) Warm(_ context.Context, k dashcache.ReportKey, _ dashcache.Refresh) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.keys = append(r.keys, k.String())
 	if r.fail[k.String()] {
-		return false, errors.New("redis: connection refused")
+		return false, fmt.Errorf("enqueueing the warm task of %s: redis: connection refused", k) // as jobs.Enqueuer
 	}
 	return !r.dup[k.String()], nil
+}
+
+// warmFunc is a Warmer made of a function.
+type warmFunc func(ctx context.Context, k dashcache.ReportKey) (bool, error)
+
+func (f warmFunc) Warm(ctx context.Context, k dashcache.ReportKey, _ dashcache.Refresh) (bool, error) {
+	return f(ctx, k)
 }
 
 func (r *recorder) got() []string {
@@ -101,6 +109,10 @@ plans:
 		"acme|2025-02-27|2025-02-27", "acme|2025-02-01|2025-02-28",
 		"globex|2025-02-27|2025-02-27", "globex|2025-02-01|2025-02-28",
 	}
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name     string
 		timezone string
@@ -109,17 +121,18 @@ plans:
 	}{
 		{"file's zone", "timezone: Europe/Berlin\n", nil, berlinKeys},
 		{"no zone: UTC", "", nil, utcKeys},
-		{"Config.Zone over the file's", "timezone: Europe/Berlin\n", time.UTC, utcKeys},
+		{"the file's zone over DefaultZone", "timezone: Europe/Berlin\n", time.UTC, berlinKeys},
+		{"DefaultZone when the file names none", "", berlin, berlinKeys},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var r recorder
 			s, err := scheduler.New(scheduler.Config{
-				File:    file(t, c.timezone+plans),
-				Zone:    c.zone,
-				Enqueue: r.enqueue,
-				Now:     func() time.Time { return now },
+				File:        file(t, c.timezone+plans),
+				DefaultZone: c.zone,
+				Warmer:      &r,
+				Now:         func() time.Time { return now },
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -153,9 +166,9 @@ plans:
     customers: [acme, globex, initech]
     ranges: [yesterday, last_7_days]
 `),
-		Enqueue: r.enqueue,
-		Log:     zerolog.New(logs),
-		Now:     func() time.Time { return time.Date(2025, 6, 15, 8, 0, 0, 0, time.UTC) },
+		Warmer: &r,
+		Log:    zerolog.New(logs),
+		Now:    func() time.Time { return time.Date(2025, 6, 15, 8, 0, 0, 0, time.UTC) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -206,8 +219,8 @@ plans:
 		var r recorder
 		logs := make(logLines, 100)
 		s, err := scheduler.New(scheduler.Config{
-			File:    file(t, plans),
-			Enqueue: r.enqueue,
+			File:   file(t, plans),
+			Warmer: &r,
 			Customers: func(context.Context) ([]string, error) {
 				return []string{"acme", "bad/name", "globex", "acme", ""}, nil
 			},
@@ -238,7 +251,7 @@ plans:
 		var r recorder
 		s, err := scheduler.New(scheduler.Config{
 			File:      file(t, plans),
-			Enqueue:   r.enqueue,
+			Warmer:    &r,
 			Customers: func(context.Context) ([]string, error) { return nil, errors.New("BI platform: transient (HTTP 503)") },
 			Now:       now,
 		})
@@ -258,8 +271,8 @@ func TestRunPlanUnknown(t *testing.T) {
 	t.Parallel()
 	var r recorder
 	s, err := scheduler.New(scheduler.Config{
-		File:    file(t, "plans: [{name: nightly, cron: '@daily', customers: [acme], ranges: [yesterday]}]"),
-		Enqueue: r.enqueue,
+		File:   file(t, "plans: [{name: nightly, cron: '@daily', customers: [acme], ranges: [yesterday]}]"),
+		Warmer: &r,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -275,11 +288,11 @@ func TestRunPlanTimeout(t *testing.T) {
 	s, err := scheduler.New(scheduler.Config{
 		File: file(t, "plans: [{name: a, cron: '@daily', customers: [acme, globex, initech], ranges: [yesterday]}]"),
 		// A hung Redis: the call returns only when its context ends.
-		Enqueue: func(ctx context.Context, _ dashcache.ReportKey) (bool, error) {
+		Warmer: warmFunc(func(ctx context.Context, _ dashcache.ReportKey) (bool, error) {
 			calls++
 			<-ctx.Done()
 			return false, ctx.Err()
-		},
+		}),
 		FiringTimeout: 50 * time.Millisecond,
 	})
 	if err != nil {
@@ -304,10 +317,10 @@ func TestNewErrors(t *testing.T) {
 		cfg  scheduler.Config
 		want string
 	}{
-		{"no file", scheduler.Config{Enqueue: r.enqueue}, "File is required"},
-		{"no Enqueue", scheduler.Config{File: all, Customers: func(context.Context) ([]string, error) { return nil, nil }}, "Enqueue is required"},
-		{"all without Customers", scheduler.Config{File: all, Enqueue: r.enqueue}, `plan "a" uses customers: all`},
-		{"invalid File built in code", scheduler.Config{File: &scheduler.File{Plans: []scheduler.Plan{{Name: "a", Cron: "@daily"}}}, Enqueue: r.enqueue}, "ranges is required"},
+		{"no file", scheduler.Config{Warmer: &r}, "File is required"},
+		{"no Warmer", scheduler.Config{File: all, Customers: func(context.Context) ([]string, error) { return nil, nil }}, "Warmer is required"},
+		{"all without Customers", scheduler.Config{File: all, Warmer: &r}, `plan "a" uses customers: all`},
+		{"invalid File built in code", scheduler.Config{File: &scheduler.File{Plans: []scheduler.Plan{{Name: "a", Cron: "@daily"}}}, Warmer: &r}, "ranges is required"},
 	}
 	for _, c := range cases {
 		if _, err := scheduler.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -321,13 +334,13 @@ func TestCronFires(t *testing.T) {
 	fired := make(chan string, 10)
 	s, err := scheduler.New(scheduler.Config{
 		File: file(t, "timezone: Europe/Berlin\nplans: [{name: often, cron: '@every 1s', customers: [acme], ranges: [yesterday]}]"),
-		Enqueue: func(_ context.Context, k dashcache.ReportKey) (bool, error) {
+		Warmer: warmFunc(func(_ context.Context, k dashcache.ReportKey) (bool, error) {
 			select {
 			case fired <- k.String():
 			default:
 			}
 			return true, nil
-		},
+		}),
 		Log: zerolog.New(zerolog.NewTestWriter(t)),
 	})
 	if err != nil {
@@ -363,11 +376,11 @@ func TestOverlappingFiringSkippedAndShutdownDeadline(t *testing.T) {
 	s, err := scheduler.New(scheduler.Config{
 		File: file(t, "plans: [{name: slow, cron: '@every 1s', customers: [acme], ranges: [yesterday]}]"),
 		// Hangs until its firing is cancelled.
-		Enqueue: func(ctx context.Context, _ dashcache.ReportKey) (bool, error) {
+		Warmer: warmFunc(func(ctx context.Context, _ dashcache.ReportKey) (bool, error) {
 			started <- struct{}{}
 			<-ctx.Done()
 			return false, ctx.Err()
-		},
+		}),
 		Log: zerolog.New(logs).Level(zerolog.InfoLevel),
 	})
 	if err != nil {
@@ -382,7 +395,7 @@ func TestOverlappingFiringSkippedAndShutdownDeadline(t *testing.T) {
 		t.Errorf("skip line %s does not name the plan", line)
 	}
 	if n := len(started); n != 1 {
-		t.Errorf("%d firings reached Enqueue, want 1", n)
+		t.Errorf("%d firings reached Warm, want 1", n)
 	}
 
 	// Shutdown gives up at its deadline and cancels the hung firing...
@@ -403,8 +416,8 @@ func TestShutdownWithoutStart(t *testing.T) {
 	t.Parallel()
 	var r recorder
 	s, err := scheduler.New(scheduler.Config{
-		File:    file(t, "plans: [{name: a, cron: '@every 1s', customers: [acme], ranges: [yesterday]}]"),
-		Enqueue: r.enqueue,
+		File:   file(t, "plans: [{name: a, cron: '@every 1s', customers: [acme], ranges: [yesterday]}]"),
+		Warmer: &r,
 	})
 	if err != nil {
 		t.Fatal(err)

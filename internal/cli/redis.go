@@ -1,7 +1,6 @@
-package main
+package cli
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -18,17 +17,15 @@ const (
 )
 
 // openRedis connects to the Redis Cluster of DASHCACHE_REDIS_CLUSTER_ADDRS, to
-// DASHCACHE_REDIS_URL or, where allowed, starts an embedded in-process Redis.
-func openRedis(cfg Config, log zerolog.Logger, embeddedOK bool) (redis.UniversalClient, func(), error) {
+// DASHCACHE_REDIS_URL or, with neither (which LoadConfig allows only for a
+// role that may run on it), starts an embedded in-process Redis.
+func openRedis(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
 	if len(cfg.RedisClusterAddrs) > 0 {
 		return openRedisCluster(cfg, log)
 	}
 	var opt *redis.Options
 	closeAll := func() {}
 	if cfg.RedisURL == "" {
-		if !embeddedOK {
-			return nil, nil, errors.New("DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required for this role (only role all may run on the embedded Redis)")
-		}
 		m := miniredis.NewMiniRedis()
 		m.ClockTTL(true) // TTLs run down in real time, as in Redis
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {

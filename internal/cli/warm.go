@@ -1,6 +1,7 @@
-package main
+package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -25,42 +26,37 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	to := fs.String("to", "", "last day YYYY-MM-DD")
 	force := fs.Bool("force", false, "refresh reports that are still fresh")
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		return ErrUsage
 	}
-	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, time.Now().In(cfg.Zone))
+	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, time.Now().In(cmp.Or(cfg.Zone, time.UTC)))
 	if err != nil || fs.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected arguments %q", fs.Args())
 		}
 		fmt.Fprintf(stderr, "dashcache warm: %v\n", err)
 		fs.Usage()
-		return errUsage
+		return ErrUsage
 	}
 
-	rdb, closeRedis, err := openRedis(cfg, log, false)
+	rdb, closeRedis, err := openRedis(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeRedis()
-	enq := jobs.NewEnqueuer(rdb, nil)
-	var enqueued, duplicates int
-	var errs []error
-	for _, k := range keys {
-		ok, err := enq.Enqueue(ctx, k, jobs.QueueWarming, dashcache.Refresh{Force: *force})
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-			fmt.Fprintf(stdout, "failed     %s: %v\n", k, err)
-		case ok:
-			enqueued++
-			fmt.Fprintf(stdout, "enqueued   %s\n", k)
-		default:
-			duplicates++
-			fmt.Fprintf(stdout, "duplicate  %s\n", k)
+	queue, err := jobs.NewEnqueuer(rdb, nil)
+	if err != nil {
+		return err
+	}
+	res := dashcache.WarmAll(ctx, queue, keys, dashcache.Refresh{Force: *force}, dashcache.ContinueOnError)
+	for _, wk := range res.Keys {
+		if wk.Err != nil {
+			fmt.Fprintf(stdout, "%-10s %v\n", wk.Result, wk.Err)
+		} else {
+			fmt.Fprintf(stdout, "%-10s %s\n", wk.Result, wk.Key)
 		}
 	}
-	fmt.Fprintf(stdout, "%d enqueued, %d duplicate, %d failed\n", enqueued, duplicates, len(errs))
-	return errors.Join(errs...)
+	fmt.Fprintf(stdout, "%d enqueued, %d duplicate, %d failed\n", res.Enqueued, res.Duplicates, len(res.Errors))
+	return errors.Join(res.Errors...)
 }
 
 // splitList splits a comma-separated flag value; "" is no items.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func TestOpenRedisCluster(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			rdb, closeRedis, err := openRedis(Config{RedisURL: tt.url, RedisClusterAddrs: addrs}, zerolog.New(&logs), false)
+			rdb, closeRedis, err := openRedis(Config{RedisURL: tt.url, RedisClusterAddrs: addrs}, zerolog.New(&logs))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one saying %q", err, tt.wantErr)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -32,7 +32,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "dashcache")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", binPath, "github.com/dashcache/dashcache/cmd/dashcache").CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	})
@@ -112,8 +112,8 @@ func TestBareBinary(t *testing.T) {
 func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{"nonsense"}, {"api", "extra"}} {
 		var stderr strings.Builder
-		err := run(t.Context(), args, func(string) string { return "" }, io.Discard, &stderr)
-		if err != errUsage || !strings.Contains(stderr.String(), "usage: dashcache") {
+		err := Run(t.Context(), args, func(string) string { return "" }, io.Discard, &stderr)
+		if err != ErrUsage || !strings.Contains(stderr.String(), "usage: dashcache") {
 			t.Errorf("run(%q) = %v, stderr %q; want usage", args, err, stderr.String())
 		}
 	}
@@ -134,7 +134,7 @@ func TestSettingsRefused(t *testing.T) {
 		{"all", map[string]string{"DASHCACHE_MONITORING_READONLY": "perhaps"}, "DASHCACHE_MONITORING_READONLY"},
 		{"scheduler", map[string]string{"DASHCACHE_REDIS_URL": "redis://127.0.0.1:1"}, "DASHCACHE_SCHEDULE_FILE"},
 	} {
-		err := run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
+		err := Run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s with %v: %v, want an error naming %s", c.role, c.env, err, c.want)
 		}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -51,7 +51,7 @@ func startRole(t *testing.T, role string, env map[string]string) string {
 	}()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, []string{role}, func(k string) string { return env[k] }, pw, io.Discard)
+		err := Run(ctx, []string{role}, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 		done <- err
 	}()

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
 	}
 	warm := func(args ...string) (string, error) {
 		var out strings.Builder
-		err := run(t.Context(), append([]string{"warm"}, args...), env, &out, io.Discard)
+		err := Run(t.Context(), append([]string{"warm"}, args...), env, &out, io.Discard)
 		return out.String(), err
 	}
 	out, err := warm("--customers", "acme,globex", "--ranges", "yesterday,last_7_days")
@@ -57,7 +57,7 @@ func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
 		{"--customers", "acme", "--from", "2025-02-01", "--to", "2025-01-01"},
 		{"--nonsense"},
 	} {
-		if _, err := warm(bad...); err != errUsage {
+		if _, err := warm(bad...); err != ErrUsage {
 			t.Errorf("warm %q: %v, want a usage error", bad, err)
 		}
 	}

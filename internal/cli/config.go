@@ -1,0 +1,197 @@
+package cli
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/rs/zerolog"
+)
+
+// Config is every setting of one run, read from the environment by
+// LoadConfig (README.md, "Settings"). A setting left unset stays zero, and the
+// package that uses it applies its own default.
+type Config struct {
+	Role                 Role
+	RedisURL             string         // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
+	RedisClusterAddrs    []string       // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
+	Listen               string         // DASHCACHE_LISTEN; default Role.Listen
+	ProviderURL          string         // DASHCACHE_PROVIDER_URL; "" = built-in simulator
+	ProviderToken        string         // DASHCACHE_PROVIDER_TOKEN
+	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's default
+	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = provider's default
+	WorkerConcurrency    int            // DASHCACHE_WORKER_CONCURRENCY; 0 = jobs' default
+	AllowUnauthenticated bool           // DASHCACHE_ALLOW_UNAUTHENTICATED
+	APIKeys              api.APIKeys    // DASHCACHE_API_KEYS; nil = no authentication
+	AdminToken           string         // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
+	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
+	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
+	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
+	LogLevel             zerolog.Level  // DASHCACHE_LOG_LEVEL; default info
+	LogConsole           bool           // DASHCACHE_LOG_FORMAT=console; default json
+	// DASHCACHE_SIM_LATENCY, as provider.SimConfig takes it; zero = the
+	// simulator's default.
+	SimMinLatency, SimMaxLatency time.Duration
+}
+
+// maxProviderTimeout keeps one BI call well inside a warm task's own timeout
+// (jobs.TaskTimeout).
+const maxProviderTimeout = 5 * time.Minute
+
+// LoadConfig reads the settings of the named role from getenv and checks
+// them, as the binary does before it starts anything. Every problem is
+// reported, each naming its variable and what it accepts.
+func LoadConfig(role string, getenv func(string) string) (Config, error) {
+	r, ok := RoleNamed(role)
+	if !ok {
+		return Config{}, fmt.Errorf("unknown role %q", role)
+	}
+	env := func(name string) string { return strings.TrimSpace(getenv("DASHCACHE_" + name)) }
+	c := Config{
+		Role:          r,
+		RedisURL:      env("REDIS_URL"),
+		Listen:        cmp.Or(env("LISTEN"), r.Listen),
+		ProviderURL:   env("PROVIDER_URL"),
+		ProviderToken: env("PROVIDER_TOKEN"),
+		ScheduleFile:  env("SCHEDULE_FILE"),
+		AdminToken:    env("ADMIN_TOKEN"),
+		LogLevel:      zerolog.InfoLevel,
+	}
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("DASHCACHE_%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	// Each parser runs only when its variable is set, and stores the value.
+	set := func(name string, parse func(v string) error) {
+		if v := env(name); v != "" {
+			if err := parse(v); err != nil {
+				bad(name, "%v", err)
+			}
+		}
+	}
+	duration := func(d *time.Duration) func(string) error {
+		return func(v string) (err error) {
+			if *d, err = time.ParseDuration(v); err != nil || *d <= 0 {
+				return fmt.Errorf("want a positive Go duration such as 30s, got %q", v)
+			}
+			return nil
+		}
+	}
+	positive := func(n *int) func(string) error {
+		return func(v string) (err error) {
+			if *n, err = strconv.Atoi(v); err != nil || *n <= 0 {
+				return fmt.Errorf("want a positive whole number, got %q", v)
+			}
+			return nil
+		}
+	}
+	boolean := func(b *bool) func(string) error {
+		return func(v string) (err error) {
+			if *b, err = strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			return nil
+		}
+	}
+
+	set("PROVIDER_TIMEOUT", duration(&c.ProviderTimeout))
+	if c.ProviderTimeout > maxProviderTimeout {
+		bad("PROVIDER_TIMEOUT", "at most %s", maxProviderTimeout)
+	}
+	set("PROVIDER_RATE", positive(&c.ProviderRate))
+	set("WORKER_CONCURRENCY", positive(&c.WorkerConcurrency))
+	set("ALLOW_UNAUTHENTICATED", boolean(&c.AllowUnauthenticated))
+	set("MONITORING_READONLY", boolean(&c.MonitoringReadOnly))
+	set("API_KEYS", func(v string) (err error) {
+		if c.APIKeys, err = api.ParseAPIKeys(v); err != nil {
+			return fmt.Errorf("want key=customer|customer,key2=*: %w", err)
+		}
+		return nil
+	})
+	set("TIMEZONE", func(v string) (err error) {
+		if c.Zone, err = time.LoadLocation(v); err != nil {
+			return fmt.Errorf("want an IANA zone such as Europe/Berlin, got %q", v)
+		}
+		return nil
+	})
+	set("SIM_LATENCY", func(v string) (err error) {
+		c.SimMinLatency, c.SimMaxLatency, err = provider.ParseLatency(v)
+		return err
+	})
+	set("LOG_LEVEL", func(v string) (err error) {
+		if c.LogLevel, err = zerolog.ParseLevel(v); err != nil || c.LogLevel == zerolog.NoLevel {
+			return fmt.Errorf("want debug, info, warn or error, got %q", v)
+		}
+		return nil
+	})
+	set("LOG_FORMAT", func(v string) error {
+		if v != "json" && v != "console" {
+			return fmt.Errorf("want json or console, got %q", v)
+		}
+		c.LogConsole = v == "console"
+		return nil
+	})
+	set("REDIS_URL", func(v string) error {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			return errors.New("want redis://[user:pass@]host:port/db or rediss://...")
+		}
+		return nil
+	})
+	set("PROVIDER_URL", func(v string) error {
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("want an http:// or https:// base URL, got %q", v)
+		}
+		return nil
+	})
+	set("REDIS_CLUSTER_ADDRS", func(v string) error {
+		for _, a := range strings.Split(v, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return fmt.Errorf("want host:port,host:port,..., got %q", a)
+			}
+			c.RedisClusterAddrs = append(c.RedisClusterAddrs, a)
+		}
+		return nil
+	})
+
+	if r.Redis && !r.Embedded && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
+		bad("REDIS_URL", "role %s needs a Redis: DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required "+
+			"(only role all may run on the embedded Redis)", r.Name)
+	}
+	if r.ScheduleRequired && c.ScheduleFile == "" {
+		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)
+	}
+	if c.Listen != "" { // role warm serves nothing
+		if err := checkListen(c.Listen, c.AllowUnauthenticated || c.APIKeys != nil); err != nil {
+			bad("LISTEN", "%v", err)
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkListen refuses a listener reachable from other hosts unless it is
+// authenticated or running without authentication was asked for explicitly.
+func checkListen(addr string, authenticatedOrAllowed bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if authenticatedOrAllowed {
+		return nil
+	}
+	return fmt.Errorf("%q is reachable from other hosts but DASHCACHE_API_KEYS is unset; "+
+		"set API keys, listen on 127.0.0.1, or set DASHCACHE_ALLOW_UNAUTHENTICATED=true to serve without authentication", addr)
+}

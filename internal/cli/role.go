@@ -1,0 +1,49 @@
+package cli
+
+// Role is one way to run dashcache; the binary's first argument names it.
+type Role struct {
+	Name string
+	// Does says what the role runs, for the usage text.
+	Does string
+	// Listen is the role's default DASHCACHE_LISTEN; "" for a role that
+	// serves no HTTP.
+	Listen string
+	// API, Worker and Scheduler are the parts the role runs in its process.
+	API, Worker, Scheduler bool
+	// ScheduleRequired: the role cannot start without
+	// DASHCACHE_SCHEDULE_FILE (otherwise a Scheduler runs only with one).
+	ScheduleRequired bool
+	// Redis: the role needs a Redis; Embedded: it may run on an embedded
+	// in-process one when none is set.
+	Redis, Embedded bool
+}
+
+// Roles are every role, the default (all) first. Usage, default listen
+// addresses, README's role table and the deployments tests all read this
+// list.
+var Roles = []Role{
+	{Name: "all", Listen: "127.0.0.1:8080", API: true, Worker: true, Scheduler: true, Redis: true, Embedded: true,
+		Does: "API + worker (+ scheduler with DASHCACHE_SCHEDULE_FILE) in one\nprocess (default); on an embedded Redis unless a Redis is set"},
+	{Name: "api", Listen: "127.0.0.1:8080", API: true, Redis: true,
+		Does: "the read endpoint GET /v1/reports, admin endpoints, /monitoring/"},
+	{Name: "worker", Listen: "127.0.0.1:9090", Worker: true, Redis: true,
+		Does: "the asynq server that fills reports"},
+	{Name: "scheduler", Listen: "127.0.0.1:9091", Scheduler: true, ScheduleRequired: true, Redis: true,
+		Does: "cron-driven warming plans from DASHCACHE_SCHEDULE_FILE"},
+	{Name: "warm", Redis: true,
+		Does: "enqueue warm tasks once and exit:\n" +
+			"dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]\n" +
+			"dashcache warm --customers a --from 2025-01-01 --to 2025-01-31"},
+	{Name: "fakebi", Listen: "127.0.0.1:8081",
+		Does: "a simulated BI platform speaking the provider contract"},
+}
+
+// RoleNamed returns the role called name.
+func RoleNamed(name string) (Role, bool) {
+	for _, r := range Roles {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}

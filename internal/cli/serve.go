@@ -1,0 +1,196 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/jobs"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/scheduler"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynq/x/metrics"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// serve runs a role of cfg.Role's parts (API, worker, scheduler) until ctx
+// ends. It builds them in order, each from those before it, serves HTTP (the
+// API, or health and metrics), and then stops them in reverse order.
+func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	role := cfg.Role
+	runScheduler := role.Scheduler && cfg.ScheduleFile != ""
+
+	rdb, closeRedis, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	reg, err := newRegistry(rdb)
+	if err != nil {
+		return err
+	}
+	st := store.New(rdb)
+	var queue *jobs.Enqueuer
+	if role.API || runScheduler {
+		if queue, err = jobs.NewEnqueuer(rdb, reg); err != nil {
+			return err
+		}
+	}
+	var bi provider.Source
+	if role.Worker || runScheduler {
+		if bi, err = newSource(cfg, rdb, reg, log); err != nil {
+			return err
+		}
+	}
+
+	if role.Worker {
+		h, err := jobs.NewHandler(jobs.HandlerConfig{Store: st, Source: bi, Log: log, Zone: cfg.Zone, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		worker, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
+		if err := worker.Start(mux); err != nil {
+			return fmt.Errorf("starting worker: %w", err)
+		}
+		defer worker.Shutdown()
+	}
+	if runScheduler {
+		sc, err := newScheduler(cfg, queue, bi, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			sc.Shutdown(sctx) // lets a running firing finish
+		}()
+	}
+
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if !role.API {
+		mux := http.NewServeMux()
+		api.HandleHealth(mux, st, log)
+		mux.Handle("/metrics", metricsHandler)
+		return serveHTTP(ctx, cfg.Listen, mux, log, nil, nil)
+	}
+	srv, err := api.New(api.Config{
+		Store:      st,
+		Queue:      queue,
+		APIKeys:    cfg.APIKeys,
+		AdminToken: cfg.AdminToken,
+		Monitoring: asynqmon.New(asynqmon.Options{
+			RootPath:     "/monitoring",
+			RedisConnOpt: sharedRedis{rdb},
+			ReadOnly:     cfg.MonitoringReadOnly,
+		}),
+		Metrics:    metricsHandler,
+		Registerer: reg,
+		Log:        log,
+		Zone:       cfg.Zone,
+	})
+	if err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := srv.Start(startCtx); err != nil {
+		return fmt.Errorf("starting API: %w", err)
+	}
+	hint := func(addr net.Addr) {
+		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", addr)
+	}
+	return serveHTTP(ctx, cfg.Listen, srv.Handler(), log, hint, srv.Shutdown)
+}
+
+// newRegistry returns the process's Prometheus registry with the Go runtime's,
+// the process's and asynq's queue metrics.
+func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
+
+// newSimulator returns the simulated BI platform of cfg.
+func newSimulator(cfg Config) *provider.Simulator {
+	return provider.NewSimulator(provider.SimConfig{
+		MinLatency: cfg.SimMinLatency,
+		MaxLatency: cfg.SimMaxLatency,
+		Token:      cfg.ProviderToken,
+	})
+}
+
+// newSource returns the BI platform (or the simulator), measured, behind the
+// fleet-wide rate limit.
+func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
+	var src provider.Source
+	if cfg.ProviderURL == "" {
+		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
+		src = newSimulator(cfg)
+	} else {
+		c, err := provider.NewClient(provider.ClientConfig{BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout})
+		if err != nil {
+			return nil, err
+		}
+		src = c
+	}
+	measured, err := provider.NewMeasured(src, reg)
+	if err != nil {
+		return nil, err
+	}
+	return provider.NewLimited(measured, provider.LimitConfig{
+		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
+	})
+}
+
+// newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, log zerolog.Logger) (*scheduler.Scheduler, error) {
+	file, err := scheduler.LoadFile(cfg.ScheduleFile)
+	if err != nil {
+		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
+	}
+	sc, err := scheduler.New(scheduler.Config{
+		File:        file,
+		DefaultZone: cfg.Zone,
+		Warmer:      queue,
+		Customers:   bi.Customers,
+		Log:         log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sc.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	log.Info().Str("file", cfg.ScheduleFile).Int("plans", len(file.Plans)).Msg("warming plans scheduled")
+	return sc, nil
+}
+
+func serveFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
+	sim := newSimulator(cfg)
+	lo, hi := sim.Latency()
+	log.Info().Dur("min_latency", lo).Dur("max_latency", hi).
+		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), log, nil, nil)
+}
+
+// sharedRedis hands asynqmon our Redis client instead of a second pool.
+type sharedRedis struct{ redis.UniversalClient }
+
+func (s sharedRedis) MakeRedisClient() any { return s.UniversalClient }

@@ -1,0 +1,88 @@
+package dashcache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// queue is a fake Warmer: customers in dup have a task queued already, those
+// in fail cannot be enqueued, and cancel (if set) is called after the second
+// key, as a caller that gives up would.
+type queue struct {
+	dup, fail string
+	cancel    context.CancelFunc
+	tried     []string
+}
+
+func (q *queue) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
+	if !r.Force {
+		return false, errors.New("the Refresh was not passed on")
+	}
+	q.tried = append(q.tried, k.Customer)
+	if len(q.tried) == 2 && q.cancel != nil {
+		q.cancel()
+	}
+	if k.Customer == q.fail {
+		return false, fmt.Errorf("enqueueing the warm task of %s: connection refused", k)
+	}
+	return k.Customer != q.dup, nil
+}
+
+func TestWarmAll(t *testing.T) {
+	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name                  string
+		q                     queue
+		onError               dashcache.OnError
+		cancelled             bool
+		wantTried, wantResult []string
+		enqueued, dup, errors int
+	}{
+		{"all good", queue{dup: "c"}, dashcache.ContinueOnError, false,
+			[]string{"a", "b", "c", "d"}, []string{"enqueued", "enqueued", "duplicate", "enqueued"}, 3, 1, 0},
+		{"continue past a failure", queue{fail: "b"}, dashcache.ContinueOnError, false,
+			[]string{"a", "b", "c", "d"}, []string{"enqueued", "failed", "enqueued", "enqueued"}, 3, 0, 1},
+		{"stop at a failure", queue{fail: "b"}, dashcache.StopOnError, false,
+			[]string{"a", "b"}, []string{"enqueued", "failed"}, 1, 0, 1},
+		{"caller gone", queue{dup: "a"}, dashcache.ContinueOnError, true,
+			[]string{"a", "b"}, []string{"duplicate", "enqueued"}, 1, 1, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			if c.cancelled {
+				c.q.cancel = cancel
+			}
+			res := dashcache.WarmAll(ctx, &c.q, keys, dashcache.Refresh{Force: true}, c.onError)
+			var results []string
+			for i, wk := range res.Keys {
+				results = append(results, wk.Result)
+				if wk.Key != keys[i] || (wk.Result == dashcache.WarmFailed) != (wk.Err != nil) {
+					t.Errorf("key %d: %+v", i, wk)
+				}
+			}
+			if !slices.Equal(c.q.tried, c.wantTried) || !slices.Equal(results, c.wantResult) {
+				t.Errorf("tried %q with results %q, want %q and %q", c.q.tried, results, c.wantTried, c.wantResult)
+			}
+			if res.Enqueued != c.enqueued || res.Duplicates != c.dup || len(res.Errors) != c.errors {
+				t.Errorf("counted %d enqueued, %d duplicates, errors %v; want %d, %d, %d errors",
+					res.Enqueued, res.Duplicates, res.Errors, c.enqueued, c.dup, c.errors)
+			}
+			if c.cancelled && (!errors.Is(res.Errors[0], context.Canceled) || !strings.Contains(res.Errors[0].Error(), "stopped after 2 of 4 keys")) {
+				t.Errorf("error %v, want one saying the keys after the second were left untried", res.Errors[0])
+			}
+		})
+	}
+}
