@@ -200,7 +200,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 			}
 		}
 	}
-	// The dashboard shows every metric the README promises.
+	// The dashboard shows every metric docs/http-api.md promises.
 	for _, want := range []string{
 		"dashcache_reads_total", "dashcache_fill_wait_seconds_bucket", "dashcache_provider_calls_total",
 		"dashcache_provider_call_seconds_bucket", "dashcache_enqueues_total", "dashcache_lock_total",
