@@ -24,11 +24,15 @@ const (
 	OutcomeRateLimited ProviderOutcome = "rate_limited"
 	OutcomeTransient   ProviderOutcome = "transient"
 	OutcomePermanent   ProviderOutcome = "permanent"
+	// OutcomeInvalid is an answer that cannot be stored: not JSON, not
+	// UTF-8, or too large. The same query is likely to get the same answer,
+	// so it is tried again once, then treated as permanent.
+	OutcomeInvalid ProviderOutcome = "invalid"
 )
 
 // ProviderError is a failed BI call. Outcome says what to do next: wait
-// RetryAfter (rate limited), retry with backoff (transient), or give up on this
-// key for a while (permanent).
+// RetryAfter (rate limited), retry with backoff (transient), give up on this
+// key for a while (permanent), or try once more before that (invalid).
 type ProviderError struct {
 	Outcome    ProviderOutcome
 	Status     int           // HTTP status, 0 when no response arrived

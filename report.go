@@ -20,6 +20,10 @@ const MaxCustomerLen = 64
 // MaxSpanDays is the longest date range accepted, in days, counting both ends.
 const MaxSpanDays = 366
 
+// HorizonYears is how far back a range may start by default: the default of
+// DASHCACHE_EARLIEST_DATE is this many years before today.
+const HorizonYears = 10
+
 // ErrInvalidInput marks an error caused by bad input from a caller; its message
 // says what to change.
 var ErrInvalidInput = errors.New("invalid input")
@@ -58,6 +62,26 @@ func ParseReportKey(customer, from, to string, today time.Time) (ReportKey, erro
 		return ReportKey{}, invalid("to (%s) is in the future; the latest allowed date is today, %s", to, Date(today).Format(DateLayout))
 	}
 	return ReportKey{Customer: customer, From: f, To: t}, nil
+}
+
+// Earliest returns the earliest date a range may start at: setting, or, if it
+// is zero, HorizonYears before today (in today's own location).
+func Earliest(setting, today time.Time) time.Time {
+	if !setting.IsZero() {
+		return Date(setting)
+	}
+	return Date(today).AddDate(-HorizonYears, 0, 0)
+}
+
+// CheckEarliest returns an error (wrapping ErrInvalidInput) if the range
+// starts before earliest (see Earliest): a report nobody should need, which
+// would be computed and cached like any other.
+func (k ReportKey) CheckEarliest(earliest time.Time) error {
+	if k.From.Before(earliest) {
+		return invalid("from (%s) is before %s, the earliest date served (DASHCACHE_EARLIEST_DATE)",
+			k.From.Format(DateLayout), earliest.Format(DateLayout))
+	}
+	return nil
 }
 
 // ParseCanonical parses a key in its canonical form "customer|from|to", as built by

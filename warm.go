@@ -2,6 +2,7 @@ package dashcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,14 +32,15 @@ const (
 const (
 	WarmEnqueued  = "enqueued"
 	WarmDuplicate = "duplicate"
+	WarmSkipped   = "skipped" // refused: the customer's daily budget is used
 	WarmFailed    = "failed"
 )
 
 // WarmedKey is what WarmAll did with one key.
 type WarmedKey struct {
 	Key    ReportKey
-	Result string // WarmEnqueued, WarmDuplicate or WarmFailed
-	Err    error  // why it failed
+	Result string // WarmEnqueued, WarmDuplicate, WarmSkipped or WarmFailed
+	Err    error  // why it was skipped (a *Refusal) or failed
 }
 
 // WarmResult counts what WarmAll did.
@@ -50,24 +52,37 @@ type WarmResult struct {
 	// Duplicates is the number of keys whose task was already queued or
 	// running.
 	Duplicates int
+	// Skipped is the number of keys refused (a *Refusal in their
+	// WarmedKey.Err): their customer has used its daily budget.
+	Skipped int
 	// Errors holds one error per key that failed (it names the key), and one
 	// for the keys left untried when ctx ended.
 	Errors []error
 }
 
 // WarmAll enqueues the warm task of every key through w, refreshing as r says,
-// and counts what happened. ctx ending stops it, with an error for the keys
+// and counts what happened. A key that w refuses is skipped, and so are the
+// rest of its customer's keys. ctx ending stops it, with an error for the keys
 // left untried; a failed key stops it only with StopOnError.
 func WarmAll(ctx context.Context, w Warmer, keys []ReportKey, r Refresh, onError OnError) WarmResult {
 	res := WarmResult{Keys: make([]WarmedKey, 0, len(keys))}
+	refused := map[string]error{}
 	for i, k := range keys {
 		if err := ctx.Err(); err != nil {
 			res.Errors = append(res.Errors, fmt.Errorf("stopped after %d of %d keys: %w", i, len(keys), err))
 			break
 		}
-		enqueued, err := w.Warm(ctx, k, r)
+		enqueued, err := false, refused[k.Customer]
+		if err == nil {
+			enqueued, err = w.Warm(ctx, k, r)
+		}
 		wk := WarmedKey{Key: k, Result: WarmDuplicate, Err: err}
+		var refusal *Refusal
 		switch {
+		case errors.As(err, &refusal):
+			wk.Result = WarmSkipped
+			res.Skipped++
+			refused[k.Customer] = err
 		case err != nil:
 			wk.Result = WarmFailed
 			res.Errors = append(res.Errors, err)
@@ -78,7 +93,7 @@ func WarmAll(ctx context.Context, w Warmer, keys []ReportKey, r Refresh, onError
 			res.Duplicates++
 		}
 		res.Keys = append(res.Keys, wk)
-		if err != nil && onError == StopOnError {
+		if wk.Result == WarmFailed && onError == StopOnError {
 			break
 		}
 	}
@@ -90,8 +105,9 @@ const MaxWarmKeys = 1000
 
 // WarmKeys returns the keys of customers x ranges (preset names), or of
 // customers x the one range from..to when ranges is empty, checked as a read
-// would be. Exactly one of ranges or from/to must be given.
-func WarmKeys(customers, ranges []string, from, to string, today time.Time) ([]ReportKey, error) {
+// would be (earliest: see Earliest). Exactly one of ranges or from/to must be
+// given.
+func WarmKeys(customers, ranges []string, from, to string, today, earliest time.Time) ([]ReportKey, error) {
 	if len(customers) == 0 {
 		return nil, invalid("customers is required: at least one customer")
 	}
@@ -104,21 +120,24 @@ func WarmKeys(customers, ranges []string, from, to string, today time.Time) ([]R
 		return nil, invalid("%d reports requested; at most %d at once", n, MaxWarmKeys)
 	}
 	keys := make([]ReportKey, 0, n)
+	add := func(k ReportKey, err error) error {
+		if err == nil {
+			err = k.CheckEarliest(earliest)
+		}
+		keys = append(keys, k)
+		return err
+	}
 	for _, c := range customers {
 		if explicit {
-			k, err := ParseReportKey(c, from, to, today)
-			if err != nil {
+			if err := add(ParseReportKey(c, from, to, today)); err != nil {
 				return nil, err
 			}
-			keys = append(keys, k)
 			continue
 		}
 		for _, r := range ranges {
-			k, err := PresetKey(c, r, today)
-			if err != nil {
+			if err := add(PresetKey(c, r, today)); err != nil {
 				return nil, err
 			}
-			keys = append(keys, k)
 		}
 	}
 	return keys, nil

@@ -37,7 +37,7 @@ func (q *queue) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refre
 
 func TestWarmAll(t *testing.T) {
 	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
-	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today)
+	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

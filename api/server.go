@@ -62,6 +62,12 @@ type Config struct {
 	Log        zerolog.Logger   // default: no logs
 	Now        func() time.Time // default time.Now
 	Zone       *time.Location   // where "today" is; default UTC
+	// Earliest is the earliest date a range may start at; default:
+	// dashcache.HorizonYears before today.
+	Earliest time.Time
+	// DailyCalls is the customers' daily budget of BI calls (enforced by
+	// the queue and the workers), shown by GET /v1/usage; 0: none.
+	DailyCalls int
 }
 
 // Server serves the read API. Start it before serving, Shutdown it after.
@@ -111,6 +117,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
+	s.mux.Handle("/v1/usage", s.admin(http.HandlerFunc(s.getUsage)))
 	if cfg.Monitoring != nil {
 		s.mux.Handle("/monitoring/", s.admin(cfg.Monitoring))
 		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -195,6 +202,7 @@ const (
 	resultMiss    = "miss"
 	resultStale   = "stale"
 	resultPending = "pending"
+	resultRefused = "refused" // 429, or 503 while the breaker is open
 	resultError   = "error"
 )
 
@@ -267,11 +275,18 @@ func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.R
 	if result := s.lookup(w, r, k); result != "" {
 		return result, nil
 	}
-	err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
+	asked, err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
 		_, err := s.cfg.Queue.Ensure(ctx, k)
 		return err
 	})
-	if err != nil {
+	var refusal *dashcache.Refusal
+	switch {
+	case errors.As(err, &refusal) && asked:
+		// The fill asked for before goes on, and may yet be served.
+		s.cfg.Log.Debug().Str("key", k.String()).Str("reason", refusal.Reason).Msg("a waiting reader's fill was refused again")
+	case errors.As(err, &refusal):
+		return refused(w, refusal), nil
+	case err != nil:
 		return "", err
 	}
 	if noWait {
@@ -315,6 +330,19 @@ func pending(w http.ResponseWriter) string {
 	w.WriteHeader(http.StatusAccepted)
 	io.WriteString(w, `{"status":"pending"}`+"\n")
 	return resultPending
+}
+
+// refused answers a fill the queue would not start: 503 while the breaker is
+// open, else 429; with Retry-After and the refusal's detail.
+func refused(w http.ResponseWriter, r *dashcache.Refusal) string {
+	status := http.StatusTooManyRequests
+	if r.Reason == dashcache.ReasonBreaker {
+		status = http.StatusServiceUnavailable
+	}
+	secs := max((r.RetryAfter+time.Second-1)/time.Second, 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	problem(w, status, r.Detail)
+	return resultRefused
 }
 
 func (s *Server) unavailable(w http.ResponseWriter, err error) string {
@@ -369,7 +397,12 @@ func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
 		defer s.refreshing.Delete(key)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := s.cfg.Queue.Warm(ctx, k, dashcache.Refresh{Seen: seen}); err != nil {
+		_, err := s.cfg.Queue.Warm(ctx, k, dashcache.Refresh{Seen: seen})
+		var refusal *dashcache.Refusal
+		switch {
+		case errors.As(err, &refusal): // the stale report goes on being served
+			s.cfg.Log.Debug().Str("key", key).Str("reason", refusal.Reason).Msg("refresh refused")
+		case err != nil:
 			s.cfg.Log.Warn().Err(err).Str("key", key).Msg("enqueueing a refresh")
 		}
 	}()
@@ -435,7 +468,11 @@ func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration
 		}
 		params[i] = v
 	}
-	k, err := dashcache.ParseReportKey(params[0], params[1], params[2], s.today())
+	today := s.today()
+	k, err := dashcache.ParseReportKey(params[0], params[1], params[2], today)
+	if err == nil {
+		err = k.CheckEarliest(dashcache.Earliest(s.cfg.Earliest, today))
+	}
 	if err != nil {
 		return k, 0, err
 	}

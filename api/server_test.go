@@ -37,8 +37,15 @@ type fixture struct {
 }
 
 // Ensure is the fixture's queue for readers: it only counts, and answers
-// "duplicate" after the first call.
-func (f *fixture) Ensure(context.Context, dashcache.ReportKey) (bool, error) {
+// "duplicate" after the first call. It refuses customer "crowded" (too many
+// fills outstanding) and "down" (the breaker is open).
+func (f *fixture) Ensure(_ context.Context, k dashcache.ReportKey) (bool, error) {
+	switch k.Customer {
+	case "crowded":
+		return false, &dashcache.Refusal{Reason: dashcache.ReasonPending, RetryAfter: 1500 * time.Millisecond, Detail: "crowded has too many fills outstanding"}
+	case "down":
+		return false, &dashcache.Refusal{Reason: dashcache.ReasonBreaker, RetryAfter: 20 * time.Second, Detail: "the BI platform is down"}
+	}
 	return f.enqueued.Add(1) == 1, nil
 }
 
@@ -367,13 +374,15 @@ func TestReadMetrics(t *testing.T) {
 	f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")           // hit
 	f.get(t, "customer=globex&from=2025-01-01&to=2025-01-31&wait=0s") // pending
 	f.get(t, "customer=")                                             // error
+	f.get(t, "customer=crowded&from=2025-01-01&to=2025-01-31")        // refused
 	want := `
-# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), error.
+# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), error.
 # TYPE dashcache_reads_total counter
 dashcache_reads_total{result="error"} 1
 dashcache_reads_total{result="hit"} 2
 dashcache_reads_total{result="miss"} 0
 dashcache_reads_total{result="pending"} 1
+dashcache_reads_total{result="refused"} 1
 dashcache_reads_total{result="stale"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_reads_total"); err != nil {

@@ -58,16 +58,17 @@ func (ws *waiters) wake(key string) {
 // enqueue runs fn for the readers of the wait: once, and again for a reader
 // that joins more than every after the last success (a long wait re-asserts
 // its task, which lets a dead worker's task be rescued); a failed fn is tried
-// again by the next reader.
-func (w *wait) enqueue(ctx context.Context, every time.Duration, fn func(context.Context) error) error {
+// again by the next reader. asked says whether fn had succeeded before.
+func (w *wait) enqueue(ctx context.Context, every time.Duration, fn func(context.Context) error) (asked bool, err error) {
 	w.enqueueMu.Lock()
 	defer w.enqueueMu.Unlock()
-	if !w.enqueuedAt.IsZero() && time.Since(w.enqueuedAt) < every {
-		return nil
+	asked = !w.enqueuedAt.IsZero()
+	if asked && time.Since(w.enqueuedAt) < every {
+		return true, nil
 	}
 	if err := fn(ctx); err != nil {
-		return err
+		return asked, err
 	}
 	w.enqueuedAt = time.Now()
-	return nil
+	return asked, nil
 }

@@ -22,7 +22,8 @@ type warmRequest struct {
 
 type warmResult struct {
 	Key    string `json:"key"`
-	Result string `json:"result"` // enqueued | duplicate
+	Result string `json:"result"`           // enqueued | duplicate | skipped
+	Detail string `json:"detail,omitempty"` // why it was skipped
 }
 
 // postWarm enqueues warm tasks for customers x ranges (or from..to) on the
@@ -45,7 +46,8 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, fmt.Sprintf(`the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "force":true: %v`, err))
 		return
 	}
-	keys, err := dashcache.WarmKeys(req.Customers, req.Ranges, req.From, req.To, s.today())
+	today := s.today()
+	keys, err := dashcache.WarmKeys(req.Customers, req.Ranges, req.From, req.To, today, dashcache.Earliest(s.cfg.Earliest, today))
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return
@@ -59,9 +61,13 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		Keys      []warmResult `json:"keys"`
 		Enqueued  int          `json:"enqueued"`
 		Duplicate int          `json:"duplicate"`
-	}{Keys: make([]warmResult, len(res.Keys)), Enqueued: res.Enqueued, Duplicate: res.Duplicates}
+		Skipped   int          `json:"skipped"`
+	}{Keys: make([]warmResult, len(res.Keys)), Enqueued: res.Enqueued, Duplicate: res.Duplicates, Skipped: res.Skipped}
 	for i, wk := range res.Keys {
 		out.Keys[i] = warmResult{Key: wk.Key.String(), Result: wk.Result}
+		if wk.Err != nil {
+			out.Keys[i].Detail = wk.Err.Error()
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)

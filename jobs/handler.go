@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -27,14 +28,19 @@ type HandlerConfig struct {
 	// FailureTTL is how long a failed fill is remembered (readers get 502 and
 	// no BI call is made). Default 30 s.
 	FailureTTL time.Duration
-	// Registerer receives dashcache_lock_total{result}. Default: not exported.
+	// Inspector, when set, wakes a customer's deferred task as soon as one of
+	// its BI calls ends; without it, deferred tasks wait out their delay.
+	Inspector *asynq.Inspector
+	// Registerer receives dashcache_lock_total{result} and
+	// dashcache_deferrals_total{reason}. Default: not exported.
 	Registerer prometheus.Registerer
 }
 
 // Handler fills reports: it is the asynq handler of TypeWarm.
 type Handler struct {
-	cfg   HandlerConfig
-	locks *prometheus.CounterVec
+	cfg       HandlerConfig
+	locks     *prometheus.CounterVec
+	deferrals *prometheus.CounterVec
 }
 
 // NewHandler returns a warm task handler.
@@ -51,48 +57,87 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	cfg.LockTTL = cmp.Or(cfg.LockTTL, 15*time.Second)
 	cfg.FailureTTL = cmp.Or(cfg.FailureTTL, 30*time.Second)
 	cfg.Log = cfg.Log.With().Str("component", "worker").Logger()
-	h := &Handler{cfg: cfg, locks: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dashcache_lock_total",
-		Help: "Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
-	}, []string{"result"})}
+	h := &Handler{
+		cfg: cfg,
+		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_lock_total",
+			Help: "Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
+		}, []string{"result"}),
+		deferrals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_deferrals_total",
+			Help: "Fills put back to wait without using a retry: customer_share (the customer had its share of BI calls in flight), breaker (the fleet stopped calling a failing BI platform).",
+		}, []string{"reason"}),
+	}
 	for _, r := range []string{"acquired", "contended", "lost"} {
 		h.locks.WithLabelValues(r)
 	}
+	for _, r := range []string{dashcache.ReasonShare, dashcache.ReasonBreaker} {
+		h.deferrals.WithLabelValues(r)
+	}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(h.locks); err != nil {
-			return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+		for _, c := range []prometheus.Collector{h.locks, h.deferrals} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+			}
 		}
 	}
 	return h, nil
 }
 
 // ProcessTask fills one report unless the cached one is still good for the
-// task (see dashcache.Refresh) or another worker is filling it. The last
-// attempt never fails: an archived task would block the report's task ID for
-// 90 days, so it logs and ends instead, and the next reader or plan enqueues
-// the report afresh.
+// task (see dashcache.Refresh) or another worker is filling it. A fill that
+// must wait (dashcache.Deferral) goes back to the queue without using up a
+// retry. The last attempt never fails: an archived task would block the
+// report's task ID for 90 days, so it logs and ends instead, and the next
+// reader or plan enqueues the report afresh. When a reader's task ends, its
+// fill no longer counts against the customer's outstanding fills.
 func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	k, err := dashcache.ParseCanonical(string(t.Payload()))
 	if err != nil {
 		// Not a report's task ID: archive it for an operator to look at.
 		return fmt.Errorf("warm task payload: %w: %w", err, asynq.SkipRetry)
 	}
+	queue, _ := asynq.GetQueueName(ctx)
+	priority := dashcache.Interactive
+	if queue == QueueWarming {
+		priority = dashcache.Warming
+	}
 	log := h.cfg.Log.With().Str("key", k.String()).Logger()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
-	final := retried >= maxRetry
-	err = h.fill(ctx, log, k, refreshOf(t), final)
-	if err != nil && final {
+	a := attempt{queue: queue, retried: retried, final: retried >= maxRetry-1}
+	err = h.fill(dashcache.WithPriority(ctx, priority), log, k, refreshOf(t), a)
+	var d *dashcache.Deferral
+	switch {
+	case errors.As(err, &d):
+		h.deferrals.WithLabelValues(d.Reason).Inc()
+		log.Debug().Str("reason", d.Reason).Dur("delay", d.Delay).Msg("BI call deferred")
+		return err
+	case err != nil && a.final:
 		log.Error().Err(err).Int("attempts", retried+1).Msg("giving up on this report")
-		return nil
+		err = nil
+	}
+	if err == nil && queue == QueueInteractive {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.cfg.Store.FillDone(dctx, k); err != nil {
+			log.Warn().Err(err).Msg("ending the count of an outstanding fill") // it ends by itself later
+		}
 	}
 	return err
+}
+
+// attempt is what fill needs to know of the task's attempt.
+type attempt struct {
+	queue   string
+	retried int  // failed attempts before this one
+	final   bool // the last attempt: a failure is remembered, not retried
 }
 
 // fill locks the report, checks the cache again, calls the BI platform while
 // renewing the lock, and writes the report fenced by the lock, which wakes its
 // readers.
-func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, refresh dashcache.Refresh, final bool) (err error) {
+func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, refresh dashcache.Refresh, a attempt) (err error) {
 	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
 		h.locks.WithLabelValues("contended").Inc()
@@ -136,9 +181,24 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	start := h.cfg.Now()
 	data, err := h.cfg.Source.Query(callCtx, k)
 	now := h.cfg.Now()
+	var d *dashcache.Deferral
+	if errors.As(err, &d) {
+		if d.Reason == dashcache.ReasonShare {
+			h.waitForShare(ctx, log, k.Customer)
+		}
+		return err
+	}
+	// The call is over, and with it the customer's slot: a task of the
+	// customer that waits for one can go.
+	h.wakeDeferred(ctx, log, k.Customer)
+	var refusal *dashcache.Refusal
+	if errors.As(err, &refusal) {
+		log.Warn().Str("reason", refusal.Reason).Msg(refusal.Detail)
+		return nil // nothing to retry today; readers are refused before they enqueue
+	}
 	log = log.With().Dur("provider_ms", now.Sub(start)).Logger()
 	if err != nil {
-		return h.failed(ctx, log, lock, err, final)
+		return h.failed(ctx, log, lock, err, a)
 	}
 	ttl := k.TTL(now.In(h.cfg.Zone))
 	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
@@ -165,11 +225,14 @@ func current(cached string, r dashcache.Refresh, now time.Time) bool {
 }
 
 // failed handles a failed BI call: a rate-limited or transient failure is
-// retried by asynq; a permanent one, or the last attempt's, is remembered for
-// FailureTTL and announced to readers, and the task ends without being archived.
-func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error, final bool) error {
+// retried by asynq, and so is an invalid answer once; a permanent one, an
+// invalid answer again, or the last attempt's failure is remembered for
+// FailureTTL and announced to readers, and the task ends without being
+// archived.
+func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error, a attempt) error {
 	outcome := dashcache.Outcome(err)
-	if outcome != dashcache.OutcomePermanent && !final {
+	permanent := outcome == dashcache.OutcomePermanent || outcome == dashcache.OutcomeInvalid && a.retried >= 1
+	if !permanent && !a.final {
 		log.Warn().Err(err).Msg("BI call failed; will retry")
 		return err
 	}
@@ -186,4 +249,42 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lo
 		return fmt.Errorf("remembering failure of the BI call (%w): %w", err, werr)
 	}
 	return nil
+}
+
+// waitForShare records that the task runs again as soon as one of its
+// customer's BI calls ends (see wakeDeferred), rather than after its delay.
+func (h *Handler) waitForShare(ctx context.Context, log zerolog.Logger, customer string) {
+	queue, _ := asynq.GetQueueName(ctx)
+	id, _ := asynq.GetTaskID(ctx)
+	if h.cfg.Inspector == nil || id == "" {
+		return
+	}
+	if err := h.cfg.Store.DeferTask(ctx, customer, queue+" "+id); err != nil {
+		log.Warn().Err(err).Msg("recording a deferred task") // it runs after its delay
+	}
+}
+
+// wakeDeferred runs now the task of the customer that has waited longest for
+// a slot of its share. A task that is not waiting any more (run after its
+// delay, or still being put back) is passed over.
+func (h *Handler) wakeDeferred(ctx context.Context, log zerolog.Logger, customer string) {
+	if h.cfg.Inspector == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for range 3 {
+		task, err := h.cfg.Store.NextDeferred(ctx, customer)
+		if err != nil {
+			log.Warn().Err(err).Msg("waking a deferred task")
+			return
+		}
+		if task == "" {
+			return
+		}
+		queue, id, _ := strings.Cut(task, " ")
+		if h.cfg.Inspector.RunTask(queue, id) == nil {
+			return
+		}
+	}
 }

@@ -38,7 +38,7 @@ func redisClient(t *testing.T) *redis.Client {
 
 func newEnqueuer(t *testing.T, rdb *redis.Client) *jobs.Enqueuer {
 	t.Helper()
-	enq, err := jobs.NewEnqueuer(rdb, nil)
+	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +119,12 @@ func TestRetryDelay(t *testing.T) {
 	rl := &dashcache.ProviderError{Outcome: dashcache.OutcomeRateLimited, Status: 429, RetryAfter: 7 * time.Second}
 	if d := jobs.RetryDelay(3, rl, nil); d != 7*time.Second {
 		t.Errorf("429 with Retry-After 7s waits %s", d)
+	}
+	deferred := &dashcache.Deferral{Reason: dashcache.ReasonShare, Delay: 2 * time.Second}
+	for range 20 {
+		if d := jobs.RetryDelay(3, deferred, nil); d < 2*time.Second || d > 2500*time.Millisecond {
+			t.Errorf("a deferral of 2s waits %s, want within [2s, 2.5s]", d)
+		}
 	}
 	for n, want := range map[int]time.Duration{0: time.Second, 1: 2 * time.Second, 3: 8 * time.Second, 20: time.Minute} {
 		for range 20 {
@@ -210,12 +216,7 @@ func TestFailureIsRememberedNotArchived(t *testing.T) {
 			rdb := redisClient(t)
 			sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
 				Fail: func(dashcache.ReportKey) (int, time.Duration) { return c.status, 0 }})
-			st := store.New(rdb)
-			sub, err := st.Subscribe(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Close()
+			st, sub := subscribed(t, rdb)
 			k := key(t, "failing")
 			client := asynq.NewClientFromRedisClient(rdb)
 			if _, err := client.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(c.maxRetry)); err != nil {

@@ -3,9 +3,11 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/dashcache/dashcache"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -21,24 +23,37 @@ type ServerConfig struct {
 }
 
 // NewServer returns an asynq server on rdb (which the caller closes) that runs
-// h for TypeWarm tasks, interactive queue strictly first.
+// h for TypeWarm tasks. When both queues hold tasks, a worker takes an
+// interactive one four times as often as a warming one: readers come first,
+// and warming still gets a fifth of the slots (and, through the rate limit, a
+// fifth of the BI rate: provider.WarmingShare).
 func NewServer(rdb redis.UniversalClient, h asynq.Handler, cfg ServerConfig) (*asynq.Server, *asynq.ServeMux) {
 	log := cfg.Log.With().Str("component", "asynq").Logger()
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:       cmp.Or(cfg.Concurrency, 10),
-		Queues:            map[string]int{QueueInteractive: 2, QueueWarming: 1},
-		StrictPriority:    true,
-		RetryDelayFunc:    RetryDelay,
+		Concurrency:    cmp.Or(cfg.Concurrency, 10),
+		Queues:         map[string]int{QueueInteractive: 4, QueueWarming: 1},
+		RetryDelayFunc: RetryDelay,
+		// A deferred task waits without using up a retry.
+		IsFailure:         func(err error) bool { return !isDeferral(err) },
 		TaskCheckInterval: cmp.Or(cfg.PollInterval, 50*time.Millisecond),
-		Logger:            asynqLogger{log},
-		LogLevel:          asynq.InfoLevel,
+		// How soon a task put back to wait (retry, deferral) is due again.
+		DelayedTaskCheckInterval: time.Second,
+		Logger:                   asynqLogger{log},
+		LogLevel:                 asynq.InfoLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			log.Warn().Err(err).Str("task", t.Type()).Str("key", string(t.Payload())).Msg("task failed")
+			if !isDeferral(err) {
+				log.Warn().Err(err).Str("task", t.Type()).Str("key", string(t.Payload())).Msg("task failed")
+			}
 		}),
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeWarm, h)
 	return srv, mux
+}
+
+func isDeferral(err error) bool {
+	var d *dashcache.Deferral
+	return errors.As(err, &d)
 }
 
 // asynqLogger adapts zerolog to asynq.Logger.

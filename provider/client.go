@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/dashcache/dashcache"
 )
@@ -135,7 +136,8 @@ type queryRequest struct {
 // Query asks the BI platform for the report named by key and returns its JSON
 // answer verbatim. A failure is a *dashcache.ProviderError: rate_limited on
 // 429 (with RetryAfter), permanent on any other 4xx, transient on 5xx,
-// timeouts, connection errors and answers that are not JSON or too large.
+// timeouts and connection errors, invalid on a 200 that is not JSON, not
+// UTF-8 or too large.
 func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
 	body, err := json.Marshal(queryRequest{
 		Customer: key.Customer,
@@ -199,11 +201,13 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, idemp
 	if err != nil {
 		return nil, transient(resp.StatusCode, c.callError(ctx, callCtx, op+": reading answer", err))
 	}
-	if int64(len(data)) > c.maxBody {
-		return nil, transient(resp.StatusCode, fmt.Errorf("%s: answer is larger than %d bytes", op, c.maxBody))
-	}
-	if !json.Valid(data) {
-		return nil, transient(resp.StatusCode, fmt.Errorf("%s: answer is not valid JSON: %s", op, c.snippet(data)))
+	switch {
+	case int64(len(data)) > c.maxBody:
+		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, c.maxBody))
+	case !utf8.Valid(data):
+		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", op, c.snippet(data)))
+	case !json.Valid(data):
+		return nil, invalid(fmt.Errorf("%s: answer is not valid JSON: %s", op, c.snippet(data)))
 	}
 	return data, nil
 }
@@ -294,6 +298,11 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 func drainClose(body io.ReadCloser) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(body, 64<<10))
 	_ = body.Close()
+}
+
+// invalid is a 200 whose body cannot be stored.
+func invalid(err error) *dashcache.ProviderError {
+	return &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: http.StatusOK, Err: err}
 }
 
 func transient(status int, err error) *dashcache.ProviderError {

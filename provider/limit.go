@@ -9,12 +9,33 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
 // DefaultRate is the default number of BI calls per second for the whole fleet.
 const DefaultRate = 10
+
+// WarmingShare is the share of the fleet's rate that warming calls keep under
+// any interactive load: while a warming call waits, readers' calls together
+// get at most the rest.
+const WarmingShare = 5 // a fifth
+
+// Defaults of the breaker (LimitConfig.Breaker): it opens after 5 failures
+// (timeouts, 5xx, no connection) of at least 2 customers within a minute with
+// no call answered in between, for a cool-down of 30 s.
+var DefaultBreaker = store.BreakerRule{Failures: 5, Customers: 2, Window: time.Minute, Cooldown: 30 * time.Second}
+
+// Waits of a deferred call: a customer at its share asks again after
+// shareRetry (or sooner, woken by its jobs), a call behind the breaker when
+// the cool-down ends.
+const shareRetry = 2 * time.Second
+
+// slotMargin is how much longer than a call a share slot or the breaker's
+// probe lives, should its holder die.
+const slotMargin = 15 * time.Second
 
 // LimitConfig configures a Limited.
 type LimitConfig struct {
@@ -23,25 +44,43 @@ type LimitConfig struct {
 	// Rate is how many BI calls per second the whole fleet may make together,
 	// with bursts of up to Rate calls. Default 10.
 	Rate int
-	// RateKey is the Redis key that holds the shared rate limit state (used
-	// as given, built in store/keys.go). Required.
-	RateKey string
-	// PauseKey is the Redis key that, while it exists, pauses every BI call
-	// of the fleet; it is set after a 429 for the Retry-After it announced.
-	// Required.
-	PauseKey string
+	// CustomerShare is how many BI calls one customer may have in flight
+	// across the fleet. Default: half of Rate, rounded up.
+	CustomerShare int
+	// DailyCalls is how many BI calls one customer may make a day (a day in
+	// Zone); 0, the default, is no limit.
+	DailyCalls int
+	// Zone is where days begin. Default UTC.
+	Zone *time.Location
+	// CallTimeout is the longest a call takes (the client's timeout): a
+	// share slot or the breaker's probe whose holder died frees itself a
+	// little after it. Default DefaultTimeout.
+	CallTimeout time.Duration
+	// Breaker says when the fleet stops calling a failing platform. Zero
+	// fields take DefaultBreaker's.
+	Breaker store.BreakerRule
+	// Registerer receives dashcache_breaker_changes_total. Default: not
+	// exported.
+	Registerer prometheus.Registerer
+	// Now is the clock that days are read from. Default time.Now.
+	Now func() time.Time
 }
 
-// Limited is a Source that holds every process sharing its Redis to one call
-// rate and, after a 429, to the BI platform's Retry-After. It is safe for
+// Limited is a Source that guards the BI platform for every process sharing
+// its Redis: one call rate for the fleet (of which warming keeps a share), the
+// platform's Retry-After after a 429, a share of calls in flight per
+// customer, an optional daily budget per customer, and a breaker that stops
+// calling a platform that keeps failing for everyone. It is safe for
 // concurrent use.
 type Limited struct {
 	src      Source
 	rdb      redis.UniversalClient
+	store    *store.Store
 	limiter  *redis_rate.Limiter
-	limit    redis_rate.Limit
-	rateKey  string
-	pauseKey string
+	limit    redis_rate.Limit // every call
+	readers  redis_rate.Limit // readers' calls while warming waits
+	cfg      LimitConfig
+	breakers *prometheus.CounterVec
 
 	// sleep waits d or until ctx ends; tests replace it to move a fake clock.
 	sleep func(ctx context.Context, d time.Duration) error
@@ -50,44 +89,116 @@ type Limited struct {
 // NewLimited returns src limited by cfg, with defaults for zero fields.
 func NewLimited(src Source, cfg LimitConfig) (*Limited, error) {
 	cfg.Rate = cmp.Or(cfg.Rate, DefaultRate)
+	cfg.CustomerShare = cmp.Or(cfg.CustomerShare, (cfg.Rate+1)/2)
+	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
+	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultTimeout)
+	cfg.Breaker.Failures = cmp.Or(cfg.Breaker.Failures, DefaultBreaker.Failures)
+	cfg.Breaker.Customers = cmp.Or(cfg.Breaker.Customers, DefaultBreaker.Customers)
+	cfg.Breaker.Window = cmp.Or(cfg.Breaker.Window, DefaultBreaker.Window)
+	cfg.Breaker.Cooldown = cmp.Or(cfg.Breaker.Cooldown, DefaultBreaker.Cooldown)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	switch {
 	case src == nil:
 		return nil, errors.New("provider: NewLimited needs a source")
 	case cfg.Redis == nil:
 		return nil, errors.New("provider: LimitConfig.Redis is required")
-	case cfg.Rate < 0:
-		return nil, fmt.Errorf("provider: LimitConfig.Rate must be positive, got %d", cfg.Rate)
-	case cfg.RateKey == "" || cfg.PauseKey == "":
-		return nil, errors.New("provider: LimitConfig.RateKey and PauseKey are required")
-	case cfg.RateKey == cfg.PauseKey:
-		return nil, errors.New("provider: LimitConfig.RateKey and PauseKey must differ")
+	case cfg.Rate < 0 || cfg.CustomerShare < 0 || cfg.DailyCalls < 0:
+		return nil, fmt.Errorf("provider: LimitConfig.Rate, CustomerShare and DailyCalls must not be negative")
 	}
-	return &Limited{
-		src:      src,
-		rdb:      cfg.Redis,
-		limiter:  redis_rate.NewLimiter(unprefixed{cfg.Redis}),
-		limit:    redis_rate.PerSecond(cfg.Rate),
-		rateKey:  cfg.RateKey,
-		pauseKey: cfg.PauseKey,
-		sleep:    sleep,
-	}, nil
+	warming := (cfg.Rate + WarmingShare - 1) / WarmingShare
+	l := &Limited{
+		src:     src,
+		rdb:     cfg.Redis,
+		store:   store.New(cfg.Redis),
+		limiter: redis_rate.NewLimiter(unprefixed{cfg.Redis}),
+		limit:   redis_rate.PerSecond(cfg.Rate),
+		readers: redis_rate.PerSecond(max(cfg.Rate-warming, 1)),
+		cfg:     cfg,
+		breakers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_breaker_changes_total",
+			Help: "Times this process opened the fleet's breaker on the BI platform, or closed it.",
+		}, []string{"to"}),
+		sleep: sleep,
+	}
+	for _, to := range []string{"open", "closed"} {
+		l.breakers.WithLabelValues(to)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(l.breakers); err != nil {
+			return nil, fmt.Errorf("provider: registering metrics: %w", err)
+		}
+	}
+	return l, nil
 }
 
-// Query waits for the fleet's pause to end and for a call slot, then queries
-// the wrapped source. If that answers rate_limited, it pauses the whole fleet
-// for the answer's RetryAfter. If ctx ends while waiting, or Redis fails, it
+// Query calls the wrapped source for key once every guard lets it:
+//
+//   - a customer with its share of calls in flight, or a breaker that is
+//     open, defers the call: a *dashcache.Deferral, nothing called;
+//   - the fleet's pause after a 429, and its rate (see WarmingShare), make it
+//     wait;
+//   - a customer past its daily budget is refused: a *dashcache.Refusal.
+//
+// The outcome is recorded in the breaker; a rate_limited answer pauses the
+// fleet for its RetryAfter. If ctx ends while waiting, or Redis fails, it
 // returns a transient *dashcache.ProviderError without calling the source.
-func (l *Limited) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
+func (l *Limited) Query(ctx context.Context, key dashcache.ReportKey) (body []byte, err error) {
+	free, err := l.store.ShareFree(ctx, key.Customer, l.cfg.CustomerShare)
+	if err != nil {
+		return nil, l.waitError(ctx, "reading the customer's share", err)
+	}
+	if !free {
+		return nil, &dashcache.Deferral{Reason: dashcache.ReasonShare, Delay: shareRetry}
+	}
+	allow, probe, wait, err := l.store.BreakerAllow(ctx, l.cfg.CallTimeout+slotMargin)
+	if err != nil {
+		return nil, l.waitError(ctx, "asking the breaker", err)
+	}
+	if !allow {
+		return nil, &dashcache.Deferral{Reason: dashcache.ReasonBreaker, Delay: wait}
+	}
+	called := false
+	if probe {
+		defer func() {
+			if !called {
+				l.abandonProbe()
+			}
+		}()
+	}
 	if err := l.wait(ctx); err != nil {
 		return nil, err
 	}
-	body, err := l.src.Query(ctx, key)
+	slot, err := l.store.TakeShare(ctx, key.Customer, l.cfg.CustomerShare, l.cfg.CallTimeout+slotMargin)
+	switch {
+	case errors.Is(err, store.ErrShareInUse): // taken while this call waited
+		return nil, &dashcache.Deferral{Reason: dashcache.ReasonShare, Delay: shareRetry}
+	case err != nil:
+		return nil, l.waitError(ctx, "taking a slot of the customer's share", err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = slot.Release(rctx) // if Redis fails here, the slot frees itself
+	}()
+	now := l.cfg.Now().In(l.cfg.Zone)
+	spent, err := l.store.Spend(ctx, dashcache.Date(now), key.Customer, l.cfg.DailyCalls)
+	if err != nil {
+		return nil, l.waitError(ctx, "counting the call", err)
+	}
+	if !spent {
+		return nil, dashcache.BudgetRefusal(key.Customer, l.cfg.DailyCalls, now)
+	}
+	called = true
+	body, err = l.src.Query(ctx, key)
+	l.record(ctx, key.Customer, probe, err)
 	l.pauseAfter(err)
 	return body, err
 }
 
-// Customers asks the wrapped source for its customers, under the same limit
-// as Query: it is a BI call too.
+// Customers asks the wrapped source for its customers, under the same rate
+// and pause as Query: it is a BI call too.
 func (l *Limited) Customers(ctx context.Context) ([]string, error) {
 	if err := l.wait(ctx); err != nil {
 		return nil, err
@@ -97,23 +208,49 @@ func (l *Limited) Customers(ctx context.Context) ([]string, error) {
 	return customers, err
 }
 
-// wait returns when no pause is set and the rate limit grants a call.
+// wait returns when no pause is set and the rate limit grants a call. A
+// warming call (dashcache.PriorityOf ctx) says that it waits; while one does,
+// a reader's call needs a token of the readers' rate as well, so that warming
+// keeps its share.
 func (l *Limited) wait(ctx context.Context) error {
+	warming := dashcache.PriorityOf(ctx) == dashcache.Warming
 	for {
-		// PTTL is -2 for a missing key and -1 for a key without expiry; a
-		// pause is always set with one, so -1 is ignored rather than obeyed
-		// for ever.
-		pause, err := l.rdb.PTTL(ctx, l.pauseKey).Result()
+		var pause *redis.DurationCmd
+		var warmingWaits *redis.IntCmd
+		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			// PTTL is -2 for a missing key and -1 for a key without expiry; a
+			// pause is always set with one, so -1 is ignored rather than
+			// obeyed for ever.
+			pause = p.PTTL(ctx, store.ProviderPauseKey)
+			if warming {
+				p.Set(ctx, store.WarmingWaitKey, "1", time.Second)
+			} else {
+				warmingWaits = p.Exists(ctx, store.WarmingWaitKey)
+			}
+			return nil
+		})
 		if err != nil {
 			return l.waitError(ctx, "reading the fleet's pause", err)
 		}
-		if pause > 0 {
-			if err := l.sleep(ctx, pause); err != nil {
+		if d := pause.Val(); d > 0 {
+			if err := l.sleep(ctx, d); err != nil {
 				return l.waitError(ctx, "paused after a 429", err)
 			}
 			continue
 		}
-		res, err := l.limiter.Allow(ctx, l.rateKey, l.limit)
+		if warmingWaits != nil && warmingWaits.Val() == 1 {
+			res, err := l.limiter.Allow(ctx, store.InteractiveRateKey, l.readers)
+			if err != nil {
+				return l.waitError(ctx, "taking a call slot", err)
+			}
+			if res.Allowed == 0 {
+				if err := l.sleep(ctx, max(res.RetryAfter, time.Millisecond)); err != nil {
+					return l.waitError(ctx, "waiting for a call slot", err)
+				}
+				continue
+			}
+		}
+		res, err := l.limiter.Allow(ctx, store.RateLimitKey, l.limit)
 		if err != nil {
 			return l.waitError(ctx, "taking a call slot", err)
 		}
@@ -133,6 +270,35 @@ func (l *Limited) waitError(ctx context.Context, doing string, err error) error 
 	return transient(0, fmt.Errorf("rate limit: %s: %w", doing, err))
 }
 
+// record tells the breaker how a call went: failed when the platform did not
+// answer (timeout, 5xx, no connection); anything else, a 4xx or a bad body
+// included, is an answer. A call its caller gave up on says nothing about the
+// platform.
+func (l *Limited) record(ctx context.Context, customer string, probe bool, err error) {
+	if ctx.Err() != nil {
+		if probe {
+			l.abandonProbe()
+		}
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	change, rerr := l.store.BreakerRecord(rctx, l.cfg.Breaker, customer, dashcache.Outcome(err) == dashcache.OutcomeTransient)
+	switch {
+	case rerr != nil: // best effort: the next call's outcome counts
+	case change > 0:
+		l.breakers.WithLabelValues("open").Inc()
+	case change < 0:
+		l.breakers.WithLabelValues("closed").Inc()
+	}
+}
+
+func (l *Limited) abandonProbe() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = l.store.AbandonProbe(ctx) // if Redis fails here, the probe frees itself
+}
+
 // pauseAfter pauses the fleet if err says the platform rate limited us. The
 // pause is best effort: if Redis fails here, the next caller's own 429 sets it.
 func (l *Limited) pauseAfter(err error) {
@@ -144,7 +310,7 @@ func (l *Limited) pauseAfter(err error) {
 	// Not the caller's ctx: it may be ending, and the pause matters to others.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = l.rdb.Set(ctx, l.pauseKey, "1", d).Err()
+	_ = l.rdb.Set(ctx, store.ProviderPauseKey, "1", d).Err()
 }
 
 // unprefixed lets redis_rate use RateKey as given. redis_rate prefixes its key

@@ -11,13 +11,14 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
 const (
-	testRateKey  = "dashcache:provider:rate"
-	testPauseKey = "dashcache:provider:pause"
+	testRateKey  = store.RateLimitKey
+	testPauseKey = store.ProviderPauseKey
 )
 
 // fakeSource counts calls and answers with err.
@@ -88,7 +89,7 @@ func newRedis(t *testing.T) (*miniredis.Miniredis, redis.UniversalClient) {
 
 func newTestLimited(t *testing.T, src Source, rdb redis.UniversalClient, rate int) *Limited {
 	t.Helper()
-	l, err := NewLimited(src, LimitConfig{Redis: rdb, Rate: rate, RateKey: testRateKey, PauseKey: testPauseKey})
+	l, err := NewLimited(src, LimitConfig{Redis: rdb, Rate: rate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,12 +275,10 @@ func TestNewLimitedValidates(t *testing.T) {
 		cfg     LimitConfig
 		wantErr string
 	}{
-		{"ok", src, LimitConfig{Redis: rdb, RateKey: "r", PauseKey: "p"}, ""},
-		{"no source", nil, LimitConfig{Redis: rdb, RateKey: "r", PauseKey: "p"}, "source"},
-		{"no redis", src, LimitConfig{RateKey: "r", PauseKey: "p"}, "Redis"},
-		{"negative rate", src, LimitConfig{Redis: rdb, Rate: -1, RateKey: "r", PauseKey: "p"}, "Rate"},
-		{"no keys", src, LimitConfig{Redis: rdb}, "required"},
-		{"same keys", src, LimitConfig{Redis: rdb, RateKey: "k", PauseKey: "k"}, "differ"},
+		{"ok", src, LimitConfig{Redis: rdb}, ""},
+		{"no source", nil, LimitConfig{Redis: rdb}, "source"},
+		{"no redis", src, LimitConfig{}, "Redis"},
+		{"negative rate", src, LimitConfig{Redis: rdb, Rate: -1}, "Rate"},
 	}
 	for _, tt := range tests {
 		l, err := NewLimited(tt.src, tt.cfg)

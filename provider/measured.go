@@ -33,7 +33,7 @@ func NewMeasured(src Source, reg prometheus.Registerer) (*Measured, error) {
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 20, 30, 60},
 		}),
 	}
-	for _, o := range []dashcache.ProviderOutcome{dashcache.OutcomeOK, dashcache.OutcomeRateLimited, dashcache.OutcomeTransient, dashcache.OutcomePermanent} {
+	for _, o := range []dashcache.ProviderOutcome{dashcache.OutcomeOK, dashcache.OutcomeRateLimited, dashcache.OutcomeTransient, dashcache.OutcomePermanent, dashcache.OutcomeInvalid} {
 		m.calls.WithLabelValues(string(o))
 	}
 	if reg != nil {

@@ -177,7 +177,8 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 // that fails does not stop the others; its error is in the result's Errors. The
 // error return is for a firing that could not run at all: an unknown plan or
 // a failed customer list. The firing is bounded by Config.FiringTimeout and
-// logs one line with its counts.
+// logs one line with its counts, and one per customer skipped because its
+// daily budget of BI calls is used.
 func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmResult, error) {
 	p, ok := s.plans[name]
 	if !ok {
@@ -198,6 +199,14 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 		log.Error().Err(err).Dur("duration", time.Since(start)).Msg("warming plan failed")
 		return dashcache.WarmResult{}, err
 	}
+	// A customer whose daily budget is used is skipped, once a line.
+	skipped := map[string]bool{}
+	for _, wk := range res.Keys {
+		if wk.Result == dashcache.WarmSkipped && !skipped[wk.Key.Customer] {
+			skipped[wk.Key.Customer] = true
+			log.Warn().Str("customer", wk.Key.Customer).Msgf("skipping the customer: %v", wk.Err)
+		}
+	}
 	ev := log.Info()
 	if len(res.Errors) > 0 {
 		ev = log.Warn().AnErr("first_error", res.Errors[0])
@@ -205,6 +214,7 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 	ev.Int("keys", keys).
 		Int("enqueued", res.Enqueued).
 		Int("duplicate", res.Duplicates).
+		Int("skipped", res.Skipped).
 		Int("failed", len(res.Errors)).
 		Dur("duration", time.Since(start)).
 		Msg("warming plan fired")

@@ -1,6 +1,10 @@
 package store
 
-import "github.com/dashcache/dashcache"
+import (
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
 
 // Every Redis key dashcache uses is built here. A report's keys carry its
 // canonical key in a {hash tag}, so that they share one Redis Cluster slot and a
@@ -12,12 +16,39 @@ const prefix = "dashcache:"
 // announced; the message is the canonical key.
 const FillChannel = prefix + "filled"
 
-// RateLimitKey and ProviderPauseKey hold the fleet-wide BI rate limit and the
-// pause that a 429 from the BI platform imposes on every worker.
+// The fleet's state about the BI platform, all in one slot: the rate limit
+// (RateLimitKey for every call, InteractiveRateKey for readers' calls while
+// warming waits, WarmingWaitKey while it does), the pause that a 429 imposes
+// on every worker, and the breaker (see breaker.go).
 const (
-	RateLimitKey     = prefix + "{provider}:rate"
-	ProviderPauseKey = prefix + "{provider}:pause"
+	RateLimitKey       = prefix + "{provider}:rate"
+	InteractiveRateKey = prefix + "{provider}:rate:interactive"
+	WarmingWaitKey     = prefix + "{provider}:warming-waits"
+	ProviderPauseKey   = prefix + "{provider}:pause"
+	breakerOpenKey     = prefix + "{provider}:breaker:open"
+	breakerTrippedKey  = prefix + "{provider}:breaker:tripped"
+	breakerProbeKey    = prefix + "{provider}:breaker:probe"
+	breakerFailuresKey = prefix + "{provider}:breaker:failures"
 )
+
+// A customer's keys carry "c:" and its name in a {hash tag}; the colon keeps
+// them apart from the reports' tags, which no customer name can contain.
+func customerKey(customer, suffix string) string {
+	return prefix + "{c:" + customer + "}:" + suffix
+}
+
+// inflightKey holds the customer's BI calls in flight, its fleet-wide share
+// (share.go).
+func inflightKey(customer string) string { return customerKey(customer, "inflight") }
+
+// deferredKey lists the customer's tasks waiting for a share (share.go).
+func deferredKey(customer string) string { return customerKey(customer, "deferred") }
+
+// pendingKey holds the customer's outstanding interactive fills (admission.go).
+func pendingKey(customer string) string { return customerKey(customer, "pending") }
+
+// usageKey holds one day's BI calls and refusals of every customer (usage.go).
+func usageKey(day time.Time) string { return prefix + "usage:" + day.Format(dashcache.DateLayout) }
 
 func tagged(k dashcache.ReportKey, suffix string) string {
 	return prefix + "{" + k.String() + "}:" + suffix

@@ -32,9 +32,7 @@ type Lock struct {
 // Obtain takes the lock on a report for ttl with a fresh random owner token, or
 // returns ErrLockContended.
 func (s *Store) Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Duration) (*Lock, error) {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand)
-	l := &Lock{s: s, key: k, token: hex.EncodeToString(b[:]), ttl: ttl}
+	l := &Lock{s: s, key: k, token: newToken(), ttl: ttl}
 	ok, err := s.rdb.SetNX(ctx, LockKey(k), l.token, ttl).Result()
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", k, err)
@@ -43,6 +41,13 @@ func (s *Store) Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Dura
 		return nil, ErrLockContended
 	}
 	return l, nil
+}
+
+// newToken returns a random owner token.
+func newToken() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
 }
 
 // Renew extends the lock by its TTL, or returns ErrLockNotHeld.

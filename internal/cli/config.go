@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/rs/zerolog"
@@ -27,6 +28,12 @@ type Config struct {
 	ProviderToken        string         // DASHCACHE_PROVIDER_TOKEN
 	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's default
 	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = provider's default
+	ProviderMaxBytes     int64          // DASHCACHE_PROVIDER_MAX_BYTES; 0 = provider's default
+	CustomerConcurrency  int            // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = provider's default
+	CustomerPending      int            // DASHCACHE_CUSTOMER_PENDING; 0 = jobs' default
+	CustomerDailyCalls   int            // DASHCACHE_CUSTOMER_DAILY_CALLS; 0 = no budget
+	EarliestDate         time.Time      // DASHCACHE_EARLIEST_DATE; zero = dashcache.HorizonYears before today
+	BreakerCooldown      time.Duration  // DASHCACHE_BREAKER_COOLDOWN; 0 = provider's default
 	WorkerConcurrency    int            // DASHCACHE_WORKER_CONCURRENCY; 0 = jobs' default
 	AllowUnauthenticated bool           // DASHCACHE_ALLOW_UNAUTHENTICATED
 	APIKeys              api.APIKeys    // DASHCACHE_API_KEYS; nil = no authentication
@@ -84,10 +91,10 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 			return nil
 		}
 	}
-	positive := func(n *int) func(string) error {
+	whole := func(n *int, least int) func(string) error {
 		return func(v string) (err error) {
-			if *n, err = strconv.Atoi(v); err != nil || *n <= 0 {
-				return fmt.Errorf("want a positive whole number, got %q", v)
+			if *n, err = strconv.Atoi(v); err != nil || *n < least {
+				return fmt.Errorf("want a whole number of at least %d, got %q", least, v)
 			}
 			return nil
 		}
@@ -105,8 +112,24 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	if c.ProviderTimeout > maxProviderTimeout {
 		bad("PROVIDER_TIMEOUT", "at most %s", maxProviderTimeout)
 	}
-	set("PROVIDER_RATE", positive(&c.ProviderRate))
-	set("WORKER_CONCURRENCY", positive(&c.WorkerConcurrency))
+	set("PROVIDER_RATE", whole(&c.ProviderRate, 1))
+	set("WORKER_CONCURRENCY", whole(&c.WorkerConcurrency, 1))
+	set("CUSTOMER_CONCURRENCY", whole(&c.CustomerConcurrency, 1))
+	set("CUSTOMER_PENDING", whole(&c.CustomerPending, 1))
+	set("CUSTOMER_DAILY_CALLS", whole(&c.CustomerDailyCalls, 0))
+	set("PROVIDER_MAX_BYTES", func(v string) (err error) {
+		if c.ProviderMaxBytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.ProviderMaxBytes < 1 {
+			return fmt.Errorf("want a number of bytes of at least 1, such as 16777216, got %q", v)
+		}
+		return nil
+	})
+	set("BREAKER_COOLDOWN", duration(&c.BreakerCooldown))
+	set("EARLIEST_DATE", func(v string) (err error) {
+		if c.EarliestDate, err = time.Parse(dashcache.DateLayout, v); err != nil {
+			return fmt.Errorf("want a date YYYY-MM-DD, got %q", v)
+		}
+		return nil
+	})
 	set("ALLOW_UNAUTHENTICATED", boolean(&c.AllowUnauthenticated))
 	set("MONITORING_READONLY", boolean(&c.MonitoringReadOnly))
 	set("API_KEYS", func(v string) (err error) {

@@ -41,7 +41,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	st := store.New(rdb)
 	var queue *jobs.Enqueuer
 	if role.API || runScheduler {
-		if queue, err = jobs.NewEnqueuer(rdb, reg); err != nil {
+		if queue, err = newQueue(cfg, rdb, reg); err != nil {
 			return err
 		}
 	}
@@ -53,7 +53,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 
 	if role.Worker {
-		h, err := jobs.NewHandler(jobs.HandlerConfig{Store: st, Source: bi, Log: log, Zone: cfg.Zone, Registerer: reg})
+		h, err := jobs.NewHandler(jobs.HandlerConfig{
+			Store: st, Source: bi, Log: log, Zone: cfg.Zone, Registerer: reg,
+			Inspector: asynq.NewInspectorFromRedisClient(rdb),
+		})
 		if err != nil {
 			return err
 		}
@@ -96,6 +99,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Registerer: reg,
 		Log:        log,
 		Zone:       cfg.Zone,
+		Earliest:   cfg.EarliestDate,
+		DailyCalls: cfg.CustomerDailyCalls,
 	})
 	if err != nil {
 		return err
@@ -127,6 +132,18 @@ func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
+// newQueue returns the queue that readers, the scheduler and the warm command
+// enqueue fills on.
+func newQueue(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer) (*jobs.Enqueuer, error) {
+	return jobs.NewEnqueuer(jobs.EnqueuerConfig{
+		Redis:           rdb,
+		CustomerPending: cfg.CustomerPending,
+		DailyCalls:      cfg.CustomerDailyCalls,
+		Zone:            cfg.Zone,
+		Registerer:      reg,
+	})
+}
+
 // newSimulator returns the simulated BI platform of cfg.
 func newSimulator(cfg Config) *provider.Simulator {
 	return provider.NewSimulator(provider.SimConfig{
@@ -144,7 +161,9 @@ func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer,
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
 		src = newSimulator(cfg)
 	} else {
-		c, err := provider.NewClient(provider.ClientConfig{BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout})
+		c, err := provider.NewClient(provider.ClientConfig{
+			BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +174,14 @@ func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer,
 		return nil, err
 	}
 	return provider.NewLimited(measured, provider.LimitConfig{
-		Redis: rdb, Rate: cfg.ProviderRate, RateKey: store.RateLimitKey, PauseKey: store.ProviderPauseKey,
+		Redis:         rdb,
+		Rate:          cfg.ProviderRate,
+		CustomerShare: cfg.CustomerConcurrency,
+		DailyCalls:    cfg.CustomerDailyCalls,
+		Zone:          cfg.Zone,
+		CallTimeout:   cfg.ProviderTimeout,
+		Breaker:       store.BreakerRule{Cooldown: cfg.BreakerCooldown},
+		Registerer:    reg,
 	})
 }
 

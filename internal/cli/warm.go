@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
-	"github.com/dashcache/dashcache/jobs"
 	"github.com/rs/zerolog"
 )
 
@@ -28,7 +27,8 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
-	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, time.Now().In(cmp.Or(cfg.Zone, time.UTC)))
+	today := time.Now().In(cmp.Or(cfg.Zone, time.UTC))
+	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, today, dashcache.Earliest(cfg.EarliestDate, today))
 	if err != nil || fs.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -43,7 +43,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 		return err
 	}
 	defer closeRedis()
-	queue, err := jobs.NewEnqueuer(rdb, nil)
+	queue, err := newQueue(cfg, rdb, nil)
 	if err != nil {
 		return err
 	}
@@ -55,7 +55,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 			fmt.Fprintf(stdout, "%-10s %s\n", wk.Result, wk.Key)
 		}
 	}
-	fmt.Fprintf(stdout, "%d enqueued, %d duplicate, %d failed\n", res.Enqueued, res.Duplicates, len(res.Errors))
+	fmt.Fprintf(stdout, "%d enqueued, %d duplicate, %d skipped, %d failed\n", res.Enqueued, res.Duplicates, res.Skipped, len(res.Errors))
 	return errors.Join(res.Errors...)
 }
 

@@ -28,15 +28,15 @@ func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
 		return out.String(), err
 	}
 	out, err := warm("--customers", "acme,globex", "--ranges", "yesterday,last_7_days")
-	if err != nil || strings.Count(out, "enqueued   ") != 4 || !strings.HasSuffix(out, "4 enqueued, 0 duplicate, 0 failed\n") {
+	if err != nil || strings.Count(out, "enqueued   ") != 4 || !strings.HasSuffix(out, "4 enqueued, 0 duplicate, 0 skipped, 0 failed\n") {
 		t.Fatalf("first warm: err %v, output:\n%s", err, out)
 	}
 	out, err = warm("--customers", "acme,globex", "--ranges", "yesterday,last_7_days")
-	if err != nil || strings.Count(out, "duplicate  ") != 4 || !strings.HasSuffix(out, "0 enqueued, 4 duplicate, 0 failed\n") {
+	if err != nil || strings.Count(out, "duplicate  ") != 4 || !strings.HasSuffix(out, "0 enqueued, 4 duplicate, 0 skipped, 0 failed\n") {
 		t.Fatalf("second warm: err %v, output:\n%s", err, out)
 	}
 	out, err = warm("--customers", "acme", "--from", "2025-01-01", "--to", "2025-01-31", "--force")
-	if err != nil || out != "enqueued   acme|2025-01-01|2025-01-31\n1 enqueued, 0 duplicate, 0 failed\n" {
+	if err != nil || out != "enqueued   acme|2025-01-01|2025-01-31\n1 enqueued, 0 duplicate, 0 skipped, 0 failed\n" {
 		t.Fatalf("explicit range: err %v, output:\n%s", err, out)
 	}
 

@@ -1,0 +1,222 @@
+package jobs
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultCustomerPending is the default of EnqueuerConfig.CustomerPending.
+const DefaultCustomerPending = 20
+
+// pendingRetryAfter is when a reader refused for too many outstanding fills
+// may ask again: by then some of them have usually been filled.
+const pendingRetryAfter = 2 * time.Second
+
+// pendingTTL bounds how long an admitted fill counts if its task never ends
+// (deleted by hand, lost with Redis): longer than a task lives in the queue
+// and through its retries.
+const pendingTTL = 15 * time.Minute
+
+// EnqueuerConfig configures an Enqueuer.
+type EnqueuerConfig struct {
+	// Redis holds the queues. Required; the caller closes it.
+	Redis redis.UniversalClient
+	// CustomerPending is how many interactive fills one customer may have
+	// outstanding (queued or running); a reader's miss past it is refused.
+	// Default DefaultCustomerPending.
+	CustomerPending int
+	// DailyCalls is a customer's daily budget of BI calls (days in Zone):
+	// past it, misses are refused and warming skips the customer. 0, the
+	// default, is no budget.
+	DailyCalls int
+	// Zone is where days begin. Default UTC.
+	Zone *time.Location
+	// Registerer receives dashcache_enqueues_total and
+	// dashcache_admissions_total. Default: not exported.
+	Registerer prometheus.Registerer
+	// Now is the clock that days are read from. Default time.Now.
+	Now func() time.Time
+}
+
+// Enqueuer enqueues warm tasks, each on the queue its purpose calls for, and
+// counts them in dashcache_enqueues_total{result="enqueued|duplicate"}. It
+// admits readers' fills first (dashcache_admissions_total{result}). It
+// satisfies dashcache.Warmer and the queue the API needs.
+type Enqueuer struct {
+	cfg        EnqueuerConfig
+	client     *asynq.Client
+	inspector  *asynq.Inspector
+	store      *store.Store
+	enqueues   *prometheus.CounterVec
+	admissions *prometheus.CounterVec
+}
+
+// NewEnqueuer returns an Enqueuer for cfg, with defaults for zero fields.
+func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
+	if cfg.Redis == nil {
+		return nil, errors.New("jobs: EnqueuerConfig.Redis is required")
+	}
+	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
+	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Enqueuer{
+		cfg:       cfg,
+		client:    asynq.NewClientFromRedisClient(cfg.Redis),
+		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
+		store:     store.New(cfg.Redis),
+		enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_enqueues_total",
+			Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
+		}, []string{"result"}),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_admissions_total",
+			Help: "Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"enqueued", "duplicate"} {
+		e.enqueues.WithLabelValues(r)
+	}
+	for _, r := range []string{"admitted", dashcache.ReasonPending, dashcache.ReasonBudget, dashcache.ReasonBreaker} {
+		e.admissions.WithLabelValues(r)
+	}
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{e.enqueues, e.admissions} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("jobs: registering metrics: %w", err)
+			}
+		}
+	}
+	return e, nil
+}
+
+// Warm enqueues the warm task of a report on the warming queue, refreshing it
+// as r says: for the scheduler, the warm command, POST /v1/warm, and a
+// reader's refresh of a stale report. enqueued is false, with no error, when
+// the report's warming task is already queued or running. A customer past
+// its daily budget is refused (a *dashcache.Refusal).
+func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (enqueued bool, err error) {
+	if err := e.checkBudget(ctx, k.Customer); err != nil {
+		return false, err
+	}
+	return e.enqueue(ctx, k, NewTask(k, QueueWarming, r))
+}
+
+// Ensure makes sure that a report a reader waits for is being filled: it
+// admits the fill, and enqueues the report's task on the interactive queue
+// (enqueued is false, with no error, when the task is already there).
+//
+// A fill is refused (a *dashcache.Refusal) while the breaker is open, when
+// the customer has used its daily budget, or when it has CustomerPending
+// fills outstanding already; a report that is outstanding is always
+// admitted.
+//
+// When the report's task is there but orphaned (active in asynq while no
+// worker holds the report's lock, because its worker died), Ensure enqueues a
+// rescue task (ID: the task ID with "#rescue"; enqueued is then true), since
+// asynq would requeue the orphan only when its lease runs out, a minute or
+// two later. A rescue that was not needed costs no BI call: it goes through
+// the lock and the cache check like any warm task. Readers who keep waiting
+// call Ensure again every few seconds, which is how a dead worker's report is
+// noticed.
+func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error) {
+	if err := e.admit(ctx, k); err != nil {
+		return false, err
+	}
+	task := NewTask(k, QueueInteractive, dashcache.Refresh{})
+	enqueued, err = e.enqueue(ctx, k, task)
+	if enqueued || err != nil {
+		return enqueued, err
+	}
+	info, err := e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
+	if err != nil || info.State != asynq.TaskStateActive {
+		return false, nil // gone or not started yet: nothing to rescue
+	}
+	locked, err := e.store.Locked(ctx, k)
+	if err != nil || locked {
+		return false, err
+	}
+	return e.enqueue(ctx, k, task, asynq.TaskID(RescueID(k)))
+}
+
+// RescueID is the task ID of a report's rescue task.
+func RescueID(k dashcache.ReportKey) string { return k.TaskID() + "#rescue" }
+
+// admit lets a reader's fill of k go to the queue, or returns its refusal.
+func (e *Enqueuer) admit(ctx context.Context, k dashcache.ReportKey) error {
+	left, err := e.store.BreakerOpen(ctx)
+	if err != nil {
+		return err
+	}
+	if left > 0 {
+		return e.refuse(ctx, k.Customer, &dashcache.Refusal{
+			Reason:     dashcache.ReasonBreaker,
+			RetryAfter: left,
+			Detail: fmt.Sprintf("the BI platform is failing for every customer, so dashcache stopped calling it; "+
+				"it tries again in %s. Cached reports are still served", left.Round(time.Second)),
+		})
+	}
+	if err := e.checkBudget(ctx, k.Customer); err != nil {
+		return err
+	}
+	admitted, err := e.store.Admit(ctx, k, e.cfg.CustomerPending, pendingTTL)
+	if err != nil {
+		return err
+	}
+	if !admitted {
+		return e.refuse(ctx, k.Customer, &dashcache.Refusal{
+			Reason:     dashcache.ReasonPending,
+			RetryAfter: pendingRetryAfter,
+			Detail: fmt.Sprintf("customer %s already has %d reports being computed (DASHCACHE_CUSTOMER_PENDING); "+
+				"ask again in a few seconds. Cached reports are still served", k.Customer, e.cfg.CustomerPending),
+		})
+	}
+	e.admissions.WithLabelValues("admitted").Inc()
+	return nil
+}
+
+// checkBudget refuses a customer whose daily budget of BI calls is used.
+func (e *Enqueuer) checkBudget(ctx context.Context, customer string) error {
+	if e.cfg.DailyCalls == 0 {
+		return nil
+	}
+	now := e.cfg.Now().In(e.cfg.Zone)
+	calls, err := e.store.Calls(ctx, dashcache.Date(now), customer)
+	if err != nil || calls < int64(e.cfg.DailyCalls) {
+		return err
+	}
+	return e.refuse(ctx, customer, dashcache.BudgetRefusal(customer, e.cfg.DailyCalls, now))
+}
+
+// refuse counts a refusal, in the metrics and in the customer's usage, and
+// returns it.
+func (e *Enqueuer) refuse(ctx context.Context, customer string, r *dashcache.Refusal) error {
+	e.admissions.WithLabelValues(r.Reason).Inc()
+	day := dashcache.Date(e.cfg.Now().In(e.cfg.Zone))
+	_ = e.store.CountRefusal(ctx, day, customer, r.Reason) // best effort: the refusal stands
+	return r
+}
+
+func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.Task, opts ...asynq.Option) (bool, error) {
+	_, err := e.client.EnqueueContext(ctx, t, opts...)
+	switch {
+	case err == nil:
+		e.enqueues.WithLabelValues("enqueued").Inc()
+		return true, nil
+	case errors.Is(err, asynq.ErrTaskIDConflict):
+		e.enqueues.WithLabelValues("duplicate").Inc()
+		return false, nil
+	default:
+		return false, fmt.Errorf("enqueueing the warm task of %s: %w", k, err)
+	}
+}

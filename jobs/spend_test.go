@@ -1,0 +1,255 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/jobs"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// scripted is a BI platform whose answers the test chooses, call by call.
+type scripted struct {
+	calls   atomic.Int64
+	answer  func(n int64, k dashcache.ReportKey) ([]byte, error)
+	mu      sync.Mutex
+	flying  map[string]int // calls in flight by customer
+	maxSeen int
+}
+
+func (s *scripted) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	n := s.calls.Add(1)
+	s.mu.Lock()
+	if s.flying == nil {
+		s.flying = map[string]int{}
+	}
+	s.flying[k.Customer]++
+	s.maxSeen = max(s.maxSeen, s.flying[k.Customer])
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.flying[k.Customer]--
+		s.mu.Unlock()
+	}()
+	return s.answer(n, k)
+}
+
+func (s *scripted) Customers(context.Context) ([]string, error) { return nil, nil }
+
+// subscribed returns a Store on rdb and its subscription to fill
+// notifications, closed when the test ends.
+func subscribed(t *testing.T, rdb *redis.Client) (*store.Store, *store.Subscription) {
+	t.Helper()
+	st := store.New(rdb)
+	sub, err := st.Subscribe(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Close() })
+	return st, sub
+}
+
+// runHandler runs the real asynq server of a worker with h until the test ends.
+func runHandler(t *testing.T, rdb *redis.Client, h *jobs.Handler) {
+	srv, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: 4})
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+}
+
+func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource) *jobs.Handler {
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: src, Now: func() time.Time { return today },
+		Inspector: asynq.NewInspectorFromRedisClient(rdb)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// waitCached waits until k's report is cached.
+func waitCached(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if e, _ := store.New(rdb).Get(context.Background(), k); e != "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was never filled", k)
+		}
+	}
+}
+
+// TestDeferredTaskWaitsForShare: a task whose customer has its share of BI
+// calls in flight goes back to the queue without using up a retry, and runs
+// as soon as the call in flight ends: before its own delay is over.
+func TestDeferredTaskWaitsForShare(t *testing.T) {
+	rdb := redisClient(t)
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	src := &scripted{answer: func(n int64, _ dashcache.ReportKey) ([]byte, error) {
+		if n == 1 {
+			started <- struct{}{}
+			<-release
+		}
+		return []byte(`{}`), nil
+	}}
+	limited, err := provider.NewLimited(src, provider.LimitConfig{Redis: rdb, Rate: 100, CustomerShare: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runHandler(t, rdb, handlerFor(t, rdb, limited))
+	first, second := key(t, "acme"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
+	enq := newEnqueuer(t, rdb)
+	enq.Ensure(context.Background(), first)
+	<-started
+	enq.Ensure(context.Background(), second)
+
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	var info *asynq.TaskInfo
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		info, err = insp.GetTaskInfo(jobs.QueueInteractive, second.TaskID())
+		if err == nil && info.State == asynq.TaskStateRetry {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second task was never deferred: %+v %v", info, err)
+		}
+	}
+	if info.Retried != 0 {
+		t.Errorf("a deferred task used up %d retries, want 0", info.Retried)
+	}
+	close(release)
+	waitCached(t, rdb, second)
+	if now := time.Now(); !now.Before(info.NextProcessAt) {
+		t.Errorf("the deferred task ran at %s, not before its delay ended at %s: it was not woken", now, info.NextProcessAt)
+	}
+	if src.maxSeen != 1 || src.calls.Load() != 2 {
+		t.Errorf("%d calls of the customer in flight at most, %d calls; want 1 and 2", src.maxSeen, src.calls.Load())
+	}
+}
+
+// TestDeferralOnTheLastAttempt: a deferral on a task's last attempt puts it
+// back like any deferral, not into the archive; the attempt after it is
+// still the last: its failure is remembered, not retried.
+func TestDeferralOnTheLastAttempt(t *testing.T) {
+	rdb := redisClient(t)
+	src := &scripted{answer: func(n int64, _ dashcache.ReportKey) ([]byte, error) {
+		if n == 1 {
+			return nil, &dashcache.Deferral{Reason: dashcache.ReasonBreaker, Delay: 10 * time.Millisecond}
+		}
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: 503}
+	}}
+	st, sub := subscribed(t, rdb)
+	runHandler(t, rdb, handlerFor(t, rdb, src))
+	k := key(t, "acme")
+	// MaxRetry 1: the first attempt is the last (NewTask keeps one spare).
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(1)); err != nil {
+		t.Fatal(err)
+	}
+	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "HTTP 503") {
+		t.Errorf("remembered failure %q", f)
+	}
+	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
+	if n := src.calls.Load(); n != 2 {
+		t.Errorf("%d calls, want 2: the deferred one and the last attempt", n)
+	}
+}
+
+// TestInvalidAnswerTriedTwice: an answer that cannot be stored is asked for
+// once more, then remembered as a failure like a permanent one.
+func TestInvalidAnswerTriedTwice(t *testing.T) {
+	rdb := redisClient(t)
+	src := &scripted{answer: func(int64, dashcache.ReportKey) ([]byte, error) {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: 200, Err: errors.New("not valid JSON")}
+	}}
+	st, sub := subscribed(t, rdb)
+	runHandler(t, rdb, handlerFor(t, rdb, src))
+	k := key(t, "broken")
+	newEnqueuer(t, rdb).Ensure(context.Background(), k)
+	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "invalid") {
+		t.Errorf("remembered failure %q, want it to say the answer was invalid", f)
+	}
+	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
+	if n := src.calls.Load(); n != 2 {
+		t.Errorf("%d BI calls for an invalid answer, want 2", n)
+	}
+}
+
+// TestAdmission: a customer with CustomerPending fills outstanding is
+// refused another until one ends; the breaker and the daily budget refuse
+// fills too, and the budget refuses warming.
+func TestAdmission(t *testing.T) {
+	ctx := context.Background()
+	rdb := redisClient(t)
+	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, CustomerPending: 1, DailyCalls: 2, Now: func() time.Time { return today }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusal := func(err error) string {
+		var r *dashcache.Refusal
+		if !errors.As(err, &r) {
+			return ""
+		}
+		if r.RetryAfter <= 0 || r.Detail == "" {
+			t.Errorf("refusal %+v lacks a Retry-After or a detail", r)
+		}
+		return r.Reason
+	}
+	first, second := key(t, "acme"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
+	if ok, err := enq.Ensure(ctx, first); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if _, err := enq.Ensure(ctx, first); err != nil {
+		t.Errorf("a reader of an outstanding report: %v", err)
+	}
+	if _, err := enq.Ensure(ctx, second); refusal(err) != dashcache.ReasonPending {
+		t.Errorf("a second report past CustomerPending 1: %v", err)
+	}
+	runHandler(t, rdb, handlerFor(t, rdb, &scripted{answer: func(int64, dashcache.ReportKey) ([]byte, error) { return []byte(`{}`), nil }}))
+	waitCached(t, rdb, first)
+	waitTaskGone(t, rdb, jobs.QueueInteractive, first)
+	if _, err := enq.Ensure(ctx, second); err != nil {
+		t.Errorf("after the first fill ended: %v", err)
+	}
+
+	st := store.New(rdb)
+	for range 2 {
+		st.Spend(ctx, dashcache.Date(today), "spender", 0)
+	}
+	if _, err := enq.Ensure(ctx, key(t, "spender")); refusal(err) != dashcache.ReasonBudget {
+		t.Errorf("past the daily budget: %v", err)
+	}
+	if _, err := enq.Warm(ctx, key(t, "spender"), dashcache.Refresh{}); refusal(err) != dashcache.ReasonBudget {
+		t.Errorf("warming past the daily budget: %v", err)
+	}
+	st.BreakerRecord(ctx, store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Minute}, "acme", true)
+	if _, err := enq.Ensure(ctx, key(t, "globex")); refusal(err) != dashcache.ReasonBreaker {
+		t.Errorf("while the breaker is open: %v", err)
+	}
+	u, _ := st.UsageOn(ctx, dashcache.Date(today))
+	if r := u["acme"].Refused; r[dashcache.ReasonPending] != 1 {
+		t.Errorf("acme's refusals %v, want one for pending", r)
+	}
+	if r := u["spender"].Refused; r[dashcache.ReasonBudget] != 2 {
+		t.Errorf("spender's refusals %v, want two for the budget", r)
+	}
+}
+
+func mustKey(t *testing.T, c, from, to string) dashcache.ReportKey {
+	t.Helper()
+	k, err := dashcache.ParseReportKey(c, from, to, today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

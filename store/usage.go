@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed spend.lua
+	spendSrc    string
+	spendScript = redis.NewScript(spendSrc)
+)
+
+// usageKept is how long a day's usage is kept: long enough to be read the
+// whole day, in any zone.
+const usageKept = 48 * time.Hour
+
+// Usage is one customer's BI calls on a day and the fills refused, by reason
+// (dashcache.ReasonPending, ReasonBudget, ReasonBreaker).
+type Usage struct {
+	Calls   int64
+	Refused map[string]int64
+}
+
+// Spend counts one BI call of the customer on day (a date, as dashcache.Date
+// gives) against budget (0: none). ok is false, and nothing is counted but
+// the refusal, when the budget is used up.
+func (s *Store) Spend(ctx context.Context, day time.Time, customer string, budget int) (ok bool, err error) {
+	n, err := spendScript.Run(ctx, s.rdb, []string{usageKey(day)}, customer, budget, int(usageKept/time.Second)).Int()
+	if err != nil {
+		return false, fmt.Errorf("counting a BI call of %s: %w", customer, err)
+	}
+	return n == 1, nil
+}
+
+// Calls returns the customer's BI calls on day.
+func (s *Store) Calls(ctx context.Context, day time.Time, customer string) (int64, error) {
+	n, err := s.rdb.HGet(ctx, usageKey(day), customer+":calls").Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("reading the BI calls of %s: %w", customer, err)
+	}
+	return n, nil
+}
+
+// CountRefusal counts a refused fill of the customer on day.
+func (s *Store) CountRefusal(ctx context.Context, day time.Time, customer, reason string) error {
+	key := usageKey(day)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HIncrBy(ctx, key, customer+":refused_"+reason, 1)
+		p.Expire(ctx, key, usageKept)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("counting a refusal of %s: %w", customer, err)
+	}
+	return nil
+}
+
+// UsageOn returns every customer's usage on day.
+func (s *Store) UsageOn(ctx context.Context, day time.Time) (map[string]Usage, error) {
+	fields, err := s.rdb.HGetAll(ctx, usageKey(day)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the usage of %s: %w", day.Format(dashcache.DateLayout), err)
+	}
+	out := map[string]Usage{}
+	for field, v := range fields {
+		customer, what, ok := strings.Cut(field, ":")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		u := out[customer]
+		if reason, refused := strings.CutPrefix(what, "refused_"); refused {
+			if u.Refused == nil {
+				u.Refused = map[string]int64{}
+			}
+			u.Refused[reason] = n
+		} else if what == "calls" {
+			u.Calls = n
+		}
+		out[customer] = u
+	}
+	return out, nil
+}
