@@ -1,7 +1,7 @@
 # dashcache: make run | test | build | lint | bench
 GO ?= go
 
-.PHONY: run test build lint bench
+.PHONY: run test build lint bench bench-fairness
 
 # The whole system on the embedded Redis and the simulated BI platform.
 run:
@@ -21,3 +21,8 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The noisy-neighbour figures with and without the per-customer guards, in one
+# run (needs DASHCACHE_TEST_REDIS_URL).
+bench-fairness:
+	$(GO) test -run '^$$' -bench NoisyNeighbour -benchtime 1x ./internal/cli

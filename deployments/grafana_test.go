@@ -205,6 +205,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		"dashcache_reads_total", "dashcache_fill_wait_seconds_bucket", "dashcache_provider_calls_total",
 		"dashcache_provider_call_seconds_bucket", "dashcache_enqueues_total", "dashcache_lock_total",
 		"asynq_queue_size", "asynq_queue_latency_seconds", "asynq_tasks_processed_total", "asynq_tasks_failed_total",
+		"dashcache_admissions_total", "dashcache_deferrals_total", "dashcache_breaker_open",
 	} {
 		if !used[want] {
 			t.Errorf("grafana/dashcache.json does not show %s", want)

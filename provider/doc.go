@@ -1,7 +1,9 @@
 // Package provider talks to the BI platform: Client speaks the provider
 // contract over HTTP, Simulator stands in for the platform (in process or as an
-// HTTP server), and Limited holds every worker of the fleet to one shared call
-// rate and to the platform's Retry-After, through Redis.
+// HTTP server), and Limited guards it for the whole fleet, through Redis: one
+// shared call rate, the platform's Retry-After, a share of calls in flight and
+// a daily budget per customer, and a breaker for a platform that fails for
+// everyone.
 package provider
 
 import (

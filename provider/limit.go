@@ -152,6 +152,11 @@ func (l *Limited) Query(ctx context.Context, key dashcache.ReportKey) (body []by
 	if !free {
 		return nil, &dashcache.Deferral{Reason: dashcache.ReasonShare, Delay: shareRetry}
 	}
+	if err := l.wait(ctx); err != nil {
+		return nil, err
+	}
+	// The breaker is asked last, as close to the call as can be: a call
+	// allowed before it opened and made after would fail for nothing.
 	allow, probe, wait, err := l.store.BreakerAllow(ctx, l.cfg.CallTimeout+slotMargin)
 	if err != nil {
 		return nil, l.waitError(ctx, "asking the breaker", err)
@@ -166,9 +171,6 @@ func (l *Limited) Query(ctx context.Context, key dashcache.ReportKey) (body []by
 				l.abandonProbe()
 			}
 		}()
-	}
-	if err := l.wait(ctx); err != nil {
-		return nil, err
 	}
 	slot, err := l.store.TakeShare(ctx, key.Customer, l.cfg.CustomerShare, l.cfg.CallTimeout+slotMargin)
 	switch {

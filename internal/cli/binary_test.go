@@ -133,6 +133,11 @@ func TestSettingsRefused(t *testing.T) {
 		{"all", map[string]string{"DASHCACHE_API_KEYS": "k"}, "DASHCACHE_API_KEYS"},
 		{"all", map[string]string{"DASHCACHE_MONITORING_READONLY": "perhaps"}, "DASHCACHE_MONITORING_READONLY"},
 		{"scheduler", map[string]string{"DASHCACHE_REDIS_URL": "redis://127.0.0.1:1"}, "DASHCACHE_SCHEDULE_FILE"},
+		{"all", map[string]string{"DASHCACHE_CUSTOMER_DAILY_CALLS": "-1"}, "DASHCACHE_CUSTOMER_DAILY_CALLS"},
+		{"all", map[string]string{"DASHCACHE_CUSTOMER_CONCURRENCY": "0"}, "DASHCACHE_CUSTOMER_CONCURRENCY"},
+		{"all", map[string]string{"DASHCACHE_EARLIEST_DATE": "2015-13-01"}, "DASHCACHE_EARLIEST_DATE"},
+		{"all", map[string]string{"DASHCACHE_PROVIDER_MAX_BYTES": "16MiB"}, "DASHCACHE_PROVIDER_MAX_BYTES"},
+		{"all", map[string]string{"DASHCACHE_BREAKER_COOLDOWN": "-5s"}, "DASHCACHE_BREAKER_COOLDOWN"},
 	} {
 		err := Run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -25,7 +25,7 @@ const testSecret = "bi-secret-7f3a"
 // startRole runs one role in process, as `dashcache ROLE` would with env as its
 // whole environment, and returns the address it listens on. The role is stopped
 // (and must exit cleanly) when the test ends.
-func startRole(t *testing.T, role string, env map[string]string) string {
+func startRole(t testing.TB, role string, env map[string]string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -123,7 +123,7 @@ func TestStampede(t *testing.T) {
 
 // scrape returns the value of one sample (name{labels} exactly as exposed) from
 // the /metrics of the server at addr.
-func scrape(t *testing.T, addr, sample string) float64 {
+func scrape(t testing.TB, addr, sample string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -34,11 +34,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return err
 	}
 	defer closeRedis()
-	reg, err := newRegistry(rdb)
+	st := store.New(rdb)
+	reg, err := newRegistry(rdb, st)
 	if err != nil {
 		return err
 	}
-	st := store.New(rdb)
 	var queue *jobs.Enqueuer
 	if role.API || runScheduler {
 		if queue, err = newQueue(cfg, rdb, reg); err != nil {
@@ -117,13 +117,26 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
-// the process's and asynq's queue metrics.
-func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
+// the process's and asynq's queue metrics, and the fleet's breaker, all read
+// at each scrape.
+func newRegistry(rdb redis.UniversalClient, st *store.Store) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
+	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dashcache_breaker_open",
+		Help: "1 while the fleet's breaker keeps every worker from calling the failing BI platform, else 0 (read from Redis at each scrape).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if left, err := st.BreakerOpen(ctx); err == nil && left > 0 {
+			return 1
+		}
+		return 0
+	})
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
+		breaker,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)
