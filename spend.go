@@ -44,6 +44,8 @@ const (
 	// ReasonShare: the customer has its fleet-wide share of BI calls in
 	// flight.
 	ReasonShare = "customer_share"
+	// ReasonShutdown: the worker is shutting down; another one fills it.
+	ReasonShutdown = "shutdown"
 )
 
 // Refusal is a fill that dashcache will not start now. Readers get it as
@@ -62,7 +64,7 @@ func (r *Refusal) Error() string { return r.Detail }
 // waits Delay (or until woken) without using up a retry and without holding
 // a worker slot.
 type Deferral struct {
-	Reason string // ReasonShare or ReasonBreaker
+	Reason string // ReasonShare, ReasonBreaker or ReasonShutdown
 	Delay  time.Duration
 }
 

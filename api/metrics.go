@@ -15,7 +15,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dashcache_reads_total",
-		Help: "Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), error.",
+		Help: "Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
 	}, []string{"result"})
 	m := &metrics{
 		reads: map[string]prometheus.Counter{},
@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 30},
 		}),
 	}
-	for _, r := range []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultError} {
+	for _, r := range []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError} {
 		m.reads[r] = reads.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -198,12 +198,13 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 
 // Results of a read, as in dashcache_reads_total{result}.
 const (
-	resultHit     = "hit"
-	resultMiss    = "miss"
-	resultStale   = "stale"
-	resultPending = "pending"
-	resultRefused = "refused" // 429, or 503 while the breaker is open
-	resultError   = "error"
+	resultHit      = "hit"
+	resultMiss     = "miss"
+	resultStale    = "stale"
+	resultPending  = "pending"
+	resultRefused  = "refused"  // 429, or 503 while the breaker is open
+	resultCanceled = "canceled" // the reader hung up before the answer
+	resultError    = "error"
 )
 
 // readReport answers a read and returns its result.
@@ -226,23 +227,24 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		problem(w, http.StatusForbidden, fmt.Sprintf("this API key may not read customer %q", k.Customer))
 		return resultError
 	}
-	entry, err := s.cfg.Store.Get(r.Context(), k)
+	raw, err := s.cfg.Store.Get(r.Context(), k)
 	if err != nil {
-		return s.unavailable(w, err)
+		return s.unavailable(w, r, err)
 	}
-	if entry != "" {
-		return s.serveCached(w, r, k, entry)
+	if e, ok := s.parseEntry(k, raw); ok {
+		return s.serveCached(w, r, k, e)
 	}
 	start := time.Now()
 	defer func() { s.metrics.fillWait.Observe(time.Since(start).Seconds()) }()
 	return s.miss(w, r, k, wait)
 }
 
-// miss serves a report that was not cached: it enqueues the fill once for all
-// readers of the key in this process, and waits for its notification. The reader
-// registers for the notification before it looks at the cache again (report
-// and remembered failure in one round trip, before any enqueue), so a fill
-// that lands in between is seen either by the look or by the notification.
+// miss serves a report that was not cached (or whose entry is corrupt): it
+// enqueues the fill once for all readers of the key in this process, and
+// waits for its notification. The reader registers for the notification
+// before it looks at the cache again (report and remembered failure in one
+// round trip, before any enqueue), so a fill that lands in between is seen
+// either by the look or by the notification.
 func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) string {
 	if s.beforeWait != nil {
 		s.beforeWait(k)
@@ -250,30 +252,45 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 	key := k.String()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	var tick <-chan time.Time // none in tests that ask for no interval
+	if s.reassertEvery > 0 {
+		ticker := time.NewTicker(s.reassertEvery)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	// Each round registers for the notification before it looks at the
 	// cache. A notification is only a hint: one that finds nothing (another
 	// installation sharing the Redis server, whose pub/sub spans all
-	// databases) starts another round.
-	for {
+	// databases) starts another round, and so does every tick of a long
+	// wait, which asks for the fill again: a notification lost while Redis
+	// restarted, a task lost with it, or a dead worker's task rescued.
+	for round := 0; ; round++ {
 		wt := s.waiters.join(key)
-		result, err := s.waitRound(w, r, k, wt, timer.C, wait == 0)
+		result, err := s.waitRound(w, r, k, wt, timer.C, tick, wait == 0)
 		s.waiters.leave(key, wt)
-		if err != nil {
-			return s.unavailable(w, err)
-		}
-		if result != "" {
+		switch {
+		case err != nil && round == 0:
+			return s.unavailable(w, r, err)
+		case err != nil:
+			// Redis failed during the wait: the reader waits on, for it to
+			// come back.
+			s.cfg.Log.Debug().Err(err).Str("key", key).Msg("a waiting reader's round failed")
+			if result = s.waitOn(r, timer.C, tick, nil); result != "" {
+				return s.answerEnd(w, result)
+			}
+		case result != "":
 			return result
 		}
 	}
 }
 
 // waitRound is one round of a miss: look at the cache, enqueue (shared by
-// the wait's readers), and wait for the notification, the timeout or the end.
-// It returns "" when notified of a fill it could not find.
-func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wt *wait, timeout <-chan time.Time, noWait bool) (string, error) {
+// the wait's readers), and wait for the notification, the next tick, the
+// timeout or the end. It returns "" to go on waiting.
+func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wt *wait, timeout, tick <-chan time.Time, noWait bool) (string, error) {
 	ctx := r.Context()
-	if result := s.lookup(w, r, k); result != "" {
-		return result, nil
+	if result, err := s.lookup(w, r, k); result != "" || err != nil {
+		return result, err
 	}
 	asked, err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
 		_, err := s.cfg.Queue.Ensure(ctx, k)
@@ -292,35 +309,55 @@ func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.R
 	if noWait {
 		return pending(w), nil
 	}
+	return s.answerEnd(w, s.waitOn(r, timeout, tick, wt.done)), nil
+}
+
+// waitOn waits for a fill notification (on done; nil: none), the next tick,
+// the end of the reader's wait, the server's or the reader's. It returns ""
+// for another round, endTimeout or resultCanceled.
+func (s *Server) waitOn(r *http.Request, timeout, tick <-chan time.Time, done <-chan struct{}) string {
 	select {
-	case <-wt.done:
-		return s.lookup(w, r, k), nil
+	case <-done:
+	case <-tick:
 	case <-timeout:
+		return endTimeout
 	case <-s.closing:
-	case <-ctx.Done():
-		return resultPending, nil // the reader left; nothing to answer
+		return endTimeout
+	case <-r.Context().Done():
+		return resultCanceled
 	}
-	return pending(w), nil
+	return ""
+}
+
+// endTimeout is the end of a wait that found no report: the reader is told
+// to come back (202).
+const endTimeout = "timeout"
+
+// answerEnd answers the end of a wait: 202 when it ran out; nothing to a
+// reader who left. Another round ("") is passed on.
+func (s *Server) answerEnd(w http.ResponseWriter, end string) string {
+	if end == endTimeout {
+		return pending(w)
+	}
+	return end
 }
 
 // lookup serves the report or its remembered failure, if either is there, and
 // returns the result, or "" (nothing written) for the caller to go on waiting.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey) string {
-	entry, failure, err := s.cfg.Store.Lookup(r.Context(), k)
-	switch {
-	case err != nil:
-		return s.unavailable(w, err)
-	case entry != "":
-		e, ok := s.parseEntry(w, entry)
-		if !ok {
-			return resultError
-		}
-		return s.serve(w, r, e, resultMiss, s.cfg.Now())
-	case failure != "":
-		problem(w, http.StatusBadGateway, failure)
-		return resultError
+// A corrupt entry counts as none: the fill replaces it.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey) (string, error) {
+	raw, failure, err := s.cfg.Store.Lookup(r.Context(), k)
+	if err != nil {
+		return "", err
 	}
-	return ""
+	if e, ok := s.parseEntry(k, raw); ok {
+		return s.serve(w, r, e, resultMiss, s.cfg.Now()), nil
+	}
+	if failure != "" {
+		problem(w, http.StatusBadGateway, failure)
+		return resultError, nil
+	}
+	return "", nil
 }
 
 func pending(w http.ResponseWriter) string {
@@ -345,7 +382,13 @@ func refused(w http.ResponseWriter, r *dashcache.Refusal) string {
 	return resultRefused
 }
 
-func (s *Server) unavailable(w http.ResponseWriter, err error) string {
+// unavailable answers a failed Redis call with 503, or, if the reader hung
+// up (which fails the call), with nothing: that is no error of ours.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) string {
+	if r.Context().Err() != nil {
+		s.cfg.Log.Debug().Err(err).Msg("the reader hung up")
+		return resultCanceled
+	}
 	s.cfg.Log.Error().Err(err).Msg("Redis call failed")
 	problem(w, http.StatusServiceUnavailable, "the report cache (Redis) is unreachable; try again in a few seconds")
 	return resultError
@@ -355,11 +398,7 @@ func (s *Server) unavailable(w http.ResponseWriter, err error) string {
 // fresh, as stale. A stale report, or a fresh one that XFetch picks for an
 // early refresh, gets one refresh enqueued in the background, so that keys
 // filled together do not all expire, and refill, together.
-func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, raw string) string {
-	e, ok := s.parseEntry(w, raw)
-	if !ok {
-		return resultError
-	}
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, e store.Entry) string {
 	now := s.cfg.Now()
 	result := resultHit
 	if !e.Fresh(now) {
@@ -408,12 +447,16 @@ func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
 	}()
 }
 
-// parseEntry parses a cached entry, or answers 500 if it is corrupt.
-func (s *Server) parseEntry(w http.ResponseWriter, raw string) (store.Entry, bool) {
+// parseEntry parses a cached entry; ok is false for none ("") and for a
+// corrupt one, which is logged and then treated as a miss: the fill replaces
+// it.
+func (s *Server) parseEntry(k dashcache.ReportKey, raw string) (e store.Entry, ok bool) {
+	if raw == "" {
+		return e, false
+	}
 	e, err := store.ParseEntry(raw)
 	if err != nil {
-		s.cfg.Log.Error().Err(err).Msg("corrupt cache entry")
-		problem(w, http.StatusInternalServerError, "the cached report is corrupt; it will be refilled when it expires")
+		s.cfg.Log.Warn().Err(err).Str("key", k.String()).Msg("corrupt cache entry; refilling it")
 		return e, false
 	}
 	return e, true

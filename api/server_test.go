@@ -376,8 +376,9 @@ func TestReadMetrics(t *testing.T) {
 	f.get(t, "customer=")                                             // error
 	f.get(t, "customer=crowded&from=2025-01-01&to=2025-01-31")        // refused
 	want := `
-# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), error.
+# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.
 # TYPE dashcache_reads_total counter
+dashcache_reads_total{result="canceled"} 0
 dashcache_reads_total{result="error"} 1
 dashcache_reads_total{result="hit"} 2
 dashcache_reads_total{result="miss"} 0

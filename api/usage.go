@@ -27,7 +27,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	day := dashcache.Date(s.today())
 	usage, err := s.cfg.Store.UsageOn(r.Context(), day)
 	if err != nil {
-		s.unavailable(w, err)
+		s.unavailable(w, r, err)
 		return
 	}
 	out := struct {

@@ -54,7 +54,7 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	}
 	res := dashcache.WarmAll(r.Context(), s.cfg.Queue, keys, dashcache.Refresh{Force: req.Force}, dashcache.StopOnError)
 	if len(res.Errors) > 0 {
-		s.unavailable(w, res.Errors[0])
+		s.unavailable(w, r, res.Errors[0])
 		return
 	}
 	out := struct {

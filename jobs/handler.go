@@ -41,7 +41,14 @@ type Handler struct {
 	cfg       HandlerConfig
 	locks     *prometheus.CounterVec
 	deferrals *prometheus.CounterVec
+	// draining is cancelled, with cause errShutdown, when the worker's
+	// shutdown grace ends: it cuts the BI calls still out.
+	draining context.Context
+	drain    context.CancelCauseFunc
 }
+
+// errShutdown cuts a fill whose worker is shutting down.
+var errShutdown = errors.New("jobs: the worker is shutting down")
 
 // NewHandler returns a warm task handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
@@ -71,7 +78,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	for _, r := range []string{"acquired", "contended", "lost"} {
 		h.locks.WithLabelValues(r)
 	}
-	for _, r := range []string{dashcache.ReasonShare, dashcache.ReasonBreaker} {
+	h.draining, h.drain = context.WithCancelCause(context.Background())
+	for _, r := range []string{dashcache.ReasonShare, dashcache.ReasonBreaker, dashcache.ReasonShutdown} {
 		h.deferrals.WithLabelValues(r)
 	}
 	if cfg.Registerer != nil {
@@ -178,9 +186,16 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		callCtx, cancel = context.WithDeadline(held, deadline.Add(-taskMargin))
 		defer cancel()
 	}
+	callCtx, cut := context.WithCancelCause(callCtx)
+	defer cut(nil)
+	defer context.AfterFunc(h.draining, func() { cut(context.Cause(h.draining)) })()
 	start := h.cfg.Now()
 	data, err := h.cfg.Source.Query(callCtx, k)
 	now := h.cfg.Now()
+	if errors.Is(context.Cause(callCtx), errShutdown) {
+		// Not a failure of the BI platform: another worker fills it.
+		return &dashcache.Deferral{Reason: dashcache.ReasonShutdown}
+	}
 	var d *dashcache.Deferral
 	if errors.As(err, &d) {
 		if d.Reason == dashcache.ReasonShare {
@@ -287,4 +302,10 @@ func (h *Handler) wakeDeferred(ctx context.Context, log zerolog.Logger, customer
 			return
 		}
 	}
+}
+
+// drainAfter cuts, after grace, the BI calls still out: their tasks go back
+// to the queue.
+func (h *Handler) drainAfter(grace time.Duration) {
+	time.AfterFunc(grace, func() { h.drain(errShutdown) })
 }

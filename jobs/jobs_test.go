@@ -138,11 +138,11 @@ func TestRetryDelay(t *testing.T) {
 
 // runWorker runs the real asynq server of a worker on rdb until the test ends.
 func runWorker(t *testing.T, rdb *redis.Client, sim *provider.Simulator) {
-	srv, mux := jobs.NewServer(rdb, newHandler(t, rdb, sim), jobs.ServerConfig{Concurrency: 2})
-	if err := srv.Start(mux); err != nil {
+	w := jobs.NewWorker(rdb, newHandler(t, rdb, sim), jobs.ServerConfig{Concurrency: 2})
+	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
+	t.Cleanup(w.Shutdown)
 }
 
 // waitFailure waits for the fill notification of k and returns the failure
@@ -351,15 +351,15 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	// A worker that takes the task and hangs without locking, as if it died.
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	srv, mux := jobs.NewServer(rdb, asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 1, Queues: map[string]int{jobs.QueueInteractive: 1}, TaskCheckInterval: 50 * time.Millisecond})
+	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, _ *asynq.Task) error {
 		select {
 		case started <- struct{}{}:
 		default:
 		}
 		<-release
 		return nil
-	}), jobs.ServerConfig{Concurrency: 1})
-	if err := srv.Start(mux); err != nil {
+	})); err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()

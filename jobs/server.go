@@ -13,21 +13,33 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// ServerConfig configures the asynq server that runs warm tasks.
+// ServerConfig configures a Worker.
 type ServerConfig struct {
 	Concurrency int            // tasks run at once; default 10
 	Log         zerolog.Logger // default: no logs
 	// PollInterval is how long an idle worker waits before looking for new
 	// tasks again: it adds to a waiting reader's latency. Default 50 ms.
 	PollInterval time.Duration
+	// ShutdownGrace is how long BI calls in flight may go on after Shutdown
+	// begins. Default 8 s.
+	ShutdownGrace time.Duration
 }
 
-// NewServer returns an asynq server on rdb (which the caller closes) that runs
-// h for TypeWarm tasks. When both queues hold tasks, a worker takes an
-// interactive one four times as often as a warming one: readers come first,
-// and warming still gets a fifth of the slots (and, through the rate limit, a
-// fifth of the BI rate: provider.WarmingShare).
-func NewServer(rdb redis.UniversalClient, h asynq.Handler, cfg ServerConfig) (*asynq.Server, *asynq.ServeMux) {
+// Worker is the asynq server that runs a Handler for TypeWarm tasks. When
+// both queues hold tasks, it takes an interactive one four times as often as
+// a warming one: readers come first, and warming still gets a fifth of the
+// slots (and, through the rate limit, a fifth of the BI rate:
+// provider.WarmingShare).
+type Worker struct {
+	srv   *asynq.Server
+	mux   *asynq.ServeMux
+	h     *Handler
+	grace time.Duration
+}
+
+// NewWorker returns a Worker on rdb (which the caller closes) that runs h.
+func NewWorker(rdb redis.UniversalClient, h *Handler, cfg ServerConfig) *Worker {
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 8*time.Second)
 	log := cfg.Log.With().Str("component", "asynq").Logger()
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:    cmp.Or(cfg.Concurrency, 10),
@@ -38,8 +50,12 @@ func NewServer(rdb redis.UniversalClient, h asynq.Handler, cfg ServerConfig) (*a
 		TaskCheckInterval: cmp.Or(cfg.PollInterval, 50*time.Millisecond),
 		// How soon a task put back to wait (retry, deferral) is due again.
 		DelayedTaskCheckInterval: time.Second,
-		Logger:                   asynqLogger{log},
-		LogLevel:                 asynq.InfoLevel,
+		// Past it, asynq hands a task still running back to the queue while
+		// its handler holds the report's lock; the grace cuts the handler
+		// first.
+		ShutdownTimeout: cfg.ShutdownGrace + 5*time.Second,
+		Logger:          asynqLogger{log},
+		LogLevel:        asynq.InfoLevel,
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			if !isDeferral(err) {
 				log.Warn().Err(err).Str("task", t.Type()).Str("key", string(t.Payload())).Msg("task failed")
@@ -48,7 +64,24 @@ func NewServer(rdb redis.UniversalClient, h asynq.Handler, cfg ServerConfig) (*a
 	})
 	mux := asynq.NewServeMux()
 	mux.Handle(TypeWarm, h)
-	return srv, mux
+	return &Worker{srv: srv, mux: mux, h: h, grace: cfg.ShutdownGrace}
+}
+
+// Start starts taking tasks.
+func (w *Worker) Start() error {
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("starting worker: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops taking tasks and returns once every task in hand is done:
+// a BI call still out after ShutdownGrace is cut, and its task goes back to
+// the queue (its lock released first) without using up a retry, for another
+// worker to fill.
+func (w *Worker) Shutdown() {
+	w.h.drainAfter(w.grace)
+	w.srv.Shutdown()
 }
 
 func isDeferral(err error) bool {

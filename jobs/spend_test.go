@@ -20,7 +20,7 @@ import (
 // scripted is a BI platform whose answers the test chooses, call by call.
 type scripted struct {
 	calls   atomic.Int64
-	answer  func(n int64, k dashcache.ReportKey) ([]byte, error)
+	answer  func(ctx context.Context, n int64, k dashcache.ReportKey) ([]byte, error)
 	mu      sync.Mutex
 	flying  map[string]int // calls in flight by customer
 	maxSeen int
@@ -40,7 +40,7 @@ func (s *scripted) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, er
 		s.flying[k.Customer]--
 		s.mu.Unlock()
 	}()
-	return s.answer(n, k)
+	return s.answer(ctx, n, k)
 }
 
 func (s *scripted) Customers(context.Context) ([]string, error) { return nil, nil }
@@ -58,13 +58,20 @@ func subscribed(t *testing.T, rdb *redis.Client) (*store.Store, *store.Subscript
 	return st, sub
 }
 
-// runHandler runs the real asynq server of a worker with h until the test ends.
+// runHandler runs a worker with h until the test ends.
 func runHandler(t *testing.T, rdb *redis.Client, h *jobs.Handler) {
-	srv, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: 4})
-	if err := srv.Start(mux); err != nil {
+	startWorker(t, rdb, h, 0)
+}
+
+// startWorker starts a worker with h and the shutdown grace given (0:
+// default), shut down when the test ends if not before.
+func startWorker(t *testing.T, rdb *redis.Client, h *jobs.Handler, grace time.Duration) *jobs.Worker {
+	w := jobs.NewWorker(rdb, h, jobs.ServerConfig{Concurrency: 4, ShutdownGrace: grace})
+	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
+	t.Cleanup(w.Shutdown)
+	return w
 }
 
 func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource) *jobs.Handler {
@@ -96,7 +103,7 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 	rdb := redisClient(t)
 	release := make(chan struct{})
 	started := make(chan struct{}, 10)
-	src := &scripted{answer: func(n int64, _ dashcache.ReportKey) ([]byte, error) {
+	src := &scripted{answer: func(_ context.Context, n int64, _ dashcache.ReportKey) ([]byte, error) {
 		if n == 1 {
 			started <- struct{}{}
 			<-release
@@ -143,7 +150,7 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 // still the last: its failure is remembered, not retried.
 func TestDeferralOnTheLastAttempt(t *testing.T) {
 	rdb := redisClient(t)
-	src := &scripted{answer: func(n int64, _ dashcache.ReportKey) ([]byte, error) {
+	src := &scripted{answer: func(_ context.Context, n int64, _ dashcache.ReportKey) ([]byte, error) {
 		if n == 1 {
 			return nil, &dashcache.Deferral{Reason: dashcache.ReasonBreaker, Delay: 10 * time.Millisecond}
 		}
@@ -169,7 +176,7 @@ func TestDeferralOnTheLastAttempt(t *testing.T) {
 // once more, then remembered as a failure like a permanent one.
 func TestInvalidAnswerTriedTwice(t *testing.T) {
 	rdb := redisClient(t)
-	src := &scripted{answer: func(int64, dashcache.ReportKey) ([]byte, error) {
+	src := &scripted{answer: func(context.Context, int64, dashcache.ReportKey) ([]byte, error) {
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: 200, Err: errors.New("not valid JSON")}
 	}}
 	st, sub := subscribed(t, rdb)
@@ -215,7 +222,7 @@ func TestAdmission(t *testing.T) {
 	if _, err := enq.Ensure(ctx, second); refusal(err) != dashcache.ReasonPending {
 		t.Errorf("a second report past CustomerPending 1: %v", err)
 	}
-	runHandler(t, rdb, handlerFor(t, rdb, &scripted{answer: func(int64, dashcache.ReportKey) ([]byte, error) { return []byte(`{}`), nil }}))
+	runHandler(t, rdb, handlerFor(t, rdb, &scripted{answer: func(context.Context, int64, dashcache.ReportKey) ([]byte, error) { return []byte(`{}`), nil }}))
 	waitCached(t, rdb, first)
 	waitTaskGone(t, rdb, jobs.QueueInteractive, first)
 	if _, err := enq.Ensure(ctx, second); err != nil {
@@ -252,4 +259,59 @@ func mustKey(t *testing.T, c, from, to string) dashcache.ReportKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestShutdownMidCall: a worker shut down during a BI call lets the call
+// finish within its grace and fills the report; a call still out after the
+// grace is cut, its lock released and its task handed back without using up
+// a retry or remembering a failure, and another worker fills it.
+func TestShutdownMidCall(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		call, grace time.Duration
+		calls       int64
+	}{
+		{"within the grace", 300 * time.Millisecond, 5 * time.Second, 1},
+		{"past the grace", time.Hour, 100 * time.Millisecond, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rdb := redisClient(t)
+			started := make(chan struct{}, 1)
+			src := &scripted{answer: func(ctx context.Context, n int64, _ dashcache.ReportKey) ([]byte, error) {
+				if n == 1 {
+					started <- struct{}{}
+					select {
+					case <-time.After(c.call):
+					case <-ctx.Done():
+						return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Err: ctx.Err()}
+					}
+				}
+				return []byte(`{}`), nil
+			}}
+			w := startWorker(t, rdb, handlerFor(t, rdb, src), c.grace)
+			k := key(t, "acme")
+			newEnqueuer(t, rdb).Ensure(context.Background(), k)
+			<-started
+			w.Shutdown()
+
+			st := store.New(rdb)
+			if _, f, _ := st.Lookup(context.Background(), k); f != "" {
+				t.Errorf("a shutdown was remembered as a failure: %q", f)
+			}
+			if locked, _ := st.Locked(context.Background(), k); locked {
+				t.Error("the lock outlived the shutdown")
+			}
+			if c.calls == 2 {
+				info, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(jobs.QueueInteractive, k.TaskID())
+				if err != nil || info.Retried != 0 || info.State == asynq.TaskStateArchived {
+					t.Fatalf("the cut task: %+v %v; want it back in the queue, no retry used", info, err)
+				}
+				runHandler(t, rdb, handlerFor(t, rdb, src))
+			}
+			waitCached(t, rdb, k)
+			if n := src.calls.Load(); n != c.calls {
+				t.Errorf("%d BI calls, want %d", n, c.calls)
+			}
+		})
+	}
 }

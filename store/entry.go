@@ -15,10 +15,11 @@ import (
 
 // A cached entry is a one-line header followed by the final response body:
 //
-//	dc2 <computed_at unix ms> <fresh_until unix ms> <compute ms> <etag>\n<body>
+//	dc3 <computed_at unix ms> <fresh_until unix ms> <compute ms> <body bytes> <etag>\n<body>
 //
 // so that serving a hit needs no JSON decoding or encoding, only a byte copy.
-const entryMagic = "dc2 "
+// The body's length in the header tells a truncated entry from a whole one.
+const entryMagic = "dc3 "
 
 // Entry is a parsed cached report.
 type Entry struct {
@@ -50,6 +51,7 @@ func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, computeTime, tt
 		strconv.FormatInt(now.UnixMilli(), 10) + " " +
 		strconv.FormatInt(now.Add(ttl).UnixMilli(), 10) + " " +
 		strconv.FormatInt(computeTime.Milliseconds(), 10) + " " +
+		strconv.Itoa(body.Len()) + " " +
 		`"` + hex.EncodeToString(sum[:12]) + `"` + "\n"
 	return append([]byte(header), body.Bytes()...)
 }
@@ -61,20 +63,23 @@ func writeJSONString(b *bytes.Buffer, s string) {
 
 var errBadEntry = errors.New("store: malformed cache entry")
 
-// ParseEntry parses a cached entry without copying its body.
+// ParseEntry parses a cached entry without copying its body. A malformed or
+// truncated entry is an error.
 func ParseEntry(s string) (Entry, error) {
 	header, body, ok := strings.Cut(s, "\n")
 	rest, ok2 := strings.CutPrefix(header, entryMagic)
 	computed, rest, ok3 := strings.Cut(rest, " ")
 	fresh, rest, ok4 := strings.Cut(rest, " ")
-	took, etag, ok5 := strings.Cut(rest, " ")
-	if !ok || !ok2 || !ok3 || !ok4 || !ok5 || len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
+	took, rest, ok5 := strings.Cut(rest, " ")
+	size, etag, ok6 := strings.Cut(rest, " ")
+	if !ok || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || len(etag) < 2 || etag[0] != '"' || etag[len(etag)-1] != '"' {
 		return Entry{}, errBadEntry
 	}
 	c, err1 := strconv.ParseInt(computed, 10, 64)
 	f, err2 := strconv.ParseInt(fresh, 10, 64)
 	d, err3 := strconv.ParseInt(took, 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
+	n, err4 := strconv.Atoi(size)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || n != len(body) {
 		return Entry{}, errBadEntry
 	}
 	return Entry{

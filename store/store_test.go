@@ -74,7 +74,8 @@ func TestEntryRoundTrip(t *testing.T) {
 	if other.ETag == e.ETag {
 		t.Error("different bodies share an ETag")
 	}
-	for _, bad := range []string{"", "x", "dc2 1 2 3\n{}", "dc2 a b c \"e\"\n{}", "dc1 1 2 \"e\"\n{}"} {
+	truncated := string(raw[:len(raw)-1])
+	for _, bad := range []string{"", "x", "dc3 1 2 3\n{}", "dc3 a b c 2 \"e\"\n{}", "dc2 1 2 3 \"e\"\n{}", "dc3 1 2 3 3 \"e\"\n{}", truncated} {
 		if _, err := store.ParseEntry(bad); err == nil {
 			t.Errorf("ParseEntry(%q) accepted a malformed entry", bad)
 		}

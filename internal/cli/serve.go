@@ -60,9 +60,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if err != nil {
 			return err
 		}
-		worker, mux := jobs.NewServer(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
-		if err := worker.Start(mux); err != nil {
-			return fmt.Errorf("starting worker: %w", err)
+		worker := jobs.NewWorker(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
+		if err := worker.Start(); err != nil {
+			return err
 		}
 		defer worker.Shutdown()
 	}
