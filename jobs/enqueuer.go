@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -30,6 +31,8 @@ const pendingTTL = 15 * time.Minute
 type EnqueuerConfig struct {
 	// Redis holds the queues. Required; the caller closes it.
 	Redis redis.UniversalClient
+	// Store is dashcache's state, the queue's part on Redis. Required.
+	Store *store.Store
 	// CustomerPending is how many interactive fills one customer may have
 	// outstanding (queued or running); a reader's miss past it is refused.
 	// Default DefaultCustomerPending.
@@ -53,17 +56,24 @@ type EnqueuerConfig struct {
 // satisfies dashcache.Warmer and the queue the API needs.
 type Enqueuer struct {
 	cfg        EnqueuerConfig
-	client     *asynq.Client
 	inspector  *asynq.Inspector
 	store      *store.Store
 	enqueues   *prometheus.CounterVec
 	admissions *prometheus.CounterVec
+
+	mu       sync.Mutex
+	client   *asynq.Client
+	clientAt time.Time
 }
+
+// clientLife is how long an asynq client is used before a new one: see
+// asynqClient.
+const clientLife = time.Minute
 
 // NewEnqueuer returns an Enqueuer for cfg, with defaults for zero fields.
 func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
-	if cfg.Redis == nil {
-		return nil, errors.New("jobs: EnqueuerConfig.Redis is required")
+	if cfg.Redis == nil || cfg.Store == nil {
+		return nil, errors.New("jobs: EnqueuerConfig.Redis and Store are required")
 	}
 	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
 	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
@@ -72,9 +82,8 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 	}
 	e := &Enqueuer{
 		cfg:       cfg,
-		client:    asynq.NewClientFromRedisClient(cfg.Redis),
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
-		store:     store.New(cfg.Redis),
+		store:     cfg.Store,
 		enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dashcache_enqueues_total",
 			Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
@@ -134,11 +143,19 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 		return false, err
 	}
 	task := NewTask(k, QueueInteractive, dashcache.Refresh{})
-	enqueued, err = e.enqueue(ctx, k, task)
-	if enqueued || err != nil {
+	if enqueued, err = e.enqueue(ctx, k, task); enqueued || err != nil {
 		return enqueued, err
 	}
 	info, err := e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
+	if errors.Is(err, asynq.ErrQueueNotFound) {
+		// Redis lost asynq's queue registry (a restart without persistence):
+		// a new client writes it again with its enqueue.
+		e.asynqClient(true)
+		if enqueued, err = e.enqueue(ctx, k, task); enqueued || err != nil {
+			return enqueued, err
+		}
+		info, err = e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
+	}
 	if err != nil || info.State != asynq.TaskStateActive {
 		return false, nil // gone or not started yet: nothing to rescue
 	}
@@ -207,8 +224,23 @@ func (e *Enqueuer) refuse(ctx context.Context, customer string, r *dashcache.Ref
 	return r
 }
 
+// asynqClient returns the client to enqueue with: a new one if renew is set
+// or the current one is clientLife old. asynq adds a queue to its registry
+// (asynq:queues, which the inspector, the rescue, the web UI and the queue
+// metrics read) only on a client's first enqueue to it; after a Redis restart
+// without persistence the registry is gone, and a new client writes it again.
+func (e *Enqueuer) asynqClient(renew bool) *asynq.Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if renew || e.client == nil || time.Since(e.clientAt) > clientLife {
+		e.client = asynq.NewClientFromRedisClient(e.cfg.Redis) // the old one shares rdb: nothing to close
+		e.clientAt = time.Now()
+	}
+	return e.client
+}
+
 func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.Task, opts ...asynq.Option) (bool, error) {
-	_, err := e.client.EnqueueContext(ctx, t, opts...)
+	_, err := e.asynqClient(false).EnqueueContext(ctx, t, opts...)
 	switch {
 	case err == nil:
 		e.enqueues.WithLabelValues("enqueued").Inc()

@@ -38,7 +38,7 @@ func redisClient(t *testing.T) *redis.Client {
 
 func newEnqueuer(t *testing.T, rdb *redis.Client) *jobs.Enqueuer {
 	t.Helper()
-	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb})
+	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Store: store.New(rdb)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,5 +390,38 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	}
 	if ok, _ := enq.Ensure(context.Background(), k); ok {
 		t.Error("a second rescue was enqueued while the first is pending")
+	}
+}
+
+// TestRescueAfterRegistryLost: after a Redis restart without persistence,
+// asynq's queue registry is gone while this process's client believes it
+// wrote it; the rescue of a dead worker's task still works.
+func TestRescueAfterRegistryLost(t *testing.T) {
+	rdb := redisClient(t)
+	enq := newEnqueuer(t, rdb)
+	if ok, err := enq.Ensure(context.Background(), key(t, "before")); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	rdb.FlushAll(context.Background()) // the restart
+
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{Concurrency: 1, Queues: map[string]int{jobs.QueueInteractive: 1}, TaskCheckInterval: 50 * time.Millisecond})
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		started <- struct{}{}
+		<-release
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	defer close(release)
+	k := key(t, "orphan")
+	if ok, err := enq.Ensure(context.Background(), k); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	<-started // and, holding no lock, as good as dead
+	if ok, err := enq.Ensure(context.Background(), k); !ok || err != nil {
+		t.Fatalf("Ensure on an orphan after the registry was lost: %v %v, want a rescue enqueued", ok, err)
 	}
 }

@@ -110,7 +110,7 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 		}
 		return []byte(`{}`), nil
 	}}
-	limited, err := provider.NewLimited(src, provider.LimitConfig{Redis: rdb, Rate: 100, CustomerShare: 1})
+	limited, err := provider.NewLimited(src, provider.LimitConfig{Store: store.New(rdb), Rate: 100, CustomerShare: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestInvalidAnswerTriedTwice(t *testing.T) {
 func TestAdmission(t *testing.T) {
 	ctx := context.Background()
 	rdb := redisClient(t)
-	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, CustomerPending: 1, DailyCalls: 2, Now: func() time.Time { return today }})
+	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Store: store.New(rdb), CustomerPending: 1, DailyCalls: 2, Now: func() time.Time { return today }})
 	if err != nil {
 		t.Fatal(err)
 	}

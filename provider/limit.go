@@ -5,14 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 )
 
 // DefaultRate is the default number of BI calls per second for the whole fleet.
@@ -39,11 +36,14 @@ const slotMargin = 15 * time.Second
 
 // LimitConfig configures a Limited.
 type LimitConfig struct {
-	// Redis is shared by every process of the fleet. Required.
-	Redis redis.UniversalClient
-	// Rate is how many BI calls per second the whole fleet may make together,
-	// with bursts of up to Rate calls. Default 10.
+	// Store is the fleet's shared state. Required.
+	Store *store.Store
+	// Rate is how many BI calls the whole fleet may make together in any
+	// one second. Default 10.
 	Rate int
+	// Burst is how many of them may go at once: at most Burst calls within
+	// any Burst/Rate of a second. Default: Rate, at most Rate.
+	Burst int
 	// CustomerShare is how many BI calls one customer may have in flight
 	// across the fleet. Default: half of Rate, rounded up.
 	CustomerShare int
@@ -74,11 +74,8 @@ type LimitConfig struct {
 // concurrent use.
 type Limited struct {
 	src      Source
-	rdb      redis.UniversalClient
 	store    *store.Store
-	limiter  *redis_rate.Limiter
-	limit    redis_rate.Limit // every call
-	readers  redis_rate.Limit // readers' calls while warming waits
+	rate     store.RateRule
 	cfg      LimitConfig
 	breakers *prometheus.CounterVec
 
@@ -89,6 +86,7 @@ type Limited struct {
 // NewLimited returns src limited by cfg, with defaults for zero fields.
 func NewLimited(src Source, cfg LimitConfig) (*Limited, error) {
 	cfg.Rate = cmp.Or(cfg.Rate, DefaultRate)
+	cfg.Burst = min(cmp.Or(cfg.Burst, cfg.Rate), cfg.Rate)
 	cfg.CustomerShare = cmp.Or(cfg.CustomerShare, (cfg.Rate+1)/2)
 	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
 	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultTimeout)
@@ -102,20 +100,17 @@ func NewLimited(src Source, cfg LimitConfig) (*Limited, error) {
 	switch {
 	case src == nil:
 		return nil, errors.New("provider: NewLimited needs a source")
-	case cfg.Redis == nil:
-		return nil, errors.New("provider: LimitConfig.Redis is required")
-	case cfg.Rate < 0 || cfg.CustomerShare < 0 || cfg.DailyCalls < 0:
-		return nil, fmt.Errorf("provider: LimitConfig.Rate, CustomerShare and DailyCalls must not be negative")
+	case cfg.Store == nil:
+		return nil, errors.New("provider: LimitConfig.Store is required")
+	case cfg.Rate < 0 || cfg.Burst < 0 || cfg.CustomerShare < 0 || cfg.DailyCalls < 0:
+		return nil, fmt.Errorf("provider: LimitConfig.Rate, Burst, CustomerShare and DailyCalls must not be negative")
 	}
 	warming := (cfg.Rate + WarmingShare - 1) / WarmingShare
 	l := &Limited{
-		src:     src,
-		rdb:     cfg.Redis,
-		store:   store.New(cfg.Redis),
-		limiter: redis_rate.NewLimiter(unprefixed{cfg.Redis}),
-		limit:   redis_rate.PerSecond(cfg.Rate),
-		readers: redis_rate.PerSecond(max(cfg.Rate-warming, 1)),
-		cfg:     cfg,
+		src:   src,
+		store: cfg.Store,
+		rate:  store.RateRule{Rate: cfg.Rate, Burst: cfg.Burst, Readers: max(cfg.Rate-warming, 1)},
+		cfg:   cfg,
 		breakers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dashcache_breaker_changes_total",
 			Help: "Times this process opened the fleet's breaker on the BI platform, or closed it.",
@@ -212,54 +207,19 @@ func (l *Limited) Customers(ctx context.Context) ([]string, error) {
 
 // wait returns when no pause is set and the rate limit grants a call. A
 // warming call (dashcache.PriorityOf ctx) says that it waits; while one does,
-// a reader's call needs a token of the readers' rate as well, so that warming
+// readers' calls together get at most the rest of the rate, so that warming
 // keeps its share.
 func (l *Limited) wait(ctx context.Context) error {
 	warming := dashcache.PriorityOf(ctx) == dashcache.Warming
 	for {
-		var pause *redis.DurationCmd
-		var warmingWaits *redis.IntCmd
-		_, err := l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			// PTTL is -2 for a missing key and -1 for a key without expiry; a
-			// pause is always set with one, so -1 is ignored rather than
-			// obeyed for ever.
-			pause = p.PTTL(ctx, store.ProviderPauseKey)
-			if warming {
-				p.Set(ctx, store.WarmingWaitKey, "1", time.Second)
-			} else {
-				warmingWaits = p.Exists(ctx, store.WarmingWaitKey)
-			}
-			return nil
-		})
-		if err != nil {
-			return l.waitError(ctx, "reading the fleet's pause", err)
-		}
-		if d := pause.Val(); d > 0 {
-			if err := l.sleep(ctx, d); err != nil {
-				return l.waitError(ctx, "paused after a 429", err)
-			}
-			continue
-		}
-		if warmingWaits != nil && warmingWaits.Val() == 1 {
-			res, err := l.limiter.Allow(ctx, store.InteractiveRateKey, l.readers)
-			if err != nil {
-				return l.waitError(ctx, "taking a call slot", err)
-			}
-			if res.Allowed == 0 {
-				if err := l.sleep(ctx, max(res.RetryAfter, time.Millisecond)); err != nil {
-					return l.waitError(ctx, "waiting for a call slot", err)
-				}
-				continue
-			}
-		}
-		res, err := l.limiter.Allow(ctx, store.RateLimitKey, l.limit)
+		d, err := l.store.TakeCall(ctx, l.rate, warming)
 		if err != nil {
 			return l.waitError(ctx, "taking a call slot", err)
 		}
-		if res.Allowed > 0 {
+		if d == 0 {
 			return nil
 		}
-		if err := l.sleep(ctx, max(res.RetryAfter, time.Millisecond)); err != nil {
+		if err := l.sleep(ctx, d); err != nil {
 			return l.waitError(ctx, "waiting for a call slot", err)
 		}
 	}
@@ -308,42 +268,8 @@ func (l *Limited) pauseAfter(err error) {
 	if !errors.As(err, &pe) || pe.Outcome != dashcache.OutcomeRateLimited {
 		return
 	}
-	d := cmp.Or(max(pe.RetryAfter, 0), DefaultRetryAfter)
 	// Not the caller's ctx: it may be ending, and the pause matters to others.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = l.rdb.Set(ctx, store.ProviderPauseKey, "1", d).Err()
-}
-
-// unprefixed lets redis_rate use RateKey as given. redis_rate prefixes its key
-// with "rate:", which would break the rule that every dashcache key starts
-// with "dashcache:" (and any Redis ACL written for it).
-type unprefixed struct{ redis.UniversalClient }
-
-func (u unprefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return u.UniversalClient.Eval(ctx, script, stripRatePrefix(keys), args...)
-}
-
-func (u unprefixed) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return u.UniversalClient.EvalSha(ctx, sha1, stripRatePrefix(keys), args...)
-}
-
-func (u unprefixed) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return u.UniversalClient.EvalRO(ctx, script, stripRatePrefix(keys), args...)
-}
-
-func (u unprefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
-	return u.UniversalClient.EvalShaRO(ctx, sha1, stripRatePrefix(keys), args...)
-}
-
-func (u unprefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
-	return u.UniversalClient.Del(ctx, stripRatePrefix(keys)...)
-}
-
-func stripRatePrefix(keys []string) []string {
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = strings.TrimPrefix(k, "rate:")
-	}
-	return out
+	_ = l.store.PauseCalls(ctx, cmp.Or(max(pe.RetryAfter, 0), DefaultRetryAfter))
 }

@@ -12,13 +12,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
-)
-
-const (
-	testRateKey  = store.RateLimitKey
-	testPauseKey = store.ProviderPauseKey
 )
 
 // fakeSource counts calls and answers with err.
@@ -89,7 +83,7 @@ func newRedis(t *testing.T) (*miniredis.Miniredis, redis.UniversalClient) {
 
 func newTestLimited(t *testing.T, src Source, rdb redis.UniversalClient, rate int) *Limited {
 	t.Helper()
-	l, err := NewLimited(src, LimitConfig{Redis: rdb, Rate: rate})
+	l, err := NewLimited(src, LimitConfig{Store: store.New(rdb), Rate: rate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,34 +92,6 @@ func newTestLimited(t *testing.T, src Source, rdb redis.UniversalClient, rate in
 
 var anyKey = dashcache.ReportKey{Customer: "acme", From: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)}
 
-// redis_rate's GCRA script runs on miniredis (TIME, SET EX and
-// redis.replicate_commands are all supported), and our adapter keeps its key
-// name as given.
-//
-// With time frozen, the tests use rates whose emission interval (1/rate s) is
-// exact in binary: with 1/3 s, float rounding in the script can refuse the last
-// call of a burst at the very same instant (2 of 3 allowed).
-func TestRedisRateOnMiniredis(t *testing.T) {
-	t.Parallel()
-	mr, rdb := newRedis(t)
-	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
-	limiter := redis_rate.NewLimiter(unprefixed{rdb})
-	var allowed int
-	for range 5 {
-		res, err := limiter.Allow(context.Background(), testRateKey, redis_rate.PerSecond(4))
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed += res.Allowed
-	}
-	if allowed != 4 {
-		t.Errorf("allowed %d of 5 at one instant, want 4", allowed)
-	}
-	if keys := mr.Keys(); len(keys) != 1 || keys[0] != testRateKey {
-		t.Errorf("keys %q, want just %q", keys, testRateKey)
-	}
-}
-
 func TestLimitedEnforcesRateAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
@@ -133,8 +99,9 @@ func TestLimitedEnforcesRateAcrossProcesses(t *testing.T) {
 	src := &fakeSource{}
 	// Two "processes": separate Limited and clients, one Redis.
 	a := newTestLimited(t, src, rdb, 4)
-	b := newTestLimited(t, src, redis.NewClient(&redis.Options{Addr: mr.Addr()}), 4)
-	t.Cleanup(func() { _ = b.rdb.Close() })
+	other := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = other.Close() })
+	b := newTestLimited(t, src, other, 4)
 	a.sleep, b.sleep = noWait, noWait
 
 	var ok, refused int
@@ -192,10 +159,6 @@ func TestLimitedPausesFleetAfter429(t *testing.T) {
 	if dashcache.Outcome(err) != dashcache.OutcomeRateLimited {
 		t.Fatalf("got %v, want the source's rate_limited error", err)
 	}
-	if ttl := mr.TTL(testPauseKey); ttl != 2*time.Second {
-		t.Fatalf("pause key TTL %s, want 2s", ttl)
-	}
-
 	// Another process sharing the Redis waits out the pause before calling.
 	src := &fakeSource{}
 	b := newTestLimited(t, src, rdb, 100)
@@ -213,9 +176,10 @@ func TestLimitedPausesFleetAfter429(t *testing.T) {
 
 func TestLimitedWaitEndsWithContext(t *testing.T) {
 	t.Parallel()
-	mr, rdb := newRedis(t)
-	mr.Set(testPauseKey, "1")
-	mr.SetTTL(testPauseKey, time.Hour)
+	_, rdb := newRedis(t)
+	if err := store.New(rdb).PauseCalls(context.Background(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	src := &fakeSource{}
 	l := newTestLimited(t, src, rdb, 10) // the real sleep
 
@@ -275,18 +239,18 @@ func TestNewLimitedValidates(t *testing.T) {
 		cfg     LimitConfig
 		wantErr string
 	}{
-		{"ok", src, LimitConfig{Redis: rdb}, ""},
-		{"no source", nil, LimitConfig{Redis: rdb}, "source"},
-		{"no redis", src, LimitConfig{}, "Redis"},
-		{"negative rate", src, LimitConfig{Redis: rdb, Rate: -1}, "Rate"},
+		{"ok", src, LimitConfig{Store: store.New(rdb)}, ""},
+		{"no source", nil, LimitConfig{Store: store.New(rdb)}, "source"},
+		{"no store", src, LimitConfig{}, "Store"},
+		{"negative rate", src, LimitConfig{Store: store.New(rdb), Rate: -1}, "Rate"},
 	}
 	for _, tt := range tests {
 		l, err := NewLimited(tt.src, tt.cfg)
 		if tt.wantErr == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tt.name, err)
-			} else if l.limit.Rate != DefaultRate {
-				t.Errorf("%s: rate %d, want default %d", tt.name, l.limit.Rate, DefaultRate)
+			} else if l.rate.Rate != DefaultRate || l.rate.Burst != DefaultRate {
+				t.Errorf("%s: rate %+v, want the default %d and a burst as large", tt.name, l.rate, DefaultRate)
 			}
 			continue
 		}

@@ -17,14 +17,13 @@ const prefix = "dashcache:"
 const FillChannel = prefix + "filled"
 
 // The fleet's state about the BI platform, all in one slot: the rate limit
-// (RateLimitKey for every call, InteractiveRateKey for readers' calls while
-// warming waits, WarmingWaitKey while it does), the pause that a 429 imposes
-// on every worker, and the breaker (see breaker.go).
+// (rate.go: every call, readers' calls, a warming call waiting), the pause
+// that a 429 imposes on every worker, and the breaker (breaker.go).
 const (
-	RateLimitKey       = prefix + "{provider}:rate"
-	InteractiveRateKey = prefix + "{provider}:rate:interactive"
-	WarmingWaitKey     = prefix + "{provider}:warming-waits"
-	ProviderPauseKey   = prefix + "{provider}:pause"
+	rateKey            = prefix + "{provider}:rate"
+	readerRateKey      = prefix + "{provider}:rate:readers"
+	warmingWaitKey     = prefix + "{provider}:warming-waits"
+	pauseKey           = prefix + "{provider}:pause"
 	breakerOpenKey     = prefix + "{provider}:breaker:open"
 	breakerTrippedKey  = prefix + "{provider}:breaker:tripped"
 	breakerProbeKey    = prefix + "{provider}:breaker:probe"

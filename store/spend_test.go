@@ -237,3 +237,65 @@ func TestBreaker(t *testing.T) {
 		}
 	})
 }
+
+// TestTakeCall: the fleet's rate holds in every second, bursts are capped,
+// readers leave warming its share while it waits, and a pause stops all.
+func TestTakeCall(t *testing.T) {
+	ctx := context.Background()
+	st, advance := clocked(t)
+	rule := store.RateRule{Rate: 4, Burst: 2, Readers: 3}
+	take := func(warming bool) time.Duration {
+		t.Helper()
+		d, err := st.TakeCall(ctx, rule, warming)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	// Calls go as soon as allowed, over 3 s: never more than 2 within half a
+	// second, nor more than 4 within a second.
+	var at []time.Duration
+	for elapsed := time.Duration(0); elapsed < 3*time.Second; {
+		if d := take(false); d > 0 {
+			advance(d)
+			elapsed += d
+			continue
+		}
+		at = append(at, elapsed)
+	}
+	for i := range at {
+		if i >= 2 && at[i]-at[i-2] < 500*time.Millisecond {
+			t.Errorf("calls at %v: 3 within half a second (burst 2)", at)
+		}
+		if i >= 4 && at[i]-at[i-4] < time.Second {
+			t.Errorf("calls at %v: 5 within a second (rate 4)", at)
+		}
+	}
+	if len(at) != 12 {
+		t.Errorf("%d calls in 3 s at 4/s, want 12: %v", len(at), at)
+	}
+
+	advance(2 * time.Second)
+	rule = store.RateRule{Rate: 8, Burst: 8, Readers: 6}
+	if d := take(true); d != 0 { // a warming call waits (and goes)
+		t.Fatalf("warming call: wait %s", d)
+	}
+	readers := 0
+	for take(false) == 0 {
+		readers++
+	}
+	if readers != 6 {
+		t.Errorf("readers got %d calls while warming waits, want their 6 of the rate of 8", readers)
+	}
+	if d := take(true); d != 0 {
+		t.Errorf("warming starved: wait %s", d)
+	}
+
+	advance(2 * time.Second)
+	if err := st.PauseCalls(ctx, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := take(true); d != 3*time.Second {
+		t.Errorf("during a pause of 3s: wait %s", d)
+	}
+}

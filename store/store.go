@@ -27,22 +27,40 @@ var (
 	renewScript       = redis.NewScript(renewSrc)
 )
 
-// Store is dashcache's Redis state. It is safe for concurrent use.
+// Store is dashcache's Redis state, in two parts that may live on one Redis
+// or on two: the cache (reports, their failures and locks, and the fill
+// notifications: whatever the fenced write touches), which may evict, and
+// the rest (the fleet's guards of the BI platform, usage), which lives with
+// the queue and must not. It is safe for concurrent use.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb   redis.UniversalClient // the queue's Redis
+	cache redis.UniversalClient
 }
 
-// New returns a Store on rdb. Every call is bounded by rdb's own dial, read
-// and write timeouts, so a caller that passes a context without a deadline
-// still gets an answer when Redis is unreachable.
-func New(rdb redis.UniversalClient) *Store {
-	return &Store{rdb: rdb}
+// Option configures a Store.
+type Option func(*Store)
+
+// WithCache keeps the cache on a Redis of its own.
+func WithCache(cache redis.UniversalClient) Option {
+	return func(s *Store) { s.cache = cache }
+}
+
+// New returns a Store on rdb, the queue's Redis (and the cache's, unless
+// WithCache gives another). Every call is bounded by the clients' own dial,
+// read and write timeouts, so a caller that passes a context without a
+// deadline still gets an answer when Redis is unreachable.
+func New(rdb redis.UniversalClient, opts ...Option) *Store {
+	s := &Store{rdb: rdb, cache: rdb}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Get returns the cached entry of a report (see ParseEntry), or "" when there is
 // none. It is the whole hit path: one GET.
 func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
-	v, err := s.rdb.Get(ctx, EntryKey(k)).Result()
+	v, err := s.cache.Get(ctx, EntryKey(k)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -55,7 +73,7 @@ func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) 
 // Lookup returns, in one round trip, the cached entry of a report and the
 // remembered failure of its last fill; either is "" when absent.
 func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
-	vals, err := s.rdb.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
+	vals, err := s.cache.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
 	if err != nil {
 		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
 	}
@@ -66,16 +84,19 @@ func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failu
 
 // Locked reports whether some worker holds the report's lock.
 func (s *Store) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-	n, err := s.rdb.Exists(ctx, LockKey(k)).Result()
+	n, err := s.cache.Exists(ctx, LockKey(k)).Result()
 	if err != nil {
 		return false, fmt.Errorf("checking lock of %s: %w", k, err)
 	}
 	return n == 1, nil
 }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis (both, if there are two) answers.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.rdb.Ping(ctx).Err()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	return s.cache.Ping(ctx).Err()
 }
 
 // Subscription delivers the canonical key of every report filled (or failed)
@@ -89,7 +110,7 @@ type Subscription struct {
 // delivered. A notification sent while the connection is being re-established
 // is lost, so waiters must bound their wait.
 func (s *Store) Subscribe(ctx context.Context) (*Subscription, error) {
-	ps := s.rdb.Subscribe(ctx, FillChannel)
+	ps := s.cache.Subscribe(ctx, FillChannel)
 	if _, err := ps.Receive(ctx); err != nil {
 		ps.Close()
 		return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)

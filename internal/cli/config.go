@@ -23,11 +23,13 @@ type Config struct {
 	Role                 Role
 	RedisURL             string         // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
 	RedisClusterAddrs    []string       // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
+	CacheRedisURL        string         // DASHCACHE_CACHE_REDIS_URL; "" = the reports live with the queue
 	Listen               string         // DASHCACHE_LISTEN; default Role.Listen
 	ProviderURL          string         // DASHCACHE_PROVIDER_URL; "" = built-in simulator
 	ProviderToken        string         // DASHCACHE_PROVIDER_TOKEN
 	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's default
 	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = provider's default
+	ProviderBurst        int            // DASHCACHE_PROVIDER_BURST; 0 = provider's default
 	ProviderMaxBytes     int64          // DASHCACHE_PROVIDER_MAX_BYTES; 0 = provider's default
 	CustomerConcurrency  int            // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = provider's default
 	CustomerPending      int            // DASHCACHE_CUSTOMER_PENDING; 0 = jobs' default
@@ -64,6 +66,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	c := Config{
 		Role:          r,
 		RedisURL:      env("REDIS_URL"),
+		CacheRedisURL: env("CACHE_REDIS_URL"),
 		Listen:        cmp.Or(env("LISTEN"), r.Listen),
 		ProviderURL:   env("PROVIDER_URL"),
 		ProviderToken: env("PROVIDER_TOKEN"),
@@ -113,6 +116,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		bad("PROVIDER_TIMEOUT", "at most %s", maxProviderTimeout)
 	}
 	set("PROVIDER_RATE", whole(&c.ProviderRate, 1))
+	set("PROVIDER_BURST", whole(&c.ProviderBurst, 1))
 	set("WORKER_CONCURRENCY", whole(&c.WorkerConcurrency, 1))
 	set("CUSTOMER_CONCURRENCY", whole(&c.CustomerConcurrency, 1))
 	set("CUSTOMER_PENDING", whole(&c.CustomerPending, 1))
@@ -161,12 +165,14 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		c.LogConsole = v == "console"
 		return nil
 	})
-	set("REDIS_URL", func(v string) error {
+	redisURL := func(v string) error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 			return errors.New("want redis://[user:pass@]host:port/db or rediss://...")
 		}
 		return nil
-	})
+	}
+	set("REDIS_URL", redisURL)
+	set("CACHE_REDIS_URL", redisURL)
 	set("PROVIDER_URL", func(v string) error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("want an http:// or https:// base URL, got %q", v)
@@ -187,6 +193,9 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	if r.Redis && !r.Embedded && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
 		bad("REDIS_URL", "role %s needs a Redis: DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required "+
 			"(only role all may run on the embedded Redis)", r.Name)
+	}
+	if c.CacheRedisURL != "" && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
+		bad("CACHE_REDIS_URL", "a Redis of the reports' own needs DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS for the queue")
 	}
 	if r.ScheduleRequired && c.ScheduleFile == "" {
 		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -41,13 +43,70 @@ func openRedis(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), e
 		}
 		log.Info().Str("redis_addr", opt.Addr).Int("redis_db", opt.DB).Msg("using Redis") // never the password
 	}
+	rdb := newClient(opt)
+	return rdb, func() { rdb.Close(); closeAll() }, nil
+}
+
+// newClient returns a client for opt with the bounds every Redis call has.
+func newClient(opt *redis.Options) *redis.Client {
 	opt.DialTimeout = redisIOTimeout
 	opt.ReadTimeout = redisIOTimeout
 	opt.WriteTimeout = redisIOTimeout
 	opt.PoolTimeout = redisPoolTimeout
 	opt.MaxRetries = 1
-	rdb := redis.NewClient(opt)
-	return rdb, func() { rdb.Close(); closeAll() }, nil
+	return redis.NewClient(opt)
+}
+
+// redisParts is a process's Redis: the queue's (and the fleet's guards'),
+// the store over it and the cache's (the same Redis, or the one of
+// DASHCACHE_CACHE_REDIS_URL), and the Redis server's clock.
+type redisParts struct {
+	queue redis.UniversalClient
+	store *store.Store
+	clock *store.Clock
+	close func()
+}
+
+// connect opens the Redis of cfg, checks that the queue's cannot evict, and
+// starts the clock. An unreachable Redis is an error.
+func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, error) {
+	queue, closeQueue, err := openRedis(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	p := &redisParts{queue: queue, close: closeQueue}
+	fail := func(err error) (*redisParts, error) {
+		p.close()
+		return nil, err
+	}
+	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
+		unchecked, err := store.New(queue).CheckEviction(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if len(unchecked) > 0 {
+			log.Warn().Strs("redis_addrs", unchecked).Msg("cannot read maxmemory-policy (CONFIG GET refused): make sure it is noeviction, or Redis may evict the queue")
+		}
+	}
+	var opts []store.Option
+	if cfg.CacheRedisURL != "" {
+		opt, err := redis.ParseURL(cfg.CacheRedisURL)
+		if err != nil {
+			return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
+		}
+		cache := newClient(opt)
+		p.close = func() { cache.Close(); closeQueue() }
+		log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password
+		opts = append(opts, store.WithCache(cache))
+	}
+	p.store = store.New(queue, opts...)
+	p.clock = store.NewClock(queue, nil)
+	if err := p.clock.Start(ctx); err != nil {
+		return fail(err)
+	}
+	closeRedis := p.close
+	p.close = func() { p.clock.Shutdown(); closeRedis() }
+	return p, nil
 }
 
 // openRedisCluster connects to the Redis Cluster whose seed nodes are

@@ -29,32 +29,34 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	role := cfg.Role
 	runScheduler := role.Scheduler && cfg.ScheduleFile != ""
 
-	rdb, closeRedis, err := openRedis(cfg, log)
+	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := connect(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	st := store.New(rdb)
+	defer r.close()
+	rdb, st, now := r.queue, r.store, r.clock.Now // every part reads Redis's clock
 	reg, err := newRegistry(rdb, st)
 	if err != nil {
 		return err
 	}
 	var queue *jobs.Enqueuer
 	if role.API || runScheduler {
-		if queue, err = newQueue(cfg, rdb, reg); err != nil {
+		if queue, err = newQueue(cfg, r, reg); err != nil {
 			return err
 		}
 	}
 	var bi provider.Source
 	if role.Worker || runScheduler {
-		if bi, err = newSource(cfg, rdb, reg, log); err != nil {
+		if bi, err = newSource(cfg, r, reg, log); err != nil {
 			return err
 		}
 	}
 
 	if role.Worker {
 		h, err := jobs.NewHandler(jobs.HandlerConfig{
-			Store: st, Source: bi, Log: log, Zone: cfg.Zone, Registerer: reg,
+			Store: st, Source: bi, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
 			Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		})
 		if err != nil {
@@ -67,7 +69,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, log)
+		sc, err := newScheduler(cfg, queue, bi, now, log)
 		if err != nil {
 			return err
 		}
@@ -98,6 +100,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Metrics:    metricsHandler,
 		Registerer: reg,
 		Log:        log,
+		Now:        now,
 		Zone:       cfg.Zone,
 		Earliest:   cfg.EarliestDate,
 		DailyCalls: cfg.CustomerDailyCalls,
@@ -105,8 +108,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	if err := srv.Start(startCtx); err != nil {
 		return fmt.Errorf("starting API: %w", err)
 	}
@@ -147,12 +148,14 @@ func newRegistry(rdb redis.UniversalClient, st *store.Store) (*prometheus.Regist
 
 // newQueue returns the queue that readers, the scheduler and the warm command
 // enqueue fills on.
-func newQueue(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer) (*jobs.Enqueuer, error) {
+func newQueue(cfg Config, r *redisParts, reg prometheus.Registerer) (*jobs.Enqueuer, error) {
 	return jobs.NewEnqueuer(jobs.EnqueuerConfig{
-		Redis:           rdb,
+		Redis:           r.queue,
+		Store:           r.store,
 		CustomerPending: cfg.CustomerPending,
 		DailyCalls:      cfg.CustomerDailyCalls,
 		Zone:            cfg.Zone,
+		Now:             r.clock.Now,
 		Registerer:      reg,
 	})
 }
@@ -168,7 +171,7 @@ func newSimulator(cfg Config) *provider.Simulator {
 
 // newSource returns the BI platform (or the simulator), measured, behind the
 // fleet-wide rate limit.
-func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
+func newSource(cfg Config, r *redisParts, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
 	var src provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
@@ -187,19 +190,21 @@ func newSource(cfg Config, rdb redis.UniversalClient, reg prometheus.Registerer,
 		return nil, err
 	}
 	return provider.NewLimited(measured, provider.LimitConfig{
-		Redis:         rdb,
+		Store:         r.store,
 		Rate:          cfg.ProviderRate,
+		Burst:         cfg.ProviderBurst,
 		CustomerShare: cfg.CustomerConcurrency,
 		DailyCalls:    cfg.CustomerDailyCalls,
 		Zone:          cfg.Zone,
 		CallTimeout:   cfg.ProviderTimeout,
 		Breaker:       store.BreakerRule{Cooldown: cfg.BreakerCooldown},
 		Registerer:    reg,
+		Now:           r.clock.Now,
 	})
 }
 
 // newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, log zerolog.Logger) (*scheduler.Scheduler, error) {
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
 	file, err := scheduler.LoadFile(cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
@@ -210,6 +215,7 @@ func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, log zero
 		Warmer:      queue,
 		Customers:   bi.Customers,
 		Log:         log,
+		Now:         now,
 	})
 	if err != nil {
 		return nil, err

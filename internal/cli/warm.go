@@ -38,12 +38,12 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 		return ErrUsage
 	}
 
-	rdb, closeRedis, err := openRedis(cfg, log)
+	r, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeRedis()
-	queue, err := newQueue(cfg, rdb, nil)
+	defer r.close()
+	queue, err := newQueue(cfg, r, nil)
 	if err != nil {
 		return err
 	}

@@ -27,18 +27,7 @@ const clusterBusOffset = 10000
 // on the PATH the test is skipped, except under CI=true, where it fails.
 func Cluster(t testing.TB) []string {
 	t.Helper()
-	var bins [2]string
-	for i, name := range []string{"redis-server", "redis-cli"} {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found: the Redis Cluster tests need redis-server and redis-cli under CI (.ci/run installs them)", name)
-			}
-			t.Skipf("%s not found; install redis-server and redis-cli (Debian: redis-server, redis-tools) to run the Redis Cluster tests", name)
-		}
-		bins[i] = p
-	}
-	server, cli := bins[0], bins[1]
+	server, cli := lookPath(t, "redis-server"), lookPath(t, "redis-cli")
 
 	dir := t.TempDir() // removed after the nodes are killed (cleanups run last first)
 	addrs := make([]string, 3)
