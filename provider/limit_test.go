@@ -138,9 +138,10 @@ func TestLimitedSpacesCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A burst of 4, then one call every 250ms: the 12th at 2s.
-	if got := clock.elapsed(); got < 1990*time.Millisecond || got > 2010*time.Millisecond {
-		t.Errorf("12 calls at 4/s took %s of (fake) time, want 2s", got)
+	// Bursts of 4, each a rate window (1.1 s) after the last: the 12th at
+	// 2.2 s.
+	if got, want := clock.elapsed(), 2*store.RateWindow; got != want {
+		t.Errorf("12 calls at 4/s took %s of (fake) time, want %s", got, want)
 	}
 	if n := src.calls.Load(); n != 12 {
 		t.Errorf("source calls %d, want 12", n)

@@ -16,12 +16,20 @@ var (
 )
 
 // RateRule is the fleet's rate of BI calls, counted over a sliding window so
-// that it holds in every second: at most Rate calls in any second, at most
-// Burst of them within any Burst/Rate of a second, and, while a warming call
-// waits, at most Readers readers' calls in any second.
+// that it holds in every second: at most Rate calls in any RateWindow, at
+// most Burst of them within any Burst/Rate of a second, and, while a warming
+// call waits, at most Readers readers' calls in any RateWindow.
 type RateRule struct {
 	Rate, Burst, Readers int
 }
+
+// RateWindow is the span the rate is counted over: a second, and 100 ms for
+// the calls' travel to the BI platform. Calls counted when they are allowed
+// arrive a little later, each after its own delay; the slack keeps the
+// platform from seeing more than Rate calls in any of its seconds however
+// those delays differ, up to 100 ms, at the cost of a rate about 9% under
+// Rate when calls are queued.
+const RateWindow = 1100 * time.Millisecond
 
 // TakeCall takes a slot of the fleet's rate for one call (a warming call's,
 // or a reader's), or returns how long to wait before asking again; while the
@@ -33,7 +41,7 @@ func (s *Store) TakeCall(ctx context.Context, rule RateRule, warming bool) (wait
 	}
 	burstWindow := max(1000*rule.Burst/rule.Rate, 1)
 	ms, err := rateScript.Run(ctx, s.rdb, []string{rateKey, readerRateKey, warmingWaitKey, pauseKey},
-		newToken(), rule.Rate, rule.Burst, burstWindow, class, rule.Readers).Int64()
+		newToken(), rule.Rate, RateWindow.Milliseconds(), rule.Burst, burstWindow, class, rule.Readers).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("taking a BI call slot: %w", err)
 	}

@@ -253,7 +253,7 @@ func TestTakeCall(t *testing.T) {
 		return d
 	}
 	// Calls go as soon as allowed, over 3 s: never more than 2 within half a
-	// second, nor more than 4 within a second.
+	// second, nor more than 4 within a rate window (a second and its slack).
 	var at []time.Duration
 	for elapsed := time.Duration(0); elapsed < 3*time.Second; {
 		if d := take(false); d > 0 {
@@ -267,8 +267,8 @@ func TestTakeCall(t *testing.T) {
 		if i >= 2 && at[i]-at[i-2] < 500*time.Millisecond {
 			t.Errorf("calls at %v: 3 within half a second (burst 2)", at)
 		}
-		if i >= 4 && at[i]-at[i-4] < time.Second {
-			t.Errorf("calls at %v: 5 within a second (rate 4)", at)
+		if i >= 4 && at[i]-at[i-4] < store.RateWindow {
+			t.Errorf("calls at %v: 5 within a rate window (rate 4)", at)
 		}
 	}
 	if len(at) != 12 {

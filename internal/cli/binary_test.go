@@ -42,6 +42,25 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
+// startProcess runs the binary as role with exactly env (and PATH), killed
+// when the test ends if it still runs.
+func startProcess(t *testing.T, role string, env map[string]string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binary(t), role)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binPath != "" {
