@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/store"
@@ -31,5 +32,46 @@ func TestCheckEviction(t *testing.T) {
 	unchecked, err := store.New(miniClient(t)).CheckEviction(ctx)
 	if err != nil || len(unchecked) != 1 {
 		t.Errorf("miniredis: unchecked %v, %v; want it unchecked", unchecked, err)
+	}
+}
+
+// TestSubscriptionSurvivesRestart: after Redis is killed and started again,
+// the subscription comes back by itself and delivers the next fill.
+func TestSubscriptionSurvivesRestart(t *testing.T) {
+	srv := redistest.Server(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	st := store.New(rdb)
+	ctx := context.Background()
+	sub, err := st.Subscribe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	got := make(chan string, 10)
+	go sub.Run(ctx, func(k string) { got <- k })
+
+	srv.Kill()
+	srv.Start()
+	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		// Fill until the notification arrives: the subscription may take a
+		// moment to come back, and a fill before that is not delivered.
+		if l, err := st.Obtain(ctx, k, time.Minute); err == nil {
+			l.Fill(ctx, store.NewEntry(k, []byte(`{}`), time.Now(), time.Second, time.Hour), time.Hour)
+			l.Release(ctx)
+		}
+		select {
+		case c := <-got:
+			if c != k.String() {
+				t.Fatalf("notified of %q", c)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no notification 15 s after the restart: the subscription did not come back")
+		}
 	}
 }
