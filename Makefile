@@ -1,7 +1,7 @@
 # dashcache: make run | test | build | lint | bench
 GO ?= go
 
-.PHONY: run test build lint bench bench-fairness
+.PHONY: run test build lint bench bench-fairness fuzz
 
 # The whole system on the embedded Redis and the simulated BI platform.
 run:
@@ -26,3 +26,14 @@ bench:
 # run (needs DASHCACHE_TEST_REDIS_URL).
 bench-fairness:
 	$(GO) test -run '^$$' -bench NoisyNeighbour -benchtime 1x ./internal/cli
+
+# Each fuzz target for FUZZTIME (CI: a few seconds); a crasher it finds is
+# written to the package's testdata/fuzz and fails the run: commit it, fix
+# it, and it stays a regression test of make test.
+FUZZTIME ?= 5s
+FUZZ_TARGETS = FuzzParseQuery:./api FuzzParseAPIKeys:./api FuzzParseEntry:./store FuzzLoadConfig:./internal/cli FuzzParse:./scheduler
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done

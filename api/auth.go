@@ -7,9 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // APIKeys maps API keys (by their SHA-256, so a lookup takes the same time
@@ -29,6 +32,9 @@ func ParseAPIKeys(s string) (APIKeys, error) {
 		key, grants, ok := strings.Cut(strings.TrimSpace(entry), "=")
 		if !ok || key == "" || grants == "" {
 			return nil, fmt.Errorf("entry %d is not key=customer|customer or key=*", i+1)
+		}
+		if err := CheckSecret(key); err != nil {
+			return nil, fmt.Errorf("entry %d: the key is too short: %w", i+1, err)
 		}
 		sum := sha256.Sum256([]byte(key))
 		if _, dup := keys[sum]; dup {
@@ -58,15 +64,26 @@ func bearer(r *http.Request) string {
 }
 
 // authenticate returns the access of the request's API key. ok is false, and
-// a 401 has been written, when keys are configured and the request has none
-// that is valid. Without configured keys every request may read everything.
-func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (a access, ok bool) {
-	if s.cfg.APIKeys == nil {
+// the refusal has been written, when keys are configured and the request has
+// none that is valid (401; 429 for an address that failed too often), or when
+// no keys are configured and the request names a Host that is neither
+// loopback nor allowed (403: DNS rebinding). Without keys every request from
+// an allowed Host may read everything.
+func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request) (a access, ok bool) {
+	if g.cfg.APIKeys == nil {
+		if !g.hostAllowed(r.Host) {
+			g.refuseHost(w, r, "DASHCACHE_API_KEYS")
+			return access{}, false
+		}
 		return access{all: true}, true
 	}
+	if g.throttled(w, r) {
+		return access{}, false
+	}
 	token := bearer(r)
-	a, ok = s.cfg.APIKeys[sha256.Sum256([]byte(token))]
+	a, ok = g.cfg.APIKeys[sha256.Sum256([]byte(token))]
 	if token == "" || !ok {
+		g.failed(r)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dashcache"`)
 		detail := "send your API key as Authorization: Bearer KEY"
 		if token != "" {
@@ -82,29 +99,115 @@ func (a access) allows(customer string) bool {
 	return a.all || a.customers[customer]
 }
 
-// admin guards the admin endpoints: with DASHCACHE_ADMIN_TOKEN set, a request
-// needs HTTP Basic admin:TOKEN or Bearer TOKEN; without it, only requests from
-// loopback are served.
-func (s *Server) admin(next http.Handler) http.Handler {
+// MinSecretLen is the shortest API key or admin token accepted.
+const MinSecretLen = 16
+
+// CheckSecret returns an error if secret is too short to resist guessing.
+// It never repeats the secret.
+func CheckSecret(secret string) error {
+	if len(secret) < MinSecretLen {
+		return fmt.Errorf("it has %d characters; use at least %d random ones", len(secret), MinSecretLen)
+	}
+	return nil
+}
+
+// GuardConfig says who may call the API.
+type GuardConfig struct {
+	// APIKeys, when not nil, are required to read reports; default: no
+	// authentication, for requests whose Host is allowed.
+	APIKeys APIKeys
+	// AdminToken guards the admin endpoints; default "": loopback only, for
+	// requests whose Host is allowed.
+	AdminToken string
+	// AllowedHosts are the host names (or addresses) a request may name,
+	// besides loopback ones, while API keys or the admin token are unset,
+	// and the origins admin changes may come from. Default: none.
+	AllowedHosts []string
+	// MetricsPublic serves /metrics without the admin token. Default false:
+	// with an admin token set, /metrics needs it too.
+	MetricsPublic bool
+	// Registerer receives dashcache_auth_failures_total. Default: not
+	// exported.
+	Registerer prometheus.Registerer
+}
+
+// Guard decides who may call: API keys for reads, the admin token for the
+// admin endpoints and /metrics, the Hosts and Origins a browser may name,
+// and a throttle on addresses that keep failing to authenticate. It is safe
+// for concurrent use.
+type Guard struct {
+	cfg      GuardConfig
+	hosts    map[string]bool
+	adminSum [32]byte
+	throttle *throttle
+	failures *prometheus.CounterVec
+}
+
+// NewGuard returns a Guard for cfg.
+func NewGuard(cfg GuardConfig) (*Guard, error) {
+	g := &Guard{
+		cfg:      cfg,
+		hosts:    map[string]bool{},
+		adminSum: sha256.Sum256([]byte(cfg.AdminToken)),
+		throttle: newThrottle(failuresPerMinute, time.Minute),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_auth_failures_total",
+			Help: "Requests refused for their credentials: failed (a wrong or missing key or token), throttled (an address past 10 failures a minute).",
+		}, []string{"result"}),
+	}
+	for _, h := range cfg.AllowedHosts {
+		g.hosts[strings.ToLower(h)] = true
+	}
+	for _, r := range []string{"failed", "throttled"} {
+		g.failures.WithLabelValues(r)
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(g.failures); err != nil {
+			return nil, fmt.Errorf("api: registering metrics: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// Admin guards an admin endpoint. With an admin token, a request needs HTTP
+// Basic admin:TOKEN or Bearer TOKEN; without one, it must come from loopback
+// and name an allowed Host. A change (not GET, HEAD or OPTIONS) from a page
+// whose Origin is not an allowed host is refused either way. Answers cannot
+// be framed by other sites.
+func (g *Guard) Admin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if crossSite(r) {
-			problem(w, http.StatusForbidden, "admin changes must come from this server's own pages (the Origin header names another site)")
+		h := w.Header()
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Security-Policy", "frame-ancestors 'none'")
+		if g.crossSite(r) {
+			problem(w, http.StatusForbidden, "admin changes must come from this server's own pages: the Origin header names a host that is neither loopback nor in DASHCACHE_ALLOWED_HOSTS")
 			return
 		}
-		if s.cfg.AdminToken == "" {
+		if g.cfg.AdminToken == "" {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 				problem(w, http.StatusForbidden, "admin endpoints answer only on loopback while DASHCACHE_ADMIN_TOKEN is unset")
 				return
 			}
+			if !g.hostAllowed(r.Host) {
+				g.refuseHost(w, r, "DASHCACHE_ADMIN_TOKEN")
+				return
+			}
 			next.ServeHTTP(w, r)
+			return
+		}
+		if g.throttled(w, r) {
 			return
 		}
 		token := bearer(r)
 		if user, pass, ok := r.BasicAuth(); ok && user == "admin" {
 			token = pass
 		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+		// Digests of equal length: the comparison takes as long whatever
+		// the token's length.
+		sum := sha256.Sum256([]byte(token))
+		if token == "" || subtle.ConstantTimeCompare(sum[:], g.adminSum[:]) != 1 {
+			g.failed(r)
 			w.Header().Set("WWW-Authenticate", `Basic realm="dashcache admin", charset="UTF-8"`)
 			problem(w, http.StatusUnauthorized, "admin endpoints need HTTP Basic admin:<DASHCACHE_ADMIN_TOKEN> or Authorization: Bearer <DASHCACHE_ADMIN_TOKEN>")
 			return
@@ -113,10 +216,43 @@ func (s *Server) admin(next http.Handler) http.Handler {
 	})
 }
 
-// crossSite reports whether a state-changing request comes from another site's
-// page: a browser that holds the admin's Basic credentials would send them along
-// (cross-site request forgery).
-func crossSite(r *http.Request) bool {
+// Metrics guards /metrics: like an admin endpoint while an admin token is
+// set, unless MetricsPublic; open otherwise.
+func (g *Guard) Metrics(next http.Handler) http.Handler {
+	if g.cfg.AdminToken == "" || g.cfg.MetricsPublic {
+		return next
+	}
+	return g.Admin(next)
+}
+
+// hostAllowed reports whether a request's Host (or an Origin's host) names
+// this server as a browser on this host would: a loopback name or address,
+// or one of AllowedHosts. A page of another site whose name resolves to
+// 127.0.0.1 (DNS rebinding) names its own host, and is refused.
+func (g *Guard) hostAllowed(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") || g.hosts[host] {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (g *Guard) refuseHost(w http.ResponseWriter, r *http.Request, setting string) {
+	problem(w, http.StatusForbidden, fmt.Sprintf("this server does not answer for the host %q: without %s it answers only for loopback names "+
+		"(localhost, 127.0.0.1) and those in DASHCACHE_ALLOWED_HOSTS", truncate(r.Host, 100), setting))
+}
+
+// crossSite reports whether a state-changing request comes from another
+// site's page: a browser that holds the admin's Basic credentials would send
+// them along (cross-site request forgery). The page's Origin must be an
+// allowed host; the request's own Host, which a rebinding attacker chooses,
+// proves nothing.
+func (g *Guard) crossSite(r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		return false
 	}
@@ -125,5 +261,36 @@ func crossSite(r *http.Request) bool {
 		return r.Header.Get("Sec-Fetch-Site") == "cross-site"
 	}
 	u, err := url.Parse(origin)
-	return err != nil || u.Host != r.Host
+	return err != nil || u.Host == "" || !g.hostAllowed(u.Host)
+}
+
+// failuresPerMinute is how many failed authentications an address may make
+// in a minute before the next are refused.
+const failuresPerMinute = 10
+
+// throttled answers 429 to an address that failed to authenticate too often
+// in the last minute.
+func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
+	wait := g.throttle.wait(clientAddr(r))
+	if wait == 0 {
+		return false
+	}
+	g.failures.WithLabelValues("throttled").Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	problem(w, http.StatusTooManyRequests, "too many failed authentications from this address; wait before trying again")
+	return true
+}
+
+func (g *Guard) failed(r *http.Request) {
+	g.failures.WithLabelValues("failed").Inc()
+	g.throttle.add(clientAddr(r))
+}
+
+// clientAddr is the address a request came from, without its port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -19,21 +19,23 @@ func withKeys(t *testing.T, spec string) func(*api.Config) {
 }
 
 func TestParseAPIKeys(t *testing.T) {
-	if _, err := api.ParseAPIKeys("k1=acme|globex, k2=*"); err != nil {
+	const k1, k2 = "key-one-0123456789", "key-two-0123456789"
+	if _, err := api.ParseAPIKeys(k1 + "=acme|globex, " + k2 + "=*"); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "k1", "=acme", "k1=", "k1=ac me", "k1=acme,k1=globex", "k1=acme,,k2=*"} {
+	for _, bad := range []string{"", k1, "=acme", k1 + "=", k1 + "=ac me", k1 + "=acme," + k1 + "=globex", k1 + "=acme,," + k2 + "=*",
+		"short-key=acme", "a=*"} {
 		_, err := api.ParseAPIKeys(bad)
 		if err == nil {
 			t.Errorf("ParseAPIKeys(%q) accepted it", bad)
-		} else if strings.Contains(err.Error(), "k1") {
+		} else if strings.Contains(err.Error(), "key-one") || strings.Contains(err.Error(), "short-key") {
 			t.Errorf("error %q repeats the key", err)
 		}
 	}
 }
 
 func TestReadAuthentication(t *testing.T) {
-	f := newFixture(t, withKeys(t, "acme-key=acme|initech,all-key=*"))
+	f := newFixture(t, withKeys(t, "acme-key-0123456789=acme|initech,all-key-0123456789=*"))
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
 	fill(t, f.store, k, `{"n":1}`)
 	fill(t, f.store, key(t, "globex", "2025-01-01", "2025-01-31"), `{"n":2}`)
@@ -45,11 +47,11 @@ func TestReadAuthentication(t *testing.T) {
 		{"no key", q, "", 401},
 		{"wrong scheme", q, "Basic YWNtZS1rZXk6", 401},
 		{"unknown key", q, "Bearer nope", 401},
-		{"own customer", q, "Bearer acme-key", 200},
-		{"scheme case-insensitive", q, "bearer acme-key", 200},
-		{"other customer", "customer=globex&from=2025-01-01&to=2025-01-31", "Bearer acme-key", 403},
-		{"wildcard key", "customer=globex&from=2025-01-01&to=2025-01-31", "Bearer all-key", 200},
-		{"bad input with a valid key", "customer=acme", "Bearer acme-key", 400},
+		{"own customer", q, "Bearer acme-key-0123456789", 200},
+		{"scheme case-insensitive", q, "bearer acme-key-0123456789", 200},
+		{"other customer", "customer=globex&from=2025-01-01&to=2025-01-31", "Bearer acme-key-0123456789", 403},
+		{"wildcard key", "customer=globex&from=2025-01-01&to=2025-01-31", "Bearer all-key-0123456789", 200},
+		{"bad input with a valid key", "customer=acme", "Bearer acme-key-0123456789", 400},
 		{"bad input without a key", "customer=acme", "", 401},
 	}
 	for _, c := range cases {

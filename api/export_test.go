@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -25,3 +27,8 @@ func SetRandom(s *Server, fn func() float64) { s.random = fn }
 
 // SetReassertEvery sets how often the readers of one wait enqueue again.
 func SetReassertEvery(s *Server, d time.Duration) { s.reassertEvery = d }
+
+// ParseQuery parses a read's query as GET /v1/reports does.
+func ParseQuery(s *Server, rawQuery string) (dashcache.ReportKey, time.Duration, error) {
+	return s.parseQuery(&http.Request{URL: &url.URL{RawQuery: rawQuery}})
+}

@@ -3,28 +3,49 @@ package api
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// accessLog logs one line per request: method, path and query (never headers,
-// which may carry credentials), status, bytes and duration.
+// maxLogged bounds what the access log copies of a request's path, query
+// and user agent: a client must not grow the log at will.
+const maxLogged = 512
+
+// nosniff is the value of X-Content-Type-Options on every answer (shared,
+// never written to).
+var nosniff = []string{"nosniff"}
+
+// accessLog logs one line per request: method, path, query and user agent
+// (never other headers, which may carry credentials; each cut to maxLogged
+// bytes), status, bytes and duration. Every answer tells browsers not to
+// guess its content type.
 func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		w.Header()["X-Content-Type-Options"] = nosniff
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
 		log.Info().
 			Str("method", r.Method).
-			Str("path", r.URL.Path).
-			Str("query", r.URL.RawQuery).
+			Str("path", truncate(r.URL.Path, maxLogged)).
+			Str("query", truncate(r.URL.RawQuery, maxLogged)).
+			Str("user_agent", truncate(r.UserAgent(), maxLogged)).
 			Int("status", rec.status).
 			Int("bytes", rec.bytes).
 			Str("x_cache", rec.Header().Get("X-Cache")).
 			Dur("duration_ms", time.Since(start)).
 			Msg("request")
 	})
+}
+
+// truncate returns s, or its first n bytes and a note of how long it was.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "...(truncated from " + strconv.Itoa(len(s)) + " bytes)"
 }
 
 type statusRecorder struct {

@@ -46,11 +46,12 @@ type Queue interface {
 type Config struct {
 	Store *store.Store // required
 	Queue Queue        // required
-	// APIKeys, when not nil, are required to read reports; default: no
-	// authentication (the caller keeps the listener on loopback).
-	APIKeys APIKeys
-	// AdminToken guards the admin endpoints; default "": loopback only.
-	AdminToken string
+	// APIKeys, AdminToken, AllowedHosts and MetricsPublic say who may call
+	// (see GuardConfig).
+	APIKeys       APIKeys
+	AdminToken    string
+	AllowedHosts  []string
+	MetricsPublic bool
 	// Monitoring, when set, is served under /monitoring/ to admins (the asynq
 	// web UI, built with that root path).
 	Monitoring http.Handler
@@ -73,6 +74,7 @@ type Config struct {
 // Server serves the read API. Start it before serving, Shutdown it after.
 type Server struct {
 	cfg     Config
+	guard   *Guard
 	waiters waiters
 	mux     *http.ServeMux
 	metrics *metrics
@@ -113,17 +115,24 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
+	guard, err := NewGuard(GuardConfig{
+		APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts,
+		MetricsPublic: cfg.MetricsPublic, Registerer: cfg.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, guard: guard, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
-	s.mux.Handle("/v1/warm", s.admin(http.HandlerFunc(s.postWarm)))
-	s.mux.Handle("/v1/usage", s.admin(http.HandlerFunc(s.getUsage)))
+	s.mux.Handle("/v1/warm", guard.Admin(http.HandlerFunc(s.postWarm)))
+	s.mux.Handle("/v1/usage", guard.Admin(http.HandlerFunc(s.getUsage)))
 	if cfg.Monitoring != nil {
-		s.mux.Handle("/monitoring/", s.admin(cfg.Monitoring))
+		s.mux.Handle("/monitoring/", guard.Admin(cfg.Monitoring))
 		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	}
 	if cfg.Metrics != nil {
-		s.mux.Handle("/metrics", cfg.Metrics)
+		s.mux.Handle("/metrics", guard.Metrics(cfg.Metrics))
 	}
 	HandleHealth(s.mux, cfg.Store, cfg.Log)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +223,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		problem(w, http.StatusMethodNotAllowed, "reports are read with GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD")
 		return resultError
 	}
-	acc, ok := s.authenticate(w, r)
+	acc, ok := s.guard.authenticate(w, r)
 	if !ok {
 		return resultError
 	}

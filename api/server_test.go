@@ -75,7 +75,7 @@ func (f *fixture) warmed() []warmCall {
 
 // newFixture runs an API server on miniredis whose queue only counts:
 // no worker fills anything unless the test does. opts adjust the Config.
-func newFixture(t *testing.T, opts ...func(*api.Config)) *fixture {
+func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 	t.Helper()
 	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000)}
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})

@@ -118,12 +118,16 @@ func composeMount(file string, volumes []string) (string, error) {
 }
 
 // checkPrometheusTargets checks that the compose Prometheus scrapes services
-// that exist, on the port they listen on.
+// that exist, on the port they listen on, with the token their /metrics
+// needs.
 func checkPrometheusTargets(t *testing.T, services map[string]composeService) {
 	t.Helper()
 	var cfg struct {
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
+			Authorization struct {
+				Credentials string `yaml:"credentials"`
+			} `yaml:"authorization"`
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
 			} `yaml:"static_configs"`
@@ -136,19 +140,21 @@ func checkPrometheusTargets(t *testing.T, services map[string]composeService) {
 	if err := yaml.Unmarshal(readFile(t, "prometheus/prometheus.yml"), &cfg); err != nil {
 		t.Fatal(err)
 	}
-	var targets []string
+	token := map[string]string{} // target -> the bearer token its job sends
 	for _, sc := range cfg.ScrapeConfigs {
 		for _, s := range sc.StaticConfigs {
-			targets = append(targets, s.Targets...)
+			for _, target := range s.Targets {
+				token[target] = sc.Authorization.Credentials
+			}
 		}
 		for _, d := range sc.DNSSDConfigs {
 			for _, n := range d.Names {
-				targets = append(targets, net.JoinHostPort(n, strconv.Itoa(d.Port)))
+				token[net.JoinHostPort(n, strconv.Itoa(d.Port))] = sc.Authorization.Credentials
 			}
 		}
 	}
 	scraped := map[string]bool{}
-	for _, target := range targets {
+	for target, sent := range token {
 		host, port, _ := net.SplitHostPort(target)
 		s, ok := services[host]
 		switch {
@@ -156,6 +162,9 @@ func checkPrometheusTargets(t *testing.T, services map[string]composeService) {
 			t.Errorf("prometheus.yml scrapes %s, which is no dashcache service of compose.yaml", target)
 		case listenPort(s.Environment) != port:
 			t.Errorf("prometheus.yml scrapes %s, but %s listens on %s", target, host, s.Environment["DASHCACHE_LISTEN"])
+		case s.Environment["DASHCACHE_ADMIN_TOKEN"] != "" && s.Environment["DASHCACHE_METRICS_PUBLIC"] != "true" &&
+			sent != s.Environment["DASHCACHE_ADMIN_TOKEN"]:
+			t.Errorf("prometheus.yml scrapes %s without its DASHCACHE_ADMIN_TOKEN, which its /metrics needs", target)
 		}
 		scraped[host] = true
 	}

@@ -213,7 +213,7 @@ func TestStartupProblems(t *testing.T) {
 		env  map[string]string
 		want int
 	}{
-		{"api", map[string]string{"DASHCACHE_REDIS_URL": "redis://r", "DASHCACHE_LISTEN": "0.0.0.0:8080", "DASHCACHE_API_KEYS": "k=*"}, 0},
+		{"api", map[string]string{"DASHCACHE_REDIS_URL": "redis://r", "DASHCACHE_LISTEN": "0.0.0.0:8080", "DASHCACHE_API_KEYS": "key-0123456789abcdef=*"}, 0},
 		{"api", map[string]string{"DASHCACHE_REDIS_URL": "redis://r", "DASHCACHE_LISTEN": "0.0.0.0:8080"}, 1},
 		{"worker", map[string]string{"DASHCACHE_LISTEN": "0.0.0.0:9090", "DASHCACHE_ALLOW_UNAUTHENTICATED": "true"}, 1},
 		{"scheduler", map[string]string{"DASHCACHE_REDIS_URL": "redis://r", "DASHCACHE_LISTEN": "[::]:9091", "DASHCACHE_ALLOW_UNAUTHENTICATED": "yes"}, 3},

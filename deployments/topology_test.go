@@ -47,7 +47,8 @@ func runHere(t *testing.T, nodes []node, hosts map[string]string, fallback strin
 	})
 	addrs := map[string]string{} // group -> address of its first node
 	var apis []node
-	var apiAddrs, others []string
+	var apiAddrs []string
+	served := map[string]map[string]string{} // address of a node that serves /metrics -> its settings
 	for i, n := range nodes {
 		name := fmt.Sprintf("%s #%d", n.group, i)
 		env := maps.Clone(n.env)
@@ -84,8 +85,9 @@ func runHere(t *testing.T, nodes []node, hosts map[string]string, fallback strin
 		switch n.role {
 		case "api":
 			apis, apiAddrs = append(apis, n), append(apiAddrs, addr)
+			served[addr] = env
 		case "worker", "scheduler":
-			others = append(others, addr)
+			served[addr] = env
 		}
 	}
 	if len(apis) < 2 {
@@ -118,10 +120,17 @@ func runHere(t *testing.T, nodes []node, hosts map[string]string, fallback strin
 	if resp := do(t, "POST", "http://"+apiAddrs[1]+"/v1/warm", "Bearer "+apis[1].env["DASHCACHE_ADMIN_TOKEN"], warm); resp.StatusCode != http.StatusAccepted {
 		t.Errorf("POST /v1/warm with DASHCACHE_ADMIN_TOKEN: %s, want 202", resp.Status)
 	}
-	for _, addr := range append(others, apiAddrs...) {
+	for addr, env := range served {
 		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
-			if resp := do(t, "GET", "http://"+addr+path, "", ""); resp.StatusCode != http.StatusOK {
-				t.Errorf("GET %s on %s: %s, want 200", path, addr, resp.Status)
+			want := http.StatusOK
+			if path == "/metrics" && env["DASHCACHE_ADMIN_TOKEN"] != "" && env["DASHCACHE_METRICS_PUBLIC"] != "true" {
+				want = http.StatusUnauthorized // and with the token, as Prometheus sends it:
+				if resp := do(t, "GET", "http://"+addr+path, "Bearer "+env["DASHCACHE_ADMIN_TOKEN"], ""); resp.StatusCode != http.StatusOK {
+					t.Errorf("GET %s on %s with DASHCACHE_ADMIN_TOKEN: %s, want 200", path, addr, resp.Status)
+				}
+			}
+			if resp := do(t, "GET", "http://"+addr+path, "", ""); resp.StatusCode != want {
+				t.Errorf("GET %s on %s: %s, want %d", path, addr, resp.Status, want)
 			}
 		}
 	}

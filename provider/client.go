@@ -53,8 +53,9 @@ type ClientConfig struct {
 	// MaxBodyBytes is the largest answer accepted; a larger one is a transient
 	// failure. Default 16 MiB.
 	MaxBodyBytes int64
-	// HTTPClient sends the requests. Default: a client of the package's own
-	// with dial, TLS handshake and idle connection timeouts.
+	// HTTPClient sends the requests (it never follows a redirect: the token
+	// goes only to BaseURL). Default: a client of the package's own with
+	// dial, TLS handshake and idle connection timeouts.
 	HTTPClient *http.Client
 }
 
@@ -76,6 +77,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = newHTTPClient()
 	}
+	hc := *cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.HTTPClient = &hc
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -237,11 +241,20 @@ func (c *Client) statusError(op string, resp *http.Response) error {
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
 			Err:        err,
 		}
+	case code >= 300 && code < 400:
+		// Not followed: the token would go to whatever host it names, and
+		// the answer there would be cached as the report.
+		to := "no Location"
+		if loc, lerr := resp.Location(); lerr == nil {
+			to = "host " + strconv.Quote(loc.Host)
+		}
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
+			Err: fmt.Errorf("%s: %s redirects to %s; redirects are not followed (check DASHCACHE_PROVIDER_URL)", op, resp.Status, to)}
 	case code >= 400 && code < 500:
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
 	default:
-		// 5xx, and anything the contract does not name (1xx, 2xx other than
-		// 200, 3xx not followed): worth another try later.
+		// 5xx, and anything the contract does not name (1xx, 2xx other
+		// than 200): worth another try later.
 		return transient(code, err)
 	}
 }

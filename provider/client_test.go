@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -412,5 +413,32 @@ func TestClientAgainstSimulator(t *testing.T) {
 	var report struct{ Days int }
 	if err := json.Unmarshal(got, &report); err != nil || report.Days != 31 {
 		t.Errorf("report days %d, err %v", report.Days, err)
+	}
+}
+
+// TestClientNeverFollowsRedirects: a 3xx is a permanent failure that names
+// where it pointed; the host it points to never sees a request, let alone
+// the token.
+func TestClientNeverFollowsRedirects(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		w.Write([]byte(`{"secret":"metadata"}`))
+	}))
+	defer elsewhere.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, elsewhere.URL+"/latest/meta-data", status)
+		})
+		c := newTestClient(t, h, ClientConfig{Token: "tok-0123456789abcdef"})
+		_, err := c.Query(context.Background(), anyKey)
+		pe := asProviderError(t, err)
+		if pe.Outcome != dashcache.OutcomePermanent || pe.Status != status || !strings.Contains(err.Error(), strings.TrimPrefix(elsewhere.URL, "http://")) {
+			t.Errorf("%d: %v; want a permanent failure naming the Location host", status, err)
+		}
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("the redirect target was reached %d times", n)
 	}
 }

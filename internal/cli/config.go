@@ -40,6 +40,8 @@ type Config struct {
 	AllowUnauthenticated bool           // DASHCACHE_ALLOW_UNAUTHENTICATED
 	APIKeys              api.APIKeys    // DASHCACHE_API_KEYS; nil = no authentication
 	AdminToken           string         // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
+	AllowedHosts         []string       // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
+	MetricsPublic        bool           // DASHCACHE_METRICS_PUBLIC
 	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -136,6 +138,18 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	})
 	set("ALLOW_UNAUTHENTICATED", boolean(&c.AllowUnauthenticated))
 	set("MONITORING_READONLY", boolean(&c.MonitoringReadOnly))
+	set("METRICS_PUBLIC", boolean(&c.MetricsPublic))
+	set("ADMIN_TOKEN", api.CheckSecret)
+	set("ALLOWED_HOSTS", func(v string) error {
+		for _, h := range strings.Split(v, ",") {
+			h = strings.TrimSpace(h)
+			if h == "" || strings.ContainsAny(h, ":/@ ") {
+				return fmt.Errorf("want host names or addresses without port, such as dash.example.com,10.0.0.5, got %q", h)
+			}
+			c.AllowedHosts = append(c.AllowedHosts, h)
+		}
+		return nil
+	})
 	set("API_KEYS", func(v string) (err error) {
 		if c.APIKeys, err = api.ParseAPIKeys(v); err != nil {
 			return fmt.Errorf("want key=customer|customer,key2=*: %w", err)
@@ -167,7 +181,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	})
 	redisURL := func(v string) error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			return errors.New("want redis://[user:pass@]host:port/db or rediss://...")
+			return fmt.Errorf("want redis://[user:pass@]host:port/db or rediss://..., got %q", redact(v))
 		}
 		return nil
 	}
@@ -175,7 +189,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	set("CACHE_REDIS_URL", redisURL)
 	set("PROVIDER_URL", func(v string) error {
 		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("want an http:// or https:// base URL, got %q", v)
+			return fmt.Errorf("want an http:// or https:// base URL, got %q", redact(v))
 		}
 		return nil
 	})
@@ -201,11 +215,33 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)
 	}
 	if c.Listen != "" { // role warm serves nothing
-		if err := checkListen(c.Listen, c.AllowUnauthenticated || c.APIKeys != nil); err != nil {
+		// Keys that were given but are bad are reported above, not as unset.
+		if err := checkListen(c.Listen, c.AllowUnauthenticated || env("API_KEYS") != ""); err != nil {
 			bad("LISTEN", "%v", err)
 		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// redact returns a URL as given in a setting with any user and password
+// replaced, even when the URL does not parse: errors are printed and logged.
+func redact(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		scheme, rest = "", raw
+	}
+	authority, path, _ := strings.Cut(rest, "/")
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		authority = "xxxxx" + authority[at:]
+	}
+	out := authority
+	if strings.Contains(rest, "/") {
+		out += "/" + path
+	}
+	if ok {
+		out = scheme + "://" + out
+	}
+	return out
 }
 
 // checkListen refuses a listener reachable from other hosts unless it is

@@ -12,6 +12,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// maxHeaderBytes bounds a request's header: a report's read needs a few
+// hundred bytes.
+const maxHeaderBytes = 32 << 10
+
 // serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
 // and shuts the server down gracefully. listening (if any) is told the address.
 func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Logger, listening func(net.Addr), beforeDrain func(context.Context) error) error {
@@ -25,6 +29,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, log zerolog.Log
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      api.MaxWait + 15*time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	if listening != nil {

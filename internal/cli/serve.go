@@ -82,16 +82,22 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if !role.API {
+		guard, err := api.NewGuard(api.GuardConfig{AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic})
+		if err != nil {
+			return err
+		}
 		mux := http.NewServeMux()
 		api.HandleHealth(mux, st, log)
-		mux.Handle("/metrics", metricsHandler)
+		mux.Handle("/metrics", guard.Metrics(metricsHandler))
 		return serveHTTP(ctx, cfg.Listen, mux, log, nil, nil)
 	}
 	srv, err := api.New(api.Config{
-		Store:      st,
-		Queue:      queue,
-		APIKeys:    cfg.APIKeys,
-		AdminToken: cfg.AdminToken,
+		Store:         st,
+		Queue:         queue,
+		APIKeys:       cfg.APIKeys,
+		AdminToken:    cfg.AdminToken,
+		AllowedHosts:  cfg.AllowedHosts,
+		MetricsPublic: cfg.MetricsPublic,
 		Monitoring: asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: sharedRedis{rdb},
