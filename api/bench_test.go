@@ -1,11 +1,21 @@
 package api_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,16 +23,29 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
 
-// BenchmarkHit compares the hit path of GET /v1/reports with its baseline, a
-// bare handler that does one Redis GET of the same bytes and writes them, on
-// the same Redis in the same run. Set DASHCACHE_TEST_REDIS_URL for a real
-// Redis (else miniredis, which measures little). The ratio of ns/op is the
-// figure to watch.
+// BenchmarkHit measures hits over HTTP on loopback, 50 keep-alive
+// connections (wrk -t2 -c50 if installed: see generateLoad), for 3 s per
+// variant, each variant in the same run:
+//
+//   - bare: a handler that does one Redis GET of the cached entry and
+//     writes it, the baseline of a Redis cache;
+//   - memory: a handler that writes the same bytes from memory, the ceiling;
+//   - l1, redis: dashcache's hit path with its in-process L1, and without;
+//   - l1-identity: with L1, for a client that does not accept gzip (the
+//     stored report is decompressed for it);
+//   - l1-nolog: with L1, without the access log (what the log costs).
+//
+// The report is the simulator's for a month; clients accept gzip but for
+// l1-identity. Each variant reports req/s, p99 latency, allocations and
+// Redis commands per hit (ns/op means nothing here). Set
+// DASHCACHE_TEST_REDIS_URL for a real Redis (else miniredis, which measures
+// little).
 func BenchmarkHit(b *testing.B) {
 	var rdb *redis.Client
 	if os.Getenv(redistest.EnvURL) != "" {
@@ -31,25 +54,31 @@ func BenchmarkHit(b *testing.B) {
 		rdb = redis.NewClient(&redis.Options{Addr: miniredis.RunT(b).Addr()})
 		b.Cleanup(func() { rdb.Close() })
 	}
+	var commands atomic.Int64
+	rdb.AddHook(countHook{&commands})
 	st := store.New(rdb)
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", now)
-	data := make([]byte, 0, 2048)
-	data = append(data, `{"series":[`...)
-	for len(data) < 1900 {
-		data = append(data, `{"date":"2025-01-01","revenue":1234.5,"orders":12},`...)
-	}
-	data = append(data[:len(data)-1], "]}"...)
+	data, _ := provider.NewSimulator(provider.SimConfig{MaxLatency: -1}).Query(context.Background(), k)
 	fill(b, st, k, string(data))
-	srv, err := api.New(api.Config{
-		Store: st,
-		Queue: hitsOnly{b},
-		Log:   zerolog.New(io.Discard),
-		Now:   func() time.Time { return now },
-	})
+	redisKey := store.EntryKey(k)
+	stored, err := rdb.Get(context.Background(), redisKey).Result()
 	if err != nil {
 		b.Fatal(err)
 	}
-	redisKey := store.EntryKey(k)
+	e, _ := store.ParseEntry(stored)
+
+	newAPI := func(l1 int64, log zerolog.Logger) http.Handler {
+		srv, err := api.New(api.Config{Store: st, Queue: hitsOnly{b}, Log: log, Now: func() time.Time { return now }, L1Bytes: l1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { srv.Shutdown(context.Background()) })
+		return srv.Handler()
+	}
+	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v, err := rdb.Get(r.Context(), redisKey).Result()
 		if err != nil {
@@ -59,24 +88,184 @@ func BenchmarkHit(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, v)
 	})
+	memory := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, e.Body)
+	})
 	for _, c := range []struct {
 		name string
 		h    http.Handler
-	}{{"bare", bare}, {"api", srv.Handler()}} {
+		gzip bool
+	}{
+		{"bare", bare, true},
+		{"memory", memory, true},
+		{"l1", newAPI(api.DefaultL1Bytes, logged), true},
+		{"redis", newAPI(0, logged), true},
+		{"l1-identity", newAPI(api.DefaultL1Bytes, logged), false},
+		{"l1-nolog", newAPI(api.DefaultL1Bytes, zerolog.Nop()), true},
+	} {
 		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(25) // 50 concurrent requests on 2 cores, like wrk -c50
-			b.RunParallel(func(pb *testing.PB) {
-				req := httptest.NewRequest(http.MethodGet, "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31", nil)
-				for pb.Next() {
-					w := httptest.NewRecorder()
-					c.h.ServeHTTP(w, req)
-					if w.Code != http.StatusOK {
-						b.Fatalf("status %d", w.Code)
-					}
+			hs := httptest.NewServer(c.h)
+			defer hs.Close()
+			for b.Loop() {
+				commands.Store(0)
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				l, err := generateLoad(hs.Listener.Addr().String(), c.gzip, 3*time.Second)
+				runtime.ReadMemStats(&after)
+				if err != nil {
+					b.Fatal(err)
 				}
-			})
+				b.ReportMetric(l.perSecond, "req/s")
+				b.ReportMetric(float64(l.p99.Microseconds()), "p99-µs")
+				b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(l.requests), "allocs/hit")
+				b.ReportMetric(float64(commands.Load())/float64(l.requests), "redis-cmds/hit")
+			}
 		})
+	}
+}
+
+// load is what a load generator measured.
+type load struct {
+	requests  int
+	perSecond float64
+	p99       time.Duration
+}
+
+const hitPath = "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31"
+
+// generateLoad sends hits to addr over 50 keep-alive connections for d, with
+// wrk -t2 -c50 when it is installed (as the figures in the issue were taken;
+// its allocations are not counted with the server's), else with a minimal
+// client of its own, which takes a larger part of the machine.
+func generateLoad(addr string, gzip bool, d time.Duration) (load, error) {
+	if wrk, err := exec.LookPath("wrk"); err == nil {
+		args := []string{"-t2", "-c50", "-d" + d.String(), "--latency", "-H", "Host: localhost"}
+		if gzip {
+			args = append(args, "-H", "Accept-Encoding: gzip")
+		}
+		out, err := exec.Command(wrk, append(args, "http://"+addr+hitPath)...).CombinedOutput()
+		if err != nil {
+			return load{}, fmt.Errorf("wrk: %v\n%s", err, out)
+		}
+		return parseWrk(string(out))
+	}
+	req := "GET " + hitPath + " HTTP/1.1\r\nHost: localhost\r\n"
+	if gzip {
+		req += "Accept-Encoding: gzip\r\n"
+	}
+	req += "\r\n"
+	var mu sync.Mutex
+	var latencies []time.Duration
+	var firstErr error
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			var mine []time.Duration
+			err := func() error {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				r := bufio.NewReaderSize(conn, 32<<10)
+				for time.Now().Before(deadline) {
+					t0 := time.Now()
+					if _, err := io.WriteString(conn, req); err != nil {
+						return err
+					}
+					if err := readResponse(r); err != nil {
+						return err
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				return nil
+			}()
+			mu.Lock()
+			defer mu.Unlock()
+			latencies = append(latencies, mine...)
+			if firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil || len(latencies) == 0 {
+		return load{}, fmt.Errorf("load: %d requests, %v", len(latencies), firstErr)
+	}
+	slices.Sort(latencies)
+	return load{len(latencies), float64(len(latencies)) / d.Seconds(), latencies[len(latencies)*99/100]}, nil
+}
+
+// parseWrk reads the requests, their rate and the 99th percentile latency
+// from wrk's --latency report.
+func parseWrk(out string) (load, error) {
+	var l load
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "Requests/sec:":
+			l.perSecond, _ = strconv.ParseFloat(f[1], 64)
+		case len(f) >= 2 && f[0] == "99%":
+			l.p99, _ = time.ParseDuration(strings.Replace(f[1], "us", "µs", 1))
+		case len(f) >= 4 && f[1] == "requests" && f[2] == "in":
+			l.requests, _ = strconv.Atoi(f[0])
+		case strings.Contains(line, "Non-2xx"):
+			return l, fmt.Errorf("wrk saw errors:\n%s", out)
+		}
+	}
+	if l.requests == 0 || l.perSecond == 0 {
+		return l, fmt.Errorf("cannot read wrk's report:\n%s", out)
+	}
+	return l, nil
+}
+
+// readResponse reads one HTTP/1.1 response of 200 with a Content-Length.
+func readResponse(r *bufio.Reader) error {
+	status, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(status, "HTTP/1.1 200") {
+		return fmt.Errorf("status %q", status)
+	}
+	length := -1
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if name, value, ok := strings.Cut(string(line), ":"); ok && strings.EqualFold(name, "Content-Length") {
+			length, _ = strconv.Atoi(strings.TrimSpace(value))
+		}
+	}
+	if length < 0 {
+		return fmt.Errorf("no Content-Length")
+	}
+	_, err = r.Discard(length)
+	return err
+}
+
+// countHook counts the commands a Redis client sends.
+type countHook struct{ n *atomic.Int64 }
+
+func (countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
 	}
 }
 

@@ -32,3 +32,10 @@ func SetReassertEvery(s *Server, d time.Duration) { s.reassertEvery = d }
 func ParseQuery(s *Server, rawQuery string) (dashcache.ReportKey, time.Duration, error) {
 	return s.parseQuery(&http.Request{URL: &url.URL{RawQuery: rawQuery}})
 }
+
+// L1Size returns the bytes and the reports the server's L1 holds.
+func L1Size(s *Server) (bytes int64, reports int) {
+	s.l1.mu.RLock()
+	defer s.l1.mu.RUnlock()
+	return s.l1.size, len(s.l1.items)
+}

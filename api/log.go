@@ -27,6 +27,10 @@ func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 		w.Header()["X-Content-Type-Options"] = nosniff
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
+		var xcache string
+		if v := w.Header()["X-Cache"]; len(v) > 0 { // set canonical by serve
+			xcache = v[0]
+		}
 		log.Info().
 			Str("method", r.Method).
 			Str("path", truncate(r.URL.Path, maxLogged)).
@@ -34,7 +38,7 @@ func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 			Str("user_agent", truncate(r.UserAgent(), maxLogged)).
 			Int("status", rec.status).
 			Int("bytes", rec.bytes).
-			Str("x_cache", rec.Header().Get("X-Cache")).
+			Str("x_cache", xcache).
 			Dur("duration_ms", time.Since(start)).
 			Msg("request")
 	})

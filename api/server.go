@@ -69,12 +69,16 @@ type Config struct {
 	// DailyCalls is the customers' daily budget of BI calls (enforced by
 	// the queue and the workers), shown by GET /v1/usage; 0: none.
 	DailyCalls int
+	// L1Bytes bounds the reports this process holds in memory to serve hits
+	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
+	L1Bytes int64
 }
 
 // Server serves the read API. Start it before serving, Shutdown it after.
 type Server struct {
 	cfg     Config
 	guard   *Guard
+	l1      *l1
 	waiters waiters
 	mux     *http.ServeMux
 	metrics *metrics
@@ -122,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, guard: guard, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
+	s := &Server{cfg: cfg, guard: guard, l1: newL1(cfg.L1Bytes), waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", guard.Admin(http.HandlerFunc(s.postWarm)))
@@ -152,13 +156,21 @@ func (s *Server) Start(ctx context.Context) error {
 			return
 		}
 		s.sub = sub
+		s.l1.setUp(true)
 		s.listening.Add(1)
 		go func() {
 			defer s.listening.Done()
-			sub.Run(context.Background(), s.waiters.wake)
+			sub.Run(context.Background(), s.filled, s.l1.setUp)
 		}()
 	})
 	return s.startErr
+}
+
+// filled takes a fill notification: L1 drops the report before its readers
+// are woken, so that none of them, nor any later reader, gets the old bytes.
+func (s *Server) filled(canonical string) {
+	s.l1.drop(canonical)
+	s.waiters.wake(canonical)
 }
 
 // Shutdown answers every waiting reader (202: still pending) and ends the
@@ -236,12 +248,22 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		problem(w, http.StatusForbidden, fmt.Sprintf("this API key may not read customer %q", k.Customer))
 		return resultError
 	}
+	now := s.cfg.Now()
+	if rep := s.l1.get(k, now); rep != nil {
+		if result, ok := s.serveCached(w, r, k, rep, now); ok {
+			return result
+		}
+	}
+	seq := s.l1.begin()
 	raw, err := s.cfg.Store.Get(r.Context(), k)
 	if err != nil {
 		return s.unavailable(w, r, err)
 	}
-	if e, ok := s.parseEntry(k, raw); ok {
-		return s.serveCached(w, r, k, e)
+	if rep := s.parseEntry(k, raw); rep != nil {
+		s.l1.put(k, rep, len(raw), seq)
+		if result, ok := s.serveCached(w, r, k, rep, now); ok {
+			return result
+		}
 	}
 	start := time.Now()
 	defer func() { s.metrics.fillWait.Observe(time.Since(start).Seconds()) }()
@@ -359,8 +381,10 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.Repo
 	if err != nil {
 		return "", err
 	}
-	if e, ok := s.parseEntry(k, raw); ok {
-		return s.serve(w, r, e, resultMiss, s.cfg.Now()), nil
+	if rep := s.parseEntry(k, raw); rep != nil {
+		if result, ok := s.serve(w, r, rep, resultMiss, s.cfg.Now()); ok {
+			return result, nil
+		}
 	}
 	if failure != "" {
 		problem(w, http.StatusBadGateway, failure)
@@ -407,16 +431,15 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 // fresh, as stale. A stale report, or a fresh one that XFetch picks for an
 // early refresh, gets one refresh enqueued in the background, so that keys
 // filled together do not all expire, and refill, together.
-func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, e store.Entry) string {
-	now := s.cfg.Now()
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, now time.Time) (string, bool) {
 	result := resultHit
-	if !e.Fresh(now) {
+	if !rep.Fresh(now) {
 		result = resultStale
-		s.refreshLater(k, e.ComputedAt)
-	} else if s.refreshEarly(e, now) {
-		s.refreshLater(k, e.ComputedAt)
+		s.refreshLater(k, rep.ComputedAt)
+	} else if s.refreshEarly(rep.Entry, now) {
+		s.refreshLater(k, rep.ComputedAt)
 	}
-	return s.serve(w, r, e, result, now)
+	return s.serve(w, r, rep, result, now)
 }
 
 // refreshEarly is XFetch (Vattani et al., "Optimal probabilistic cache stampede
@@ -456,45 +479,72 @@ func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
 	}()
 }
 
-// parseEntry parses a cached entry; ok is false for none ("") and for a
-// corrupt one, which is logged and then treated as a miss: the fill replaces
-// it.
-func (s *Server) parseEntry(k dashcache.ReportKey, raw string) (e store.Entry, ok bool) {
+// parseEntry parses a cached entry into a report ready to serve; nil for
+// none ("") and for a corrupt one, which is logged and then treated as a
+// miss: the fill replaces it.
+func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 	if raw == "" {
-		return e, false
+		return nil
 	}
 	e, err := store.ParseEntry(raw)
 	if err != nil {
 		s.cfg.Log.Warn().Err(err).Str("key", k.String()).Msg("corrupt cache entry; refilling it")
-		return e, false
+		return nil
 	}
-	return e, true
+	return newReport(e)
 }
 
-// serve writes a cached entry as the response: headers from its metadata, the
-// body copied verbatim. It returns xcache, the result.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, e store.Entry, xcache string, now time.Time) string {
-	// Headers are set directly, canonical names and all, with one backing
-	// array for the values: Header.Set would allocate once per header.
+// serve writes a cached report as the response: headers from its metadata,
+// the body copied verbatim, as stored (gzip to a client that accepts it) or
+// decompressed. It returns xcache, the result; ok is false, and nothing is
+// written, for a compressed body that does not decompress: a corrupt entry.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
+	body, etag, length, gzipped := rep.Body, rep.etag, rep.length, false
+	if rep.Gzip {
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			etag, gzipped = rep.gzipETag, true
+		} else {
+			var err error
+			if body, err = rep.JSON(); err != nil {
+				s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
+				return "", false
+			}
+			length = []string{strconv.Itoa(len(body))}
+		}
+	}
 	h := w.Header()
-	v := [...]string{
-		"application/json",
-		xcache,
-		e.ETag,
-		strconv.FormatInt(int64(max(now.Sub(e.ComputedAt), 0)/time.Second), 10),
-		"private, max-age=" + strconv.FormatInt(int64(max(e.FreshUntil.Sub(now), 0)/time.Second), 10),
-		strconv.Itoa(len(e.Body)),
-	}
-	h["Content-Type"], h["X-Cache"], h["Etag"], h["Age"], h["Cache-Control"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4], v[4:5:5]
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, e.ETag) {
+	rep.writeHeaders(h, xcache, etag, length, now)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag[0]) {
+		delete(h, "Content-Length")
 		w.WriteHeader(http.StatusNotModified)
-		return xcache
+		return xcache, true
 	}
-	h["Content-Length"] = v[5:6:6]
+	if gzipped {
+		h["Content-Encoding"] = gzipEncoding
+	}
 	if r.Method != http.MethodHead {
-		io.WriteString(w, e.Body)
+		io.WriteString(w, body)
 	}
-	return xcache
+	return xcache, true
+}
+
+// acceptsGzip reports whether an Accept-Encoding header accepts gzip: names
+// it (or *) without q=0.
+func acceptsGzip(header string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if coding = strings.TrimSpace(coding); coding != "gzip" && coding != "*" {
+			continue
+		}
+		q, found := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		if !found {
+			return true
+		}
+		if v, err := strconv.ParseFloat(q, 64); err == nil && v > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration, error) {

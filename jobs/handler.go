@@ -229,6 +229,9 @@ func current(cached string, r dashcache.Refresh, now time.Time) bool {
 		return false
 	}
 	e, err := store.ParseEntry(cached)
+	if err == nil {
+		_, err = e.JSON() // a compressed body that does not decompress
+	}
 	switch {
 	case err != nil:
 		return false // corrupt: replace it

@@ -72,8 +72,9 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	}
 	raw, _ := store.New(rdb).Get(context.Background(), k)
 	e, err := store.ParseEntry(raw)
-	if err != nil || !strings.Contains(e.Body, `"data":{"customer":"acme"`) {
-		t.Fatalf("cached entry %q (%v)", raw, err)
+	json, jerr := e.JSON()
+	if err != nil || jerr != nil || !strings.Contains(json, `"data":{"customer":"acme"`) {
+		t.Fatalf("cached entry %q (%v, %v)", raw, err, jerr)
 	}
 	if ttl := rdb.PTTL(context.Background(), store.EntryKey(k)).Val(); ttl <= 24*time.Hour {
 		t.Errorf("closed range cached for %s, want the long TTL", ttl)
@@ -159,7 +160,7 @@ func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashc
 			default:
 			}
 		}
-	})
+	}, nil)
 	select {
 	case <-got:
 	case <-time.After(20 * time.Second):

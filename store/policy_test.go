@@ -49,7 +49,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	}
 	defer sub.Close()
 	got := make(chan string, 10)
-	go sub.Run(ctx, func(k string) { got <- k })
+	go sub.Run(ctx, func(k string) { got <- k }, nil)
 
 	srv.Kill()
 	srv.Start()

@@ -9,6 +9,8 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
+	"time"
 
 	"github.com/dashcache/dashcache"
 	"github.com/redis/go-redis/v9"
@@ -118,21 +120,58 @@ func (s *Store) Subscribe(ctx context.Context) (*Subscription, error) {
 	return &Subscription{ps: ps}, nil
 }
 
-// Run calls fn with the canonical key of each notification until ctx ends or the
-// subscription is closed.
-func (sub *Subscription) Run(ctx context.Context, fn func(canonical string)) {
-	ch := sub.ps.Channel()
+// pingEvery is how long a quiet subscription waits before it pings Redis: a
+// connection that answers neither a ping nor anything else within two of
+// them is taken for lost.
+const pingEvery = time.Second
+
+// Run calls fill with the canonical key of each notification until ctx ends
+// or the subscription is closed. up (if not nil) is told false as soon as a
+// notification may have been lost (the connection broke, or stopped
+// answering), and true when the subscription is back (go-redis reconnects
+// and subscribes again by itself).
+func (sub *Subscription) Run(ctx context.Context, fill func(canonical string), up func(bool)) {
+	isUp, quiet := true, 0
+	set := func(u bool) {
+		if u != isUp && up != nil {
+			up(u)
+		}
+		isUp = u
+	}
 	for {
-		select {
-		case <-ctx.Done():
+		msg, err := sub.ps.ReceiveTimeout(ctx, pingEvery)
+		switch {
+		case ctx.Err() != nil || errors.Is(err, redis.ErrClosed):
 			return
-		case msg, ok := <-ch:
-			if !ok {
-				return
+		case err != nil && isTimeout(err):
+			if quiet++; quiet >= 2 {
+				set(false)
 			}
-			fn(msg.Payload)
+			_ = sub.ps.Ping(ctx) // a broken connection fails the next receive
+			continue
+		case err != nil:
+			set(false)
+			select { // go-redis reconnects on the next receive
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		quiet = 0
+		switch m := msg.(type) {
+		case *redis.Subscription, *redis.Pong:
+			set(true)
+		case *redis.Message:
+			set(true)
+			fill(m.Payload)
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close ends the subscription.

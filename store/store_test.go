@@ -219,7 +219,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	}
 	defer sub.Close()
 	got := make(chan string, 2)
-	go sub.Run(ctx, func(c string) { got <- c })
+	go sub.Run(ctx, func(c string) { got <- c }, nil)
 
 	l, err := s.Obtain(ctx, k, time.Minute)
 	if err != nil {

@@ -42,6 +42,7 @@ type Config struct {
 	AdminToken           string         // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
 	AllowedHosts         []string       // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
 	MetricsPublic        bool           // DASHCACHE_METRICS_PUBLIC
+	L1Bytes              int64          // DASHCACHE_L1_BYTES; default api.DefaultL1Bytes, 0 = none
 	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -75,6 +76,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		ScheduleFile:  env("SCHEDULE_FILE"),
 		AdminToken:    env("ADMIN_TOKEN"),
 		LogLevel:      zerolog.InfoLevel,
+		L1Bytes:       api.DefaultL1Bytes,
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -130,6 +132,12 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	set("BREAKER_COOLDOWN", duration(&c.BreakerCooldown))
+	set("L1_BYTES", func(v string) (err error) {
+		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
+			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)
+		}
+		return nil
+	})
 	set("EARLIEST_DATE", func(v string) (err error) {
 		if c.EarliestDate, err = time.Parse(dashcache.DateLayout, v); err != nil {
 			return fmt.Errorf("want a date YYYY-MM-DD, got %q", v)

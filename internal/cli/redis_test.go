@@ -154,13 +154,13 @@ func TestWorkerSIGTERMMidCall(t *testing.T) {
 }
 
 // TestMemoryPressure: the supported setup under memory pressure: the queue
-// on a Redis that never evicts, the reports on one of 4 MB that evicts
-// (allkeys-lru, locks included). A warm of 200 year-long reports (about
-// 20 KB each) overflows the cache many times over; every report is still
+// on a Redis that never evicts, the reports on one of 2 MB that evicts
+// (allkeys-lru, locks included). A warm of 600 year-long reports (about
+// 3.6 KB each, compressed) overflows the cache; every report is still
 // filled, and no task is left in any queue.
 func TestMemoryPressure(t *testing.T) {
 	queue := redistest.Server(t)
-	cache := redistest.Server(t, "--maxmemory", "4mb", "--maxmemory-policy", "allkeys-lru")
+	cache := redistest.Server(t, "--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
 	bi := newBIServer(t, 10*time.Millisecond, "")
 	env := map[string]string{
 		"DASHCACHE_REDIS_URL":       queue.URL(0),
@@ -181,16 +181,16 @@ func TestMemoryPressure(t *testing.T) {
 	}
 	defer sub.Close()
 	filled := make(chan string, 1000)
-	go sub.Run(t.Context(), func(k string) { filled <- k })
+	go sub.Run(t.Context(), func(k string) { filled <- k }, nil)
 
 	var customers []string
-	for i := range 200 {
+	for i := range 600 {
 		customers = append(customers, fmt.Sprintf("c%d", i))
 	}
 	var out strings.Builder
 	err = Run(t.Context(), []string{"warm", "--customers", strings.Join(customers, ","), "--from", "2024-01-01", "--to", "2024-12-31"},
 		func(k string) string { return env[k] }, &out, io.Discard)
-	if err != nil || !strings.Contains(out.String(), "200 enqueued") {
+	if err != nil || !strings.Contains(out.String(), "600 enqueued") {
 		t.Fatalf("warm: %v\n%s", err, out.String())
 	}
 	got := map[string]bool{}
@@ -199,7 +199,7 @@ func TestMemoryPressure(t *testing.T) {
 		case k := <-filled:
 			got[k] = true
 		case <-time.After(30 * time.Second):
-			t.Fatalf("%d of 200 reports filled; the rest neither filled nor failed within 30 s", len(got))
+			t.Fatalf("%d of 600 reports filled; the rest neither filled nor failed within 30 s", len(got))
 		}
 	}
 	insp := asynq.NewInspectorFromRedisClient(queueRdb)
@@ -216,7 +216,7 @@ func TestMemoryPressure(t *testing.T) {
 	if !strings.Contains(evicted, "evicted_keys:") || strings.Contains(evicted, "evicted_keys:0\r") {
 		t.Errorf("the cache evicted nothing: no memory pressure to speak of")
 	}
-	t.Logf("200 reports filled with %d BI calls; cache %s", bi.calls.Load(), infoField(evicted, "evicted_keys"))
+	t.Logf("600 reports filled with %d BI calls; cache %s", bi.calls.Load(), infoField(evicted, "evicted_keys"))
 }
 
 func infoField(info, name string) string {

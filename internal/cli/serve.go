@@ -110,6 +110,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Zone:       cfg.Zone,
 		Earliest:   cfg.EarliestDate,
 		DailyCalls: cfg.CustomerDailyCalls,
+		L1Bytes:    cfg.L1Bytes,
 	})
 	if err != nil {
 		return err

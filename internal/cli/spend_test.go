@@ -281,7 +281,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 		if strings.HasPrefix(canonical, "warmed") {
 			warmed <- canonical
 		}
-	})
+	}, nil)
 
 	// The flood: each customer keeps asking for new ranges without waiting.
 	stop := make(chan struct{})

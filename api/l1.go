@@ -1,0 +1,163 @@
+package api
+
+import (
+	"container/list"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// DefaultL1Bytes is the default bound of a process's L1 (Config.L1Bytes).
+const DefaultL1Bytes = 64 << 20
+
+// l1Overhead is what an L1 entry costs beyond its bytes in Redis: the map
+// and list cells, the parsed header.
+const l1Overhead = 256
+
+// l1Key names a report without building its canonical key: the hit path does
+// not allocate for it.
+type l1Key struct {
+	customer string
+	from, to int64
+}
+
+func keyOf(k dashcache.ReportKey) l1Key {
+	return l1Key{k.Customer, k.From.Unix(), k.To.Unix()}
+}
+
+type l1Item struct {
+	key  l1Key
+	rep  *report
+	cost int64
+	used atomic.Bool // read since eviction last passed it
+}
+
+// l1 holds recently read reports in this process, bounded in bytes; past the
+// bound, a report not read since eviction last passed it goes first (CLOCK:
+// reads only take the read lock). It is kept exact by the fill notifications: a
+// fill drops the report before its readers are woken, and a read that began
+// before the drop cannot put the old entry back (it carries the sequence
+// number it began at; drops leave tombstones with theirs). While the
+// subscription is down a notification may be lost, so L1 is empty and
+// unused until it is back. It is safe for concurrent use.
+type l1 struct {
+	max int64 // 0: no L1
+
+	mu    sync.RWMutex
+	up    bool // the subscription is up: L1 may serve and take entries
+	size  int64
+	items map[l1Key]*list.Element
+	lru   list.List // of *l1Item, most recently put or passed over first
+	seq   uint64    // counts drops
+	tombs map[l1Key]uint64
+	floor uint64 // reads that began before it may not put
+}
+
+// maxTombs bounds the tombstones: past it they are forgotten, and every read
+// in flight is refused its put instead.
+const maxTombs = 10000
+
+func newL1(max int64) *l1 {
+	return &l1{max: max, items: map[l1Key]*list.Element{}, tombs: map[l1Key]uint64{}}
+}
+
+// get returns the report of k, if held and not past the time Redis would
+// have expired it; else nil.
+func (c *l1) get(k dashcache.ReportKey, now time.Time) *report {
+	if c.max <= 0 {
+		return nil
+	}
+	key := keyOf(k)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	el := c.items[key]
+	if el == nil {
+		return nil
+	}
+	it := el.Value.(*l1Item)
+	if !now.Before(it.rep.FreshUntil.Add(dashcache.StaleFor)) {
+		return nil // the next put of it replaces it
+	}
+	it.used.Store(true)
+	return it.rep
+}
+
+// begin returns the sequence number a read that may put begins at.
+func (c *l1) begin() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.seq
+}
+
+// put holds the report of k (raw bytes long in Redis), read by a read that
+// began at seq, unless the report was dropped since.
+func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
+	cost := int64(raw) + l1Overhead
+	if c.max <= 0 || cost > c.max/8 {
+		return
+	}
+	key := keyOf(k)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.up || seq < c.floor || c.tombs[key] > seq {
+		return
+	}
+	if el := c.items[key]; el != nil {
+		c.remove(el)
+	}
+	c.items[key] = c.lru.PushFront(&l1Item{key: key, rep: rep, cost: cost})
+	c.size += cost
+	for c.size > c.max {
+		el := c.lru.Back()
+		if el.Value.(*l1Item).used.Swap(false) {
+			c.lru.MoveToFront(el) // read since: a second chance
+			continue
+		}
+		c.remove(el)
+	}
+}
+
+// drop forgets the report of a fill notification.
+func (c *l1) drop(canonical string) {
+	if c.max <= 0 {
+		return
+	}
+	k, err := dashcache.ParseCanonical(canonical)
+	if err != nil {
+		return // not a report of ours
+	}
+	key := keyOf(k)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	if el := c.items[key]; el != nil {
+		c.remove(el)
+	}
+	if len(c.tombs) >= maxTombs {
+		clear(c.tombs)
+		c.floor = c.seq
+	}
+	c.tombs[key] = c.seq
+}
+
+// setUp is told when the subscription goes down (a notification may be
+// lost: L1 empties and waits) and when it is up again.
+func (c *l1) setUp(up bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.up = up
+	c.seq++
+	c.floor = c.seq // reads in flight may hold entries read before
+	clear(c.items)
+	clear(c.tombs)
+	c.lru.Init()
+	c.size = 0
+}
+
+func (c *l1) remove(el *list.Element) {
+	it := c.lru.Remove(el).(*l1Item)
+	delete(c.items, it.key)
+	c.size -= it.cost
+}

@@ -1,0 +1,132 @@
+package api_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/store"
+)
+
+// TestL1ServesHitsWithoutRedis: a report read once is served from memory:
+// no Redis command for the hits after.
+func TestL1ServesHitsWithoutRedis(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{"n":1}`)
+	q := "customer=acme&from=2025-01-01&to=2025-01-31"
+	f.get(t, q)
+	before := f.mini.CommandCount()
+	for range 20 {
+		if resp, _ := f.get(t, q); resp.StatusCode != 200 || resp.Header.Get("X-Cache") != "hit" {
+			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("X-Cache"))
+		}
+	}
+	if n := f.mini.CommandCount() - before; n != 0 {
+		t.Errorf("20 hits of a held report cost %d Redis commands, want 0", n)
+	}
+}
+
+// TestL1FollowsFills: once a fill's notification has reached the server, no
+// read gets the old bytes.
+func TestL1FollowsFills(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	fill(t, f.store, k, `{"n":1}`)
+	q := "customer=acme&from=2025-01-01&to=2025-01-31"
+	resp, _ := f.get(t, q)
+	old := resp.Header.Get("Etag")
+	fill(t, f.store, k, `{"n":2}`)
+	changed := false
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		resp, body := f.get(t, q)
+		switch tag := resp.Header.Get("Etag"); {
+		case tag != old && strings.Contains(body, `"n":2`):
+			changed = true
+		case changed:
+			t.Fatalf("the old bytes again after the new ones: %s", body)
+		}
+		if changed {
+			break
+		}
+	}
+	if !changed {
+		t.Fatal("the refill never reached the reader")
+	}
+	for range 20 {
+		if _, body := f.get(t, q); !strings.Contains(body, `"n":2`) {
+			t.Fatalf("the old bytes after the new ones: %s", body)
+		}
+	}
+}
+
+// TestL1Bound: the L1 never holds more bytes than its bound, however many
+// reports are read.
+func TestL1Bound(t *testing.T) {
+	const bound = 256 << 10
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = bound })
+	for i := range 10000 {
+		customer := fmt.Sprintf("c%d", i)
+		k := key(t, customer, "2025-01-01", "2025-01-31")
+		f.mini.Set(store.EntryKey(k), string(store.NewEntry(k, []byte(`{"n":1}`), now, time.Second, time.Hour)))
+		req := httptest.NewRequest(http.MethodGet, "/v1/reports?customer="+customer+"&from=2025-01-01&to=2025-01-31", nil)
+		req.Host = "localhost"
+		w := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("report %d: %d %s", i, w.Code, w.Body)
+		}
+		if size, _ := api.L1Size(f.srv); size > bound {
+			t.Fatalf("after %d reports the L1 holds %d bytes, over its bound of %d", i+1, size, bound)
+		}
+	}
+	size, n := api.L1Size(f.srv)
+	t.Logf("10,000 reports read: the L1 holds the last %d of them in %d bytes", n, size)
+	if n < 100 {
+		t.Errorf("the L1 holds only %d reports", n)
+	}
+}
+
+// TestCompressedRepresentations: a large report is stored compressed; gzip
+// and identity clients get the same JSON, each under an ETag of its own
+// representation, and 304 for a matching If-None-Match.
+func TestCompressedRepresentations(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	big := `{"series":[` + strings.Repeat(`{"date":"2025-01-01","revenue":1234.5},`, 100) + `{}]}`
+	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
+	q := "customer=acme&from=2025-01-01&to=2025-01-31"
+	for range 2 { // from Redis, then from L1
+		plain, plainBody := f.get(t, q, "Accept-Encoding", "identity")
+		zipped, zippedBody := f.get(t, q, "Accept-Encoding", "br, gzip;q=0.8")
+		if plain.Header.Get("Content-Encoding") != "" || zipped.Header.Get("Content-Encoding") != "gzip" ||
+			plain.Header.Get("Vary") != "Accept-Encoding" || zipped.Header.Get("Vary") != "Accept-Encoding" {
+			t.Fatalf("headers: identity %v, gzip %v", plain.Header, zipped.Header)
+		}
+		zr, err := gzip.NewReader(strings.NewReader(zippedBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unzipped, _ := io.ReadAll(zr)
+		if !bytes.Equal(unzipped, []byte(plainBody)) || !strings.Contains(plainBody, `"data":`+big) || len(zippedBody) >= len(plainBody)/3 {
+			t.Fatalf("gzip %d bytes, identity %d: not the same JSON, or barely compressed", len(zippedBody), len(plainBody))
+		}
+		pt, zt := plain.Header.Get("Etag"), zipped.Header.Get("Etag")
+		if pt == zt {
+			t.Errorf("both representations share the ETag %s", pt)
+		}
+		for _, c := range []struct{ accept, inm string }{{"identity", pt}, {"gzip", zt}} {
+			if resp, _ := f.get(t, q, "Accept-Encoding", c.accept, "If-None-Match", c.inm); resp.StatusCode != http.StatusNotModified {
+				t.Errorf("%s client with its ETag: %d, want 304", c.accept, resp.StatusCode)
+			}
+		}
+		if resp, _ := f.get(t, q, "Accept-Encoding", "identity", "If-None-Match", zt); resp.StatusCode != http.StatusOK {
+			t.Errorf("an identity client with the gzip ETag: %d, want 200", resp.StatusCode)
+		}
+	}
+}

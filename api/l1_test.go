@@ -1,0 +1,48 @@
+package api
+
+import (
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
+)
+
+// TestL1ReadBeforeDropCannotPut: a read that fetched the entry before a fill
+// notification dropped it cannot put the old bytes back; a read after can;
+// nothing is held while the subscription is down, nor from reads that began
+// before it came back.
+func TestL1ReadBeforeDropCannotPut(t *testing.T) {
+	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	k, _ := dashcache.ParseCanonical("acme|2025-01-01|2025-01-31")
+	e := newReport(store.Entry{ComputedAt: now, FreshUntil: now.Add(time.Hour), Body: "{}"})
+	c := newL1(1 << 20)
+	c.setUp(true)
+
+	before := c.begin()
+	c.drop(k.String()) // the fill notification, while the read is in flight
+	c.put(k, e, 10, before)
+	if c.get(k, now) != nil {
+		t.Fatal("a read that began before the drop put its entry")
+	}
+	c.put(k, e, 10, c.begin())
+	if c.get(k, now) == nil {
+		t.Fatal("a read after the drop did not put")
+	}
+	if c.get(k, now.Add(time.Hour+dashcache.StaleFor)) != nil {
+		t.Error("served past the time Redis would have expired it")
+	}
+
+	c.put(k, e, 10, c.begin())
+	inFlight := c.begin()
+	c.setUp(false)
+	if c.get(k, now) != nil {
+		t.Error("held an entry while the subscription was down")
+	}
+	c.put(k, e, 10, c.begin())
+	c.setUp(true)
+	c.put(k, e, 10, inFlight)
+	if c.get(k, now) != nil {
+		t.Error("held an entry read while the subscription was down, or before")
+	}
+}

@@ -1,0 +1,70 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/dashcache/dashcache/store"
+)
+
+// report is a cached entry ready to be served: the header values that do not
+// change with time are built once, when it is read from Redis, and those
+// that do (Age, Cache-Control) once a second, so that a hit from L1 builds
+// none. It is safe for concurrent use.
+type report struct {
+	store.Entry
+	etag, gzipETag []string // one value each, as http.Header holds them
+	length         []string // of Body
+	clock          atomic.Pointer[clockHeaders]
+}
+
+// clockHeaders are the Age and Cache-Control of a report at one second.
+type clockHeaders struct {
+	second       int64
+	age, control []string
+}
+
+func newReport(e store.Entry) *report {
+	r := &report{Entry: e, etag: []string{e.ETag}, length: []string{strconv.Itoa(len(e.Body))}}
+	if e.Gzip {
+		r.gzipETag = []string{e.GzipETag}
+	}
+	return r
+}
+
+// clockAt returns the report's Age and Cache-Control at now.
+func (r *report) clockAt(now time.Time) *clockHeaders {
+	sec := now.Unix()
+	if c := r.clock.Load(); c != nil && c.second == sec {
+		return c
+	}
+	c := &clockHeaders{
+		second:  sec,
+		age:     []string{strconv.FormatInt(int64(max(now.Sub(r.ComputedAt), 0)/time.Second), 10)},
+		control: []string{"private, max-age=" + strconv.FormatInt(int64(max(r.FreshUntil.Sub(now), 0)/time.Second), 10)},
+	}
+	r.clock.Store(c)
+	return c
+}
+
+// The header values every answer of a report carries, or of a compressed
+// one (shared, never written to).
+var (
+	jsonType     = []string{"application/json"}
+	gzipEncoding = []string{"gzip"}
+	varyEncoding = []string{"Accept-Encoding"}
+	xcacheValues = map[string][]string{resultHit: {resultHit}, resultMiss: {resultMiss}, resultStale: {resultStale}}
+)
+
+// writeHeaders sets the headers of an answer of r, whose body is body long,
+// under etag, at now.
+func (r *report) writeHeaders(h http.Header, xcache string, etag, length []string, now time.Time) {
+	c := r.clockAt(now)
+	h["Content-Type"], h["X-Cache"], h["Etag"], h["Age"], h["Cache-Control"] = jsonType, xcacheValues[xcache], etag, c.age, c.control
+	if r.Gzip {
+		h["Vary"] = varyEncoding
+	}
+	h["Content-Length"] = length
+}
