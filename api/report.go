@@ -18,6 +18,10 @@ type report struct {
 	etag, gzipETag []string // one value each, as http.Header holds them
 	length         []string // of Body
 	clock          atomic.Pointer[clockHeaders]
+	// lastRead is when a read of this report (held in L1) was last
+	// recorded, in Unix ms: reads of it within readResolution after that
+	// cost an atomic load, no map lookup.
+	lastRead atomic.Int64
 }
 
 // clockHeaders are the Age and Cache-Control of a report at one second.

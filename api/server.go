@@ -40,6 +40,8 @@ type Queue interface {
 	// Warm enqueues a warm task: for POST /v1/warm, and to refresh a stale
 	// report or one near its expiry.
 	dashcache.Warmer
+	// Invalidate serves POST /v1/invalidate.
+	dashcache.Invalidator
 }
 
 // Config configures the API server.
@@ -72,13 +74,22 @@ type Config struct {
 	// L1Bytes bounds the reports this process holds in memory to serve hits
 	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
 	L1Bytes int64
+	// ReadWithin is how lately a report must have been read for an
+	// invalidation to refresh it at once (DefaultReadWithin is the
+	// setting's default); 0: reads are not tracked, and invalidations
+	// refresh nothing at once.
+	ReadWithin time.Duration
 }
+
+// DefaultReadWithin is the default of Config.ReadWithin.
+const DefaultReadWithin = 24 * time.Hour
 
 // Server serves the read API. Start it before serving, Shutdown it after.
 type Server struct {
 	cfg     Config
 	guard   *Guard
 	l1      *l1
+	reads   *reads // nil: reads are not tracked
 	waiters waiters
 	mux     *http.ServeMux
 	metrics *metrics
@@ -94,6 +105,8 @@ type Server struct {
 	// refreshing holds the keys whose background refresh is being enqueued.
 	refreshing sync.Map
 	background sync.WaitGroup
+	// flushing serializes the hand-overs of reads to Redis.
+	flushing sync.Mutex
 
 	startOnce sync.Once
 	startErr  error
@@ -127,10 +140,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, guard: guard, l1: newL1(cfg.L1Bytes), waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
+	if cfg.ReadWithin > 0 {
+		s.reads = new(reads)
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/v1/reports", s.getReport)
 	s.mux.Handle("/v1/warm", guard.Admin(http.HandlerFunc(s.postWarm)))
 	s.mux.Handle("/v1/usage", guard.Admin(http.HandlerFunc(s.getUsage)))
+	s.mux.Handle("/v1/invalidate", guard.Admin(http.HandlerFunc(s.postInvalidate)))
 	if cfg.Monitoring != nil {
 		s.mux.Handle("/monitoring/", guard.Admin(cfg.Monitoring))
 		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
@@ -162,6 +179,10 @@ func (s *Server) Start(ctx context.Context) error {
 			defer s.listening.Done()
 			sub.Run(context.Background(), s.filled, s.l1.setUp)
 		}()
+		if s.reads != nil {
+			s.background.Add(1)
+			go s.flushReadsEvery(readsFlush)
+		}
 	})
 	return s.startErr
 }
@@ -173,8 +194,8 @@ func (s *Server) filled(canonical string) {
 	s.waiters.wake(canonical)
 }
 
-// Shutdown answers every waiting reader (202: still pending) and ends the
-// subscription. Calling it twice is safe.
+// Shutdown answers every waiting reader (202: still pending), hands the
+// reads seen to Redis and ends the subscription. Calling it twice is safe.
 func (s *Server) Shutdown(context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -249,7 +270,9 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		return resultError
 	}
 	now := s.cfg.Now()
-	if rep := s.l1.get(k, now); rep != nil {
+	rep := s.l1.get(k, now)
+	s.reads.record(k, rep, now)
+	if rep != nil {
 		if result, ok := s.serveCached(w, r, k, rep, now); ok {
 			return result
 		}

@@ -28,12 +28,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)
 
 type fixture struct {
-	srv      *api.Server
-	http     *httptest.Server
-	store    *store.Store
-	mini     *miniredis.Miniredis
-	enqueued atomic.Int64  // calls of Ensure
-	warms    chan warmCall // every call of Warm
+	srv           *api.Server
+	http          *httptest.Server
+	store         *store.Store
+	mini          *miniredis.Miniredis
+	enqueued      atomic.Int64        // calls of Ensure
+	warms         chan warmCall       // every call of Warm
+	invalidations chan invalidateCall // every call of Invalidate
+}
+
+type invalidateCall struct {
+	ch         dashcache.Changed
+	readWithin time.Duration
 }
 
 // Ensure is the fixture's queue for readers: it only counts, and answers
@@ -53,6 +59,12 @@ func (f *fixture) Ensure(_ context.Context, k dashcache.ReportKey) (bool, error)
 func (f *fixture) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
 	f.warms <- warmCall{k.String(), r}
 	return k.Customer != "busy", nil
+}
+
+// Invalidate records the call and answers counts of one report.
+func (f *fixture) Invalidate(_ context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
+	f.invalidations <- invalidateCall{ch, readWithin}
+	return dashcache.Invalidation{Matched: 1, MarkedStale: 1, Refreshed: 1}, nil
 }
 
 type warmCall struct {
@@ -77,7 +89,7 @@ func (f *fixture) warmed() []warmCall {
 // no worker fills anything unless the test does. opts adjust the Config.
 func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 	t.Helper()
-	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000)}
+	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000), invalidations: make(chan invalidateCall, 10)}
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	f.store = store.New(rdb)

@@ -39,8 +39,12 @@ func TestRefusedFills(t *testing.T) {
 	}
 }
 
-// flipQueue admits the first fill, then refuses every later one.
-type flipQueue struct{ calls atomic.Int64 }
+// flipQueue admits the first fill, then refuses every later one. It does
+// not invalidate (nil Invalidator).
+type flipQueue struct {
+	calls atomic.Int64
+	dashcache.Invalidator
+}
 
 func (q *flipQueue) Ensure(context.Context, dashcache.ReportKey) (bool, error) {
 	if q.calls.Add(1) == 1 {

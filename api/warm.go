@@ -35,15 +35,7 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req warmRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWarmBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; warm fewer reports at once", maxWarmBody))
-			return
-		}
-		problem(w, http.StatusBadRequest, fmt.Sprintf(`the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "force":true: %v`, err))
+	if !decodeBody(w, r, &req, `the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "force":true`, "warm fewer reports at once") {
 		return
 	}
 	today := s.today()
@@ -72,4 +64,23 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	json.NewEncoder(w).Encode(out)
+}
+
+// decodeBody decodes an admin request's JSON body, of at most maxWarmBody
+// bytes and no unknown fields, into v. If it cannot, it answers 413 (with
+// smaller, what to do) or 400 (with usage and the error) and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, usage, smaller string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWarmBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; %s", maxWarmBody, smaller))
+	default:
+		problem(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", usage, err))
+	}
+	return false
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ type Enqueuer struct {
 	store      *store.Store
 	enqueues   *prometheus.CounterVec
 	admissions *prometheus.CounterVec
+	// invalidations and invalidated count Invalidate's work.
+	invalidations prometheus.Counter
+	invalidated   *prometheus.CounterVec
 
 	mu       sync.Mutex
 	client   *asynq.Client
@@ -92,6 +96,14 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 			Name: "dashcache_admissions_total",
 			Help: "Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
 		}, []string{"result"}),
+		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dashcache_invalidations_total",
+			Help: "Invalidations of changed dates (POST /v1/invalidate, dashcache invalidate).",
+		}),
+		invalidated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dashcache_invalidated_reports_total",
+			Help: "Reports of invalidations: matched (in the index, overlapping the dates), stale (marked stale), refreshed (read lately: refresh queued at once).",
+		}, []string{"result"}),
 	}
 	for _, r := range []string{"enqueued", "duplicate"} {
 		e.enqueues.WithLabelValues(r)
@@ -99,8 +111,11 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 	for _, r := range []string{"admitted", dashcache.ReasonPending, dashcache.ReasonBudget, dashcache.ReasonBreaker} {
 		e.admissions.WithLabelValues(r)
 	}
+	for _, r := range []string{"matched", "stale", "refreshed"} {
+		e.invalidated.WithLabelValues(r)
+	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.enqueues, e.admissions} {
+		for _, c := range []prometheus.Collector{e.enqueues, e.admissions, e.invalidations, e.invalidated} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("jobs: registering metrics: %w", err)
 			}
@@ -251,4 +266,77 @@ func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.
 	default:
 		return false, fmt.Errorf("enqueueing the warm task of %s: %w", k, err)
 	}
+}
+
+// Invalidate marks stale at once every cached report of ch.Customers
+// whose range overlaps the changed days: readers are served it as stale
+// while one refresh runs. Those read within readWithin are refreshed now, on
+// the warming queue, within the fleet's rate and each customer's share; the
+// others on their next read. A customer whose daily budget is used is not
+// refreshed: its readers get the stale reports until its budget allows.
+func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
+	var res dashcache.Invalidation
+	defer func() {
+		e.invalidated.WithLabelValues("matched").Add(float64(res.Matched))
+		e.invalidated.WithLabelValues("stale").Add(float64(res.MarkedStale))
+		e.invalidated.WithLabelValues("refreshed").Add(float64(res.Refreshed))
+		e.invalidations.Inc()
+	}()
+	customers := ch.Customers
+	if customers == nil {
+		var err error
+		if customers, err = e.store.IndexedCustomers(ctx); err != nil {
+			return res, err
+		}
+	}
+	now := e.cfg.Now()
+	for _, c := range customers {
+		cached, err := e.store.Cached(ctx, c, now)
+		if err != nil {
+			return res, err
+		}
+		cached = slices.DeleteFunc(cached, func(k dashcache.ReportKey) bool { return !ch.Overlaps(k) })
+		res.Matched += len(cached)
+		marked, err := e.store.MarkStale(ctx, cached, now)
+		if err != nil {
+			return res, err
+		}
+		res.MarkedStale += len(marked)
+		recent, err := e.readWithin(ctx, c, now, readWithin)
+		if err != nil {
+			return res, err
+		}
+		for _, k := range marked {
+			if !recent[k] {
+				continue
+			}
+			_, err := e.Warm(ctx, k, dashcache.Refresh{})
+			var refusal *dashcache.Refusal
+			switch {
+			case errors.As(err, &refusal): // its budget is used: stale until it is not
+			case err != nil:
+				return res, err
+			default:
+				res.Refreshed++
+			}
+		}
+	}
+	return res, nil
+}
+
+// readWithin returns the customer's reports read within the window before
+// now; none for a window of 0.
+func (e *Enqueuer) readWithin(ctx context.Context, customer string, now time.Time, window time.Duration) (map[dashcache.ReportKey]bool, error) {
+	if window <= 0 {
+		return nil, nil
+	}
+	read, err := e.store.ReadSince(ctx, customer, now.Add(-window))
+	if err != nil {
+		return nil, err
+	}
+	recent := make(map[dashcache.ReportKey]bool, len(read))
+	for _, k := range read {
+		recent[k] = true
+	}
+	return recent, nil
 }

@@ -219,6 +219,10 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
+	if err := h.cfg.Store.IndexFill(held, k, now, now.Add(ttl+dashcache.StaleFor)); err != nil {
+		// Filled, but an invalidation will not find it until its next fill.
+		log.Warn().Err(err).Msg("indexing the report")
+	}
 	log.Info().Int("bytes", len(data)).Msg("report filled")
 	return nil
 }

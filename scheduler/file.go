@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/store"
 )
 
 // File is a warming plan file (DASHCACHE_SCHEDULE_FILE):
@@ -23,6 +25,11 @@ import (
 //	    cron: "0 2 * * *"
 //	    customers: [acme, globex]   # or: customers: all
 //	    ranges: [yesterday, last_7_days, month_to_date]
+//	  - name: what-is-read
+//	    cron: "@every 6h"
+//	    customers: all
+//	    ranges: [recently_read]       # the ranges dashboards read lately
+//	    read_within: 24h
 type File struct {
 	// Timezone is the IANA zone that cron times and "today" are computed in;
 	// empty means UTC.
@@ -42,8 +49,34 @@ type Plan struct {
 	// Customers are the customers to warm.
 	Customers Customers `yaml:"customers"`
 	// Ranges are range presets (see dashcache.PresetNames), computed when the
-	// plan fires.
+	// plan fires, and RecentlyRead: every range of the customer read within
+	// ReadWithin.
 	Ranges []string `yaml:"ranges"`
+	// ReadWithin is how lately a range must have been read for
+	// RecentlyRead to warm it: a Go duration; default DefaultReadWithin.
+	ReadWithin string `yaml:"read_within"`
+}
+
+// RecentlyRead, in a plan's ranges, stands for the ranges of each customer
+// read within the plan's read_within.
+const RecentlyRead = "recently_read"
+
+// DefaultReadWithin is the default of a plan's read_within.
+const DefaultReadWithin = 24 * time.Hour
+
+// readWithin returns the plan's read_within, checked.
+func (p Plan) readWithin() (time.Duration, error) {
+	if p.ReadWithin == "" {
+		return DefaultReadWithin, nil
+	}
+	d, err := time.ParseDuration(p.ReadWithin)
+	if err != nil || d <= 0 || d > store.ReadsKept {
+		return 0, fmt.Errorf("read_within %q: want a Go duration up to %s, such as 24h", p.ReadWithin, store.ReadsKept)
+	}
+	if !slices.Contains(p.Ranges, RecentlyRead) {
+		return 0, fmt.Errorf("read_within is given, but ranges does not list %s", RecentlyRead)
+	}
+	return d, nil
 }
 
 // Customers is a plan's customers: either a list of names or, written as the
@@ -123,7 +156,7 @@ func explainYAML(err error) error {
 	}
 	r := strings.NewReplacer(
 		"not found in type scheduler.File", "is not known; the file accepts timezone and plans",
-		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers and ranges",
+		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers, ranges and read_within",
 	)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
@@ -169,12 +202,18 @@ func (f *File) validate() error {
 			}
 		}
 		if len(p.Ranges) == 0 {
-			errs = append(errs, fmt.Errorf("%s: ranges is required: a list of presets from %s", where, strings.Join(dashcache.PresetNames, ", ")))
+			errs = append(errs, fmt.Errorf("%s: ranges is required: a list of presets from %s, or %s", where, strings.Join(dashcache.PresetNames, ", "), RecentlyRead))
 		}
 		for _, r := range p.Ranges {
-			if _, _, err := dashcache.PresetRange(r, time.Now()); err != nil {
-				errs = append(errs, fmt.Errorf("%s: ranges: %w", where, err))
+			if r == RecentlyRead {
+				continue
 			}
+			if _, _, err := dashcache.PresetRange(r, time.Now()); err != nil {
+				errs = append(errs, fmt.Errorf("%s: ranges: %w (or %s)", where, err, RecentlyRead))
+			}
+		}
+		if _, err := p.readWithin(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -74,7 +74,13 @@ func TestParseInvalid(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown plan field", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "custmers: [x]\n",
-			[]string{"custmers", "name, cron, customers and ranges"}},
+			[]string{"custmers", "name, cron, customers, ranges and read_within"}},
+		{"bad read_within", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 8d\n",
+			[]string{`plan "a"`, `read_within "8d"`, "24h"}},
+		{"read_within too long", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 200h\n",
+			[]string{`plan "a"`, "up to 168h"}},
+		{"read_within without recently_read", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "read_within: 24h\n",
+			[]string{`plan "a"`, "ranges does not list recently_read"}},
 		{"unknown top-level field", "timezon: UTC\n" + plan("a", `"@daily"`, "[acme]", "[yesterday]"),
 			[]string{"timezon", "timezone and plans"}},
 		{"bad cron", plan("nightly", `"0 2 * *"`, "[acme]", "[yesterday]"),
@@ -88,7 +94,7 @@ func TestParseInvalid(t *testing.T) {
 		{"cron never fires", plan("nightly", `"0 0 30 2 *"`, "[acme]", "[yesterday]"),
 			[]string{`plan "nightly"`, "never fires"}},
 		{"unknown preset", plan("nightly", `"@daily"`, "[acme]", "[yesterday, last_week]"),
-			[]string{`plan "nightly"`, "ranges", `"last_week"`, strings.Join(dashcache.PresetNames, ", ")}},
+			[]string{`plan "nightly"`, "ranges", `"last_week"`, strings.Join(dashcache.PresetNames, ", "), "recently_read"}},
 		{"bad customer", plan("nightly", `"@daily"`, `[acme, "ac/me"]`, "[yesterday]"),
 			[]string{`plan "nightly"`, "customers", `"ac/me"`, "A-Z a-z 0-9 . _ -"}},
 		{"customers a word other than all", plan("nightly", `"@daily"`, "everyone", "[yesterday]"),

@@ -38,6 +38,10 @@ type Config struct {
 	// Customers lists the BI platform's customers, for plans with
 	// customers: all. Required only if some plan uses it.
 	Customers func(ctx context.Context) ([]string, error)
+	// ReadSince returns the customer's reports read since since
+	// (store.Store.ReadSince), for plans with ranges: [recently_read].
+	// Required only if some plan uses it.
+	ReadSince func(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error)
 	// Log receives one line per firing and cron's own messages. Default: no
 	// logs.
 	Log zerolog.Logger
@@ -54,6 +58,7 @@ type Scheduler struct {
 	zone      *time.Location
 	warmer    dashcache.Warmer
 	customers func(context.Context) ([]string, error)
+	readSince func(context.Context, string, time.Time) ([]dashcache.ReportKey, error)
 	log       zerolog.Logger
 	now       func() time.Time
 	timeout   time.Duration
@@ -93,6 +98,7 @@ func New(cfg Config) (*Scheduler, error) {
 		zone:      zone,
 		warmer:    cfg.Warmer,
 		customers: cfg.Customers,
+		readSince: cfg.ReadSince,
 		log:       cfg.Log.With().Str("component", "scheduler").Logger(),
 		now:       cfg.Now,
 		timeout:   cmp.Or(cfg.FiringTimeout, DefaultFiringTimeout),
@@ -105,6 +111,9 @@ func New(cfg Config) (*Scheduler, error) {
 	for _, p := range cfg.File.Plans {
 		if p.Customers.All && cfg.Customers == nil {
 			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, so Config.Customers is required", p.Name)
+		}
+		if slices.Contains(p.Ranges, RecentlyRead) && cfg.ReadSince == nil {
+			return nil, fmt.Errorf("scheduler: plan %q uses ranges: [%s], so Config.ReadSince is required", p.Name, RecentlyRead)
 		}
 		p.Ranges = slices.Clone(p.Ranges)
 		p.Customers.Names = slices.Clone(p.Customers.Names)
@@ -248,17 +257,31 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 	var keys []dashcache.ReportKey
 	var keyErrs []error
 	seen := make(map[dashcache.ReportKey]bool)
+	add := func(k dashcache.ReportKey) {
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	within, _ := p.readWithin() // checked by New
 	for _, c := range customers {
 		for _, r := range p.Ranges {
+			if r == RecentlyRead {
+				read, err := s.readSince(ctx, c, s.now().Add(-within))
+				if err != nil {
+					return dashcache.WarmResult{}, 0, fmt.Errorf("plan %q: the reports %s read: %w", p.Name, c, err)
+				}
+				for _, k := range read {
+					add(k)
+				}
+				continue
+			}
 			k, err := dashcache.PresetKey(c, r, today)
 			if err != nil {
 				keyErrs = append(keyErrs, fmt.Errorf("%s over %s: %w", c, r, err))
 				continue
 			}
-			if !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
-			}
+			add(k)
 		}
 	}
 	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)

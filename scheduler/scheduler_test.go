@@ -267,6 +267,61 @@ plans:
 	})
 }
 
+// TestRunPlanRecentlyRead: ranges: [recently_read] warms each customer's
+// reports read within the plan's read_within, next to its presets, once
+// each.
+func TestRunPlanRecentlyRead(t *testing.T) {
+	t.Parallel()
+	const plans = `
+plans:
+  - name: read
+    cron: "@hourly"
+    customers: [acme, globex]
+    ranges: [recently_read, yesterday]
+    read_within: 6h
+`
+	now := time.Date(2025, 1, 10, 12, 0, 0, 0, time.UTC)
+	reads := map[string][]string{
+		"acme": {"acme|2024-12-01|2024-12-31", "acme|2025-01-09|2025-01-09"}, // the second is yesterday too
+	}
+	var asked []string
+	var r recorder
+	s, err := scheduler.New(scheduler.Config{
+		File:   file(t, plans),
+		Warmer: &r,
+		ReadSince: func(_ context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error) {
+			asked = append(asked, customer+" since "+since.Format(time.RFC3339))
+			var keys []dashcache.ReportKey
+			for _, c := range reads[customer] {
+				k, err := dashcache.ParseCanonical(c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				keys = append(keys, k)
+			}
+			return keys, nil
+		},
+		Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunPlan(t.Context(), "read"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"acme|2024-12-01|2024-12-31", "acme|2025-01-09|2025-01-09", "globex|2025-01-09|2025-01-09"}
+	if got := r.got(); !slices.Equal(got, want) {
+		t.Errorf("enqueued %q, want %q", got, want)
+	}
+	if wantAsked := []string{"acme since 2025-01-10T06:00:00Z", "globex since 2025-01-10T06:00:00Z"}; !slices.Equal(asked, wantAsked) {
+		t.Errorf("asked for reads %q, want %q", asked, wantAsked)
+	}
+
+	if _, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r}); err == nil || !strings.Contains(err.Error(), "ReadSince is required") {
+		t.Errorf("New without ReadSince: %v", err)
+	}
+}
+
 func TestRunPlanUnknown(t *testing.T) {
 	t.Parallel()
 	var r recorder

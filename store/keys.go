@@ -46,6 +46,15 @@ func deferredKey(customer string) string { return customerKey(customer, "deferre
 // pendingKey holds the customer's outstanding interactive fills (admission.go).
 func pendingKey(customer string) string { return customerKey(customer, "pending") }
 
+// reportsKey indexes the customer's cached reports (index.go).
+func reportsKey(customer string) string { return customerKey(customer, "reports") }
+
+// readsKey holds when each of the customer's reports was last read (index.go).
+func readsKey(customer string) string { return customerKey(customer, "reads") }
+
+// indexedKey is the set of the customers with reports in the index.
+const indexedKey = prefix + "indexed-customers"
+
 // usageKey holds one day's BI calls and refusals of every customer (usage.go).
 func usageKey(day time.Time) string { return prefix + "usage:" + day.Format(dashcache.DateLayout) }
 

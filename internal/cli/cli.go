@@ -29,7 +29,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name, rest = args[0], args[1:]
 	}
 	role, ok := RoleNamed(name)
-	if !ok || (role.Name != "warm" && len(rest) > 0) {
+	if !ok || (role.Command == nil && len(rest) > 0) {
 		fmt.Fprint(stderr, usage())
 		if !slices.Contains([]string{"-h", "--help", "help"}, name) {
 			fmt.Fprintf(stderr, "\nunknown role or extra arguments: %q\n", args)
@@ -40,9 +40,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("bad settings:\n%w", err)
 	}
-	if role.Name == "warm" {
+	if role.Command != nil {
 		// stdout is the command's report; logs go to stderr.
-		return runWarm(ctx, cfg, newLogger(cfg, stderr), rest, stdout, stderr)
+		return role.Command(ctx, cfg, newLogger(cfg, stderr), rest, stdout, stderr)
 	}
 	out := newLogWriter(stdout, 100*time.Millisecond)
 	defer out.Close()

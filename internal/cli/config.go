@@ -13,6 +13,7 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/store"
 	"github.com/rs/zerolog"
 )
 
@@ -43,6 +44,7 @@ type Config struct {
 	AllowedHosts         []string       // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
 	MetricsPublic        bool           // DASHCACHE_METRICS_PUBLIC
 	L1Bytes              int64          // DASHCACHE_L1_BYTES; default api.DefaultL1Bytes, 0 = none
+	ReadWithin           time.Duration  // DASHCACHE_REFRESH_READ_WITHIN; default api.DefaultReadWithin, 0 = reads not tracked
 	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -77,6 +79,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		AdminToken:    env("ADMIN_TOKEN"),
 		LogLevel:      zerolog.InfoLevel,
 		L1Bytes:       api.DefaultL1Bytes,
+		ReadWithin:    api.DefaultReadWithin,
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -135,6 +138,12 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	set("L1_BYTES", func(v string) (err error) {
 		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
 			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)
+		}
+		return nil
+	})
+	set("REFRESH_READ_WITHIN", func(v string) (err error) {
+		if c.ReadWithin, err = time.ParseDuration(v); err != nil || c.ReadWithin < 0 || c.ReadWithin > store.ReadsKept {
+			return fmt.Errorf("want a Go duration up to %s such as 24h (0: reads are not tracked), got %q", store.ReadsKept, v)
 		}
 		return nil
 	})

@@ -1,5 +1,12 @@
 package cli
 
+import (
+	"context"
+	"io"
+
+	"github.com/rs/zerolog"
+)
+
 // Role is one way to run dashcache; the binary's first argument names it.
 type Role struct {
 	Name string
@@ -16,6 +23,9 @@ type Role struct {
 	// Redis: the role needs a Redis; Embedded: it may run on an embedded
 	// in-process one when none is set.
 	Redis, Embedded bool
+	// Command, for a one-shot role, runs it with its arguments: it prints
+	// its report to stdout, logs to stderr, and exits.
+	Command func(ctx context.Context, cfg Config, log zerolog.Logger, args []string, stdout, stderr io.Writer) error
 }
 
 // Roles are every role, the default (all) first. Usage, default listen
@@ -30,10 +40,15 @@ var Roles = []Role{
 		Does: "the asynq server that fills reports"},
 	{Name: "scheduler", Listen: "127.0.0.1:9091", Scheduler: true, ScheduleRequired: true, Redis: true,
 		Does: "cron-driven warming plans from DASHCACHE_SCHEDULE_FILE"},
-	{Name: "warm", Redis: true,
+	{Name: "warm", Redis: true, Command: runWarm,
 		Does: "enqueue warm tasks once and exit:\n" +
 			"dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]\n" +
 			"dashcache warm --customers a --from 2025-01-01 --to 2025-01-31"},
+	{Name: "invalidate", Redis: true, Command: runInvalidate,
+		Does: "mark stale the cached reports covering changed days, refresh\n" +
+			"those read lately, and exit:\n" +
+			"dashcache invalidate --customers acme --from 2026-11-20 [--to 2026-11-21]\n" +
+			"dashcache invalidate --customers '*' --from 2026-11-20"},
 	{Name: "fakebi", Listen: "127.0.0.1:8081",
 		Does: "a simulated BI platform speaking the provider contract"},
 }

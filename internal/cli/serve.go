@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, now, log)
+		sc, err := newScheduler(cfg, queue, bi, st, now, log)
 		if err != nil {
 			return err
 		}
@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Earliest:   cfg.EarliestDate,
 		DailyCalls: cfg.CustomerDailyCalls,
 		L1Bytes:    cfg.L1Bytes,
+		ReadWithin: cfg.ReadWithin,
 	})
 	if err != nil {
 		return err
@@ -211,7 +212,7 @@ func newSource(cfg Config, r *redisParts, reg prometheus.Registerer, log zerolog
 }
 
 // newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, st *store.Store, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
 	file, err := scheduler.LoadFile(cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
@@ -221,6 +222,7 @@ func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, now func
 		DefaultZone: cfg.Zone,
 		Warmer:      queue,
 		Customers:   bi.Customers,
+		ReadSince:   st.ReadSince,
 		Log:         log,
 		Now:         now,
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/jobs"
 	"github.com/rs/zerolog"
 )
 
@@ -29,24 +30,14 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	}
 	today := time.Now().In(cmp.Or(cfg.Zone, time.UTC))
 	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, today, dashcache.Earliest(cfg.EarliestDate, today))
-	if err != nil || fs.NArg() > 0 {
-		if err == nil {
-			err = fmt.Errorf("unexpected arguments %q", fs.Args())
-		}
-		fmt.Fprintf(stderr, "dashcache warm: %v\n", err)
-		fs.Usage()
-		return ErrUsage
+	if err := checkArgs(fs, err); err != nil {
+		return err
 	}
-
-	r, err := connect(ctx, cfg, log)
+	queue, closeQueue, err := openQueue(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer r.close()
-	queue, err := newQueue(cfg, r, nil)
-	if err != nil {
-		return err
-	}
+	defer closeQueue()
 	res := dashcache.WarmAll(ctx, queue, keys, dashcache.Refresh{Force: *force}, dashcache.ContinueOnError)
 	for _, wk := range res.Keys {
 		if wk.Err != nil {
@@ -57,6 +48,34 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	}
 	fmt.Fprintf(stdout, "%d enqueued, %d duplicate, %d skipped, %d failed\n", res.Enqueued, res.Duplicates, res.Skipped, len(res.Errors))
 	return errors.Join(res.Errors...)
+}
+
+// checkArgs ends a one-shot command whose arguments failed (err) or left
+// some over: it prints the problem and the flags, and returns ErrUsage.
+func checkArgs(fs *flag.FlagSet, err error) error {
+	if err == nil && fs.NArg() == 0 {
+		return nil
+	}
+	if err == nil {
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	fmt.Fprintf(fs.Output(), "%s: %v\n", fs.Name(), err)
+	fs.Usage()
+	return ErrUsage
+}
+
+// openQueue connects a one-shot command to Redis and its queue; closeQueue
+// disconnects.
+func openQueue(ctx context.Context, cfg Config, log zerolog.Logger) (queue *jobs.Enqueuer, closeQueue func(), err error) {
+	r, err := connect(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if queue, err = newQueue(cfg, r, nil); err != nil {
+		r.close()
+		return nil, nil, err
+	}
+	return queue, r.close, nil
 }
 
 // splitList splits a comma-separated flag value; "" is no items.

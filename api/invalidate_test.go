@@ -1,0 +1,139 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/api"
+)
+
+// TestInvalidateEndpoint: POST /v1/invalidate hands the process's reads to
+// Redis, then asks the queue to invalidate the customers' changed days with
+// the read window; bad bodies are a 400 that says what is accepted.
+func TestInvalidateEndpoint(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.AdminToken = "s3cret-s3cret-s3cret"; c.ReadWithin = 24 * time.Hour })
+	auth := []string{"Authorization", "Bearer s3cret-s3cret-s3cret"}
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	fill(t, f.store, k, `{"n":1}`)
+	if resp, _ := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("read: %d", resp.StatusCode)
+	}
+
+	resp, body := f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-21"}`, auth...)
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != `{"matched":1,"marked_stale":1,"refreshed":1}` {
+		t.Fatalf("invalidate: %d %s", resp.StatusCode, body)
+	}
+	call := <-f.invalidations
+	want := dashcache.Changed{Customers: []string{"acme"}, From: date(t, "2025-01-20"), To: date(t, "2025-01-21")}
+	if !slices.Equal(call.ch.Customers, want.Customers) || !call.ch.From.Equal(want.From) || !call.ch.To.Equal(want.To) {
+		t.Errorf("Invalidate(%+v), want %+v", call.ch, want)
+	}
+	if call.readWithin != 24*time.Hour {
+		t.Errorf("read within %s, want ReadWithin, 24h", call.readWithin)
+	}
+	if read, err := f.store.ReadSince(context.Background(), "acme", now.Add(-time.Minute)); err != nil || !slices.Equal(read, []dashcache.ReportKey{k}) {
+		t.Errorf("reads in Redis at the invalidation: %v, %v; want the read just served", read, err)
+	}
+
+	resp, body = f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":"*","from":"2025-01-20","to":"2025-01-20"}`, auth...)
+	if call := <-f.invalidations; resp.StatusCode != http.StatusOK || call.ch.Customers != nil {
+		t.Errorf(`customers "*": %d %s, Invalidate got customers %v, want nil (every customer)`, resp.StatusCode, body, call.ch.Customers)
+	}
+
+	for _, c := range []struct{ body, detail string }{
+		{`not json`, "must be JSON"},
+		{`{"customers":["acme"],"from":"2025-01-20","colour":"red"}`, "unknown field"},
+		{`{"customers":"acme","from":"2025-01-20","to":"2025-01-20"}`, "must be a list of names"},
+		{`{"customers":[],"from":"2025-01-20","to":"2025-01-20"}`, "customers is required"},
+		{`{"customers":["acme","*"],"from":"2025-01-20","to":"2025-01-20"}`, "must be given alone"},
+		{`{"customers":["ac|me"],"from":"2025-01-20","to":"2025-01-20"}`, "may contain only"},
+		{`{"customers":["acme"],"to":"2025-01-20"}`, "from is required"},
+		{`{"customers":["acme"],"from":"2025-01-20","to":"2025-01-19"}`, "must not be after"},
+		{`{"customers":["acme"],"from":"2099-01-01","to":"2099-01-01"}`, "in the future"},
+	} {
+		resp, body := f.do(t, http.MethodPost, "/v1/invalidate", c.body, auth...)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, c.detail) {
+			t.Errorf("body %s: %d %s, want 400 mentioning %q", c.body, resp.StatusCode, body, c.detail)
+		}
+	}
+	if resp, _ := f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":["`+strings.Repeat("a", 70000)+`"]}`, auth...); resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("huge body: %d, want 413", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, http.MethodGet, "/v1/invalidate", "", auth...); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/invalidate: %d, want 405", resp.StatusCode)
+	}
+	if resp, _ := f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":"*","from":"2025-01-20"}`); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", resp.StatusCode)
+	}
+	if len(f.invalidations) != 0 {
+		t.Errorf("%d bad requests reached the queue", len(f.invalidations))
+	}
+}
+
+// TestReadsNotTracked: with ReadWithin 0, reads are not recorded, and an
+// invalidation refreshes nothing at once.
+func TestReadsNotTracked(t *testing.T) {
+	f := newFixture(t)
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	fill(t, f.store, k, `{"n":1}`)
+	f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31")
+	f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-20"}`)
+	if call := <-f.invalidations; call.readWithin != 0 {
+		t.Errorf("read within %s, want 0", call.readWithin)
+	}
+	if read, _ := f.store.ReadSince(context.Background(), "acme", time.Time{}); len(read) != 0 {
+		t.Errorf("reads recorded without tracking: %v", read)
+	}
+}
+
+// TestMarkedStaleLeavesL1: a report marked stale is dropped from L1 by the
+// notification, and then served stale, with a refresh.
+func TestMarkedStaleLeavesL1(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	fill(t, f.store, k, `{"n":1}`)
+	q := "customer=acme&from=2025-01-01&to=2025-01-31"
+	if resp, _ := f.get(t, q); resp.Header.Get("X-Cache") != "hit" {
+		t.Fatalf("first read: X-Cache %q", resp.Header.Get("X-Cache"))
+	}
+	if _, n := api.L1Size(f.srv); n != 1 {
+		t.Fatalf("L1 holds %d reports, want the one read", n)
+	}
+	if marked, err := f.store.MarkStale(context.Background(), []dashcache.ReportKey{k}, now); err != nil || len(marked) != 1 {
+		t.Fatalf("MarkStale: %v, %v", marked, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, n := api.L1Size(f.srv); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("L1 still holds the report marked stale")
+		}
+	}
+	resp, _ := f.get(t, q)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "stale" {
+		t.Fatalf("after marking: %d X-Cache %q, want 200 stale", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	select {
+	case c := <-f.warms:
+		if c.key != k.String() {
+			t.Errorf("refreshed %s, want %s", c.key, k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("no refresh of the stale report")
+	}
+}
+
+func date(t *testing.T, s string) time.Time {
+	t.Helper()
+	d, err := time.Parse(dashcache.DateLayout, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}

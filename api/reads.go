@@ -1,0 +1,110 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// readsFlush is how often a process hands the reads it saw to Redis: an
+// invalidation answered by another process may miss the reads of the last
+// readsFlush.
+const readsFlush = 10 * time.Second
+
+// reads remembers when each report was last read in this process, to hand
+// to Redis in batches: no Redis write per hit. A hit from L1 costs an atomic
+// load, and at most once a second per report a lookup in a sync.Map; other
+// reads, which make a Redis round trip anyway, the lookup. It is safe for
+// concurrent use; a nil *reads records nothing.
+type reads struct {
+	m sync.Map // l1Key -> *readStamp
+}
+
+type readStamp struct {
+	last    atomic.Int64 // Unix ms of the last read recorded
+	flushed int64        // last, when it was last taken (take's alone)
+}
+
+// readResolution is how finely reads are timed: a report read again within
+// it is not recorded again.
+const readResolution = int64(time.Second / time.Millisecond)
+
+// record records a read of k at now; rep is the report served from L1,
+// if it was.
+func (r *reads) record(k dashcache.ReportKey, rep *report, now time.Time) {
+	if r == nil {
+		return
+	}
+	ms := now.UnixMilli()
+	if rep != nil {
+		if ms-rep.lastRead.Load() < readResolution {
+			return
+		}
+		rep.lastRead.Store(ms)
+	}
+	v, ok := r.m.Load(keyOf(k))
+	if !ok {
+		v, _ = r.m.LoadOrStore(keyOf(k), new(readStamp))
+	}
+	st := v.(*readStamp)
+	if last := st.last.Load(); ms-last >= readResolution {
+		st.last.Store(ms)
+	}
+}
+
+// take returns the reads recorded since the last take, and forgets the
+// reports not read since then. Calls of take must not overlap.
+func (r *reads) take() map[dashcache.ReportKey]time.Time {
+	out := map[dashcache.ReportKey]time.Time{}
+	r.m.Range(func(key, v any) bool {
+		st := v.(*readStamp)
+		last := st.last.Load()
+		if last == st.flushed {
+			// A read racing this may store into the stamp deleted: it is
+			// lost, and the report's next read is recorded.
+			r.m.CompareAndDelete(key, v)
+			return true
+		}
+		st.flushed = last
+		k := key.(l1Key)
+		out[dashcache.ReportKey{Customer: k.customer, From: time.Unix(k.from, 0).UTC(), To: time.Unix(k.to, 0).UTC()}] = time.UnixMilli(last)
+		return true
+	})
+	return out
+}
+
+// flushReads hands the reads recorded to Redis.
+func (s *Server) flushReads(ctx context.Context) {
+	if s.reads == nil {
+		return
+	}
+	s.flushing.Lock()
+	defer s.flushing.Unlock()
+	if err := s.cfg.Store.RecordReads(ctx, s.reads.take()); err != nil {
+		s.cfg.Log.Warn().Err(err).Msg("recording reads") // lost: the next reads are recorded again
+	}
+}
+
+// flushReadsEvery hands the reads recorded to Redis every period, and once
+// more at Shutdown.
+func (s *Server) flushReadsEvery(period time.Duration) {
+	defer s.background.Done()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.closing:
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			s.flushReads(ctx)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.flushReads(ctx)
+		cancel()
+	}
+}

@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"cmp"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/rs/zerolog"
+)
+
+// runInvalidate is the one-shot role of POST /v1/invalidate: it makes stale
+// the cached reports of the customers that cover the changed days, queues
+// the refresh of those read within DASHCACHE_REFRESH_READ_WITHIN, prints the
+// counts and exits.
+func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dashcache invalidate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	customers := fs.String("customers", "", `comma-separated customers whose data changed, or "*" for every customer (required)`)
+	from := fs.String("from", "", "first day changed, YYYY-MM-DD (required)")
+	to := fs.String("to", "", "last day changed, YYYY-MM-DD (default: from)")
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	ch, err := dashcache.ParseChanged(splitList(*customers), *from, cmp.Or(*to, *from), time.Now().In(cmp.Or(cfg.Zone, time.UTC)))
+	if err := checkArgs(fs, err); err != nil {
+		return err
+	}
+	queue, closeQueue, err := openQueue(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeQueue()
+	res, err := queue.Invalidate(ctx, ch, cfg.ReadWithin)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%d matched, %d marked stale, %d refreshed now\n", res.Matched, res.MarkedStale, res.Refreshed)
+	return nil
+}

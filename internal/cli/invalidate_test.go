@@ -1,0 +1,355 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/jobs"
+	"github.com/dashcache/dashcache/store"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+)
+
+// invalidationRange is the ith of each customer's 20 cached ranges: they
+// start on successive days and span 4 to 10 days.
+func invalidationRange(i int) (from, to string) { return day(i), day(i + 3 + i%7) }
+
+// TestInvalidation runs the invalidation scenario on a Redis server.
+func TestInvalidation(t *testing.T) {
+	url := redistest.URL(t)
+	opt, _ := redis.ParseURL(url)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	invalidation(t, map[string]string{"DASHCACHE_REDIS_URL": url}, rdb)
+}
+
+// TestInvalidationCluster runs the invalidation scenario on a 3-master
+// Redis Cluster: the index, the reads and the entries are spread over the
+// masters, and the answers are the same.
+func TestInvalidationCluster(t *testing.T) {
+	addrs := redistest.Cluster(t)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
+	defer cc.Close()
+	invalidation(t, map[string]string{"DASHCACHE_REDIS_CLUSTER_ADDRS": strings.Join(addrs, ",")}, cc)
+}
+
+// invalidation: 3 customers x 20 cached ranges, warmed; half of c1's
+// reports are read. Invalidating c1's data of one day makes exactly c1's
+// reports covering that day stale; of those, the ones read are refreshed at
+// once (BI calls: that many), while readers hammering them get 200 every
+// time; the others are served stale on their next read, which refreshes
+// them. The other customers and c1's other ranges cost no BI call and stay
+// hits.
+func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalClient) {
+	const customers, ranges, changed = 3, 20, 10 // the day changed: day(10)
+	bi := newBIServer(t, 200*time.Millisecond, "")
+	env := map[string]string{
+		"DASHCACHE_LISTEN":        "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL":  bi.URL,
+		"DASHCACHE_PROVIDER_RATE": "100",
+	}
+	for k, v := range redisEnv {
+		env[k] = v
+	}
+	startRole(t, "worker", env)
+	startRole(t, "worker", env)
+	api := startRole(t, "api", env)
+	st := store.New(rdb)
+	ctx := context.Background()
+
+	// The expected sets, computed here, not by dashcache.
+	type rng struct{ from, to string }
+	var overlapping, read, notRead []rng // of c1
+	for i := range ranges {
+		from, to := invalidationRange(i)
+		r := rng{from, to}
+		if from <= day(changed) && day(changed) <= to {
+			overlapping = append(overlapping, r)
+			if i%2 == 0 {
+				read = append(read, r)
+			} else {
+				notRead = append(notRead, r)
+			}
+		}
+	}
+	if len(read) == 0 || len(notRead) == 0 {
+		t.Fatalf("the scenario needs read and unread overlapping ranges: %v, %v", read, notRead)
+	}
+
+	// Warm every report (POST /v1/warm, no read), and wait for the index to
+	// hold them all.
+	for i := range ranges {
+		from, to := invalidationRange(i)
+		body := fmt.Sprintf(`{"customers":["c0","c1","c2"],"from":%q,"to":%q}`, from, to)
+		if status, out := post(t, api, "/v1/warm", body); status != http.StatusAccepted {
+			t.Fatalf("warm: %d %s", status, out)
+		}
+	}
+	waitFor(t, "the 60 reports to be filled and indexed", func() bool {
+		for c := range customers {
+			if keys, err := st.Cached(ctx, fmt.Sprintf("c%d", c), time.Now()); err != nil || len(keys) != ranges {
+				return false
+			}
+		}
+		return true
+	})
+	for c := range customers {
+		if calls, _ := bi.figures(fmt.Sprintf("c%d", c)); calls != ranges {
+			t.Fatalf("c%d: %d BI calls to warm %d reports", c, calls, ranges)
+		}
+	}
+
+	// c1's even ranges are read (hits); the odd ones are not.
+	for i := 0; i < ranges; i += 2 {
+		from, to := invalidationRange(i)
+		if xc := readCache(t, api, "c1", from, to); xc != "hit" {
+			t.Fatalf("c1 %s..%s: X-Cache %q before the invalidation, want hit", from, to, xc)
+		}
+	}
+
+	// Readers hammer the overlapping reports that were read, from before
+	// the invalidation until their refreshes have landed.
+	stop := make(chan struct{})
+	var hammered sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[string]int{} // X-Cache of the hammering reads
+	for _, r := range read {
+		hammered.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				xc := readCache(t, api, "c1", r.from, r.to)
+				mu.Lock()
+				seen[xc]++
+				mu.Unlock()
+			}
+		})
+	}
+
+	invalidatedAt := time.Now()
+	status, out := post(t, api, "/v1/invalidate", fmt.Sprintf(`{"customers":["c1"],"from":%q,"to":%q}`, day(changed), day(changed)))
+	var res dashcache.Invalidation
+	if status != http.StatusOK || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("invalidate: %d %s", status, out)
+	}
+	want := dashcache.Invalidation{Matched: len(overlapping), MarkedStale: len(overlapping), Refreshed: len(read)}
+	if res != want {
+		t.Fatalf("invalidate answered %+v, want %+v", res, want)
+	}
+	// The read ones are refreshed: one BI call each.
+	waitFor(t, "the read reports to be refreshed", func() bool {
+		for _, r := range read {
+			if !computedSince(t, st, "c1", r.from, r.to, invalidatedAt) {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	hammered.Wait()
+	if calls, _ := bi.figures("c1"); calls != ranges+len(read) {
+		t.Errorf("c1: %d BI calls after the refreshes, want %d + %d refreshed", calls, ranges, len(read))
+	}
+	if seen["hit"]+seen["stale"] == 0 || len(seen) > 2 {
+		t.Errorf("hammering readers got X-Cache %v, want only hit and stale (a 200 each)", seen)
+	}
+	// The unread ones were only marked: stale on their next read, which
+	// refreshes them.
+	for _, r := range notRead {
+		if computedSince(t, st, "c1", r.from, r.to, invalidatedAt) {
+			t.Errorf("c1 %s..%s was refreshed, but nobody had read it", r.from, r.to)
+		}
+		if xc := readCache(t, api, "c1", r.from, r.to); xc != "stale" {
+			t.Errorf("c1 %s..%s: X-Cache %q after the invalidation, want stale", r.from, r.to, xc)
+		}
+	}
+	waitFor(t, "the reports read stale to be refreshed", func() bool {
+		for _, r := range notRead {
+			if !computedSince(t, st, "c1", r.from, r.to, invalidatedAt) {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Every other report is still a hit, and cost nothing.
+	for c := range customers {
+		for i := range ranges {
+			from, to := invalidationRange(i)
+			customer := fmt.Sprintf("c%d", c)
+			if customer == "c1" && slices.Contains(overlapping, rng{from, to}) {
+				continue
+			}
+			if xc := readCache(t, api, customer, from, to); xc != "hit" {
+				t.Errorf("%s %s..%s: X-Cache %q, want hit", customer, from, to, xc)
+			}
+		}
+	}
+	waitIdle(t, redisEnv)
+	for c, want := range []int{ranges, ranges + len(overlapping), ranges} {
+		if calls, _ := bi.figures(fmt.Sprintf("c%d", c)); calls != want {
+			t.Errorf("c%d: %d BI calls in all, want %d", c, calls, want)
+		}
+	}
+	t.Logf("invalidated c1 on %s: %+v; hammering reads %v; BI calls %d", day(changed), res, seen, bi.calls.Load())
+}
+
+// readCache reads a report (waiting for it if need be), fails the test
+// unless it is a 200, and returns its X-Cache.
+func readCache(t *testing.T, addr, customer, from, to string) string {
+	resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=%s&to=%s&wait=20s", addr, customer, from, to))
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("%s %s..%s: %d, want 200", customer, from, to, resp.StatusCode)
+	}
+	return resp.Header.Get("X-Cache")
+}
+
+// post sends a JSON body to an admin path (the test runs on loopback, where
+// no token is needed) and returns the status and body.
+func post(t *testing.T, addr, path, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post("http://"+addr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+// computedSince reports whether the report's entry was computed at or
+// after since.
+func computedSince(t *testing.T, st *store.Store, customer, from, to string, since time.Time) bool {
+	t.Helper()
+	k, err := dashcache.ParseReportKey(customer, from, to, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := st.Get(context.Background(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := store.ParseEntry(raw)
+	return err == nil && !e.ComputedAt.Before(since.Truncate(time.Millisecond))
+}
+
+// waitFor polls cond until it holds, for at most 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// waitIdle waits for both queues to hold no task.
+func waitIdle(t *testing.T, redisEnv map[string]string) {
+	t.Helper()
+	var conn asynq.RedisConnOpt
+	if addrs := redisEnv["DASHCACHE_REDIS_CLUSTER_ADDRS"]; addrs != "" {
+		conn = asynq.RedisClusterClientOpt{Addrs: strings.Split(addrs, ",")}
+	} else {
+		opt, _ := redis.ParseURL(redisEnv["DASHCACHE_REDIS_URL"])
+		conn = asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB}
+	}
+	insp := asynq.NewInspector(conn)
+	defer insp.Close()
+	waitFor(t, "the queues to be idle", func() bool {
+		for _, q := range []string{jobs.QueueInteractive, jobs.QueueWarming} {
+			info, err := insp.GetQueueInfo(q)
+			if err != nil && !strings.Contains(err.Error(), "does not exist") {
+				return false
+			}
+			if err == nil && info.Size > 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestInvalidateCommand: dashcache invalidate marks the reports covering
+// the changed days stale, queues a refresh of those read lately, and prints
+// the counts; bad arguments are a usage error.
+func TestInvalidateCommand(t *testing.T) {
+	redisURL := redistest.URL(t)
+	opt, _ := redis.ParseURL(redisURL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	st, ctx, now := store.New(rdb), context.Background(), time.Now()
+	var keys []dashcache.ReportKey
+	for _, r := range [][2]string{{"2025-01-01", "2025-01-31"}, {"2025-01-15", "2025-02-15"}, {"2025-02-01", "2025-02-28"}} {
+		k, _ := dashcache.ParseReportKey("acme", r[0], r[1], now)
+		l, err := st.Obtain(ctx, k, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Fill(ctx, store.NewEntry(k, []byte(`1`), now, time.Second, time.Hour), 2*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.IndexFill(ctx, k, now, now.Add(2*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := st.RecordReads(ctx, map[dashcache.ReportKey]time.Time{keys[0]: now, keys[2]: now}); err != nil {
+		t.Fatal(err)
+	}
+	env := func(k string) string { return map[string]string{"DASHCACHE_REDIS_URL": redisURL}[k] }
+	invalidate := func(args ...string) (string, error) {
+		var out strings.Builder
+		err := Run(ctx, append([]string{"invalidate"}, args...), env, &out, io.Discard)
+		return out.String(), err
+	}
+	// January 20 is in the first two ranges; the first was read.
+	out, err := invalidate("--customers", "acme", "--from", "2025-01-20")
+	if err != nil || out != "2 matched, 2 marked stale, 1 refreshed now\n" {
+		t.Fatalf("invalidate: %v, output %q", err, out)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB})
+	defer insp.Close()
+	if info, err := insp.GetTaskInfo(jobs.QueueWarming, keys[0].TaskID()); err != nil || info.State != asynq.TaskStatePending {
+		t.Errorf("the refresh of the read report: %+v, %v; want a pending warm task", info, err)
+	}
+	if q, err := insp.GetQueueInfo(jobs.QueueWarming); err != nil || q.Size != 1 {
+		t.Errorf("warming queue %+v, %v; want the one refresh", q, err)
+	}
+	out, err = invalidate("--customers", "*", "--from", "2025-01-01", "--to", "2025-03-01")
+	// The first two are stale already; the third, read, is refreshed.
+	if err != nil || out != "3 matched, 1 marked stale, 1 refreshed now\n" {
+		t.Fatalf("invalidate every customer: %v, output %q", err, out)
+	}
+	for _, bad := range [][]string{
+		{},
+		{"--customers", "acme"},
+		{"--from", "2025-01-01"},
+		{"--customers", "acme,*", "--from", "2025-01-01"},
+		{"--customers", "ac|me", "--from", "2025-01-01"},
+		{"--customers", "acme", "--from", "2025-02-01", "--to", "2025-01-01"},
+		{"--customers", "acme", "--from", "2025-01-01", "extra"},
+	} {
+		if _, err := invalidate(bad...); err != ErrUsage {
+			t.Errorf("invalidate %q: %v, want a usage error", bad, err)
+		}
+	}
+}

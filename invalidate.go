@@ -1,0 +1,80 @@
+package dashcache
+
+import (
+	"context"
+	"time"
+)
+
+// Changed says whose data changed, and on which days: what an invalidation
+// is told (POST /v1/invalidate, dashcache invalidate).
+type Changed struct {
+	// Customers whose data changed; nil: every customer.
+	Customers []string
+	// From and To are the first and last day changed.
+	From, To time.Time
+}
+
+// AllCustomers, as the only customer, names every customer.
+const AllCustomers = "*"
+
+// ParseChanged checks an invalidation's input: customers (AllCustomers
+// alone: every customer) and the days from..to, none after today. Every
+// error wraps ErrInvalidInput and says what is accepted.
+func ParseChanged(customers []string, from, to string, today time.Time) (Changed, error) {
+	var ch Changed
+	switch {
+	case len(customers) == 0:
+		return ch, invalid(`customers is required: a list of customers, or "*" for every customer`)
+	case len(customers) > MaxWarmKeys:
+		return ch, invalid("%d customers given; at most %d at once (or \"*\" for every customer)", len(customers), MaxWarmKeys)
+	case len(customers) == 1 && customers[0] == AllCustomers:
+	default:
+		for _, c := range customers {
+			if c == AllCustomers {
+				return ch, invalid(`"*" (every customer) must be given alone`)
+			}
+			if err := CheckCustomer(c); err != nil {
+				return ch, err
+			}
+		}
+		ch.Customers = customers
+	}
+	var err error
+	if ch.From, err = parseDate("from", from); err != nil {
+		return ch, err
+	}
+	if ch.To, err = parseDate("to", to); err != nil {
+		return ch, err
+	}
+	if ch.To.Before(ch.From) {
+		return ch, invalid("from (%s) must not be after to (%s)", from, to)
+	}
+	if ch.From.After(Date(today)) {
+		return ch, invalid("from (%s) is in the future; no report covers it yet", from)
+	}
+	return ch, nil
+}
+
+// Overlaps reports whether the report's range covers any of the changed
+// days.
+func (ch Changed) Overlaps(k ReportKey) bool {
+	return !k.To.Before(ch.From) && !k.From.After(ch.To)
+}
+
+// Invalidation counts what an invalidation of changed data did.
+type Invalidation struct {
+	// Matched is the number of cached reports (as the index knows them)
+	// whose range overlaps the changed days.
+	Matched int `json:"matched"`
+	// MarkedStale is the number of them that were fresh and are now stale.
+	MarkedStale int `json:"marked_stale"`
+	// Refreshed is the number of those read lately, whose refresh is queued
+	// at once on the warming queue.
+	Refreshed int `json:"refreshed"`
+}
+
+// Invalidator makes the cached reports that cover changed data stale, and
+// refreshes those read within readWithin (0: none); jobs.Enqueuer is one.
+type Invalidator interface {
+	Invalidate(ctx context.Context, ch Changed, readWithin time.Duration) (Invalidation, error)
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed mark_stale.lua
+	markStaleSrc    string
+	markStaleScript = redis.NewScript(markStaleSrc)
+)
+
+// ReadsKept is how long a report's last read is remembered, and
+// MaxReadsKept how many reports' of each customer: its latest read.
+const (
+	ReadsKept    = 7 * 24 * time.Hour
+	MaxReadsKept = 10000
+)
+
+// indexKept is how long a customer's index outlives its last fill: longer
+// than any entry lives.
+const indexKept = dashcache.ClosedTTL + dashcache.StaleFor + time.Hour
+
+// Each customer's cached reports are indexed, and its reads remembered, in
+// sorted sets of members "from|to" (the customer is in the key), next to the
+// queue on the Redis that does not evict: the index scored by the time the
+// entry expires, the reads by the time of the last read. A set of the
+// customers indexed serves invalidations of every customer.
+
+func rangeMember(k dashcache.ReportKey) string {
+	return k.From.Format(dashcache.DateLayout) + "|" + k.To.Format(dashcache.DateLayout)
+}
+
+func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// IndexFill records in its customer's index a report filled, whose entry
+// expires at expires, and forgets the entries of the index that have
+// expired.
+func (s *Store) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expires time.Time) error {
+	key := reportsKey(k.Customer)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(expires.UnixMilli()), Member: rangeMember(k)})
+		p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(now))
+		p.PExpire(ctx, key, indexKept) // as long as any entry may live
+		p.SAdd(ctx, indexedKey, k.Customer)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing %s: %w", k, err)
+	}
+	return nil
+}
+
+// Cached returns the customer's reports that the index holds at now.
+func (s *Store) Cached(ctx context.Context, customer string, now time.Time) ([]dashcache.ReportKey, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, reportsKey(customer), &redis.ZRangeBy{Min: "(" + unixMilli(now), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the index of %s: %w", customer, err)
+	}
+	return keysOf(customer, members), nil
+}
+
+// keysOf returns the reports of a customer's index or reads members;
+// a member that does not parse (written by some other version) is skipped.
+func keysOf(customer string, members []string) []dashcache.ReportKey {
+	out := make([]dashcache.ReportKey, 0, len(members))
+	for _, m := range members {
+		if k, err := dashcache.ParseCanonical(customer + "|" + m); err == nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// IndexedCustomers returns the customers with reports in the index.
+func (s *Store) IndexedCustomers(ctx context.Context) ([]string, error) {
+	cs, err := s.rdb.SMembers(ctx, indexedKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the indexed customers: %w", err)
+	}
+	return cs, nil
+}
+
+// MarkStale makes the cached reports keys stale at at, keeping their bytes,
+// and tells the readers (in-process caches drop them), in one round trip.
+// It returns the keys it marked: those that had a fresh entry.
+func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at time.Time) ([]dashcache.ReportKey, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := s.cache.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			// Eval, not Run: a pipeline cannot fall back from EVALSHA.
+			cmds[i] = markStaleScript.Eval(ctx, p, []string{EntryKey(k)}, at.UnixMilli(), FillChannel, k.String())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("marking reports stale: %w", err)
+	}
+	var marked []dashcache.ReportKey
+	for i, c := range cmds {
+		if n, _ := c.Int(); n == 1 {
+			marked = append(marked, keys[i])
+		}
+	}
+	return marked, nil
+}
+
+// RecordReads remembers when each report was last read (a batch of a
+// process's reads), and forgets reads older than ReadsKept and past the
+// latest MaxReadsKept of a customer.
+func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]time.Time) error {
+	if len(reads) == 0 {
+		return nil
+	}
+	byCustomer := map[string][]redis.Z{}
+	var latest time.Time
+	for k, at := range reads {
+		byCustomer[k.Customer] = append(byCustomer[k.Customer], redis.Z{Score: float64(at.UnixMilli()), Member: rangeMember(k)})
+		if at.After(latest) {
+			latest = at
+		}
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for customer, zs := range byCustomer {
+			key := readsKey(customer)
+			p.ZAddGT(ctx, key, zs...)
+			p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(latest.Add(-ReadsKept)))
+			p.ZRemRangeByRank(ctx, key, 0, -MaxReadsKept-1)
+			p.PExpire(ctx, key, ReadsKept)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording reads: %w", err)
+	}
+	return nil
+}
+
+// ReadSince returns the customer's reports read since since.
+func (s *Store) ReadSince(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, readsKey(customer), &redis.ZRangeBy{Min: unixMilli(since), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the reads of %s: %w", customer, err)
+	}
+	return keysOf(customer, members), nil
+}

@@ -1,0 +1,164 @@
+package store_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/store"
+	"github.com/redis/go-redis/v9"
+)
+
+// onBoth runs test on miniredis and on a real Redis.
+func onBoth(t *testing.T, test func(t *testing.T, rdb *redis.Client)) {
+	t.Run("miniredis", func(t *testing.T) { test(t, miniClient(t)) })
+	t.Run("redis", func(t *testing.T) { test(t, redistest.Client(t)) })
+}
+
+// fillFor writes a report's entry, fresh for fresh from now, and indexes it.
+func fillFor(t *testing.T, s *store.Store, k dashcache.ReportKey, now time.Time, fresh time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	l, err := s.Obtain(ctx, k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Fill(ctx, store.NewEntry(k, []byte(`{"n":1}`), now, time.Second, fresh), fresh+dashcache.StaleFor); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.IndexFill(ctx, k, now, now.Add(fresh+dashcache.StaleFor)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIndex: the index lists a customer's reports until their entries
+// expire, and is pruned of the expired ones by the next fill.
+func TestIndex(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb *redis.Client) {
+		s, ctx := store.New(rdb), context.Background()
+		now := time.Now()
+		jan, feb := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
+		fillFor(t, s, jan, now, time.Hour)
+		if err := s.IndexFill(ctx, feb, now, now.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		fillFor(t, s, mustKey(t, "globex", "2025-01-01", "2025-01-31"), now, time.Hour)
+
+		got, err := s.Cached(ctx, "acme", now)
+		if err != nil || !slices.Equal(got, []dashcache.ReportKey{feb, jan}) {
+			t.Fatalf("Cached(acme) = %v, %v; want feb (expiring first), jan", got, err)
+		}
+		later := now.Add(2 * time.Minute) // feb's entry has expired
+		if got, _ := s.Cached(ctx, "acme", later); !slices.Equal(got, []dashcache.ReportKey{jan}) {
+			t.Errorf("Cached(acme) after feb expired = %v, want jan", got)
+		}
+		fillFor(t, s, mustKey(t, "acme", "2025-03-01", "2025-03-01"), later, time.Hour)
+		if n, _ := rdb.ZCard(ctx, "dashcache:{c:acme}:reports").Result(); n != 2 {
+			t.Errorf("the index holds %d reports after a fill, want 2: the expired one pruned", n)
+		}
+		cs, err := s.IndexedCustomers(ctx)
+		slices.Sort(cs)
+		if err != nil || !slices.Equal(cs, []string{"acme", "globex"}) {
+			t.Errorf("IndexedCustomers = %v, %v", cs, err)
+		}
+		if got, err := s.Cached(ctx, "nobody", now); err != nil || len(got) != 0 {
+			t.Errorf("Cached(nobody) = %v, %v", got, err)
+		}
+	})
+}
+
+// TestMarkStale: marking keeps an entry's bytes and TTL, makes it stale at
+// once, tells the subscribers, and marks only what is fresh.
+func TestMarkStale(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb *redis.Client) {
+		s, ctx := store.New(rdb), context.Background()
+		now := time.Now()
+		fresh, stale, absent := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28"), mustKey(t, "acme", "2024-03-01", "2024-03-31")
+		fillFor(t, s, fresh, now, time.Hour)
+		fillFor(t, s, stale, now.Add(-2*time.Hour), time.Hour)
+		before, _ := s.Get(ctx, fresh)
+		ttl, _ := rdb.PTTL(ctx, store.EntryKey(fresh)).Result()
+
+		sub, err := s.Subscribe(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Close()
+		told := make(chan string, 3)
+		go sub.Run(ctx, func(c string) { told <- c }, nil)
+
+		marked, err := s.MarkStale(ctx, []dashcache.ReportKey{fresh, stale, absent}, now)
+		if err != nil || !slices.Equal(marked, []dashcache.ReportKey{fresh}) {
+			t.Fatalf("MarkStale = %v, %v; want only the fresh one", marked, err)
+		}
+		raw, _ := s.Get(ctx, fresh)
+		e, err := store.ParseEntry(raw)
+		if err != nil || e.Fresh(now) || !e.FreshUntil.Equal(now.Truncate(time.Millisecond)) {
+			t.Fatalf("after marking: %+v, %v; want fresh until now", e, err)
+		}
+		old, _ := store.ParseEntry(before)
+		if e.Body != old.Body || !e.ComputedAt.Equal(old.ComputedAt) {
+			t.Errorf("marking changed the report: %+v, was %+v", e, old)
+		}
+		if after, _ := rdb.PTTL(ctx, store.EntryKey(fresh)).Result(); after <= 0 || after > ttl {
+			t.Errorf("TTL %s after marking, was %s: marking must keep it", after, ttl)
+		}
+		// (Other tests' fills on the same Redis server may be told too:
+		// pub/sub spans its databases.)
+		for c := ""; c != fresh.String(); {
+			select {
+			case c = <-told:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the subscribers were not told")
+			}
+		}
+		if again, _ := s.MarkStale(ctx, []dashcache.ReportKey{fresh}, now); len(again) != 0 {
+			t.Errorf("marking a stale report again marked %v", again)
+		}
+	})
+}
+
+// TestReads: reads are recorded per customer, the latest of each report
+// kept, and the customer's reads bounded.
+func TestReads(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb *redis.Client) {
+		s, ctx := store.New(rdb), context.Background()
+		now := time.Now()
+		jan, feb := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
+		other := mustKey(t, "globex", "2025-01-01", "2025-01-31")
+		err := s.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now, feb: now.Add(-2 * time.Hour), other: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A batch from a process that saw jan earlier does not move it back.
+		if err := s.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now.Add(-3 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadSince(ctx, "acme", now.Add(-time.Hour))
+		if err != nil || !slices.Equal(got, []dashcache.ReportKey{jan}) {
+			t.Fatalf("ReadSince(acme, an hour ago) = %v, %v; want jan", got, err)
+		}
+		if got, _ := s.ReadSince(ctx, "acme", now.Add(-3*time.Hour)); !slices.Equal(got, []dashcache.ReportKey{feb, jan}) {
+			t.Errorf("ReadSince(acme, 3 hours ago) = %v, want feb, jan", got)
+		}
+		if err := s.RecordReads(ctx, nil); err != nil {
+			t.Errorf("RecordReads(nil) = %v", err)
+		}
+
+		many := make(map[dashcache.ReportKey]time.Time, store.MaxReadsKept+5)
+		start := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range store.MaxReadsKept + 5 {
+			many[dashcache.ReportKey{Customer: "wide", From: start, To: start.AddDate(0, 0, i)}] = now.Add(time.Duration(i) * time.Millisecond)
+		}
+		if err := s.RecordReads(ctx, many); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.ReadSince(ctx, "wide", time.Time{})
+		if len(got) != store.MaxReadsKept || got[0].To != start.AddDate(0, 0, 5) {
+			t.Errorf("a customer's reads: %d kept, the oldest %v; want the latest %d", len(got), got[0], store.MaxReadsKept)
+		}
+	})
+}
