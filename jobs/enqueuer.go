@@ -282,14 +282,24 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 		e.invalidated.WithLabelValues("refreshed").Add(float64(res.Refreshed))
 		e.invalidations.Inc()
 	}()
+	now := e.cfg.Now()
+	// The change is logged first, so that a fill running now, which
+	// queried the platform before it, stores its answer stale, not fresh.
 	customers := ch.Customers
 	if customers == nil {
+		if err := e.store.RecordChange(ctx, dashcache.AllCustomers, ch, now); err != nil {
+			return res, err
+		}
 		var err error
 		if customers, err = e.store.IndexedCustomers(ctx); err != nil {
 			return res, err
 		}
 	}
-	now := e.cfg.Now()
+	for _, c := range ch.Customers {
+		if err := e.store.RecordChange(ctx, c, ch, now); err != nil {
+			return res, err
+		}
+	}
 	for _, c := range customers {
 		cached, err := e.store.Cached(ctx, c, now)
 		if err != nil {

@@ -216,7 +216,16 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return h.failed(ctx, log, lock, err, a)
 	}
 	ttl := k.TTL(now.In(h.cfg.Zone))
-	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
+	freshFor := ttl
+	if changed, err := h.cfg.Store.ChangedSince(held, k, start); err != nil {
+		return fmt.Errorf("reading the data changes of %s: %w", k, err)
+	} else if changed {
+		// Invalidated while the platform answered: the answer may predate
+		// the change. Stored stale, it is served while a refresh runs.
+		log.Info().Msg("the data changed during the call; storing the report stale")
+		freshFor = 0
+	}
+	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), freshFor), ttl+dashcache.StaleFor); err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
 	if err := h.cfg.Store.IndexFill(held, k, now, now.Add(ttl+dashcache.StaleFor)); err != nil {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -153,4 +154,56 @@ func (s *Store) ReadSince(ctx context.Context, customer string, since time.Time)
 		return nil, fmt.Errorf("reading the reads of %s: %w", customer, err)
 	}
 	return keysOf(customer, members), nil
+}
+
+// ChangesKept is how long a data change is remembered for the fills that
+// were running when it was announced: longer than any fill runs.
+const ChangesKept = time.Hour
+
+// RecordChange remembers that the data of customer (AllCustomers: of every
+// customer) changed on the days ch.From..ch.To, announced at at, so that a
+// fill that queried the platform before then does not store its answer as
+// fresh (ChangedSince).
+func (s *Store) RecordChange(ctx context.Context, customer string, ch dashcache.Changed, at time.Time) error {
+	key := allChangesKey
+	if customer != dashcache.AllCustomers {
+		key = changesKey(customer)
+	}
+	member := ch.From.Format(dashcache.DateLayout) + "|" + ch.To.Format(dashcache.DateLayout) + "|" + strconv.FormatInt(at.UnixNano(), 10)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: member})
+		p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(at.Add(-ChangesKept)))
+		p.PExpire(ctx, key, ChangesKept)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording the change of %s: %w", customer, err)
+	}
+	return nil
+}
+
+// ChangedSince reports whether a change of data that the report covers was
+// announced at or after since (RecordChange).
+func (s *Store) ChangedSince(ctx context.Context, k dashcache.ReportKey, since time.Time) (bool, error) {
+	by := &redis.ZRangeBy{Min: unixMilli(since), Max: "+inf"}
+	var cmds []*redis.StringSliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmds = []*redis.StringSliceCmd{p.ZRangeByScore(ctx, changesKey(k.Customer), by), p.ZRangeByScore(ctx, allChangesKey, by)}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("reading the changes of %s: %w", k.Customer, err)
+	}
+	for _, c := range cmds {
+		for _, m := range c.Val() { // from|to|announced
+			f, rest, _ := strings.Cut(m, "|")
+			t, _, _ := strings.Cut(rest, "|")
+			from, err1 := time.Parse(dashcache.DateLayout, f)
+			to, err2 := time.Parse(dashcache.DateLayout, t)
+			if err1 == nil && err2 == nil && (dashcache.Changed{From: from, To: to}).Overlaps(k) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }

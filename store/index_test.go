@@ -162,3 +162,39 @@ func TestReads(t *testing.T) {
 		}
 	})
 }
+
+// TestChanges: a fill that began before a change of data it covers is told
+// so; one that began after, or covers other days or another customer, is
+// not; a change of every customer counts for each.
+func TestChanges(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb *redis.Client) {
+		s, ctx := store.New(rdb), context.Background()
+		at := time.Now()
+		jan := mustKey(t, "acme", "2025-01-01", "2025-01-31")
+		day := func(d string) time.Time { return mustKey(t, "x", d, d).From }
+		if err := s.RecordChange(ctx, "acme", dashcache.Changed{From: day("2025-01-31"), To: day("2025-02-02")}, at); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			k     dashcache.ReportKey
+			since time.Time
+			want  bool
+		}{
+			{jan, at.Add(-time.Second), true},
+			{jan, at, true},
+			{jan, at.Add(time.Millisecond), false},
+			{mustKey(t, "acme", "2024-12-01", "2024-12-31"), at.Add(-time.Second), false},
+			{mustKey(t, "globex", "2025-01-01", "2025-01-31"), at.Add(-time.Second), false},
+		} {
+			if got, err := s.ChangedSince(ctx, c.k, c.since); err != nil || got != c.want {
+				t.Errorf("ChangedSince(%s, %s) = %v, %v; want %v", c.k, c.since.Sub(at), got, err, c.want)
+			}
+		}
+		if err := s.RecordChange(ctx, dashcache.AllCustomers, dashcache.Changed{From: day("2025-01-15"), To: day("2025-01-15")}, at); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.ChangedSince(ctx, mustKey(t, "globex", "2025-01-01", "2025-01-31"), at); !got {
+			t.Error("a change of every customer did not count for globex")
+		}
+	})
+}

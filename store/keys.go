@@ -55,6 +55,12 @@ func readsKey(customer string) string { return customerKey(customer, "reads") }
 // indexedKey is the set of the customers with reports in the index.
 const indexedKey = prefix + "indexed-customers"
 
+// changesKey logs the customer's recent data changes (index.go);
+// allChangesKey those of every customer.
+func changesKey(customer string) string { return customerKey(customer, "changes") }
+
+const allChangesKey = prefix + "changes"
+
 // usageKey holds one day's BI calls and refusals of every customer (usage.go).
 func usageKey(day time.Time) string { return prefix + "usage:" + day.Format(dashcache.DateLayout) }
 

@@ -353,3 +353,59 @@ func TestInvalidateCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestInvalidationDuringFill: a report whose BI call is running when its
+// data is invalidated is stored stale, not fresh (its answer may predate
+// the change): served stale while one refresh runs, then fresh. Two BI
+// calls in all.
+func TestInvalidationDuringFill(t *testing.T) {
+	redisURL := redistest.URL(t)
+	bi := newBIServer(t, time.Second, "acme")
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":    redisURL,
+		"DASHCACHE_LISTEN":       "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL": bi.URL,
+	}
+	startRole(t, "worker", env)
+	api := startRole(t, "api", env)
+	opt, _ := redis.ParseURL(redisURL)
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	st := store.New(rdb)
+	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
+	entry := func() (store.Entry, bool) {
+		raw, err := st.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := store.ParseEntry(raw)
+		return e, err == nil
+	}
+
+	if status, out := post(t, api, "/v1/warm", `{"customers":["acme"],"from":"2025-01-01","to":"2025-01-31"}`); status != http.StatusAccepted {
+		t.Fatalf("warm: %d %s", status, out)
+	}
+	select {
+	case <-bi.firstCall:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fill never reached the BI server")
+	}
+	status, out := post(t, api, "/v1/invalidate", `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-20"}`)
+	if status != http.StatusOK || !strings.Contains(out, `"matched":0`) {
+		t.Fatalf("invalidate during the fill: %d %s; want nothing cached yet", status, out)
+	}
+	waitFor(t, "the fill to land", func() bool { _, ok := entry(); return ok })
+	if e, _ := entry(); e.Fresh(time.Now()) {
+		t.Fatalf("the fill that ran across the invalidation was stored fresh until %s", e.FreshUntil)
+	}
+	if xc := readCache(t, api, "acme", "2025-01-01", "2025-01-31"); xc != "stale" {
+		t.Fatalf("read after the fill: X-Cache %q, want stale", xc)
+	}
+	waitFor(t, "the refresh", func() bool { e, ok := entry(); return ok && e.Fresh(time.Now()) })
+	if xc := readCache(t, api, "acme", "2025-01-01", "2025-01-31"); xc != "hit" {
+		t.Errorf("read after the refresh: X-Cache %q, want hit", xc)
+	}
+	if calls := bi.calls.Load(); calls != 2 {
+		t.Errorf("%d BI calls, want 2: the fill across the change and its refresh", calls)
+	}
+}
