@@ -1,4 +1,4 @@
-# dashcache: make run | test | build | lint | bench
+# dashcache: make run | test | build | lint | bench | bench-fairness | fuzz
 GO ?= go
 
 .PHONY: run test build lint bench bench-fairness fuzz

@@ -61,6 +61,24 @@ func (ch Changed) Overlaps(k ReportKey) bool {
 	return !k.To.Before(ch.From) && !k.From.After(ch.To)
 }
 
+// DefaultReadWithin is, by default, how lately a report must have been read
+// for an invalidation (or a recently_read warming plan) to refresh it;
+// ReadsKept is how long reads are remembered, the longest such window.
+const (
+	DefaultReadWithin = 24 * time.Hour
+	ReadsKept         = 7 * 24 * time.Hour
+)
+
+// ParseReadWithin parses a read window: a Go duration from 0 to ReadsKept.
+// The error wraps ErrInvalidInput.
+func ParseReadWithin(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 || d > ReadsKept {
+		return 0, invalid("want a Go duration up to %s, such as 24h; got %q", ReadsKept, v)
+	}
+	return d, nil
+}
+
 // Invalidation counts what an invalidation of changed data did.
 type Invalidation struct {
 	// Matched is the number of cached reports (as the index knows them)

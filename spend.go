@@ -48,6 +48,9 @@ const (
 	ReasonShutdown = "shutdown"
 )
 
+// RefusalReasons are the reasons a fill is refused (Refusal.Reason).
+var RefusalReasons = []string{ReasonPending, ReasonBudget, ReasonBreaker}
+
 // Refusal is a fill that dashcache will not start now. Readers get it as
 // 429 (503 for ReasonBreaker) with Retry-After and Detail; warming skips the
 // report and says why.

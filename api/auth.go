@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -150,21 +151,15 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		hosts:    map[string]bool{},
 		adminSum: sha256.Sum256([]byte(cfg.AdminToken)),
 		throttle: newThrottle(failuresPerMinute, time.Minute),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_auth_failures_total",
-			Help: "Requests refused for their credentials: failed (a wrong or missing key or token), throttled (an address past 10 failures a minute).",
-		}, []string{"result"}),
+		failures: prom.CounterVec("dashcache_auth_failures_total",
+			"Requests refused for their credentials: failed (a wrong or missing key or token), throttled (an address past 10 failures a minute).",
+			"result", "failed", "throttled"),
 	}
 	for _, h := range cfg.AllowedHosts {
 		g.hosts[strings.ToLower(h)] = true
 	}
-	for _, r := range []string{"failed", "throttled"} {
-		g.failures.WithLabelValues(r)
-	}
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(g.failures); err != nil {
-			return nil, fmt.Errorf("api: registering metrics: %w", err)
-		}
+	if err := prom.Register(cfg.Registerer, g.failures); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	return g, nil
 }
@@ -184,8 +179,7 @@ func (g *Guard) Admin(next http.Handler) http.Handler {
 			return
 		}
 		if g.cfg.AdminToken == "" {
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			if !isLoopback(clientAddr(r)) {
 				problem(w, http.StatusForbidden, "admin endpoints answer only on loopback while DASHCACHE_ADMIN_TOKEN is unset")
 				return
 			}
@@ -238,8 +232,13 @@ func (g *Guard) hostAllowed(hostport string) bool {
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") || g.hosts[host] {
 		return true
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return isLoopback(host)
+}
+
+// isLoopback reports whether host is a loopback address.
+func isLoopback(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (g *Guard) refuseHost(w http.ResponseWriter, r *http.Request, setting string) {
@@ -276,7 +275,7 @@ func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	g.failures.WithLabelValues("throttled").Inc()
-	w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+	setRetryAfter(w.Header(), wait)
 	problem(w, http.StatusTooManyRequests, "too many failed authentications from this address; wait before trying again")
 	return true
 }

@@ -68,7 +68,7 @@ func BenchmarkHit(b *testing.B) {
 	e, _ := store.ParseEntry(stored)
 
 	newAPI := func(l1 int64, log zerolog.Logger) http.Handler {
-		return hitServer(b, api.Config{Store: st, Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: api.DefaultReadWithin})
+		return hitServer(b, api.Config{Store: st, Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin})
 	}
 	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +318,7 @@ func BenchmarkReadTracking(b *testing.B) {
 	server := func(within time.Duration) http.Handler {
 		return hitServer(b, api.Config{Store: st, Log: logged, Now: clock, L1Bytes: api.DefaultL1Bytes, ReadWithin: within})
 	}
-	untracked, tracked := server(0), server(api.DefaultReadWithin)
+	untracked, tracked := server(0), server(dashcache.DefaultReadWithin)
 	const perRound = 20000
 	workers := runtime.GOMAXPROCS(0)
 	run := func(h http.Handler) time.Duration {

@@ -36,6 +36,24 @@ func TestStaleIsServedAndRefreshed(t *testing.T) {
 	}
 }
 
+// TestStaleHitsAskOnce: however many hits see a report stale (from L1,
+// without Redis), the process asks for its refresh once per re-ask
+// interval, not once per hit.
+func TestStaleHitsAskOnce(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	api.SetReassertEvery(f.srv, time.Hour)
+	fillAt(t, f.store, key(t, "acme", "2025-03-01", "2025-03-10"), `{"old":true}`, now.Add(-20*time.Minute), 5*time.Minute)
+	for range 50 {
+		if resp, _ := f.get(t, "customer=acme&from=2025-03-01&to=2025-03-10"); resp.Header.Get("X-Cache") != "stale" {
+			t.Fatalf("X-Cache %q, want stale", resp.Header.Get("X-Cache"))
+		}
+	}
+	f.srv.Shutdown(t.Context()) // waits for the asks in flight
+	if calls := f.warmed(); len(calls) != 1 {
+		t.Errorf("50 stale hits asked for %d refreshes, want 1", len(calls))
+	}
+}
+
 // TestEarlyRefresh: XFetch refreshes a fresh report early with a probability
 // that rises as its expiry nears, scaled by how long it took to compute (2 s).
 func TestEarlyRefresh(t *testing.T) {

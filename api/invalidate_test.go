@@ -16,7 +16,7 @@ import (
 // Redis, then asks the queue to invalidate the customers' changed days with
 // the read window; bad bodies are a 400 that says what is accepted.
 func TestInvalidateEndpoint(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.AdminToken = "s3cret-s3cret-s3cret"; c.ReadWithin = 24 * time.Hour })
+	f := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "s3cret-s3cret-s3cret"; c.ReadWithin = 24 * time.Hour })
 	auth := []string{"Authorization", "Bearer s3cret-s3cret-s3cret"}
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
 	fill(t, f.store, k, `{"n":1}`)

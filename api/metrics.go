@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,10 +14,10 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dashcache_reads_total",
-		Help: "Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
-	}, []string{"result"})
+	results := []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError}
+	reads := prom.CounterVec("dashcache_reads_total",
+		"Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
+		"result", results...)
 	m := &metrics{
 		reads: map[string]prometheus.Counter{},
 		fillWait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -25,15 +26,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 30},
 		}),
 	}
-	for _, r := range []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError} {
+	for _, r := range results {
 		m.reads[r] = reads.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{reads, m.fillWait} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("api: registering metrics: %w", err)
-			}
-		}
+	if err := prom.Register(reg, reads, m.fillWait); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	return m, nil
 }

@@ -45,9 +45,10 @@ func (r *reads) record(k dashcache.ReportKey, rep *report, now time.Time) {
 		}
 		rep.lastRead.Store(ms)
 	}
-	v, ok := r.m.Load(keyOf(k))
+	key := keyOf(k)
+	v, ok := r.m.Load(key)
 	if !ok {
-		v, _ = r.m.LoadOrStore(keyOf(k), new(readStamp))
+		v, _ = r.m.LoadOrStore(key, new(readStamp))
 	}
 	st := v.(*readStamp)
 	if last := st.last.Load(); ms-last >= readResolution {
@@ -91,7 +92,6 @@ func (s *Server) flushReads(ctx context.Context) {
 // flushReadsEvery hands the reads recorded to Redis every period, and once
 // more at Shutdown.
 func (s *Server) flushReadsEvery(period time.Duration) {
-	defer s.background.Done()
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {

@@ -62,13 +62,12 @@ var (
 	xcacheValues = map[string][]string{resultHit: {resultHit}, resultMiss: {resultMiss}, resultStale: {resultStale}}
 )
 
-// writeHeaders sets the headers of an answer of r, whose body is body long,
-// under etag, at now.
-func (r *report) writeHeaders(h http.Header, xcache string, etag, length []string, now time.Time) {
+// writeHeaders sets the headers of an answer of r under etag at now, but
+// for its body's.
+func (r *report) writeHeaders(h http.Header, xcache string, etag []string, now time.Time) {
 	c := r.clockAt(now)
 	h["Content-Type"], h["X-Cache"], h["Etag"], h["Age"], h["Cache-Control"] = jsonType, xcacheValues[xcache], etag, c.age, c.control
 	if r.Gzip {
 		h["Vary"] = varyEncoding
 	}
-	h["Content-Length"] = length
 }

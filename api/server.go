@@ -48,12 +48,8 @@ type Queue interface {
 type Config struct {
 	Store *store.Store // required
 	Queue Queue        // required
-	// APIKeys, AdminToken, AllowedHosts and MetricsPublic say who may call
-	// (see GuardConfig).
-	APIKeys       APIKeys
-	AdminToken    string
-	AllowedHosts  []string
-	MetricsPublic bool
+	// Guard says who may call; its Registerer is Config's.
+	Guard GuardConfig
 	// Monitoring, when set, is served under /monitoring/ to admins (the asynq
 	// web UI, built with that root path).
 	Monitoring http.Handler
@@ -75,14 +71,11 @@ type Config struct {
 	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
 	L1Bytes int64
 	// ReadWithin is how lately a report must have been read for an
-	// invalidation to refresh it at once (DefaultReadWithin is the
+	// invalidation to refresh it at once (dashcache.DefaultReadWithin is the
 	// setting's default); 0: reads are not tracked, and invalidations
 	// refresh nothing at once.
 	ReadWithin time.Duration
 }
-
-// DefaultReadWithin is the default of Config.ReadWithin.
-const DefaultReadWithin = 24 * time.Hour
 
 // Server serves the read API. Start it before serving, Shutdown it after.
 type Server struct {
@@ -102,9 +95,13 @@ type Server struct {
 	// reassertEvery is how often the readers of one wait call Queue.Ensure
 	// again.
 	reassertEvery time.Duration
-	// refreshing holds the keys whose background refresh is being enqueued.
+	// refreshing holds, per report (l1Key), when this process may next ask
+	// for its refresh (askInFlight while it asks).
 	refreshing sync.Map
+	// background counts the work started by goBackground; bgMu orders its
+	// starts before Shutdown's wait.
 	background sync.WaitGroup
+	bgMu       sync.Mutex
 	// flushing serializes the hand-overs of reads to Redis.
 	flushing sync.Mutex
 
@@ -132,10 +129,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	guard, err := NewGuard(GuardConfig{
-		APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts,
-		MetricsPublic: cfg.MetricsPublic, Registerer: cfg.Registerer,
-	})
+	cfg.Guard.Registerer = cfg.Registerer
+	guard, err := NewGuard(cfg.Guard)
 	if err != nil {
 		return nil, err
 	}
@@ -180,8 +175,7 @@ func (s *Server) Start(ctx context.Context) error {
 			sub.Run(context.Background(), s.filled, s.l1.setUp)
 		}()
 		if s.reads != nil {
-			s.background.Add(1)
-			go s.flushReadsEvery(readsFlush)
+			s.goBackground(func() { s.flushReadsEvery(readsFlush) })
 		}
 	})
 	return s.startErr
@@ -199,7 +193,9 @@ func (s *Server) filled(canonical string) {
 func (s *Server) Shutdown(context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.bgMu.Lock()
 		close(s.closing)
+		s.bgMu.Unlock()
 		if s.sub != nil {
 			err = s.sub.Close()
 		}
@@ -207,6 +203,24 @@ func (s *Server) Shutdown(context.Context) error {
 		s.background.Wait()
 	})
 	return err
+}
+
+// goBackground runs fn in the background, for Shutdown to wait for, unless
+// the server is shutting down: then it returns false.
+func (s *Server) goBackground(fn func()) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	select {
+	case <-s.closing:
+		return false
+	default:
+	}
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		fn()
+	}()
+	return true
 }
 
 // Handler returns the HTTP handler with access logs.
@@ -432,10 +446,15 @@ func refused(w http.ResponseWriter, r *dashcache.Refusal) string {
 	if r.Reason == dashcache.ReasonBreaker {
 		status = http.StatusServiceUnavailable
 	}
-	secs := max((r.RetryAfter+time.Second-1)/time.Second, 1)
-	w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	setRetryAfter(w.Header(), r.RetryAfter)
 	problem(w, status, r.Detail)
 	return resultRefused
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up, at
+// least 1.
+func setRetryAfter(h http.Header, d time.Duration) {
+	h.Set("Retry-After", strconv.FormatInt(int64(max((d+time.Second-1)/time.Second, 1)), 10))
 }
 
 // unavailable answers a failed Redis call with 503, or, if the reader hung
@@ -473,33 +492,37 @@ func (s *Server) refreshEarly(e store.Entry, now time.Time) bool {
 	return float64(e.ComputeTime)*-math.Log(1-s.random()) >= float64(left)
 }
 
+// askInFlight, in Server.refreshing, marks a refresh being asked for.
+var askInFlight = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // refreshLater enqueues, in the background, a refresh of a report computed at
-// seen, unless one is already being enqueued by this process.
+// seen, unless this process asked for one lately: at most once per
+// reassertEvery (after a refusal, its Retry-After), however many hits see
+// the report stale, so that they cost no Redis call.
 func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
-	select {
-	case <-s.closing:
-		return // shutting down: a later reader will ask again
-	default:
+	key := keyOf(k)
+	if next, asked := s.refreshing.LoadOrStore(key, askInFlight); asked {
+		if time.Now().Before(next.(time.Time)) || !s.refreshing.CompareAndSwap(key, next, askInFlight) {
+			return
+		}
 	}
-	key := k.String()
-	if _, busy := s.refreshing.LoadOrStore(key, struct{}{}); busy {
-		return
-	}
-	s.background.Add(1)
-	go func() {
-		defer s.background.Done()
-		defer s.refreshing.Delete(key)
+	s.goBackground(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := s.cfg.Queue.Warm(ctx, k, dashcache.Refresh{Seen: seen})
+		wait := s.reassertEvery
 		var refusal *dashcache.Refusal
 		switch {
 		case errors.As(err, &refusal): // the stale report goes on being served
-			s.cfg.Log.Debug().Str("key", key).Str("reason", refusal.Reason).Msg("refresh refused")
+			s.cfg.Log.Debug().Str("key", k.String()).Str("reason", refusal.Reason).Msg("refresh refused")
+			wait = max(wait, refusal.RetryAfter)
 		case err != nil:
-			s.cfg.Log.Warn().Err(err).Str("key", key).Msg("enqueueing a refresh")
+			s.cfg.Log.Warn().Err(err).Str("key", k.String()).Msg("enqueueing a refresh")
 		}
-	}()
+		next := time.Now().Add(wait)
+		s.refreshing.Store(key, next)
+		time.AfterFunc(wait, func() { s.refreshing.CompareAndDelete(key, next) })
+	})
 }
 
 // parseEntry parses a cached entry into a report ready to serve; nil for
@@ -522,26 +545,28 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 // decompressed. It returns xcache, the result; ok is false, and nothing is
 // written, for a compressed body that does not decompress: a corrupt entry.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
-	body, etag, length, gzipped := rep.Body, rep.etag, rep.length, false
-	if rep.Gzip {
-		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			etag, gzipped = rep.gzipETag, true
-		} else {
-			var err error
-			if body, err = rep.JSON(); err != nil {
-				s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
-				return "", false
-			}
-			length = []string{strconv.Itoa(len(body))}
-		}
+	gzipped := rep.Gzip && acceptsGzip(r.Header.Get("Accept-Encoding"))
+	etag := rep.etag
+	if gzipped {
+		etag = rep.gzipETag
 	}
 	h := w.Header()
-	rep.writeHeaders(h, xcache, etag, length, now)
 	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag[0]) {
-		delete(h, "Content-Length")
+		rep.writeHeaders(h, xcache, etag, now)
 		w.WriteHeader(http.StatusNotModified)
 		return xcache, true
 	}
+	body, length := rep.Body, rep.length
+	if rep.Gzip && !gzipped {
+		var err error
+		if body, err = rep.JSON(); err != nil {
+			s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
+			return "", false
+		}
+		length = []string{strconv.Itoa(len(body))}
+	}
+	rep.writeHeaders(h, xcache, etag, now)
+	h["Content-Length"] = length
 	if gzipped {
 		h["Content-Encoding"] = gzipEncoding
 	}

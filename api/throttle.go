@@ -13,7 +13,7 @@ const throttleAddrs = 10000
 // address has limit failures within the window, it waits until the oldest
 // leaves it. It is safe for concurrent use.
 type throttle struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	limit  int
 	window time.Duration
 	fails  map[string][]time.Time // per address, oldest first, at most limit
@@ -25,14 +25,15 @@ func newThrottle(limit int, window time.Duration) *throttle {
 }
 
 // wait returns how long addr must wait before it may try again; 0: now.
+// It only reads: every authenticated request asks.
 func (t *throttle) wait(addr string) time.Duration {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.recent(addr)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	f := t.fails[addr]
 	if len(f) < t.limit {
 		return 0
 	}
-	return f[0].Add(t.window).Sub(t.now())
+	return max(f[0].Add(t.window).Sub(t.now()), 0)
 }
 
 // add counts a failure of addr.

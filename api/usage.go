@@ -38,7 +38,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	}{Date: day.Format(dashcache.DateLayout), Timezone: s.cfg.Zone.String(), DailyCalls: s.cfg.DailyCalls, Customers: []customerUsage{}}
 	for c, u := range usage {
 		line := customerUsage{Customer: c, Calls: u.Calls, Refused: map[string]int64{}}
-		for _, reason := range []string{dashcache.ReasonPending, dashcache.ReasonBudget, dashcache.ReasonBreaker} {
+		for _, reason := range dashcache.RefusalReasons {
 			line.Refused[reason] = u.Refused[reason]
 		}
 		out.Customers = append(out.Customers, line)

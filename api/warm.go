@@ -9,8 +9,8 @@ import (
 	"github.com/dashcache/dashcache"
 )
 
-// maxWarmBody bounds the body of POST /v1/warm.
-const maxWarmBody = 64 << 10
+// maxAdminBody bounds the body of POST /v1/warm and POST /v1/invalidate.
+const maxAdminBody = 64 << 10
 
 type warmRequest struct {
 	Customers []string `json:"customers"`
@@ -66,11 +66,11 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// decodeBody decodes an admin request's JSON body, of at most maxWarmBody
+// decodeBody decodes an admin request's JSON body, of at most maxAdminBody
 // bytes and no unknown fields, into v. If it cannot, it answers 413 (with
 // smaller, what to do) or 400 (with usage and the error) and returns false.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, usage, smaller string) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWarmBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	var tooBig *http.MaxBytesError
@@ -78,7 +78,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, usage, smaller st
 	case err == nil:
 		return true
 	case errors.As(err, &tooBig):
-		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; %s", maxWarmBody, smaller))
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; %s", maxAdminBody, smaller))
 	default:
 		problem(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", usage, err))
 	}

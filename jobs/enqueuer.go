@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,8 +25,9 @@ const DefaultCustomerPending = 20
 const pendingRetryAfter = 2 * time.Second
 
 // pendingTTL bounds how long an admitted fill counts if its task never ends
-// (deleted by hand, lost with Redis): longer than a task lives in the queue
-// and through its retries.
+// (deleted by hand, lost with Redis). A task that lives longer (retries with
+// backoff, deferrals) stops counting at it: admission loosens for its
+// customer, never tightens.
 const pendingTTL = 15 * time.Minute
 
 // EnqueuerConfig configures an Enqueuer.
@@ -88,38 +90,22 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 		cfg:       cfg,
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		store:     cfg.Store,
-		enqueues: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_enqueues_total",
-			Help: "Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
-		}, []string{"result"}),
-		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_admissions_total",
-			Help: "Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
-		}, []string{"result"}),
+		enqueues: prom.CounterVec("dashcache_enqueues_total",
+			"Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
+			"result", "enqueued", "duplicate"),
+		admissions: prom.CounterVec("dashcache_admissions_total",
+			"Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
+			"result", append([]string{"admitted"}, dashcache.RefusalReasons...)...),
 		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dashcache_invalidations_total",
 			Help: "Invalidations of changed dates (POST /v1/invalidate, dashcache invalidate).",
 		}),
-		invalidated: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_invalidated_reports_total",
-			Help: "Reports of invalidations: matched (in the index, overlapping the dates), stale (marked stale), refreshed (read lately: refresh queued at once).",
-		}, []string{"result"}),
+		invalidated: prom.CounterVec("dashcache_invalidated_reports_total",
+			"Reports of invalidations: matched (in the index, overlapping the dates), stale (marked stale), refreshed (read lately: refresh queued at once).",
+			"result", "matched", "stale", "refreshed"),
 	}
-	for _, r := range []string{"enqueued", "duplicate"} {
-		e.enqueues.WithLabelValues(r)
-	}
-	for _, r := range []string{"admitted", dashcache.ReasonPending, dashcache.ReasonBudget, dashcache.ReasonBreaker} {
-		e.admissions.WithLabelValues(r)
-	}
-	for _, r := range []string{"matched", "stale", "refreshed"} {
-		e.invalidated.WithLabelValues(r)
-	}
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{e.enqueues, e.admissions, e.invalidations, e.invalidated} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("jobs: registering metrics: %w", err)
-			}
-		}
+	if err := prom.Register(cfg.Registerer, e.enqueues, e.admissions, e.invalidations, e.invalidated); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return e, nil
 }
@@ -161,6 +147,10 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 	if enqueued, err = e.enqueue(ctx, k, task); enqueued || err != nil {
 		return enqueued, err
 	}
+	// The usual case: a worker holds the report's lock, filling it.
+	if locked, err := e.store.Locked(ctx, k); err != nil || locked {
+		return false, err
+	}
 	info, err := e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
 	if errors.Is(err, asynq.ErrQueueNotFound) {
 		// Redis lost asynq's queue registry (a restart without persistence):
@@ -174,10 +164,7 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 	if err != nil || info.State != asynq.TaskStateActive {
 		return false, nil // gone or not started yet: nothing to rescue
 	}
-	locked, err := e.store.Locked(ctx, k)
-	if err != nil || locked {
-		return false, err
-	}
+	// Active without a lock: its worker died.
 	return e.enqueue(ctx, k, task, asynq.TaskID(RescueID(k)))
 }
 
@@ -283,23 +270,19 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 		e.invalidations.Inc()
 	}()
 	now := e.cfg.Now()
-	// The change is logged first, so that a fill running now, which
-	// queried the platform before it, stores its answer stale, not fresh.
+	// The change is logged first, so that a fill whose call began before it
+	// marks its report stale (store.ChangedSince).
+	if err := e.store.RecordChange(ctx, ch, now); err != nil {
+		return res, err
+	}
 	customers := ch.Customers
 	if customers == nil {
-		if err := e.store.RecordChange(ctx, dashcache.AllCustomers, ch, now); err != nil {
-			return res, err
-		}
 		var err error
 		if customers, err = e.store.IndexedCustomers(ctx); err != nil {
 			return res, err
 		}
 	}
-	for _, c := range ch.Customers {
-		if err := e.store.RecordChange(ctx, c, ch, now); err != nil {
-			return res, err
-		}
-	}
+	var refresh []dashcache.ReportKey
 	for _, c := range customers {
 		cached, err := e.store.Cached(ctx, c, now)
 		if err != nil {
@@ -312,35 +295,29 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 			return res, err
 		}
 		res.MarkedStale += len(marked)
-		recent, err := e.readWithin(ctx, c, now, readWithin)
+		read, err := e.readAmong(ctx, marked, now, readWithin)
 		if err != nil {
 			return res, err
 		}
-		for _, k := range marked {
-			if !recent[k] {
-				continue
-			}
-			_, err := e.Warm(ctx, k, dashcache.Refresh{})
-			var refusal *dashcache.Refusal
-			switch {
-			case errors.As(err, &refusal): // its budget is used: stale until it is not
-			case err != nil:
-				return res, err
-			default:
-				res.Refreshed++
-			}
-		}
+		refresh = append(refresh, read...)
+	}
+	// A customer whose daily budget is used is skipped: its reports stay
+	// stale until it is not.
+	warmed := dashcache.WarmAll(ctx, e, refresh, dashcache.Refresh{}, dashcache.StopOnError)
+	res.Refreshed = warmed.Enqueued + warmed.Duplicates
+	if len(warmed.Errors) > 0 {
+		return res, warmed.Errors[0]
 	}
 	return res, nil
 }
 
-// readWithin returns the customer's reports read within the window before
-// now; none for a window of 0.
-func (e *Enqueuer) readWithin(ctx context.Context, customer string, now time.Time, window time.Duration) (map[dashcache.ReportKey]bool, error) {
-	if window <= 0 {
+// readAmong returns those of one customer's reports read within the window
+// before now: none for a window of 0.
+func (e *Enqueuer) readAmong(ctx context.Context, keys []dashcache.ReportKey, now time.Time, window time.Duration) ([]dashcache.ReportKey, error) {
+	if window <= 0 || len(keys) == 0 {
 		return nil, nil
 	}
-	read, err := e.store.ReadSince(ctx, customer, now.Add(-window))
+	read, err := e.store.ReadSince(ctx, keys[0].Customer, now.Add(-window))
 	if err != nil {
 		return nil, err
 	}
@@ -348,5 +325,5 @@ func (e *Enqueuer) readWithin(ctx context.Context, customer string, now time.Tim
 	for _, k := range read {
 		recent[k] = true
 	}
-	return recent, nil
+	return slices.DeleteFunc(keys, func(k dashcache.ReportKey) bool { return !recent[k] }), nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,28 +67,16 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	cfg.Log = cfg.Log.With().Str("component", "worker").Logger()
 	h := &Handler{
 		cfg: cfg,
-		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_lock_total",
-			Help: "Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
-		}, []string{"result"}),
-		deferrals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_deferrals_total",
-			Help: "Fills put back to wait without using a retry: customer_share (the customer had its share of BI calls in flight), breaker (the fleet stopped calling a failing BI platform).",
-		}, []string{"reason"}),
-	}
-	for _, r := range []string{"acquired", "contended", "lost"} {
-		h.locks.WithLabelValues(r)
+		locks: prom.CounterVec("dashcache_lock_total",
+			"Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
+			"result", "acquired", "contended", "lost"),
+		deferrals: prom.CounterVec("dashcache_deferrals_total",
+			"Fills put back to wait without using a retry: customer_share (the customer had its share of BI calls in flight), breaker (the fleet stopped calling a failing BI platform), shutdown (the worker stopped during the call).",
+			"reason", dashcache.ReasonShare, dashcache.ReasonBreaker, dashcache.ReasonShutdown),
 	}
 	h.draining, h.drain = context.WithCancelCause(context.Background())
-	for _, r := range []string{dashcache.ReasonShare, dashcache.ReasonBreaker, dashcache.ReasonShutdown} {
-		h.deferrals.WithLabelValues(r)
-	}
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{h.locks, h.deferrals} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("jobs: registering metrics: %w", err)
-			}
-		}
+	if err := prom.Register(cfg.Registerer, h.locks, h.deferrals); err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return h, nil
 }
@@ -192,14 +181,14 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	start := h.cfg.Now()
 	data, err := h.cfg.Source.Query(callCtx, k)
 	now := h.cfg.Now()
-	if errors.Is(context.Cause(callCtx), errShutdown) {
+	if err != nil && errors.Is(context.Cause(callCtx), errShutdown) {
 		// Not a failure of the BI platform: another worker fills it.
 		return &dashcache.Deferral{Reason: dashcache.ReasonShutdown}
 	}
 	var d *dashcache.Deferral
 	if errors.As(err, &d) {
 		if d.Reason == dashcache.ReasonShare {
-			h.waitForShare(ctx, log, k.Customer)
+			h.waitForShare(ctx, log, k.Customer, a.queue)
 		}
 		return err
 	}
@@ -216,24 +205,32 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return h.failed(ctx, log, lock, err, a)
 	}
 	ttl := k.TTL(now.In(h.cfg.Zone))
-	freshFor := ttl
-	if changed, err := h.cfg.Store.ChangedSince(held, k, start); err != nil {
-		return fmt.Errorf("reading the data changes of %s: %w", k, err)
-	} else if changed {
-		// Invalidated while the platform answered: the answer may predate
-		// the change. Stored stale, it is served while a refresh runs.
-		log.Info().Msg("the data changed during the call; storing the report stale")
-		freshFor = 0
-	}
-	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), freshFor), ttl+dashcache.StaleFor); err != nil {
+	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
-	if err := h.cfg.Store.IndexFill(held, k, now, now.Add(ttl+dashcache.StaleFor)); err != nil {
-		// Filled, but an invalidation will not find it until its next fill.
-		log.Warn().Err(err).Msg("indexing the report")
-	}
 	log.Info().Int("bytes", len(data)).Msg("report filled")
+	h.indexFill(held, log, k, start, now, ttl)
 	return nil
+}
+
+// indexFill indexes a report just filled, from a call that began at start,
+// and then marks it stale if its data changed since start: the answer may
+// predate the change. In this order (write, index, check) no invalidation
+// is missed: one logged after the check finds the report in the index.
+// Failures are logged: the report is served; an invalidation may miss it.
+func (h *Handler) indexFill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, start, now time.Time, ttl time.Duration) {
+	err := h.cfg.Store.IndexFill(ctx, k, now, now.Add(ttl+dashcache.StaleFor))
+	changed := false
+	if err == nil {
+		changed, err = h.cfg.Store.ChangedSince(ctx, k, start)
+	}
+	if err == nil && changed {
+		log.Info().Msg("the data changed during the call; the report is marked stale")
+		_, err = h.cfg.Store.MarkStale(ctx, []dashcache.ReportKey{k}, now)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("indexing the report; an invalidation may miss it until its next fill")
+	}
 }
 
 // current reports whether a cached entry needs no refresh for r at now.
@@ -284,8 +281,7 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lo
 
 // waitForShare records that the task runs again as soon as one of its
 // customer's BI calls ends (see wakeDeferred), rather than after its delay.
-func (h *Handler) waitForShare(ctx context.Context, log zerolog.Logger, customer string) {
-	queue, _ := asynq.GetQueueName(ctx)
+func (h *Handler) waitForShare(ctx context.Context, log zerolog.Logger, customer, queue string) {
 	id, _ := asynq.GetTaskID(ctx)
 	if h.cfg.Inspector == nil || id == "" {
 		return

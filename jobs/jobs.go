@@ -28,7 +28,7 @@ const TypeWarm = "report:warm"
 // Queues: interactive tasks (a reader is waiting; Enqueuer.Ensure) and
 // warming tasks (refreshes, warm command, scheduler; Enqueuer.Warm). Workers
 // take an interactive task four times as often as a warming one when both
-// wait, so warming is never starved (see ServerConfig).
+// wait, so warming is never starved (see NewWorker).
 const (
 	QueueInteractive = "interactive"
 	QueueWarming     = "warming"

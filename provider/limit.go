@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -111,19 +112,12 @@ func NewLimited(src Source, cfg LimitConfig) (*Limited, error) {
 		store: cfg.Store,
 		rate:  store.RateRule{Rate: cfg.Rate, Burst: cfg.Burst, Readers: max(cfg.Rate-warming, 1)},
 		cfg:   cfg,
-		breakers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_breaker_changes_total",
-			Help: "Times this process opened the fleet's breaker on the BI platform, or closed it.",
-		}, []string{"to"}),
+		breakers: prom.CounterVec("dashcache_breaker_changes_total",
+			"Times this process opened the fleet's breaker on the BI platform, or closed it.", "to", "open", "closed"),
 		sleep: sleep,
 	}
-	for _, to := range []string{"open", "closed"} {
-		l.breakers.WithLabelValues(to)
-	}
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(l.breakers); err != nil {
-			return nil, fmt.Errorf("provider: registering metrics: %w", err)
-		}
+	if err := prom.Register(cfg.Registerer, l.breakers); err != nil {
+		return nil, fmt.Errorf("provider: %w", err)
 	}
 	return l, nil
 }

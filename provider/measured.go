@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,25 +24,17 @@ type Measured struct {
 func NewMeasured(src Source, reg prometheus.Registerer) (*Measured, error) {
 	m := &Measured{
 		src: src,
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dashcache_provider_calls_total",
-			Help: "Report queries sent to the BI platform, by outcome.",
-		}, []string{"outcome"}),
+		calls: prom.CounterVec("dashcache_provider_calls_total", "Report queries sent to the BI platform, by outcome.", "outcome",
+			string(dashcache.OutcomeOK), string(dashcache.OutcomeRateLimited), string(dashcache.OutcomeTransient),
+			string(dashcache.OutcomePermanent), string(dashcache.OutcomeInvalid)),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dashcache_provider_call_seconds",
 			Help:    "Duration of report queries to the BI platform.",
 			Buckets: []float64{0.1, 0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10, 20, 30, 60},
 		}),
 	}
-	for _, o := range []dashcache.ProviderOutcome{dashcache.OutcomeOK, dashcache.OutcomeRateLimited, dashcache.OutcomeTransient, dashcache.OutcomePermanent, dashcache.OutcomeInvalid} {
-		m.calls.WithLabelValues(string(o))
-	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.calls, m.duration} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("provider: registering metrics: %w", err)
-			}
-		}
+	if err := prom.Register(reg, m.calls, m.duration); err != nil {
+		return nil, fmt.Errorf("provider: %w", err)
 	}
 	return m, nil
 }

@@ -14,7 +14,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dashcache/dashcache"
-	"github.com/dashcache/dashcache/store"
 )
 
 // File is a warming plan file (DASHCACHE_SCHEDULE_FILE):
@@ -32,7 +31,7 @@ import (
 //	    read_within: 24h
 type File struct {
 	// Timezone is the IANA zone that cron times and "today" are computed in;
-	// empty means UTC.
+	// empty means Config.DefaultZone (DASHCACHE_TIMEZONE), else UTC.
 	Timezone string `yaml:"timezone"`
 	// Plans are the warming plans; at least one.
 	Plans []Plan `yaml:"plans"`
@@ -53,25 +52,24 @@ type Plan struct {
 	// ReadWithin.
 	Ranges []string `yaml:"ranges"`
 	// ReadWithin is how lately a range must have been read for
-	// RecentlyRead to warm it: a Go duration; default DefaultReadWithin.
-	ReadWithin string `yaml:"read_within"`
+	// RecentlyRead to warm it: a Go duration; default
+	// dashcache.DefaultReadWithin.
+	ReadWithin string        `yaml:"read_within"`
+	within     time.Duration // ReadWithin, parsed by New
 }
 
 // RecentlyRead, in a plan's ranges, stands for the ranges of each customer
 // read within the plan's read_within.
 const RecentlyRead = "recently_read"
 
-// DefaultReadWithin is the default of a plan's read_within.
-const DefaultReadWithin = 24 * time.Hour
-
 // readWithin returns the plan's read_within, checked.
 func (p Plan) readWithin() (time.Duration, error) {
 	if p.ReadWithin == "" {
-		return DefaultReadWithin, nil
+		return dashcache.DefaultReadWithin, nil
 	}
-	d, err := time.ParseDuration(p.ReadWithin)
-	if err != nil || d <= 0 || d > store.ReadsKept {
-		return 0, fmt.Errorf("read_within %q: want a Go duration up to %s, such as 24h", p.ReadWithin, store.ReadsKept)
+	d, err := dashcache.ParseReadWithin(p.ReadWithin)
+	if err != nil || d == 0 {
+		return 0, fmt.Errorf("read_within %q: want a Go duration above 0 and up to %s, such as 24h", p.ReadWithin, dashcache.ReadsKept)
 	}
 	if !slices.Contains(p.Ranges, RecentlyRead) {
 		return 0, fmt.Errorf("read_within is given, but ranges does not list %s", RecentlyRead)

@@ -116,6 +116,7 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("scheduler: plan %q uses ranges: [%s], so Config.ReadSince is required", p.Name, RecentlyRead)
 		}
 		p.Ranges = slices.Clone(p.Ranges)
+		p.within, _ = p.readWithin() // checked by validate
 		p.Customers.Names = slices.Clone(p.Customers.Names)
 		s.plans[p.Name] = p
 
@@ -263,13 +264,13 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 			keys = append(keys, k)
 		}
 	}
-	within, _ := p.readWithin() // checked by New
 	for _, c := range customers {
 		for _, r := range p.Ranges {
 			if r == RecentlyRead {
-				read, err := s.readSince(ctx, c, s.now().Add(-within))
+				read, err := s.readSince(ctx, c, s.now().Add(-p.within))
 				if err != nil {
-					return dashcache.WarmResult{}, 0, fmt.Errorf("plan %q: the reports %s read: %w", p.Name, c, err)
+					keyErrs = append(keyErrs, fmt.Errorf("the reports %s read: %w", c, err))
+					continue
 				}
 				for _, k := range read {
 					add(k)

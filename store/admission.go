@@ -2,18 +2,10 @@ package store
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"time"
 
 	"github.com/dashcache/dashcache"
-	"github.com/redis/go-redis/v9"
-)
-
-var (
-	//go:embed admit.lua
-	admitSrc    string
-	admitScript = redis.NewScript(admitSrc)
 )
 
 // Admit counts a reader's fill of a report as outstanding for its customer,
@@ -21,7 +13,7 @@ var (
 // false). A report already outstanding is always admitted. An admitted fill
 // counts until FillDone, or for ttl should its task never end.
 func (s *Store) Admit(ctx context.Context, k dashcache.ReportKey, limit int, ttl time.Duration) (admitted bool, err error) {
-	n, err := admitScript.Run(ctx, s.rdb, []string{pendingKey(k.Customer)}, k.String(), limit, ttl.Milliseconds()).Int()
+	n, err := takeSlotScript.Run(ctx, s.rdb, []string{pendingKey(k.Customer)}, k.String(), limit, ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("admitting a fill of %s: %w", k, err)
 	}

@@ -5,7 +5,6 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -18,12 +17,9 @@ var (
 	markStaleScript = redis.NewScript(markStaleSrc)
 )
 
-// ReadsKept is how long a report's last read is remembered, and
-// MaxReadsKept how many reports' of each customer: its latest read.
-const (
-	ReadsKept    = 7 * 24 * time.Hour
-	MaxReadsKept = 10000
-)
+// MaxReadsKept is how many reports' last reads are remembered per customer
+// (for dashcache.ReadsKept): its latest.
+const MaxReadsKept = 10000
 
 // indexKept is how long a customer's index outlives its last fill: longer
 // than any entry lives.
@@ -41,15 +37,24 @@ func rangeMember(k dashcache.ReportKey) string {
 
 func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
 
+// addTrimmed adds zs (scores only rising) to the sorted set key, drops its
+// members scored at or before oldest, and lets it expire ttl from now.
+func addTrimmed(ctx context.Context, p redis.Pipeliner, key string, oldest time.Time, ttl time.Duration, zs ...redis.Z) {
+	p.ZAddGT(ctx, key, zs...)
+	p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(oldest))
+	p.PExpire(ctx, key, ttl)
+}
+
+func scored(at time.Time, member string) redis.Z {
+	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
+}
+
 // IndexFill records in its customer's index a report filled, whose entry
 // expires at expires, and forgets the entries of the index that have
 // expired.
 func (s *Store) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expires time.Time) error {
-	key := reportsKey(k.Customer)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(expires.UnixMilli()), Member: rangeMember(k)})
-		p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(now))
-		p.PExpire(ctx, key, indexKept) // as long as any entry may live
+		addTrimmed(ctx, p, reportsKey(k.Customer), now, indexKept, scored(expires, rangeMember(k)))
 		p.SAdd(ctx, indexedKey, k.Customer)
 		return nil
 	})
@@ -89,8 +94,9 @@ func (s *Store) IndexedCustomers(ctx context.Context) ([]string, error) {
 	return cs, nil
 }
 
-// MarkStale makes the cached reports keys stale at at, keeping their bytes,
-// and tells the readers (in-process caches drop them), in one round trip.
+// MarkStale makes the cached reports keys stale at at, keeping their bytes
+// for dashcache.StaleFor at most, as any stale report, and tells the
+// readers (in-process caches drop them), in one round trip.
 // It returns the keys it marked: those that had a fresh entry.
 func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at time.Time) ([]dashcache.ReportKey, error) {
 	if len(keys) == 0 {
@@ -100,7 +106,7 @@ func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at ti
 	_, err := s.cache.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			// Eval, not Run: a pipeline cannot fall back from EVALSHA.
-			cmds[i] = markStaleScript.Eval(ctx, p, []string{EntryKey(k)}, at.UnixMilli(), FillChannel, k.String())
+			cmds[i] = markStaleScript.Eval(ctx, p, []string{EntryKey(k)}, at.UnixMilli(), FillChannel, k.String(), dashcache.StaleFor.Milliseconds())
 		}
 		return nil
 	})
@@ -117,7 +123,7 @@ func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at ti
 }
 
 // RecordReads remembers when each report was last read (a batch of a
-// process's reads), and forgets reads older than ReadsKept and past the
+// process's reads), and forgets reads older than dashcache.ReadsKept and past the
 // latest MaxReadsKept of a customer.
 func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]time.Time) error {
 	if len(reads) == 0 {
@@ -126,18 +132,15 @@ func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]t
 	byCustomer := map[string][]redis.Z{}
 	var latest time.Time
 	for k, at := range reads {
-		byCustomer[k.Customer] = append(byCustomer[k.Customer], redis.Z{Score: float64(at.UnixMilli()), Member: rangeMember(k)})
+		byCustomer[k.Customer] = append(byCustomer[k.Customer], scored(at, rangeMember(k)))
 		if at.After(latest) {
 			latest = at
 		}
 	}
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for customer, zs := range byCustomer {
-			key := readsKey(customer)
-			p.ZAddGT(ctx, key, zs...)
-			p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(latest.Add(-ReadsKept)))
-			p.ZRemRangeByRank(ctx, key, 0, -MaxReadsKept-1)
-			p.PExpire(ctx, key, ReadsKept)
+			addTrimmed(ctx, p, readsKey(customer), latest.Add(-dashcache.ReadsKept), dashcache.ReadsKept, zs...)
+			p.ZRemRangeByRank(ctx, readsKey(customer), 0, -MaxReadsKept-1)
 		}
 		return nil
 	})
@@ -156,28 +159,30 @@ func (s *Store) ReadSince(ctx context.Context, customer string, since time.Time)
 	return keysOf(customer, members), nil
 }
 
-// ChangesKept is how long a data change is remembered for the fills that
+// changesKept is how long a data change is remembered for the fills that
 // were running when it was announced: longer than any fill runs.
-const ChangesKept = time.Hour
+const changesKept = time.Hour
 
-// RecordChange remembers that the data of customer (AllCustomers: of every
+// RecordChange remembers that the data of customers (nil: of every
 // customer) changed on the days ch.From..ch.To, announced at at, so that a
-// fill that queried the platform before then does not store its answer as
-// fresh (ChangedSince).
-func (s *Store) RecordChange(ctx context.Context, customer string, ch dashcache.Changed, at time.Time) error {
-	key := allChangesKey
-	if customer != dashcache.AllCustomers {
-		key = changesKey(customer)
+// fill whose call began before then marks its report stale (ChangedSince).
+func (s *Store) RecordChange(ctx context.Context, ch dashcache.Changed, at time.Time) error {
+	keys := []string{allChangesKey}
+	if ch.Customers != nil {
+		keys = keys[:0]
+		for _, c := range ch.Customers {
+			keys = append(keys, changesKey(c))
+		}
 	}
-	member := ch.From.Format(dashcache.DateLayout) + "|" + ch.To.Format(dashcache.DateLayout) + "|" + strconv.FormatInt(at.UnixNano(), 10)
+	member := scored(at, rangeMember(dashcache.ReportKey{From: ch.From, To: ch.To}))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZAdd(ctx, key, redis.Z{Score: float64(at.UnixMilli()), Member: member})
-		p.ZRemRangeByScore(ctx, key, "-inf", unixMilli(at.Add(-ChangesKept)))
-		p.PExpire(ctx, key, ChangesKept)
+		for _, key := range keys {
+			addTrimmed(ctx, p, key, at.Add(-changesKept), changesKept, member)
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("recording the change of %s: %w", customer, err)
+		return fmt.Errorf("recording the change: %w", err)
 	}
 	return nil
 }
@@ -195,12 +200,8 @@ func (s *Store) ChangedSince(ctx context.Context, k dashcache.ReportKey, since t
 		return false, fmt.Errorf("reading the changes of %s: %w", k.Customer, err)
 	}
 	for _, c := range cmds {
-		for _, m := range c.Val() { // from|to|announced
-			f, rest, _ := strings.Cut(m, "|")
-			t, _, _ := strings.Cut(rest, "|")
-			from, err1 := time.Parse(dashcache.DateLayout, f)
-			to, err2 := time.Parse(dashcache.DateLayout, t)
-			if err1 == nil && err2 == nil && (dashcache.Changed{From: from, To: to}).Overlaps(k) {
+		for _, changed := range keysOf(k.Customer, c.Val()) {
+			if (dashcache.Changed{From: changed.From, To: changed.To}).Overlaps(k) {
 				return true, nil
 			}
 		}

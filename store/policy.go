@@ -10,8 +10,8 @@ import (
 
 // CheckEviction checks that the queue's Redis cannot evict what dashcache
 // keeps there: its maxmemory-policy (each master's, on a cluster) must be
-// noeviction, as any other lets Redis drop asynq's tasks, dashcache's locks
-// and the fleet's guards under memory pressure. A Redis that refuses CONFIG
+// noeviction, as any other lets Redis drop asynq's tasks, the fleet's guards
+// and the index of cached reports under memory pressure. A Redis that refuses CONFIG
 // GET (some managed services do) cannot be checked: its address is in
 // unchecked.
 func (s *Store) CheckEviction(ctx context.Context) (unchecked []string, err error) {
@@ -40,7 +40,7 @@ func (s *Store) CheckEviction(ctx context.Context) (unchecked []string, err erro
 		return nil, fmt.Errorf("reading maxmemory-policy: %w", err)
 	}
 	if len(bad) > 0 {
-		return unchecked, fmt.Errorf("the queue's Redis may evict asynq's tasks and dashcache's locks under memory pressure "+
+		return unchecked, fmt.Errorf("the queue's Redis may evict asynq's tasks and the fleet's guards under memory pressure "+
 			"(%v): set maxmemory-policy noeviction there (CONFIG SET maxmemory-policy noeviction, and in redis.conf), "+
 			"and give the reports a Redis of their own that may evict, with DASHCACHE_CACHE_REDIS_URL", bad)
 	}

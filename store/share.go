@@ -11,9 +11,9 @@ import (
 )
 
 var (
-	//go:embed share_take.lua
-	shareTakeSrc    string
-	shareTakeScript = redis.NewScript(shareTakeSrc)
+	//go:embed take_slot.lua
+	takeSlotSrc    string
+	takeSlotScript = redis.NewScript(takeSlotSrc)
 )
 
 // ErrShareInUse is returned by TakeShare when the customer has its whole
@@ -31,7 +31,7 @@ type ShareSlot struct {
 // ShareFree reports whether the customer has a slot of its share (at most
 // share calls in flight across the fleet) free, without taking it.
 func (s *Store) ShareFree(ctx context.Context, customer string, share int) (bool, error) {
-	n, err := shareTakeScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, "", share, 1).Int()
+	n, err := takeSlotScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, "", share, 1).Int()
 	if err != nil {
 		return false, fmt.Errorf("reading the share of %s: %w", customer, err)
 	}
@@ -42,7 +42,7 @@ func (s *Store) ShareFree(ctx context.Context, customer string, share int) (bool
 // than the call it is for), or returns ErrShareInUse.
 func (s *Store) TakeShare(ctx context.Context, customer string, share int, ttl time.Duration) (*ShareSlot, error) {
 	slot := &ShareSlot{s: s, customer: customer, token: newToken()}
-	n, err := shareTakeScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, slot.token, share, ttl.Milliseconds()).Int()
+	n, err := takeSlotScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, slot.token, share, ttl.Milliseconds()).Int()
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("taking a share of %s: %w", customer, err)

@@ -1,7 +1,10 @@
 // Package store keeps dashcache's state in Redis: the report cache, the
 // owner-token lock of the worker filling a report, the fenced write that stores a
-// report only while its writer still owns the lock, and the notification that
-// wakes readers waiting for a fill. Every key is built in keys.go.
+// report only while its writer still owns the lock, the notification that
+// wakes readers waiting for a fill; the fleet's guards of the BI platform
+// (rate, breaker, customers' shares, admission, usage); the index of cached
+// reports, their reads and data changes; and the Redis server's clock. Every
+// key is built in keys.go.
 package store
 
 import (
@@ -97,6 +100,9 @@ func (s *Store) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error)
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		return err
+	}
+	if s.cache == s.rdb {
+		return nil
 	}
 	return s.cache.Ping(ctx).Err()
 }

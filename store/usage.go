@@ -23,6 +23,15 @@ var (
 // whole day, in any zone.
 const usageKept = 48 * time.Hour
 
+// The fields of a day's usage hash: "<customer>:calls" and
+// "<customer>:refused_<reason>".
+const (
+	callsField   = "calls"
+	refusedField = "refused_"
+)
+
+func usageField(customer, what string) string { return customer + ":" + what }
+
 // Usage is one customer's BI calls on a day and the fills refused, by reason
 // (dashcache.ReasonPending, ReasonBudget, ReasonBreaker).
 type Usage struct {
@@ -34,7 +43,8 @@ type Usage struct {
 // gives) against budget (0: none). ok is false, and nothing is counted but
 // the refusal, when the budget is used up.
 func (s *Store) Spend(ctx context.Context, day time.Time, customer string, budget int) (ok bool, err error) {
-	n, err := spendScript.Run(ctx, s.rdb, []string{usageKey(day)}, customer, budget, int(usageKept/time.Second)).Int()
+	n, err := spendScript.Run(ctx, s.rdb, []string{usageKey(day)}, usageField(customer, callsField), budget, int(usageKept/time.Second),
+		usageField(customer, refusedField+dashcache.ReasonBudget)).Int()
 	if err != nil {
 		return false, fmt.Errorf("counting a BI call of %s: %w", customer, err)
 	}
@@ -43,7 +53,7 @@ func (s *Store) Spend(ctx context.Context, day time.Time, customer string, budge
 
 // Calls returns the customer's BI calls on day.
 func (s *Store) Calls(ctx context.Context, day time.Time, customer string) (int64, error) {
-	n, err := s.rdb.HGet(ctx, usageKey(day), customer+":calls").Int64()
+	n, err := s.rdb.HGet(ctx, usageKey(day), usageField(customer, callsField)).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("reading the BI calls of %s: %w", customer, err)
 	}
@@ -54,7 +64,7 @@ func (s *Store) Calls(ctx context.Context, day time.Time, customer string) (int6
 func (s *Store) CountRefusal(ctx context.Context, day time.Time, customer, reason string) error {
 	key := usageKey(day)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HIncrBy(ctx, key, customer+":refused_"+reason, 1)
+		p.HIncrBy(ctx, key, usageField(customer, refusedField+reason), 1)
 		p.Expire(ctx, key, usageKept)
 		return nil
 	})
@@ -78,12 +88,12 @@ func (s *Store) UsageOn(ctx context.Context, day time.Time) (map[string]Usage, e
 			continue
 		}
 		u := out[customer]
-		if reason, refused := strings.CutPrefix(what, "refused_"); refused {
+		if reason, refused := strings.CutPrefix(what, refusedField); refused {
 			if u.Refused == nil {
 				u.Refused = map[string]int64{}
 			}
 			u.Refused[reason] = n
-		} else if what == "calls" {
+		} else if what == callsField {
 			u.Calls = n
 		}
 		out[customer] = u

@@ -1,7 +1,7 @@
 // Command dashcache runs one role of dashcache: the read API, the worker that
 // fills reports, the warming scheduler, all of them in one process (the
-// default, on an embedded Redis), a one-shot warm, or a simulated BI
-// platform. See README.md for roles and settings; internal/cli does the work.
+// default, on an embedded Redis), a one-shot warm or invalidate, or a
+// simulated BI platform. See README.md for roles and settings; internal/cli does the work.
 package main
 
 import (

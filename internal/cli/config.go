@@ -13,13 +13,14 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/provider"
-	"github.com/dashcache/dashcache/store"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
 
 // Config is every setting of one run, read from the environment by
 // LoadConfig (README.md, "Settings"). A setting left unset stays zero, and the
-// package that uses it applies its own default.
+// package that uses it applies its own default, unless its comment names
+// the default set here.
 type Config struct {
 	Role                 Role
 	RedisURL             string         // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
@@ -44,7 +45,7 @@ type Config struct {
 	AllowedHosts         []string       // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
 	MetricsPublic        bool           // DASHCACHE_METRICS_PUBLIC
 	L1Bytes              int64          // DASHCACHE_L1_BYTES; default api.DefaultL1Bytes, 0 = none
-	ReadWithin           time.Duration  // DASHCACHE_REFRESH_READ_WITHIN; default api.DefaultReadWithin, 0 = reads not tracked
+	ReadWithin           time.Duration  // DASHCACHE_REFRESH_READ_WITHIN; default dashcache.DefaultReadWithin, 0 = reads not tracked
 	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -79,7 +80,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		AdminToken:    env("ADMIN_TOKEN"),
 		LogLevel:      zerolog.InfoLevel,
 		L1Bytes:       api.DefaultL1Bytes,
-		ReadWithin:    api.DefaultReadWithin,
+		ReadWithin:    dashcache.DefaultReadWithin,
 	}
 	var errs []error
 	bad := func(name, format string, args ...any) {
@@ -142,8 +143,8 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	set("REFRESH_READ_WITHIN", func(v string) (err error) {
-		if c.ReadWithin, err = time.ParseDuration(v); err != nil || c.ReadWithin < 0 || c.ReadWithin > store.ReadsKept {
-			return fmt.Errorf("want a Go duration up to %s such as 24h (0: reads are not tracked), got %q", store.ReadsKept, v)
+		if c.ReadWithin, err = dashcache.ParseReadWithin(v); err != nil {
+			return fmt.Errorf("%w (0: reads are not tracked)", err)
 		}
 		return nil
 	})
@@ -197,7 +198,8 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	redisURL := func(v string) error {
-		if u, err := url.Parse(v); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		// (redis.ParseURL's errors may show the URL: not printed.)
+		if _, err := redis.ParseURL(v); err != nil {
 			return fmt.Errorf("want redis://[user:pass@]host:port/db or rediss://..., got %q", redact(v))
 		}
 		return nil
@@ -225,13 +227,18 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		bad("REDIS_URL", "role %s needs a Redis: DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required "+
 			"(only role all may run on the embedded Redis)", r.Name)
 	}
+	if u, err := redis.ParseURL(c.RedisURL); err == nil && len(c.RedisClusterAddrs) > 0 {
+		if err := clusterDB(u); err != nil {
+			bad("REDIS_URL", "%v", err)
+		}
+	}
 	if c.CacheRedisURL != "" && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
 		bad("CACHE_REDIS_URL", "a Redis of the reports' own needs DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS for the queue")
 	}
 	if r.ScheduleRequired && c.ScheduleFile == "" {
 		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)
 	}
-	if c.Listen != "" { // role warm serves nothing
+	if r.Listen != "" { // one-shot roles serve nothing
 		// Keys that were given but are bad are reported above, not as unset.
 		if err := checkListen(c.Listen, c.AllowUnauthenticated || env("API_KEYS") != ""); err != nil {
 			bad("LISTEN", "%v", err)

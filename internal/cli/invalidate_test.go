@@ -26,10 +26,7 @@ func invalidationRange(i int) (from, to string) { return day(i), day(i + 3 + i%7
 
 // TestInvalidation runs the invalidation scenario on a Redis server.
 func TestInvalidation(t *testing.T) {
-	url := redistest.URL(t)
-	opt, _ := redis.ParseURL(url)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	url, rdb := redistest.URLClient(t)
 	invalidation(t, map[string]string{"DASHCACHE_REDIS_URL": url}, rdb)
 }
 
@@ -198,7 +195,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 			}
 		}
 	}
-	waitIdle(t, redisEnv)
+	waitIdle(t, rdb)
 	for c, want := range []int{ranges, ranges + len(overlapping), ranges} {
 		if calls, _ := bi.figures(fmt.Sprintf("c%d", c)); calls != want {
 			t.Errorf("c%d: %d BI calls in all, want %d", c, calls, want)
@@ -210,17 +207,11 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 // readCache reads a report (waiting for it if need be), fails the test
 // unless it is a 200, and returns its X-Cache.
 func readCache(t *testing.T, addr, customer, from, to string) string {
-	resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=%s&to=%s&wait=20s", addr, customer, from, to))
-	if err != nil {
-		t.Error(err)
-		return ""
+	r := get(t, addr, customer, from, to, "20s")
+	if r.status != http.StatusOK {
+		t.Errorf("%s %s..%s: %d, want 200", customer, from, to, r.status)
 	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("%s %s..%s: %d, want 200", customer, from, to, resp.StatusCode)
-	}
-	return resp.Header.Get("X-Cache")
+	return r.xcache
 }
 
 // post sends a JSON body to an admin path (the test runs on loopback, where
@@ -262,18 +253,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitIdle waits for both queues to hold no task.
-func waitIdle(t *testing.T, redisEnv map[string]string) {
+// waitIdle waits for both queues on rdb to hold no task.
+func waitIdle(t *testing.T, rdb redis.UniversalClient) {
 	t.Helper()
-	var conn asynq.RedisConnOpt
-	if addrs := redisEnv["DASHCACHE_REDIS_CLUSTER_ADDRS"]; addrs != "" {
-		conn = asynq.RedisClusterClientOpt{Addrs: strings.Split(addrs, ",")}
-	} else {
-		opt, _ := redis.ParseURL(redisEnv["DASHCACHE_REDIS_URL"])
-		conn = asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB}
-	}
-	insp := asynq.NewInspector(conn)
-	defer insp.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	waitFor(t, "the queues to be idle", func() bool {
 		for _, q := range []string{jobs.QueueInteractive, jobs.QueueWarming} {
 			info, err := insp.GetQueueInfo(q)
@@ -292,10 +275,7 @@ func waitIdle(t *testing.T, redisEnv map[string]string) {
 // the changed days stale, queues a refresh of those read lately, and prints
 // the counts; bad arguments are a usage error.
 func TestInvalidateCommand(t *testing.T) {
-	redisURL := redistest.URL(t)
-	opt, _ := redis.ParseURL(redisURL)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
+	redisURL, rdb := redistest.URLClient(t)
 	st, ctx, now := store.New(rdb), context.Background(), time.Now()
 	var keys []dashcache.ReportKey
 	for _, r := range [][2]string{{"2025-01-01", "2025-01-31"}, {"2025-01-15", "2025-02-15"}, {"2025-02-01", "2025-02-28"}} {
@@ -326,8 +306,7 @@ func TestInvalidateCommand(t *testing.T) {
 	if err != nil || out != "2 matched, 2 marked stale, 1 refreshed now\n" {
 		t.Fatalf("invalidate: %v, output %q", err, out)
 	}
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB})
-	defer insp.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if info, err := insp.GetTaskInfo(jobs.QueueWarming, keys[0].TaskID()); err != nil || info.State != asynq.TaskStatePending {
 		t.Errorf("the refresh of the read report: %+v, %v; want a pending warm task", info, err)
 	}
@@ -355,11 +334,11 @@ func TestInvalidateCommand(t *testing.T) {
 }
 
 // TestInvalidationDuringFill: a report whose BI call is running when its
-// data is invalidated is stored stale, not fresh (its answer may predate
-// the change): served stale while one refresh runs, then fresh. Two BI
-// calls in all.
+// data is invalidated is marked stale as soon as it is stored (its answer
+// may predate the change): served stale while one refresh runs, then
+// fresh. Two BI calls in all.
 func TestInvalidationDuringFill(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, time.Second, "acme")
 	env := map[string]string{
 		"DASHCACHE_REDIS_URL":    redisURL,
@@ -368,9 +347,6 @@ func TestInvalidationDuringFill(t *testing.T) {
 	}
 	startRole(t, "worker", env)
 	api := startRole(t, "api", env)
-	opt, _ := redis.ParseURL(redisURL)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
 	st := store.New(rdb)
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
 	entry := func() (store.Entry, bool) {
@@ -394,10 +370,11 @@ func TestInvalidationDuringFill(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(out, `"matched":0`) {
 		t.Fatalf("invalidate during the fill: %d %s; want nothing cached yet", status, out)
 	}
-	waitFor(t, "the fill to land", func() bool { _, ok := entry(); return ok })
-	if e, _ := entry(); e.Fresh(time.Now()) {
-		t.Fatalf("the fill that ran across the invalidation was stored fresh until %s", e.FreshUntil)
-	}
+	// The fill lands, and is marked stale right after.
+	waitFor(t, "the fill that ran across the invalidation to land stale", func() bool {
+		e, ok := entry()
+		return ok && !e.Fresh(time.Now())
+	})
 	if xc := readCache(t, api, "acme", "2025-01-01", "2025-01-31"); xc != "stale" {
 		t.Fatalf("read after the fill: X-Cache %q, want stale", xc)
 	}

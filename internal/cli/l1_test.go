@@ -73,7 +73,7 @@ func checkExact(t *testing.T, addr, old string, reads []served) {
 // the report's ETag, and a function that refreshes the report (a forced
 // warm) and returns once the new entry is in Redis.
 func l1Fleet(t *testing.T, latency time.Duration) (apis []string, old string, rdb *redis.Client, refresh func()) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, latency, "")
 	// Every answer differs (so a refresh makes a new ETag), and is large
 	// enough to be stored compressed.
@@ -101,9 +101,6 @@ func l1Fleet(t *testing.T, latency time.Duration) (apis []string, old string, rd
 	}
 	resp.Body.Close()
 	old = resp.Header.Get("Etag")
-	opt, _ := redis.ParseURL(redisURL)
-	rdb = redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
 	refresh = func() {
 		err := Run(t.Context(), []string{"warm", "--customers", "acme", "--from", "2025-01-01", "--to", "2025-01-31", "--force"},

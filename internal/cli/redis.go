@@ -79,6 +79,13 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 		p.close()
 		return nil, err
 	}
+	// The clock's first TIME is the first call: an unreachable Redis fails
+	// here, with that error.
+	p.clock = store.NewClock(queue, nil)
+	if err := p.clock.Start(ctx); err != nil {
+		return fail(err)
+	}
+	p.close = func() { p.clock.Shutdown(); closeQueue() }
 	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
 		unchecked, err := store.New(queue).CheckEviction(ctx)
 		if err != nil {
@@ -95,18 +102,24 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 			return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
 		}
 		cache := newClient(opt)
-		p.close = func() { cache.Close(); closeQueue() }
+		closeOthers := p.close
+		p.close = func() { cache.Close(); closeOthers() }
 		log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password
 		opts = append(opts, store.WithCache(cache))
 	}
 	p.store = store.New(queue, opts...)
-	p.clock = store.NewClock(queue, nil)
-	if err := p.clock.Start(ctx); err != nil {
-		return fail(err)
-	}
-	closeRedis := p.close
-	p.close = func() { p.clock.Shutdown(); closeRedis() }
 	return p, nil
+}
+
+// clusterDB checks DASHCACHE_REDIS_URL given with
+// DASHCACHE_REDIS_CLUSTER_ADDRS, of which only the user, password and TLS
+// are used: its database must be 0.
+func clusterDB(u *redis.Options) error {
+	if u.DB != 0 {
+		return fmt.Errorf("database %d: a Redis Cluster has only database 0; "+
+			"with DASHCACHE_REDIS_CLUSTER_ADDRS the URL gives only user, password and TLS (redis://user:pass@host or rediss://...)", u.DB)
+	}
+	return nil
 }
 
 // openRedisCluster connects to the Redis Cluster whose seed nodes are
@@ -129,12 +142,11 @@ func openRedisCluster(cfg Config, log zerolog.Logger) (redis.UniversalClient, fu
 	}
 	if cfg.RedisURL != "" {
 		u, err := redis.ParseURL(cfg.RedisURL)
+		if err == nil {
+			err = clusterDB(u)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("DASHCACHE_REDIS_URL: %w", err)
-		}
-		if u.DB != 0 {
-			return nil, nil, fmt.Errorf("DASHCACHE_REDIS_URL: database %d: a Redis Cluster has only database 0; "+
-				"with DASHCACHE_REDIS_CLUSTER_ADDRS the URL gives only user, password and TLS (redis://user:pass@host or rediss://...)", u.DB)
 		}
 		opt.Username, opt.Password = u.Username, u.Password
 		if u.TLSConfig != nil {

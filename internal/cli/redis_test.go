@@ -202,16 +202,7 @@ func TestMemoryPressure(t *testing.T) {
 			t.Fatalf("%d of 600 reports filled; the rest neither filled nor failed within 30 s", len(got))
 		}
 	}
-	insp := asynq.NewInspectorFromRedisClient(queueRdb)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		q, err := insp.GetQueueInfo(jobs.QueueWarming)
-		if err == nil && q.Size == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tasks left in the queue: %+v %v", q, err)
-		}
-	}
+	waitIdle(t, queueRdb)
 	evicted, _ := cacheRdb.Info(context.Background(), "stats").Result()
 	if !strings.Contains(evicted, "evicted_keys:") || strings.Contains(evicted, "evicted_keys:0\r") {
 		t.Errorf("the cache evicted nothing: no memory pressure to speak of")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/scheduler"
@@ -81,8 +82,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	guardConfig := api.GuardConfig{APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic}
 	if !role.API {
-		guard, err := api.NewGuard(api.GuardConfig{AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic})
+		guard, err := api.NewGuard(guardConfig)
 		if err != nil {
 			return err
 		}
@@ -92,12 +94,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		return serveHTTP(ctx, cfg.Listen, mux, log, nil, nil)
 	}
 	srv, err := api.New(api.Config{
-		Store:         st,
-		Queue:         queue,
-		APIKeys:       cfg.APIKeys,
-		AdminToken:    cfg.AdminToken,
-		AllowedHosts:  cfg.AllowedHosts,
-		MetricsPublic: cfg.MetricsPublic,
+		Store: st,
+		Queue: queue,
+		Guard: guardConfig,
 		Monitoring: asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: sharedRedis{rdb},
@@ -141,15 +140,13 @@ func newRegistry(rdb redis.UniversalClient, st *store.Store) (*prometheus.Regist
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{
+	if err := prom.Register(reg,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
 		breaker,
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("registering metrics: %w", err)
-		}
+	); err != nil {
+		return nil, err
 	}
 	return reg, nil
 }

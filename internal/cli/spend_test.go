@@ -18,7 +18,6 @@ import (
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
-	"github.com/redis/go-redis/v9"
 )
 
 // biServer is the BI platform of the end-to-end tests: the simulator behind
@@ -94,10 +93,10 @@ func (b *biServer) figures(customer string) (calls, maxInFlight int) {
 
 // read is one GET /v1/reports and what came of it.
 type read struct {
-	status     int
-	retryAfter string
-	body       string
-	latency    time.Duration
+	status             int
+	retryAfter, xcache string
+	body               string
+	latency            time.Duration
 }
 
 var readClient = &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 400}}
@@ -111,7 +110,7 @@ func get(t testing.TB, addr, customer, from, to, wait string) read {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return read{resp.StatusCode, resp.Header.Get("Retry-After"), string(body), time.Since(start)}
+	return read{resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("X-Cache"), string(body), time.Since(start)}
 }
 
 // day returns the date n days after 2024-01-01.
@@ -256,7 +255,7 @@ func latencies(reads []read) string {
 // flood from six customers keeps every worker and the fleet's rate busy, and
 // the flood goes on while it does.
 func TestWarmingUnderFlood(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, 100*time.Millisecond, "")
 	env := map[string]string{
 		"DASHCACHE_REDIS_URL":     redisURL,
@@ -268,9 +267,6 @@ func TestWarmingUnderFlood(t *testing.T) {
 		startRole(t, "worker", env)
 	}
 	api := startRole(t, "api", env)
-	opt, _ := redis.ParseURL(redisURL)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
 	sub, err := store.New(rdb).Subscribe(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +334,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 // the cool-down), readers of uncached reports get 503 in under 1 s, and the
 // first read after the platform recovers is served.
 func TestBreaker(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, 0, "")
 	bi.answerWith(func(w http.ResponseWriter) { http.Error(w, "down", http.StatusInternalServerError) })
 	const cooldown = 3 * time.Second
@@ -368,9 +364,6 @@ func TestBreaker(t *testing.T) {
 	// their way to the BI server: let them land before counting.
 	time.Sleep(250 * time.Millisecond)
 	calls := bi.calls.Load()
-	opt, _ := redis.ParseURL(redisURL)
-	rdb := redis.NewClient(opt)
-	defer rdb.Close()
 	left, err := store.New(rdb).BreakerOpen(context.Background())
 	if err != nil || left <= 0 {
 		t.Fatalf("BreakerOpen = %s, %v while readers are refused", left, err)

@@ -14,11 +14,10 @@ import (
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 )
 
 func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	env := func(k string) string {
 		return map[string]string{"DASHCACHE_REDIS_URL": redisURL}[k]
 	}
@@ -40,9 +39,7 @@ func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
 		t.Fatalf("explicit range: err %v, output:\n%s", err, out)
 	}
 
-	opt, _ := redis.ParseURL(redisURL)
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB})
-	defer insp.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	q, err := insp.GetQueueInfo(jobs.QueueWarming)
 	if err != nil || q.Pending != 5 {
 		t.Fatalf("warming queue: %+v, %v; want 5 pending tasks", q, err)
@@ -67,7 +64,7 @@ func TestWarmEnqueuesThenDeduplicates(t *testing.T) {
 // reports on the warming queue; the worker fills each once, and later firings
 // of the still-cached reports make no BI call.
 func TestSchedulerWarmsThroughWorker(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
 	biServer := httptest.NewServer(bi.Handler())
 	defer biServer.Close()
@@ -89,9 +86,7 @@ plans:
 	startRole(t, "worker", env)
 	startRole(t, "scheduler", env)
 
-	opt, _ := redis.ParseURL(redisURL)
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: opt.Addr, DB: opt.DB})
-	defer insp.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
 	// Wait (bounded) until at least three firings' tasks were processed.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

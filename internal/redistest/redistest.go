@@ -69,7 +69,20 @@ func Client(t testing.TB) *redis.Client {
 // URL returns a redis:// URL of a database of the test's own (see Options).
 func URL(t testing.TB) string {
 	t.Helper()
+	return urlOf(Options(t))
+}
+
+// URLClient returns a redis:// URL of a database of the test's own (see
+// Options) and a client on the same database, closed when the test ends.
+func URLClient(t testing.TB) (string, *redis.Client) {
+	t.Helper()
 	opt := Options(t)
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return urlOf(opt), c
+}
+
+func urlOf(opt *redis.Options) string {
 	u := url.URL{Scheme: "redis", Host: opt.Addr, Path: "/" + strconv.Itoa(opt.DB)}
 	if opt.Username != "" || opt.Password != "" {
 		u.User = url.UserPassword(opt.Username, opt.Password)
