@@ -55,9 +55,10 @@ func ParseAPIKeys(s string) (APIKeys, error) {
 	return keys, nil
 }
 
-// bearer returns the token of an "Authorization: Bearer TOKEN" header, or "".
-func bearer(r *http.Request) string {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+// bearer returns the token of an "Authorization: Bearer TOKEN" header's
+// value, or "".
+func bearer(authorization string) string {
+	scheme, token, ok := strings.Cut(authorization, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return ""
 	}
@@ -81,9 +82,8 @@ func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request) (a access, 
 	if g.throttled(w, r) {
 		return access{}, false
 	}
-	token := bearer(r)
-	a, ok = g.cfg.APIKeys[sha256.Sum256([]byte(token))]
-	if token == "" || !ok {
+	token := bearer(r.Header.Get("Authorization"))
+	if a, ok = g.key(token); !ok {
 		g.failed(r)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dashcache"`)
 		detail := "send your API key as Authorization: Bearer KEY"
@@ -94,6 +94,27 @@ func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request) (a access, 
 		return access{}, false
 	}
 	return a, true
+}
+
+// admitsRead is authenticate for a read that the fast path may serve: it
+// admits exactly the reads authenticate admits, and refuses (false) the
+// others without a word, for the net/http path to refuse them. addr gives
+// the client's address without its port, asked only when API keys are set.
+func (g *Guard) admitsRead(host, authorization string, addr func() string) (access, bool) {
+	if g.cfg.APIKeys == nil {
+		return access{all: true}, g.hostAllowed(host)
+	}
+	if g.throttle.wait(addr()) > 0 {
+		return access{}, false
+	}
+	return g.key(bearer(authorization))
+}
+
+// key returns the access of an API key; ok is false for none ("") and for
+// an unknown one.
+func (g *Guard) key(token string) (a access, ok bool) {
+	a, ok = g.cfg.APIKeys[sha256.Sum256([]byte(token))]
+	return a, ok && token != ""
 }
 
 func (a access) allows(customer string) bool {
@@ -179,7 +200,7 @@ func (g *Guard) Admin(next http.Handler) http.Handler {
 			return
 		}
 		if g.cfg.AdminToken == "" {
-			if !isLoopback(clientAddr(r)) {
+			if !isLoopback(clientAddr(r.RemoteAddr)) {
 				problem(w, http.StatusForbidden, "admin endpoints answer only on loopback while DASHCACHE_ADMIN_TOKEN is unset")
 				return
 			}
@@ -193,7 +214,7 @@ func (g *Guard) Admin(next http.Handler) http.Handler {
 		if g.throttled(w, r) {
 			return
 		}
-		token := bearer(r)
+		token := bearer(r.Header.Get("Authorization"))
 		if user, pass, ok := r.BasicAuth(); ok && user == "admin" {
 			token = pass
 		}
@@ -270,7 +291,7 @@ const failuresPerMinute = 10
 // throttled answers 429 to an address that failed to authenticate too often
 // in the last minute.
 func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
-	wait := g.throttle.wait(clientAddr(r))
+	wait := g.throttle.wait(clientAddr(r.RemoteAddr))
 	if wait == 0 {
 		return false
 	}
@@ -282,14 +303,15 @@ func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
 
 func (g *Guard) failed(r *http.Request) {
 	g.failures.WithLabelValues("failed").Inc()
-	g.throttle.add(clientAddr(r))
+	g.throttle.add(clientAddr(r.RemoteAddr))
 }
 
-// clientAddr is the address a request came from, without its port.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// clientAddr is the address a request came from (host:port), without its
+// port.
+func clientAddr(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return r.RemoteAddr
+		return remote
 	}
 	return host
 }

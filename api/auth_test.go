@@ -188,7 +188,7 @@ func TestAdminRefusesCrossSiteChanges(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-site POST: %d, want 403", resp.StatusCode)
 	}
-	resp, _ = f.do(t, http.MethodPost, "/v1/warm", body, append(auth, "Origin", f.http.URL)...)
+	resp, _ = f.do(t, http.MethodPost, "/v1/warm", body, append(auth, "Origin", f.url)...)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("same-origin POST: %d, want 202", resp.StatusCode)
 	}

@@ -27,16 +27,21 @@ import (
 	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
 )
 
 // BenchmarkHit measures hits over HTTP on loopback, 50 keep-alive
 // connections (wrk -t2 -c50 if installed: see generateLoad), for 3 s per
 // variant, each variant in the same run:
 //
-//   - bare: a handler that does one Redis GET of the cached entry and
-//     writes it, the baseline of a Redis cache;
-//   - memory: a handler that writes the same bytes from memory, the ceiling;
-//   - l1, redis: dashcache's hit path with its in-process L1, and without;
+//   - bare: a net/http handler that does one Redis GET of the cached entry
+//     and writes it, the baseline of a Redis cache;
+//   - memory: a net/http handler that writes the same bytes from memory;
+//   - memory-fasthttp: the same on fasthttp, the ceiling of the fast path;
+//   - l1, redis: dashcache's hit path, served as the api role serves it
+//     (internal/front: fasthttp for hits from L1, net/http for the rest),
+//     with its in-process L1, and without;
+//   - l1-nethttp: with L1, all on net/http (what the front gains);
 //   - l1-identity: with L1, for a client that does not accept gzip (the
 //     stored report is decompressed for it);
 //   - l1-nolog: with L1, without the access log (what the log costs).
@@ -67,7 +72,7 @@ func BenchmarkHit(b *testing.B) {
 	}
 	e, _ := store.ParseEntry(stored)
 
-	newAPI := func(l1 int64, log zerolog.Logger) http.Handler {
+	newAPI := func(l1 int64, log zerolog.Logger) *api.Server {
 		return hitServer(b, api.Config{Store: st, Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin})
 	}
 	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
@@ -84,26 +89,35 @@ func BenchmarkHit(b *testing.B) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, e.Body)
 	})
+	memoryFast := func(c *fasthttp.RequestCtx) bool {
+		c.SetContentType("application/json")
+		c.SetBodyString(e.Body)
+		return true
+	}
+	withL1, withoutL1 := newAPI(api.DefaultL1Bytes, logged), newAPI(0, logged)
+	unlogged := newAPI(api.DefaultL1Bytes, zerolog.Nop())
 	for _, c := range []struct {
 		name string
 		h    http.Handler
+		fast func(*fasthttp.RequestCtx) bool // nil: net/http alone
 		gzip bool
 	}{
-		{"bare", bare, true},
-		{"memory", memory, true},
-		{"l1", newAPI(api.DefaultL1Bytes, logged), true},
-		{"redis", newAPI(0, logged), true},
-		{"l1-identity", newAPI(api.DefaultL1Bytes, logged), false},
-		{"l1-nolog", newAPI(api.DefaultL1Bytes, zerolog.Nop()), true},
+		{"bare", bare, nil, true},
+		{"memory", memory, nil, true},
+		{"memory-fasthttp", nil, memoryFast, true},
+		{"l1", withL1.Handler(), withL1.ServeFast, true},
+		{"l1-nethttp", withL1.Handler(), nil, true},
+		{"redis", withoutL1.Handler(), withoutL1.ServeFast, true},
+		{"l1-identity", withL1.Handler(), withL1.ServeFast, false},
+		{"l1-nolog", unlogged.Handler(), unlogged.ServeFast, true},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			hs := httptest.NewServer(c.h)
-			defer hs.Close()
+			addr := listen(b, c.h, c.fast)
 			for b.Loop() {
 				commands.Store(0)
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				l, err := generateLoad(hs.Listener.Addr().String(), c.gzip, 3*time.Second)
+				l, err := generateLoad(addr, c.gzip, 3*time.Second)
 				runtime.ReadMemStats(&after)
 				if err != nil {
 					b.Fatal(err)
@@ -115,6 +129,17 @@ func BenchmarkHit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// listen serves h on loopback, as the api role does: behind a front whose
+// fast handler is fast, unless that is nil. It returns the address.
+func listen(b *testing.B, h http.Handler, fast func(*fasthttp.RequestCtx) bool) string {
+	if fast == nil {
+		hs := httptest.NewServer(h)
+		b.Cleanup(hs.Close)
+		return hs.Listener.Addr().String()
+	}
+	return serveFront(b, fast, h)
 }
 
 // load is what a load generator measured.
@@ -263,7 +288,7 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 
 // hitServer starts an API server of cfg whose queue is hitsOnly, stopped
 // when the benchmark ends, and returns its handler.
-func hitServer(b *testing.B, cfg api.Config) http.Handler {
+func hitServer(b *testing.B, cfg api.Config) *api.Server {
 	cfg.Queue = hitsOnly{b}
 	srv, err := api.New(cfg)
 	if err != nil {
@@ -273,7 +298,7 @@ func hitServer(b *testing.B, cfg api.Config) http.Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return srv.Handler()
+	return srv
 }
 
 // hitsOnly is the queue of a benchmark that serves only hits: nothing may be
@@ -316,7 +341,7 @@ func BenchmarkReadTracking(b *testing.B) {
 	start := time.Now()
 	clock := func() time.Time { return now.Add(time.Since(start)) }
 	server := func(within time.Duration) http.Handler {
-		return hitServer(b, api.Config{Store: st, Log: logged, Now: clock, L1Bytes: api.DefaultL1Bytes, ReadWithin: within})
+		return hitServer(b, api.Config{Store: st, Log: logged, Now: clock, L1Bytes: api.DefaultL1Bytes, ReadWithin: within}).Handler()
 	}
 	untracked, tracked := server(0), server(dashcache.DefaultReadWithin)
 	const perRound = 20000

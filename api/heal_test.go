@@ -40,7 +40,7 @@ func TestHangUpIsCanceled(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.Registerer = reg })
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.http.URL+"/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31&wait=20s", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31&wait=20s", nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

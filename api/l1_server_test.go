@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/store"
+	"github.com/valyala/fasthttp"
 )
 
 // TestL1ServesHitsWithoutRedis: a report read once is served from memory:
@@ -127,6 +130,67 @@ func TestCompressedRepresentations(t *testing.T) {
 		}
 		if resp, _ := f.get(t, q, "Accept-Encoding", "identity", "If-None-Match", zt); resp.StatusCode != http.StatusOK {
 			t.Errorf("an identity client with the gzip ETag: %d, want 200", resp.StatusCode)
+		}
+	}
+}
+
+// TestFastPathAgrees: a hit served on the fast path (fasthttp, as the api
+// role serves hits) is answered as the net/http handler answers it: same
+// status, headers but Date, and body, for gzip and identity clients, 304s,
+// and stale reports; and the fast path did serve each of them.
+func TestFastPathAgrees(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
+	big := `{"series":[` + strings.Repeat(`{"date":"2025-01-01","revenue":1234.5},`, 100) + `{}]}`
+	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
+	fill(t, f.store, key(t, "acme", "2025-02-01", "2025-02-28"), `{"n":1}`)
+	fillAt(t, f.store, key(t, "acme", "2025-01-01", "2025-01-02"), `{"n":2}`, now.Add(-2*time.Hour), time.Hour)
+	var fast atomic.Int64
+	fastURL := "http://" + serveFront(t, func(c *fasthttp.RequestCtx) bool {
+		served := f.srv.ServeFast(c)
+		if served {
+			fast.Add(1)
+		}
+		return served
+	}, http.NotFoundHandler())
+	netHTTP := httptest.NewServer(f.srv.Handler())
+	defer netHTTP.Close()
+	get := func(base, query string, header ...string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, base+"/v1/reports?"+query, nil)
+		req.Host = "localhost"
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent gunzip
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	const big1, small, stale = "customer=acme&from=2025-01-01&to=2025-01-31", "customer=acme&from=2025-02-01&to=2025-02-28", "customer=acme&from=2025-01-01&to=2025-01-02"
+	zipped, _ := get(netHTTP.URL, big1, "Accept-Encoding", "gzip")
+	plain, _ := get(netHTTP.URL, big1, "Accept-Encoding", "identity")
+	cases := [][]string{
+		{big1, "Accept-Encoding", "gzip"},
+		{big1, "Accept-Encoding", "identity"},
+		{big1, "Accept-Encoding", "gzip", "If-None-Match", zipped.Header.Get("Etag")},
+		{big1, "Accept-Encoding", "identity", "If-None-Match", plain.Header.Get("Etag")},
+		{big1, "Accept-Encoding", "identity", "If-None-Match", zipped.Header.Get("Etag")},
+		{small, "Accept-Encoding", "gzip"},
+		{stale, "Accept-Encoding", "gzip"},
+	}
+	for _, c := range cases {
+		want, wantBody := get(netHTTP.URL, c[0], c[1:]...)
+		before := fast.Load()
+		got, gotBody := get(fastURL, c[0], c[1:]...)
+		if fast.Load() != before+1 {
+			t.Errorf("%v: not served on the fast path", c)
+		}
+		want.Header.Del("Date")
+		got.Header.Del("Date")
+		if got.StatusCode != want.StatusCode || gotBody != wantBody || !reflect.DeepEqual(got.Header, want.Header) {
+			t.Errorf("%v:\nfast     %d %v %.80q\nnet/http %d %v %.80q", c, got.StatusCode, got.Header, gotBody, want.StatusCode, want.Header, wantBody)
 		}
 	}
 }

@@ -31,17 +31,22 @@ func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 		if v := w.Header()["X-Cache"]; len(v) > 0 { // set canonical by serve
 			xcache = v[0]
 		}
-		log.Info().
-			Str("method", r.Method).
-			Str("path", truncate(r.URL.Path, maxLogged)).
-			Str("query", truncate(r.URL.RawQuery, maxLogged)).
-			Str("user_agent", truncate(r.UserAgent(), maxLogged)).
-			Int("status", rec.status).
-			Int("bytes", rec.bytes).
-			Str("x_cache", xcache).
-			Dur("duration_ms", time.Since(start)).
-			Msg("request")
+		logRequest(log, r.Method, r.URL.Path, r.URL.RawQuery, r.UserAgent(), rec.status, rec.bytes, xcache, time.Since(start))
 	})
+}
+
+// logRequest writes a request's line of the access log.
+func logRequest(log zerolog.Logger, method, path, query, userAgent string, status, bytes int, xcache string, took time.Duration) {
+	log.Info().
+		Str("method", method).
+		Str("path", truncate(path, maxLogged)).
+		Str("query", truncate(query, maxLogged)).
+		Str("user_agent", truncate(userAgent, maxLogged)).
+		Int("status", status).
+		Int("bytes", bytes).
+		Str("x_cache", xcache).
+		Dur("duration_ms", took).
+		Msg("request")
 }
 
 // truncate returns s, or its first n bytes and a note of how long it was.

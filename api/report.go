@@ -62,12 +62,22 @@ var (
 	xcacheValues = map[string][]string{resultHit: {resultHit}, resultMiss: {resultMiss}, resultStale: {resultStale}}
 )
 
-// writeHeaders sets the headers of an answer of r under etag at now, but
-// for its body's.
-func (r *report) writeHeaders(h http.Header, xcache string, etag []string, now time.Time) {
+// headers calls set with each header of an answer a of r under xcache at
+// now, but Content-Length; the values are shared, never to be written to.
+// A 304 has no Content-Type (net/http would drop it).
+func (r *report) headers(a *answer, xcache string, now time.Time, set func(name string, value []string)) {
 	c := r.clockAt(now)
-	h["Content-Type"], h["X-Cache"], h["Etag"], h["Age"], h["Cache-Control"] = jsonType, xcacheValues[xcache], etag, c.age, c.control
+	if a.status == http.StatusOK {
+		set("Content-Type", jsonType)
+	}
+	set("X-Cache", xcacheValues[xcache])
+	set("Etag", a.etag)
+	set("Age", c.age)
+	set("Cache-Control", c.control)
 	if r.Gzip {
-		h["Vary"] = varyEncoding
+		set("Vary", varyEncoding)
+	}
+	if a.gzip && a.status == http.StatusOK {
+		set("Content-Encoding", gzipEncoding)
 	}
 }

@@ -139,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 		s.reads = new(reads)
 	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("/v1/reports", s.getReport)
+	s.mux.HandleFunc(readsPath, s.getReport)
 	s.mux.Handle("/v1/warm", guard.Admin(http.HandlerFunc(s.postWarm)))
 	s.mux.Handle("/v1/usage", guard.Admin(http.HandlerFunc(s.getUsage)))
 	s.mux.Handle("/v1/invalidate", guard.Admin(http.HandlerFunc(s.postInvalidate)))
@@ -274,7 +274,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	if !ok {
 		return resultError
 	}
-	k, wait, err := s.parseQuery(r)
+	k, wait, err := s.parseQuery(r.URL.RawQuery)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return resultError
@@ -284,20 +284,11 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		return resultError
 	}
 	now := s.cfg.Now()
-	rep := s.l1.get(k, now)
-	s.reads.record(k, rep, now)
-	if rep != nil {
-		if result, ok := s.serveCached(w, r, k, rep, now); ok {
-			return result
-		}
-	}
-	seq := s.l1.begin()
-	raw, err := s.cfg.Store.Get(r.Context(), k)
+	rep, err := s.cached(r.Context(), k, now)
 	if err != nil {
 		return s.unavailable(w, r, err)
 	}
-	if rep := s.parseEntry(k, raw); rep != nil {
-		s.l1.put(k, rep, len(raw), seq)
+	if rep != nil {
 		if result, ok := s.serveCached(w, r, k, rep, now); ok {
 			return result
 		}
@@ -305,6 +296,26 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	start := time.Now()
 	defer func() { s.metrics.fillWait.Observe(time.Since(start).Seconds()) }()
 	return s.miss(w, r, k, wait)
+}
+
+// cached returns the report of k from L1, or else from Redis (and holds it
+// in L1); nil if it is not cached, or its entry is corrupt. It records the
+// read.
+func (s *Server) cached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
+	rep := s.l1.get(k, now)
+	s.reads.record(k, rep, now)
+	if rep != nil {
+		return rep, nil
+	}
+	seq := s.l1.begin()
+	raw, err := s.cfg.Store.Get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	if rep = s.parseEntry(k, raw); rep != nil {
+		s.l1.put(k, rep, len(raw), seq)
+	}
+	return rep, nil
 }
 
 // miss serves a report that was not cached (or whose entry is corrupt): it
@@ -469,11 +480,16 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 	return resultError
 }
 
-// serveCached serves a report found in the cache: fresh, as a hit; no longer
-// fresh, as stale. A stale report, or a fresh one that XFetch picks for an
-// early refresh, gets one refresh enqueued in the background, so that keys
-// filled together do not all expire, and refill, together.
+// serveCached serves a report found in the cache, as freshness says.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, now time.Time) (string, bool) {
+	return s.serve(w, r, rep, s.freshness(k, rep, now), now)
+}
+
+// freshness returns how a cached report is served: fresh, as a hit; no
+// longer fresh, as stale. A stale report, or a fresh one that XFetch picks
+// for an early refresh, gets one refresh enqueued in the background, so that
+// keys filled together do not all expire, and refill, together.
+func (s *Server) freshness(k dashcache.ReportKey, rep *report, now time.Time) string {
 	result := resultHit
 	if !rep.Fresh(now) {
 		result = resultStale
@@ -481,7 +497,7 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache
 	} else if s.refreshEarly(rep.Entry, now) {
 		s.refreshLater(k, rep.ComputedAt)
 	}
-	return s.serve(w, r, rep, result, now)
+	return result
 }
 
 // refreshEarly is XFetch (Vattani et al., "Optimal probabilistic cache stampede
@@ -540,40 +556,61 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 	return newReport(e)
 }
 
-// serve writes a cached report as the response: headers from its metadata,
-// the body copied verbatim, as stored (gzip to a client that accepts it) or
-// decompressed. It returns xcache, the result; ok is false, and nothing is
-// written, for a compressed body that does not decompress: a corrupt entry.
+// serve writes a cached report as the response, as answerFor says: headers
+// from its metadata, the body copied verbatim. It returns xcache, the
+// result; ok is false, and nothing is written, for a corrupt entry.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
-	gzipped := rep.Gzip && acceptsGzip(r.Header.Get("Accept-Encoding"))
-	etag := rep.etag
-	if gzipped {
-		etag = rep.gzipETag
+	a, ok := s.answerFor(rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
+	if !ok {
+		return "", false
 	}
 	h := w.Header()
-	if inm := r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag[0]) {
-		rep.writeHeaders(h, xcache, etag, now)
+	rep.headers(&a, xcache, now, func(name string, value []string) { h[name] = value })
+	if a.status == http.StatusNotModified {
 		w.WriteHeader(http.StatusNotModified)
 		return xcache, true
 	}
-	body, length := rep.Body, rep.length
-	if rep.Gzip && !gzipped {
-		var err error
-		if body, err = rep.JSON(); err != nil {
-			s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
-			return "", false
-		}
-		length = []string{strconv.Itoa(len(body))}
-	}
-	rep.writeHeaders(h, xcache, etag, now)
-	h["Content-Length"] = length
-	if gzipped {
-		h["Content-Encoding"] = gzipEncoding
-	}
+	h["Content-Length"] = a.length
 	if r.Method != http.MethodHead {
-		io.WriteString(w, body)
+		io.WriteString(w, a.body)
 	}
 	return xcache, true
+}
+
+// answer is how a report answers one request.
+type answer struct {
+	status int      // 200, or 304 (no body)
+	etag   []string // of the representation sent
+	gzip   bool     // the body is sent compressed
+	body   string
+	length []string // of body
+}
+
+// answerFor returns how rep answers a request with these Accept-Encoding and
+// If-None-Match headers: 304 if the client holds the representation it
+// would get, else 200 with the body as stored (gzip to a client that
+// accepts it) or decompressed. ok is false for a compressed body that does
+// not decompress: a corrupt entry (logged).
+func (s *Server) answerFor(rep *report, acceptEncoding, ifNoneMatch string) (a answer, ok bool) {
+	a.gzip = rep.Gzip && acceptsGzip(acceptEncoding)
+	a.etag = rep.etag
+	if a.gzip {
+		a.etag = rep.gzipETag
+	}
+	if ifNoneMatch != "" && etagMatches(ifNoneMatch, a.etag[0]) {
+		a.status = http.StatusNotModified
+		return a, true
+	}
+	a.status, a.body, a.length = http.StatusOK, rep.Body, rep.length
+	if rep.Gzip && !a.gzip {
+		body, err := rep.JSON()
+		if err != nil {
+			s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
+			return answer{}, false
+		}
+		a.body, a.length = body, []string{strconv.Itoa(len(body))}
+	}
+	return a, true
 }
 
 // acceptsGzip reports whether an Accept-Encoding header accepts gzip: names
@@ -595,13 +632,14 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-func (s *Server) parseQuery(r *http.Request) (dashcache.ReportKey, time.Duration, error) {
+// parseQuery parses a read's raw query: its report and how long it may wait.
+func (s *Server) parseQuery(query string) (dashcache.ReportKey, time.Duration, error) {
 	// The four parameters, read without building url.Values: this is the
 	// hit path. Other parameters (cache busters) are ignored.
 	var params [4]string // customer, from, to, wait
 	var seen [4]int
 	names := [4]string{"customer", "from", "to", "wait"}
-	for rest := r.URL.RawQuery; rest != ""; {
+	for rest := query; rest != ""; {
 		var pair string
 		pair, rest, _ = strings.Cut(rest, "&")
 		name, value, _ := strings.Cut(pair, "=")

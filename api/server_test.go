@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,22 +14,30 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/front"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// fasthttp keeps a clock of its own, and its worker pool's cleaner ends a
+// while after the server.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+}
 
 // now is the fixed clock of these tests: today is 2025-03-10.
 var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)
 
 type fixture struct {
 	srv           *api.Server
-	http          *httptest.Server
+	url           string // of the server, behind a front as the api role serves it
 	store         *store.Store
 	mini          *miniredis.Miniredis
 	enqueued      atomic.Int64        // calls of Ensure
@@ -109,12 +117,35 @@ func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = srv
-	f.http = httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		f.http.Close()
-		srv.Shutdown(context.Background())
-	})
+	f.url = "http://" + serveFront(t, srv.ServeFast, srv.Handler())
+	t.Cleanup(func() { srv.Shutdown(context.Background()) }) // before the front's: it answers the waiting readers
 	return f
+}
+
+// serveFront serves on loopback, until the test ends, as the api role
+// does: requests go to fast first, on fasthttp, and those it declines to
+// slow. It returns the address.
+func serveFront(t testing.TB, fast func(*fasthttp.RequestCtx) bool, slow http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := front.New(front.Config{
+		Fast: fast, Slow: slow,
+		ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
+		MaxHeaderBytes: 32 << 10, MaxBodyBytes: 1 << 20,
+		Problem: api.Problem,
+	})
+	served := make(chan error, 1)
+	go func() { served <- f.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := f.Shutdown(context.Background()); err != nil {
+			t.Errorf("shutting the front down: %v", err)
+		}
+		<-served
+	})
+	return ln.Addr().String()
 }
 
 func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Response, string) {
@@ -125,7 +156,7 @@ func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Respo
 // do sends a request with an optional body and header name/value pairs.
 func (f *fixture) do(t *testing.T, method, path, body string, header ...string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, f.http.URL+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -339,7 +370,7 @@ func TestRedisDownIs503(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad input with Redis down: %d, want 400", resp.StatusCode)
 	}
-	r, err := http.Get(f.http.URL + "/readyz")
+	r, err := http.Get(f.url + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +391,7 @@ func TestOtherPathsAndMethods(t *testing.T) {
 		{http.MethodGet, "/healthz", http.StatusOK},
 		{http.MethodGet, "/readyz", http.StatusOK},
 	} {
-		req, _ := http.NewRequest(c.method, f.http.URL+c.path, nil)
+		req, _ := http.NewRequest(c.method, f.url+c.path, nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

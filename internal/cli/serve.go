@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		mux := http.NewServeMux()
 		api.HandleHealth(mux, st, log)
 		mux.Handle("/metrics", guard.Metrics(metricsHandler))
-		return serveHTTP(ctx, cfg.Listen, mux, log, nil, nil)
+		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, nil)
 	}
 	srv, err := api.New(api.Config{
 		Store: st,
@@ -121,7 +121,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	hint := func(addr net.Addr) {
 		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", addr)
 	}
-	return serveHTTP(ctx, cfg.Listen, srv.Handler(), log, hint, srv.Shutdown)
+	return serveHTTP(ctx, cfg.Listen, srv.Handler(), srv.ServeFast, log, hint, srv.Shutdown)
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
@@ -238,7 +238,7 @@ func serveFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	lo, hi := sim.Latency()
 	log.Info().Dur("min_latency", lo).Dur("max_latency", hi).
 		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
-	return serveHTTP(ctx, cfg.Listen, sim.Handler(), log, nil, nil)
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), nil, log, nil, nil)
 }
 
 // sharedRedis hands asynqmon our Redis client instead of a second pool.

@@ -1,0 +1,200 @@
+// Package front serves HTTP on fasthttp with a fast handler for the requests
+// it answers by itself (hits from memory, where net/http's costs per request
+// are most of the cost) and a net/http handler for every other request.
+//
+// A request the fast handler declines is written out again and read back by
+// net/http's own parser, so the handler gets a request that owns its memory
+// (fasthttp reuses its buffers after each request, and our handlers keep
+// parts of a request, such as its report key, beyond it). Its context ends
+// when the client hangs up, as net/http's does, and the answer, buffered,
+// goes back through fasthttp. The connection stays with fasthttp: its next
+// request is offered to the fast handler again. What this path does not
+// give a handler: streaming (http.Flusher), hijacking, trailers.
+package front
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+)
+
+// Config configures a front.
+type Config struct {
+	// Fast serves a request and returns true, or returns false having
+	// written nothing. Required.
+	Fast func(*fasthttp.RequestCtx) bool
+	// Slow serves the others. Required.
+	Slow http.Handler
+	// ReadTimeout bounds the reading of a request, IdleTimeout the wait for
+	// a connection's next one, WriteTimeout the writing of an answer.
+	ReadTimeout, IdleTimeout, WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a request's header, MaxBodyBytes its body (the
+	// slow handler may bound it tighter). Required.
+	MaxHeaderBytes, MaxBodyBytes int
+	// Problem renders a refusal of a request that cannot be read (not
+	// HTTP/1.x, a header or a body past its bound, too slow) as a
+	// problem+json body. Required.
+	Problem func(status int, detail string) []byte
+	Log     zerolog.Logger // a panic of a handler is logged; default: none
+}
+
+// Server is a front. Serve it once, and Shutdown it.
+type Server struct {
+	cfg  Config
+	fast *fasthttp.Server
+}
+
+// New returns a front of cfg.
+func New(cfg Config) *Server {
+	f := &Server{cfg: cfg}
+	f.fast = &fasthttp.Server{
+		Handler:               f.serve,
+		ErrorHandler:          f.refuse,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		ReadBufferSize:        cfg.MaxHeaderBytes,
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		Logger:                logger{cfg.Log},
+	}
+	return f
+}
+
+// Serve serves ln until Shutdown, and then returns http.ErrServerClosed, as
+// http.Server.Serve does.
+func (f *Server) Serve(ln net.Listener) error {
+	if err := f.fast.Serve(ln); err != nil {
+		return err
+	}
+	return http.ErrServerClosed
+}
+
+// Shutdown stops accepting connections, lets the requests under way end
+// (until ctx ends) and closes idle connections.
+func (f *Server) Shutdown(ctx context.Context) error {
+	return f.fast.ShutdownWithContext(ctx)
+}
+
+// serve offers a request to Fast, and serves it with Slow if Fast declines.
+func (f *Server) serve(c *fasthttp.RequestCtx) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				f.cfg.Log.Error().Str("panic", fmt.Sprint(p)).Str("path", string(c.Path())).Msg("a handler panicked")
+			}
+			c.Response.Reset()
+			c.SetStatusCode(http.StatusInternalServerError)
+			c.SetConnectionClose()
+		}
+	}()
+	if f.cfg.Fast(c) {
+		return
+	}
+	c.Request.Header.Del("Expect") // fasthttp has answered 100-continue
+	var replay bytes.Buffer
+	if _, err := c.Request.WriteTo(&replay); err != nil {
+		f.refuse(c, err)
+		return
+	}
+	r, err := http.ReadRequest(bufio.NewReader(&replay))
+	if err != nil {
+		f.refuse(c, err)
+		return
+	}
+	r.RemoteAddr = c.RemoteAddr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := watchHangUp(c.Conn(), cancel)
+	w := &buffered{header: http.Header{}}
+	func() {
+		defer stop()
+		f.cfg.Slow.ServeHTTP(w, r.WithContext(ctx))
+	}()
+	w.copyTo(c)
+}
+
+// refuse answers a request fasthttp could not read (or net/http could not
+// read back).
+func (f *Server) refuse(c *fasthttp.RequestCtx, err error) {
+	status, detail := http.StatusBadRequest, "the request is not valid HTTP/1.1; check its request line and header"
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		status, detail = http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request header is larger than %d bytes; send fewer or shorter headers", f.cfg.MaxHeaderBytes)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, detail = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", f.cfg.MaxBodyBytes)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		status, detail = http.StatusRequestTimeout, "the request did not arrive in time; send it whole, without pauses"
+	}
+	c.Response.Reset()
+	c.SetStatusCode(status)
+	c.SetContentType("application/problem+json")
+	c.Response.Header.Set("Cache-Control", "no-store")
+	c.SetBody(f.cfg.Problem(status, detail))
+	c.SetConnectionClose()
+}
+
+// buffered is the http.ResponseWriter of the slow handler: the answer is
+// kept whole, then written by fasthttp.
+type buffered struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *buffered) Header() http.Header { return w.header }
+
+func (w *buffered) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *buffered) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
+}
+
+// copyTo sets the answer as c's response. fasthttp frames it: it sets
+// Content-Length from the body (a HEAD keeps the one the handler gave), and
+// sends no body with a HEAD, a 204 or a 304.
+func (w *buffered) copyTo(c *fasthttp.RequestCtx) {
+	w.WriteHeader(http.StatusOK)
+	c.SetStatusCode(w.status)
+	h := &c.Response.Header
+	for name, values := range w.header {
+		if name == "Content-Length" && !c.IsHead() {
+			continue
+		}
+		for _, v := range values {
+			h.Add(name, v)
+		}
+	}
+	if len(w.header["Content-Type"]) == 0 && w.body.Len() > 0 {
+		h.SetContentType(http.DetectContentType(w.body.Bytes()))
+	}
+	switch {
+	case !c.IsHead():
+		c.SetBody(w.body.Bytes())
+	case len(w.header["Content-Length"]) == 0:
+		h.SetContentLength(w.body.Len()) // as net/http tells a HEAD
+	}
+}
+
+// logger takes fasthttp's logs (a connection that could not be served: a
+// client's error, mostly) at debug level.
+type logger struct{ log zerolog.Logger }
+
+func (l logger) Printf(format string, args ...any) { l.log.Debug().Msgf(format, args...) }
