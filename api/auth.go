@@ -246,8 +246,10 @@ func (g *Guard) Metrics(next http.Handler) http.Handler {
 // 127.0.0.1 (DNS rebinding) names its own host, and is refused.
 func (g *Guard) hostAllowed(hostport string) bool {
 	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
+	if strings.Contains(hostport, ":") { // else SplitHostPort's error costs an allocation per read
+		if h, _, err := net.SplitHostPort(hostport); err == nil {
+			host = h
+		}
 	}
 	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") || g.hosts[host] {

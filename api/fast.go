@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 	"unsafe"
@@ -34,7 +35,9 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		return false
 	}
 	now := s.cfg.Now()
-	rep, err := s.cached(c, k, now)
+	// Not c as the context: fasthttp's ends only at shutdown. The Redis
+	// client's timeouts bound the call.
+	rep, err := s.cached(context.Background(), k, now)
 	if err != nil || rep == nil {
 		return false
 	}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -67,6 +68,11 @@ func New(cfg Config) *Server {
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
 		Logger:                logger{cfg.Log},
+		// Its logs of requests it cannot read leave the request's bytes
+		// (which may hold credentials) out.
+		SecureErrorLogMessage: true,
+		// A form is the handler's business (ours take JSON).
+		DisablePreParseMultipartForm: true,
 	}
 	return f
 }
@@ -91,7 +97,7 @@ func (f *Server) serve(c *fasthttp.RequestCtx) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
-				f.cfg.Log.Error().Str("panic", fmt.Sprint(p)).Str("path", string(c.Path())).Msg("a handler panicked")
+				f.cfg.Log.Error().Str("panic", fmt.Sprint(p)).Str("path", string(c.Path())).Bytes("stack", debug.Stack()).Msg("a handler panicked")
 			}
 			c.Response.Reset()
 			c.SetStatusCode(http.StatusInternalServerError)
