@@ -15,6 +15,7 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/internal/front"
+	"github.com/dashcache/dashcache/internal/front/fronttest"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,13 +25,7 @@ import (
 	"go.uber.org/goleak"
 )
 
-// fasthttp keeps a clock of its own, and its worker pool's cleaner ends a
-// while after the server.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fronttest.Leaks...) }
 
 // now is the fixed clock of these tests: today is 2025-03-10.
 var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)

@@ -15,17 +15,12 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/internal/front"
+	"github.com/dashcache/dashcache/internal/front/fronttest"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
 
-// fasthttp keeps a clock of its own, and its worker pool's cleaner ends a
-// while after the server.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fronttest.Leaks...) }
 
 // fixture is a front on loopback whose fast handler answers GET /fast, and
 // whose slow one echoes requests (/echo), waits (/wait) or panics (/panic).
