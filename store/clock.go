@@ -75,15 +75,27 @@ func (c *Clock) Shutdown() {
 	<-c.done
 }
 
+// clockSamples is how many round trips a measurement of the offset takes.
+const clockSamples = 5
+
 // sync measures the offset, taking Redis's TIME as read halfway through the
-// round trip.
+// round trip: of several round trips, the shortest, whose halfway point is
+// the least uncertain (the first one often dials the connection, and a
+// busy host may stall any one).
 func (c *Clock) sync(ctx context.Context) error {
-	before := c.local()
-	server, err := c.rdb.Time(ctx).Result()
-	after := c.local()
-	if err != nil {
-		return fmt.Errorf("reading the Redis server's time: %w", err)
+	best := time.Duration(-1)
+	var offset time.Duration
+	for range clockSamples {
+		before := c.local()
+		server, err := c.rdb.Time(ctx).Result()
+		after := c.local()
+		if err != nil {
+			return fmt.Errorf("reading the Redis server's time: %w", err)
+		}
+		if rtt := after.Sub(before); best < 0 || rtt < best {
+			best, offset = rtt, server.Sub(before.Add(rtt/2))
+		}
 	}
-	c.offset.Store(int64(server.Sub(before.Add(after.Sub(before) / 2))))
+	c.offset.Store(int64(offset))
 	return nil
 }
