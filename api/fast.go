@@ -41,7 +41,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if err != nil || rep == nil {
 		return false
 	}
-	a, ok := s.answerFor(rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
+	a, ok := s.answerFor(k, rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
 	if !ok {
 		return false
 	}

@@ -109,6 +109,28 @@ func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
 	}
 	c.items[key] = c.lru.PushFront(&l1Item{key: key, rep: rep, cost: cost})
 	c.size += cost
+	c.evict()
+}
+
+// charge adds n bytes to the cost of rep, if L1 holds it as k's report (for
+// its decompressed body, kept once it is asked for).
+func (c *l1) charge(k dashcache.ReportKey, rep *report, n int) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el := c.items[keyOf(k)]
+	if el == nil || el.Value.(*l1Item).rep != rep {
+		return
+	}
+	el.Value.(*l1Item).cost += int64(n)
+	c.size += int64(n)
+	c.evict()
+}
+
+// evict removes reports until L1 is within its bound.
+func (c *l1) evict() {
 	for c.size > c.max {
 		el := c.lru.Back()
 		if el.Value.(*l1Item).used.Swap(false) {

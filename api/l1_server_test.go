@@ -96,6 +96,49 @@ func TestL1Bound(t *testing.T) {
 	}
 }
 
+// TestDecompressedBodyCharged: a compressed report's JSON, once a client
+// that does not accept gzip asks for it, is kept with the report and
+// charged to L1 once; with identity reads of many large reports the bound
+// still holds.
+func TestDecompressedBodyCharged(t *testing.T) {
+	const bound = 64 << 10
+	f := newFixture(t, func(c *api.Config) { c.L1Bytes = bound })
+	big := `{"series":[` + strings.Repeat(`{"date":"2025-01-01","revenue":1234.5},`, 100) + `{}]}`
+	read := func(customer, accept string) string {
+		t.Helper()
+		req := httptest.NewRequest(http.MethodGet, "/v1/reports?customer="+customer+"&from=2025-01-01&to=2025-01-31", nil)
+		req.Host = "localhost"
+		req.Header.Set("Accept-Encoding", accept)
+		w := httptest.NewRecorder()
+		f.srv.Handler().ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("%s: %d %s", customer, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
+	read("acme", "gzip")
+	zipped, _ := api.L1Size(f.srv)
+	plain := read("acme", "identity")
+	charged, _ := api.L1Size(f.srv)
+	if charged != zipped+int64(len(plain)) {
+		t.Errorf("L1 holds %d bytes after an identity read, %d before: want the %d of the JSON more", charged, zipped, len(plain))
+	}
+	read("acme", "identity")
+	if again, _ := api.L1Size(f.srv); again != charged {
+		t.Errorf("a second identity read: %d bytes, want %d (charged once)", again, charged)
+	}
+	for i := range 200 {
+		customer := fmt.Sprintf("c%d", i)
+		fill(t, f.store, key(t, customer, "2025-01-01", "2025-01-31"), big)
+		read(customer, "gzip")
+		read(customer, "identity")
+		if size, _ := api.L1Size(f.srv); size > bound {
+			t.Fatalf("after %d reports read by identity clients the L1 holds %d bytes, over its bound of %d", i+1, size, bound)
+		}
+	}
+}
+
 // TestCompressedRepresentations: a large report is stored compressed; gzip
 // and identity clients get the same JSON, each under an ETag of its own
 // representation, and 304 for a matching If-None-Match.

@@ -18,10 +18,19 @@ type report struct {
 	etag, gzipETag []string // one value each, as http.Header holds them
 	length         []string // of Body
 	clock          atomic.Pointer[clockHeaders]
+	// json is the body decompressed (nil until a client that does not
+	// accept gzip asks for it): it is then charged to L1, and kept.
+	json atomic.Pointer[plainBody]
 	// lastRead is when a read of this report (held in L1) was last
 	// recorded, in Unix ms: reads of it within readResolution after that
 	// cost an atomic load, no map lookup.
 	lastRead atomic.Int64
+}
+
+// plainBody is a compressed report's JSON and its length.
+type plainBody struct {
+	body   string
+	length []string
 }
 
 // clockHeaders are the Age and Cache-Control of a report at one second.

@@ -430,7 +430,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.Repo
 		return "", err
 	}
 	if rep := s.parseEntry(k, raw); rep != nil {
-		if result, ok := s.serve(w, r, rep, resultMiss, s.cfg.Now()); ok {
+		if result, ok := s.serve(w, r, k, rep, resultMiss, s.cfg.Now()); ok {
 			return result, nil
 		}
 	}
@@ -482,7 +482,7 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 
 // serveCached serves a report found in the cache, as freshness says.
 func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, now time.Time) (string, bool) {
-	return s.serve(w, r, rep, s.freshness(k, rep, now), now)
+	return s.serve(w, r, k, rep, s.freshness(k, rep, now), now)
 }
 
 // freshness returns how a cached report is served: fresh, as a hit; no
@@ -559,8 +559,8 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 // serve writes a cached report as the response, as answerFor says: headers
 // from its metadata, the body copied verbatim. It returns xcache, the
 // result; ok is false, and nothing is written, for a corrupt entry.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
-	a, ok := s.answerFor(rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, xcache string, now time.Time) (result string, ok bool) {
+	a, ok := s.answerFor(k, rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
 	if !ok {
 		return "", false
 	}
@@ -586,12 +586,12 @@ type answer struct {
 	length []string // of body
 }
 
-// answerFor returns how rep answers a request with these Accept-Encoding and
-// If-None-Match headers: 304 if the client holds the representation it
-// would get, else 200 with the body as stored (gzip to a client that
-// accepts it) or decompressed. ok is false for a compressed body that does
-// not decompress: a corrupt entry (logged).
-func (s *Server) answerFor(rep *report, acceptEncoding, ifNoneMatch string) (a answer, ok bool) {
+// answerFor returns how rep, k's report, answers a request with these
+// Accept-Encoding and If-None-Match headers: 304 if the client holds the
+// representation it would get, else 200 with the body as stored (gzip to a
+// client that accepts it) or decompressed. ok is false for a compressed body
+// that does not decompress: a corrupt entry (logged).
+func (s *Server) answerFor(k dashcache.ReportKey, rep *report, acceptEncoding, ifNoneMatch string) (a answer, ok bool) {
 	a.gzip = rep.Gzip && acceptsGzip(acceptEncoding)
 	a.etag = rep.etag
 	if a.gzip {
@@ -603,14 +603,31 @@ func (s *Server) answerFor(rep *report, acceptEncoding, ifNoneMatch string) (a a
 	}
 	a.status, a.body, a.length = http.StatusOK, rep.Body, rep.length
 	if rep.Gzip && !a.gzip {
-		body, err := rep.JSON()
+		plain, err := s.decompressed(k, rep)
 		if err != nil {
 			s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
 			return answer{}, false
 		}
-		a.body, a.length = body, []string{strconv.Itoa(len(body))}
+		a.body, a.length = plain.body, plain.length
 	}
 	return a, true
+}
+
+// decompressed returns the JSON of k's compressed report rep: decompressed
+// once, and then kept with the report (and charged to L1, if it holds it).
+func (s *Server) decompressed(k dashcache.ReportKey, rep *report) (*plainBody, error) {
+	if p := rep.json.Load(); p != nil {
+		return p, nil
+	}
+	body, err := rep.JSON()
+	if err != nil {
+		return nil, err
+	}
+	p := &plainBody{body, []string{strconv.Itoa(len(body))}}
+	if rep.json.CompareAndSwap(nil, p) {
+		s.l1.charge(k, rep, len(body))
+	}
+	return rep.json.Load(), nil
 }
 
 // acceptsGzip reports whether an Accept-Encoding header accepts gzip: names
