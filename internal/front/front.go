@@ -67,7 +67,11 @@ func New(cfg Config) *Server {
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
 		CloseOnShutdown:       true,
-		Logger:                logger{cfg.Log},
+		// An idle keep-alive connection holds no buffers: 2 KB of heap
+		// instead of 45 (BenchmarkIdleConnections), so that clients holding
+		// many open cost little; hits pay about a fifth of their rate.
+		ReduceMemoryUsage: true,
+		Logger:            logger{cfg.Log},
 		// Its logs of requests it cannot read leave the request's bytes
 		// (which may hold credentials) out.
 		SecureErrorLogMessage: true,
