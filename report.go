@@ -186,12 +186,38 @@ func parseDate(name, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, invalid("%s is required, as a date YYYY-MM-DD", name)
 	}
+	if t, ok := quickDate(s); ok {
+		return t, nil
+	}
 	// time.Parse accepts only real dates: 2025-02-30 and 2025-13-01 fail.
 	t, err := time.Parse(DateLayout, s)
 	if err != nil || len(s) != len(DateLayout) {
 		return time.Time{}, invalid("%s must be a real date YYYY-MM-DD, got %q", name, s)
 	}
 	return t, nil
+}
+
+// quickDate parses a real date YYYY-MM-DD of ASCII digits as time.Parse
+// does, at a fraction of its cost (every read parses two); ok is false for
+// anything else, left to time.Parse and its errors.
+func quickDate(s string) (t time.Time, ok bool) {
+	if len(s) != len(DateLayout) || s[4] != '-' || s[7] != '-' {
+		return time.Time{}, false
+	}
+	n := [3]int{}
+	for i, part := range [3]string{s[:4], s[5:7], s[8:]} {
+		for _, c := range []byte(part) {
+			if c < '0' || c > '9' {
+				return time.Time{}, false
+			}
+			n[i] = n[i]*10 + int(c-'0')
+		}
+	}
+	if n[1] < 1 || n[1] > 12 || n[2] < 1 {
+		return time.Time{}, false
+	}
+	t = time.Date(n[0], time.Month(n[1]), n[2], 0, 0, 0, 0, time.UTC)
+	return t, t.Day() == n[2] // else past the month's end: 2025-02-30 is March 2nd
 }
 
 // inputError is bad input; its message alone is what a caller is shown.
