@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"net/http"
 	"time"
 	"unsafe"
@@ -12,13 +11,14 @@ import (
 // readsPath is where reports are read.
 const readsPath = "/v1/reports"
 
-// ServeFast serves, on fasthttp, a read that the cache answers: a GET of
-// /v1/reports that the guard admits, of a report in L1 or Redis, answered
-// as the net/http path would answer it (headers, 304, gzip, X-Cache, early
-// and stale refreshes, the access log and the read metric), without
-// net/http's costs per request. It returns false, having written nothing,
-// for every other request (a refusal, a miss, an error): the net/http
-// handler serves those (internal/front).
+// ServeFast serves, on fasthttp, a read that L1 answers: a GET of
+// /v1/reports that the guard admits, of a report held in L1, answered as
+// the net/http path would answer it (headers, 304, gzip, X-Cache, early and
+// stale refreshes, the access log and the read metric), without net/http's
+// costs per request. It returns false, having done nothing, for every other
+// request (a refusal, a report not in L1, an error): the net/http handler
+// serves those (internal/front), and its read from Redis puts the report in
+// L1 for the next.
 func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	start := time.Now()
 	if !c.IsGet() || string(c.URI().PathOriginal()) != readsPath {
@@ -35,16 +35,15 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		return false
 	}
 	now := s.cfg.Now()
-	// Not c as the context: fasthttp's ends only at shutdown. The Redis
-	// client's timeouts bound the call.
-	rep, err := s.cached(context.Background(), k, now)
-	if err != nil || rep == nil {
+	rep := s.l1.get(k, now)
+	if rep == nil {
 		return false
 	}
 	a, ok := s.answerFor(k, rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
 	if !ok {
 		return false
 	}
+	s.reads.record(k, rep, now)
 	result := s.freshness(k, rep, now)
 	h := &c.Response.Header
 	h.Set("X-Content-Type-Options", nosniff[0])

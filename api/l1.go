@@ -16,6 +16,9 @@ const DefaultL1Bytes = 64 << 20
 // and list cells, the parsed header.
 const l1Overhead = 256
 
+// maxShare is how small a part of L1 one report may take at most: 1/maxShare.
+const maxShare = 8
+
 // l1Key names a report without building its canonical key: the hit path does
 // not allocate for it.
 type l1Key struct {
@@ -95,7 +98,7 @@ func (c *l1) begin() uint64 {
 // began at seq, unless the report was dropped since.
 func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
 	cost := int64(raw) + l1Overhead
-	if c.max <= 0 || cost > c.max/8 {
+	if c.max <= 0 || cost > c.max/maxShare {
 		return
 	}
 	key := keyOf(k)
@@ -112,21 +115,27 @@ func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
 	c.evict()
 }
 
-// charge adds n bytes to the cost of rep, if L1 holds it as k's report (for
-// its decompressed body, kept once it is asked for).
-func (c *l1) charge(k dashcache.ReportKey, rep *report, n int) {
+// charge adds n bytes to the cost of rep (its decompressed body, to keep),
+// if L1 holds it as k's report and it stays within what one report may
+// cost; else it returns false.
+func (c *l1) charge(k dashcache.ReportKey, rep *report, n int) bool {
 	if c.max <= 0 {
-		return
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el := c.items[keyOf(k)]
-	if el == nil || el.Value.(*l1Item).rep != rep {
-		return
+	if el == nil {
+		return false
 	}
-	el.Value.(*l1Item).cost += int64(n)
+	it := el.Value.(*l1Item)
+	if it.rep != rep || it.cost+int64(n) > c.max/maxShare {
+		return false
+	}
+	it.cost += int64(n)
 	c.size += int64(n)
 	c.evict()
+	return true
 }
 
 // evict removes reports until L1 is within its bound.

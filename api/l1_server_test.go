@@ -99,7 +99,7 @@ func TestL1Bound(t *testing.T) {
 // TestDecompressedBodyCharged: a compressed report's JSON, once a client
 // that does not accept gzip asks for it, is kept with the report and
 // charged to L1 once; with identity reads of many large reports the bound
-// still holds.
+// still holds, and a JSON too large to keep leaves L1 as it was.
 func TestDecompressedBodyCharged(t *testing.T) {
 	const bound = 64 << 10
 	f := newFixture(t, func(c *api.Config) { c.L1Bytes = bound })
@@ -136,6 +136,24 @@ func TestDecompressedBodyCharged(t *testing.T) {
 		if size, _ := api.L1Size(f.srv); size > bound {
 			t.Fatalf("after %d reports read by identity clients the L1 holds %d bytes, over its bound of %d", i+1, size, bound)
 		}
+	}
+
+	// Where the JSON would make the report cost more than one report may
+	// (an eighth of L1), it is not kept: the report and the others stay.
+	f = newFixture(t, func(c *api.Config) { c.L1Bytes = 32 << 10 })
+	for i := range 5 {
+		customer := fmt.Sprintf("c%d", i)
+		fill(t, f.store, key(t, customer, "2025-01-01", "2025-01-31"), big)
+		read(customer, "gzip")
+	}
+	before, held := api.L1Size(f.srv)
+	for range 3 {
+		if body := read("c0", "identity"); !strings.Contains(body, `"data":`+big) {
+			t.Fatalf("identity read of a report whose JSON L1 does not keep: %.80q", body)
+		}
+	}
+	if after, still := api.L1Size(f.srv); after != before || still != held || held != 5 {
+		t.Errorf("identity reads of a report too large to keep decompressed: L1 went from %d reports in %d bytes to %d in %d; want all 5 kept, unchanged", held, before, still, after)
 	}
 }
 
@@ -186,7 +204,7 @@ func TestFastPathAgrees(t *testing.T) {
 	big := `{"series":[` + strings.Repeat(`{"date":"2025-01-01","revenue":1234.5},`, 100) + `{}]}`
 	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
 	fill(t, f.store, key(t, "acme", "2025-02-01", "2025-02-28"), `{"n":1}`)
-	fillAt(t, f.store, key(t, "acme", "2025-01-01", "2025-01-02"), `{"n":2}`, now.Add(-2*time.Hour), time.Hour)
+	fillAt(t, f.store, key(t, "acme", "2025-01-01", "2025-01-02"), `{"n":2}`, now.Add(-90*time.Minute), time.Hour) // stale, within StaleFor
 	var fast atomic.Int64
 	fastURL := "http://" + serveFront(t, func(c *fasthttp.RequestCtx) bool {
 		served := f.srv.ServeFast(c)

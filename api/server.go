@@ -614,7 +614,8 @@ func (s *Server) answerFor(k dashcache.ReportKey, rep *report, acceptEncoding, i
 }
 
 // decompressed returns the JSON of k's compressed report rep: decompressed
-// once, and then kept with the report (and charged to L1, if it holds it).
+// once, and then kept with the report, if L1 holds it and takes the charge;
+// else at each call.
 func (s *Server) decompressed(k dashcache.ReportKey, rep *report) (*plainBody, error) {
 	if p := rep.json.Load(); p != nil {
 		return p, nil
@@ -624,10 +625,10 @@ func (s *Server) decompressed(k dashcache.ReportKey, rep *report) (*plainBody, e
 		return nil, err
 	}
 	p := &plainBody{body, []string{strconv.Itoa(len(body))}}
-	if rep.json.CompareAndSwap(nil, p) {
-		s.l1.charge(k, rep, len(body))
+	if rep.json.CompareAndSwap(nil, p) && !s.l1.charge(k, rep, len(body)) {
+		rep.json.CompareAndSwap(p, nil)
 	}
-	return rep.json.Load(), nil
+	return p, nil
 }
 
 // acceptsGzip reports whether an Accept-Encoding header accepts gzip: names

@@ -129,7 +129,7 @@ func serveFront(t testing.TB, fast func(*fasthttp.RequestCtx) bool, slow http.Ha
 	f := front.New(front.Config{
 		Fast: fast, Slow: slow,
 		ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
-		MaxHeaderBytes: 32 << 10, MaxBodyBytes: 1 << 20,
+		MaxHeaderBytes: 32 << 10, MaxBodyBytes: api.MaxAdminBody,
 		Problem: api.Problem,
 	})
 	served := make(chan error, 1)

@@ -9,8 +9,9 @@ import (
 	"github.com/dashcache/dashcache"
 )
 
-// maxAdminBody bounds the body of POST /v1/warm and POST /v1/invalidate.
-const maxAdminBody = 64 << 10
+// MaxAdminBody bounds the body of POST /v1/warm and POST /v1/invalidate (and
+// the api role bounds every request's body by it).
+const MaxAdminBody = 64 << 10
 
 type warmRequest struct {
 	Customers []string `json:"customers"`
@@ -66,11 +67,11 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(out)
 }
 
-// decodeBody decodes an admin request's JSON body, of at most maxAdminBody
+// decodeBody decodes an admin request's JSON body, of at most MaxAdminBody
 // bytes and no unknown fields, into v. If it cannot, it answers 413 (with
 // smaller, what to do) or 400 (with usage and the error) and returns false.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, usage, smaller string) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	var tooBig *http.MaxBytesError
@@ -78,7 +79,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, usage, smaller st
 	case err == nil:
 		return true
 	case errors.As(err, &tooBig):
-		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; %s", maxAdminBody, smaller))
+		problem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; %s", MaxAdminBody, smaller))
 	default:
 		problem(w, http.StatusBadRequest, fmt.Sprintf("%s: %v", usage, err))
 	}

@@ -18,10 +18,6 @@ import (
 // hundred bytes.
 const maxHeaderBytes = 32 << 10
 
-// maxBodyBytes bounds a request's body (the admin endpoints bound theirs
-// tighter, with a clearer refusal).
-const maxBodyBytes = 1 << 20
-
 // serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
 // and shuts the server down gracefully. listening (if any) is told the address.
 // With fast, requests are first offered to it, on fasthttp (internal/front).
@@ -46,7 +42,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fast
 		srv = front.New(front.Config{
 			Fast: fast, Slow: h,
 			ReadTimeout: hs.ReadTimeout, IdleTimeout: hs.IdleTimeout, WriteTimeout: hs.WriteTimeout,
-			MaxHeaderBytes: maxHeaderBytes, MaxBodyBytes: maxBodyBytes,
+			MaxHeaderBytes: maxHeaderBytes, MaxBodyBytes: api.MaxAdminBody,
 			Problem: api.Problem, Log: log,
 		})
 	}

@@ -37,8 +37,8 @@ type Config struct {
 	// ReadTimeout bounds the reading of a request, IdleTimeout the wait for
 	// a connection's next one, WriteTimeout the writing of an answer.
 	ReadTimeout, IdleTimeout, WriteTimeout time.Duration
-	// MaxHeaderBytes bounds a request's header, MaxBodyBytes its body (the
-	// slow handler may bound it tighter). Required.
+	// MaxHeaderBytes bounds a request's header, MaxBodyBytes its body (read
+	// whole before the handlers run). Required.
 	MaxHeaderBytes, MaxBodyBytes int
 	// Problem renders a refusal of a request that cannot be read (not
 	// HTTP/1.x, a header or a body past its bound, too slow) as a
@@ -99,10 +99,13 @@ func (f *Server) Shutdown(ctx context.Context) error {
 // serve offers a request to Fast, and serves it with Slow if Fast declines.
 func (f *Server) serve(c *fasthttp.RequestCtx) {
 	defer func() {
-		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler {
-				f.cfg.Log.Error().Str("panic", fmt.Sprint(p)).Str("path", string(c.Path())).Bytes("stack", debug.Stack()).Msg("a handler panicked")
-			}
+		p := recover()
+		switch {
+		case p == http.ErrAbortHandler: // as net/http: no answer, the connection dropped
+			c.HijackSetNoResponse(true)
+			c.Hijack(func(net.Conn) {})
+		case p != nil:
+			f.cfg.Log.Error().Str("panic", fmt.Sprint(p)).Str("path", string(c.Path())).Bytes("stack", debug.Stack()).Msg("a handler panicked")
 			c.Response.Reset()
 			c.SetStatusCode(http.StatusInternalServerError)
 			c.SetConnectionClose()
@@ -111,18 +114,11 @@ func (f *Server) serve(c *fasthttp.RequestCtx) {
 	if f.cfg.Fast(c) {
 		return
 	}
-	c.Request.Header.Del("Expect") // fasthttp has answered 100-continue
-	var replay bytes.Buffer
-	if _, err := c.Request.WriteTo(&replay); err != nil {
-		f.refuse(c, err)
-		return
-	}
-	r, err := http.ReadRequest(bufio.NewReader(&replay))
+	r, err := netHTTPRequest(c)
 	if err != nil {
 		f.refuse(c, err)
 		return
 	}
-	r.RemoteAddr = c.RemoteAddr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := watchHangUp(c.Conn(), cancel)
@@ -132,6 +128,32 @@ func (f *Server) serve(c *fasthttp.RequestCtx) {
 		f.cfg.Slow.ServeHTTP(w, r.WithContext(ctx))
 	}()
 	w.copyTo(c)
+}
+
+// netHTTPRequest returns c's request as net/http reads it, in memory of its
+// own.
+func netHTTPRequest(c *fasthttp.RequestCtx) (*http.Request, error) {
+	c.Request.Header.Del("Expect") // fasthttp has answered 100-continue
+	// fasthttp does not write a request without a Host, which HTTP/1.0
+	// allows (health checks send them): one stands in, and goes again.
+	noHost := len(c.Request.Host()) == 0
+	if noHost {
+		c.Request.SetHost("no-host.invalid")
+	}
+	var replay bytes.Buffer
+	if _, err := c.Request.WriteTo(&replay); err != nil {
+		return nil, err
+	}
+	r, err := http.ReadRequest(bufio.NewReader(&replay))
+	if err != nil {
+		return nil, err
+	}
+	if noHost {
+		r.Host = ""
+		r.Header.Del("Host")
+	}
+	r.RemoteAddr = c.RemoteAddr().String()
+	return r, nil
 }
 
 // refuse answers a request fasthttp could not read (or net/http could not
@@ -144,7 +166,7 @@ func (f *Server) refuse(c *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &small):
 		status, detail = http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("the request header is larger than %d bytes; send fewer or shorter headers", f.cfg.MaxHeaderBytes)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		status, detail = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes", f.cfg.MaxBodyBytes)
+		status, detail = http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is larger than %d bytes; send less in each request", f.cfg.MaxBodyBytes)
 	case errors.As(err, &netErr) && netErr.Timeout():
 		status, detail = http.StatusRequestTimeout, "the request did not arrive in time; send it whole, without pauses"
 	}
@@ -157,10 +179,12 @@ func (f *Server) refuse(c *fasthttp.RequestCtx, err error) {
 }
 
 // buffered is the http.ResponseWriter of the slow handler: the answer is
-// kept whole, then written by fasthttp.
+// kept whole, then written by fasthttp. As with net/http, the header is the
+// one at WriteHeader (or the first Write), and a 204 or 304 takes no body.
 type buffered struct {
 	header http.Header
 	status int
+	sent   http.Header // header as of WriteHeader
 	body   bytes.Buffer
 }
 
@@ -168,12 +192,15 @@ func (w *buffered) Header() http.Header { return w.header }
 
 func (w *buffered) WriteHeader(status int) {
 	if w.status == 0 {
-		w.status = status
+		w.status, w.sent = status, w.header.Clone()
 	}
 }
 
 func (w *buffered) Write(b []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
+	if w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+		return 0, http.ErrBodyNotAllowed
+	}
 	return w.body.Write(b)
 }
 
@@ -184,7 +211,7 @@ func (w *buffered) copyTo(c *fasthttp.RequestCtx) {
 	w.WriteHeader(http.StatusOK)
 	c.SetStatusCode(w.status)
 	h := &c.Response.Header
-	for name, values := range w.header {
+	for name, values := range w.sent {
 		if name == "Content-Length" && !c.IsHead() {
 			continue
 		}
@@ -192,13 +219,13 @@ func (w *buffered) copyTo(c *fasthttp.RequestCtx) {
 			h.Add(name, v)
 		}
 	}
-	if len(w.header["Content-Type"]) == 0 && w.body.Len() > 0 {
+	if len(w.sent["Content-Type"]) == 0 && w.body.Len() > 0 {
 		h.SetContentType(http.DetectContentType(w.body.Bytes()))
 	}
 	switch {
 	case !c.IsHead():
 		c.SetBody(w.body.Bytes())
-	case len(w.header["Content-Length"]) == 0:
+	case len(w.sent["Content-Length"]) == 0:
 		h.SetContentLength(w.body.Len()) // as net/http tells a HEAD
 	}
 }

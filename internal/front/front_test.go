@@ -45,7 +45,7 @@ func newFixture(t *testing.T) *fixture {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"method": r.Method, "uri": r.RequestURI, "test": r.Header.Get("X-Test"), "body": string(body), "remote": r.RemoteAddr})
+		json.NewEncoder(w).Encode(map[string]string{"method": r.Method, "uri": r.RequestURI, "test": r.Header.Get("X-Test"), "body": string(body), "remote": r.RemoteAddr, "host": r.Host})
 	})
 	mux.HandleFunc("/wait", func(w http.ResponseWriter, r *http.Request) {
 		f.waiting <- struct{}{}
@@ -57,6 +57,16 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	mux.HandleFunc("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	mux.HandleFunc("/abort", func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+	mux.HandleFunc("/late", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.Header().Set("X-Late", "yes")
+		io.WriteString(w, "late")
+	})
+	mux.HandleFunc("/nocontent", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+		io.WriteString(w, "not sent")
+	})
 	f.srv = front.New(front.Config{
 		Fast: func(c *fasthttp.RequestCtx) bool {
 			if string(c.Path()) != "/fast" {
@@ -239,5 +249,32 @@ func TestRefusals(t *testing.T) {
 	c.send("GET /fast HTTP/1.1\nHost: x\n\n")
 	if status, _, body := c.read("GET"); status != 200 || body != "fast" {
 		t.Errorf("after the refusals: %d %q", status, body)
+	}
+}
+
+// TestNetHTTPSemantics: what the slow handler writes is answered as
+// net/http answers it: a header set after WriteHeader is not sent, a 204
+// has no body nor guessed Content-Type, an ErrAbortHandler panic drops the
+// connection without an answer, and an HTTP/1.0 request without a Host is
+// served (Host "").
+func TestNetHTTPSemantics(t *testing.T) {
+	f := newFixture(t)
+	c := f.dial(t)
+	c.send("GET /late HTTP/1.1\nHost: x\n\n")
+	if status, h, body := c.read("GET"); status != 200 || body != "late" || h.Get("X-Late") != "" {
+		t.Errorf("GET /late: %d %q, X-Late %q", status, body, h.Get("X-Late"))
+	}
+	c.send("GET /nocontent HTTP/1.1\nHost: x\n\n")
+	if status, h, body := c.read("GET"); status != http.StatusNoContent || body != "" || h.Get("Content-Type") != "" {
+		t.Errorf("GET /nocontent: %d %q, Content-Type %q", status, body, h.Get("Content-Type"))
+	}
+	c.send("GET /echo HTTP/1.0\n\n")
+	if status, _, body := c.read("GET"); status != 200 || !strings.Contains(body, `"host":""`) {
+		t.Errorf("HTTP/1.0 without a Host: %d %q", status, body)
+	}
+	c = f.dial(t)
+	c.send("GET /abort HTTP/1.1\nHost: x\n\n")
+	if n, err := c.r.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("GET /abort: read %d bytes, %v; want the connection dropped", n, err)
 	}
 }

@@ -24,6 +24,9 @@ func watchHangUp(conn net.Conn, hungUp func()) (stop func()) {
 	if err != nil {
 		return func() {}
 	}
+	// The deadline fasthttp set to read the request must not end the
+	// watch: a handler may take longer than that.
+	conn.SetReadDeadline(time.Time{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
