@@ -29,7 +29,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	query := string(c.URI().QueryString()) // k keeps parts of it
+	query := transient(c.URI().QueryString())
 	k, _, err := s.parseQuery(query)
 	if err != nil || !acc.allows(k.Customer) {
 		return false
@@ -39,6 +39,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if rep == nil {
 		return false
 	}
+	k = rep.key // k's strings are fasthttp's, reused after the request; what follows may keep them
 	a, ok := s.answerFor(k, rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
 	if !ok {
 		return false

@@ -15,7 +15,7 @@ import (
 func TestL1ReadBeforeDropCannotPut(t *testing.T) {
 	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
 	k, _ := dashcache.ParseCanonical("acme|2025-01-01|2025-01-31")
-	e := newReport(store.Entry{ComputedAt: now, FreshUntil: now.Add(time.Hour), Body: "{}"})
+	e := newReport(k, store.Entry{ComputedAt: now, FreshUntil: now.Add(time.Hour), Body: "{}"})
 	c := newL1(1 << 20)
 	c.setUp(true)
 

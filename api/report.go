@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
 )
 
@@ -15,8 +16,9 @@ import (
 // none. It is safe for concurrent use.
 type report struct {
 	store.Entry
-	etag, gzipETag []string // one value each, as http.Header holds them
-	length         []string // of Body
+	key            dashcache.ReportKey // its strings the report's own
+	etag, gzipETag []string            // one value each, as http.Header holds them
+	length         []string            // of Body
 	clock          atomic.Pointer[clockHeaders]
 	// json is the body decompressed (nil until a client that does not
 	// accept gzip asks for it): it is then charged to L1, and kept.
@@ -39,8 +41,8 @@ type clockHeaders struct {
 	age, control []string
 }
 
-func newReport(e store.Entry) *report {
-	r := &report{Entry: e, etag: []string{e.ETag}, length: []string{strconv.Itoa(len(e.Body))}}
+func newReport(k dashcache.ReportKey, e store.Entry) *report {
+	r := &report{Entry: e, key: k, etag: []string{e.ETag}, length: []string{strconv.Itoa(len(e.Body))}}
 	if e.Gzip {
 		r.gzipETag = []string{e.GzipETag}
 	}

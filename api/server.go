@@ -553,7 +553,7 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 		s.cfg.Log.Warn().Err(err).Str("key", k.String()).Msg("corrupt cache entry; refilling it")
 		return nil
 	}
-	return newReport(e)
+	return newReport(k, e)
 }
 
 // serve writes a cached report as the response, as answerFor says: headers
