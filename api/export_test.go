@@ -37,3 +37,11 @@ func L1Size(s *Server) (bytes int64, reports int) {
 	defer s.l1.mu.RUnlock()
 	return s.l1.size, len(s.l1.items)
 }
+
+// Drops counts the fill notifications (and subscription changes) the
+// server's L1 has taken; it does not move without an L1.
+func Drops(s *Server) uint64 {
+	s.l1.mu.RLock()
+	defer s.l1.mu.RUnlock()
+	return s.l1.seq
+}

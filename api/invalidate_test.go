@@ -96,7 +96,7 @@ func TestReadsNotTracked(t *testing.T) {
 func TestMarkedStaleLeavesL1(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
-	fill(t, f.store, k, `{"n":1}`)
+	f.fillSeen(t, k, `{"n":1}`, now.Add(-3*time.Second), time.Hour)
 	q := "customer=acme&from=2025-01-01&to=2025-01-31"
 	if resp, _ := f.get(t, q); resp.Header.Get("X-Cache") != "hit" {
 		t.Fatalf("first read: X-Cache %q", resp.Header.Get("X-Cache"))

@@ -22,7 +22,7 @@ import (
 // no Redis command for the hits after.
 func TestL1ServesHitsWithoutRedis(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
-	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{"n":1}`)
+	f.fillSeen(t, key(t, "acme", "2025-01-01", "2025-01-31"), `{"n":1}`, now.Add(-3*time.Second), time.Hour)
 	q := "customer=acme&from=2025-01-01&to=2025-01-31"
 	f.get(t, q)
 	before := f.mini.CommandCount()
@@ -116,7 +116,7 @@ func TestDecompressedBodyCharged(t *testing.T) {
 		}
 		return w.Body.String()
 	}
-	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
+	f.fillSeen(t, key(t, "acme", "2025-01-01", "2025-01-31"), big, now.Add(-3*time.Second), time.Hour)
 	read("acme", "gzip")
 	zipped, _ := api.L1Size(f.srv)
 	plain := read("acme", "identity")
@@ -130,7 +130,7 @@ func TestDecompressedBodyCharged(t *testing.T) {
 	}
 	for i := range 200 {
 		customer := fmt.Sprintf("c%d", i)
-		fill(t, f.store, key(t, customer, "2025-01-01", "2025-01-31"), big)
+		f.fillSeen(t, key(t, customer, "2025-01-01", "2025-01-31"), big, now.Add(-3*time.Second), time.Hour)
 		read(customer, "gzip")
 		read(customer, "identity")
 		if size, _ := api.L1Size(f.srv); size > bound {
@@ -143,7 +143,7 @@ func TestDecompressedBodyCharged(t *testing.T) {
 	f = newFixture(t, func(c *api.Config) { c.L1Bytes = 32 << 10 })
 	for i := range 5 {
 		customer := fmt.Sprintf("c%d", i)
-		fill(t, f.store, key(t, customer, "2025-01-01", "2025-01-31"), big)
+		f.fillSeen(t, key(t, customer, "2025-01-01", "2025-01-31"), big, now.Add(-3*time.Second), time.Hour)
 		read(customer, "gzip")
 	}
 	before, held := api.L1Size(f.srv)
@@ -202,9 +202,9 @@ func TestCompressedRepresentations(t *testing.T) {
 func TestFastPathAgrees(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.L1Bytes = 1 << 20 })
 	big := `{"series":[` + strings.Repeat(`{"date":"2025-01-01","revenue":1234.5},`, 100) + `{}]}`
-	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), big)
-	fill(t, f.store, key(t, "acme", "2025-02-01", "2025-02-28"), `{"n":1}`)
-	fillAt(t, f.store, key(t, "acme", "2025-01-01", "2025-01-02"), `{"n":2}`, now.Add(-90*time.Minute), time.Hour) // stale, within StaleFor
+	f.fillSeen(t, key(t, "acme", "2025-01-01", "2025-01-31"), big, now.Add(-3*time.Second), time.Hour)
+	f.fillSeen(t, key(t, "acme", "2025-02-01", "2025-02-28"), `{"n":1}`, now.Add(-3*time.Second), time.Hour)
+	f.fillSeen(t, key(t, "acme", "2025-01-01", "2025-01-02"), `{"n":2}`, now.Add(-90*time.Minute), time.Hour) // stale, within StaleFor
 	var fast atomic.Int64
 	fastURL := "http://" + serveFront(t, func(c *fasthttp.RequestCtx) bool {
 		served := f.srv.ServeFast(c)

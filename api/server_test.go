@@ -185,6 +185,20 @@ func fillAt(t testing.TB, st *store.Store, k dashcache.ReportKey, data string, c
 	l.Release(ctx)
 }
 
+// fillSeen fills a report as fillAt does, and returns once the fixture's
+// server has taken its fill notification: a read after it is not raced by
+// the notification dropping from L1 what the read put there.
+func (f *fixture) fillSeen(t *testing.T, k dashcache.ReportKey, data string, computedAt time.Time, fresh time.Duration) {
+	t.Helper()
+	before := api.Drops(f.srv)
+	fillAt(t, f.store, k, data, computedAt, fresh)
+	for deadline := time.Now().Add(5 * time.Second); api.Drops(f.srv) == before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never took the fill notification")
+		}
+	}
+}
+
 func key(t *testing.T, c, from, to string) dashcache.ReportKey {
 	k, err := dashcache.ParseReportKey(c, from, to, now)
 	if err != nil {
