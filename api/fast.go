@@ -39,13 +39,12 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if rep == nil {
 		return false
 	}
-	k = rep.key // k's strings are fasthttp's, reused after the request; what follows may keep them
-	a, ok := s.answerFor(k, rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
+	a, ok := s.answerFor(rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
 	if !ok {
 		return false
 	}
-	s.reads.record(k, rep, now)
-	result := s.freshness(k, rep, now)
+	s.reads.record(rep.key, rep, now) // not k: its strings are fasthttp's, reused after the request
+	result := s.freshness(rep, now)
 	h := &c.Response.Header
 	h.Set("X-Content-Type-Options", nosniff[0])
 	rep.headers(&a, result, now, func(name string, value []string) { h.Set(name, value[0]) })

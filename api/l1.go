@@ -31,7 +31,6 @@ func keyOf(k dashcache.ReportKey) l1Key {
 }
 
 type l1Item struct {
-	key  l1Key
 	rep  *report
 	cost int64
 	used atomic.Bool // read since eviction last passed it
@@ -94,14 +93,14 @@ func (c *l1) begin() uint64 {
 	return c.seq
 }
 
-// put holds the report of k (raw bytes long in Redis), read by a read that
-// began at seq, unless the report was dropped since.
-func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
+// put holds rep (raw bytes long in Redis), read by a read that began at
+// seq, unless the report was dropped since.
+func (c *l1) put(rep *report, raw int, seq uint64) {
 	cost := int64(raw) + l1Overhead
 	if c.max <= 0 || cost > c.max/maxShare {
 		return
 	}
-	key := keyOf(k)
+	key := keyOf(rep.key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.up || seq < c.floor || c.tombs[key] > seq {
@@ -110,21 +109,21 @@ func (c *l1) put(k dashcache.ReportKey, rep *report, raw int, seq uint64) {
 	if el := c.items[key]; el != nil {
 		c.remove(el)
 	}
-	c.items[key] = c.lru.PushFront(&l1Item{key: key, rep: rep, cost: cost})
+	c.items[key] = c.lru.PushFront(&l1Item{rep: rep, cost: cost})
 	c.size += cost
 	c.evict()
 }
 
 // charge adds n bytes to the cost of rep (its decompressed body, to keep),
-// if L1 holds it as k's report and it stays within what one report may
-// cost; else it returns false.
-func (c *l1) charge(k dashcache.ReportKey, rep *report, n int) bool {
+// if L1 holds it and it stays within what one report may cost; else it
+// returns false.
+func (c *l1) charge(rep *report, n int) bool {
 	if c.max <= 0 {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el := c.items[keyOf(k)]
+	el := c.items[keyOf(rep.key)]
 	if el == nil {
 		return false
 	}
@@ -189,6 +188,6 @@ func (c *l1) setUp(up bool) {
 
 func (c *l1) remove(el *list.Element) {
 	it := c.lru.Remove(el).(*l1Item)
-	delete(c.items, it.key)
+	delete(c.items, keyOf(it.rep.key))
 	c.size -= it.cost
 }

@@ -21,11 +21,11 @@ func TestL1ReadBeforeDropCannotPut(t *testing.T) {
 
 	before := c.begin()
 	c.drop(k.String()) // the fill notification, while the read is in flight
-	c.put(k, e, 10, before)
+	c.put(e, 10, before)
 	if c.get(k, now) != nil {
 		t.Fatal("a read that began before the drop put its entry")
 	}
-	c.put(k, e, 10, c.begin())
+	c.put(e, 10, c.begin())
 	if c.get(k, now) == nil {
 		t.Fatal("a read after the drop did not put")
 	}
@@ -33,15 +33,15 @@ func TestL1ReadBeforeDropCannotPut(t *testing.T) {
 		t.Error("served past the time Redis would have expired it")
 	}
 
-	c.put(k, e, 10, c.begin())
+	c.put(e, 10, c.begin())
 	inFlight := c.begin()
 	c.setUp(false)
 	if c.get(k, now) != nil {
 		t.Error("held an entry while the subscription was down")
 	}
-	c.put(k, e, 10, c.begin())
+	c.put(e, 10, c.begin())
 	c.setUp(true)
-	c.put(k, e, 10, inFlight)
+	c.put(e, 10, inFlight)
 	if c.get(k, now) != nil {
 		t.Error("held an entry read while the subscription was down, or before")
 	}

@@ -289,7 +289,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		return s.unavailable(w, r, err)
 	}
 	if rep != nil {
-		if result, ok := s.serveCached(w, r, k, rep, now); ok {
+		if result, ok := s.serveCached(w, r, rep, now); ok {
 			return result
 		}
 	}
@@ -313,7 +313,7 @@ func (s *Server) cached(ctx context.Context, k dashcache.ReportKey, now time.Tim
 		return nil, err
 	}
 	if rep = s.parseEntry(k, raw); rep != nil {
-		s.l1.put(k, rep, len(raw), seq)
+		s.l1.put(rep, len(raw), seq)
 	}
 	return rep, nil
 }
@@ -430,7 +430,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.Repo
 		return "", err
 	}
 	if rep := s.parseEntry(k, raw); rep != nil {
-		if result, ok := s.serve(w, r, k, rep, resultMiss, s.cfg.Now()); ok {
+		if result, ok := s.serve(w, r, rep, resultMiss, s.cfg.Now()); ok {
 			return result, nil
 		}
 	}
@@ -481,21 +481,21 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // serveCached serves a report found in the cache, as freshness says.
-func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, now time.Time) (string, bool) {
-	return s.serve(w, r, k, rep, s.freshness(k, rep, now), now)
+func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, rep *report, now time.Time) (string, bool) {
+	return s.serve(w, r, rep, s.freshness(rep, now), now)
 }
 
 // freshness returns how a cached report is served: fresh, as a hit; no
 // longer fresh, as stale. A stale report, or a fresh one that XFetch picks
 // for an early refresh, gets one refresh enqueued in the background, so that
 // keys filled together do not all expire, and refill, together.
-func (s *Server) freshness(k dashcache.ReportKey, rep *report, now time.Time) string {
+func (s *Server) freshness(rep *report, now time.Time) string {
 	result := resultHit
 	if !rep.Fresh(now) {
 		result = resultStale
-		s.refreshLater(k, rep.ComputedAt)
+		s.refreshLater(rep.key, rep.ComputedAt)
 	} else if s.refreshEarly(rep.Entry, now) {
-		s.refreshLater(k, rep.ComputedAt)
+		s.refreshLater(rep.key, rep.ComputedAt)
 	}
 	return result
 }
@@ -559,8 +559,8 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 // serve writes a cached report as the response, as answerFor says: headers
 // from its metadata, the body copied verbatim. It returns xcache, the
 // result; ok is false, and nothing is written, for a corrupt entry.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, rep *report, xcache string, now time.Time) (result string, ok bool) {
-	a, ok := s.answerFor(k, rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
+	a, ok := s.answerFor(rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
 	if !ok {
 		return "", false
 	}
@@ -586,12 +586,12 @@ type answer struct {
 	length []string // of body
 }
 
-// answerFor returns how rep, k's report, answers a request with these
+// answerFor returns how rep answers a request with these
 // Accept-Encoding and If-None-Match headers: 304 if the client holds the
 // representation it would get, else 200 with the body as stored (gzip to a
 // client that accepts it) or decompressed. ok is false for a compressed body
 // that does not decompress: a corrupt entry (logged).
-func (s *Server) answerFor(k dashcache.ReportKey, rep *report, acceptEncoding, ifNoneMatch string) (a answer, ok bool) {
+func (s *Server) answerFor(rep *report, acceptEncoding, ifNoneMatch string) (a answer, ok bool) {
 	a.gzip = rep.Gzip && acceptsGzip(acceptEncoding)
 	a.etag = rep.etag
 	if a.gzip {
@@ -603,7 +603,7 @@ func (s *Server) answerFor(k dashcache.ReportKey, rep *report, acceptEncoding, i
 	}
 	a.status, a.body, a.length = http.StatusOK, rep.Body, rep.length
 	if rep.Gzip && !a.gzip {
-		plain, err := s.decompressed(k, rep)
+		plain, err := s.decompressed(rep)
 		if err != nil {
 			s.cfg.Log.Warn().Err(err).Msg("corrupt cache entry; refilling it")
 			return answer{}, false
@@ -613,10 +613,10 @@ func (s *Server) answerFor(k dashcache.ReportKey, rep *report, acceptEncoding, i
 	return a, true
 }
 
-// decompressed returns the JSON of k's compressed report rep: decompressed
+// decompressed returns the JSON of the compressed report rep: decompressed
 // once, and then kept with the report, if L1 holds it and takes the charge;
 // else at each call.
-func (s *Server) decompressed(k dashcache.ReportKey, rep *report) (*plainBody, error) {
+func (s *Server) decompressed(rep *report) (*plainBody, error) {
 	if p := rep.json.Load(); p != nil {
 		return p, nil
 	}
@@ -625,7 +625,7 @@ func (s *Server) decompressed(k dashcache.ReportKey, rep *report) (*plainBody, e
 		return nil, err
 	}
 	p := &plainBody{body, []string{strconv.Itoa(len(body))}}
-	if rep.json.CompareAndSwap(nil, p) && !s.l1.charge(k, rep, len(body)) {
+	if rep.json.CompareAndSwap(nil, p) && !s.l1.charge(rep, len(body)) {
 		rep.json.CompareAndSwap(p, nil)
 	}
 	return p, nil
