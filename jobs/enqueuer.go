@@ -164,7 +164,12 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 	if err != nil || info.State != asynq.TaskStateActive {
 		return false, nil // gone or not started yet: nothing to rescue
 	}
-	// Active without a lock: its worker died.
+	// Active, and only then no lock (a worker that took the task between
+	// the first look at the lock and the state would hold it by now): its
+	// worker died.
+	if locked, err := e.store.Locked(ctx, k); err != nil || locked {
+		return false, err
+	}
 	return e.enqueue(ctx, k, task, asynq.TaskID(RescueID(k)))
 }
 

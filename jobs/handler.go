@@ -209,7 +209,11 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
 	log.Info().Int("bytes", len(data)).Msg("report filled")
-	h.indexFill(held, log, k, start, now, ttl)
+	// The entry is written: the index must follow even if the lock (held)
+	// is lost now.
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	h.indexFill(ictx, log, k, start, now, ttl)
 	return nil
 }
 

@@ -55,7 +55,7 @@ func scored(at time.Time, member string) redis.Z {
 func (s *Store) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expires time.Time) error {
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		addTrimmed(ctx, p, reportsKey(k.Customer), now, indexKept, scored(expires, rangeMember(k)))
-		p.SAdd(ctx, indexedKey, k.Customer)
+		addTrimmed(ctx, p, indexedKey, now, indexKept, scored(expires, k.Customer))
 		return nil
 	})
 	if err != nil {
@@ -87,7 +87,7 @@ func keysOf(customer string, members []string) []dashcache.ReportKey {
 
 // IndexedCustomers returns the customers with reports in the index.
 func (s *Store) IndexedCustomers(ctx context.Context) ([]string, error) {
-	cs, err := s.rdb.SMembers(ctx, indexedKey).Result()
+	cs, err := s.rdb.ZRange(ctx, indexedKey, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the indexed customers: %w", err)
 	}

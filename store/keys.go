@@ -20,8 +20,11 @@ const FillChannel = prefix + "filled"
 // (rate.go: every call, readers' calls, a warming call waiting), the pause
 // that a 429 imposes on every worker, and the breaker (breaker.go).
 const (
-	rateKey            = prefix + "{provider}:rate"
-	readerRateKey      = prefix + "{provider}:rate:readers"
+	// Sorted sets of call times. Not "{provider}:rate": redis_rate kept a
+	// string there, and processes of both versions share a Redis while a
+	// deployment rolls.
+	rateKey            = prefix + "{provider}:calls"
+	readerRateKey      = prefix + "{provider}:calls:readers"
 	warmingWaitKey     = prefix + "{provider}:warming-waits"
 	pauseKey           = prefix + "{provider}:pause"
 	breakerOpenKey     = prefix + "{provider}:breaker:open"
@@ -52,8 +55,10 @@ func reportsKey(customer string) string { return customerKey(customer, "reports"
 // readsKey holds when each of the customer's reports was last read (index.go).
 func readsKey(customer string) string { return customerKey(customer, "reads") }
 
-// indexedKey is the set of the customers with reports in the index.
-const indexedKey = prefix + "indexed-customers"
+// indexedKey holds the customers with reports in the index, each scored by
+// the expiry of its last entry to expire: those whose all expired go at the
+// next fill. (Not "indexed-customers", once a plain set.)
+const indexedKey = prefix + "indexed"
 
 // changesKey logs the customer's recent data changes (index.go);
 // allChangesKey those of every customer.
