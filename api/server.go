@@ -199,6 +199,7 @@ func (s *Server) Shutdown(context.Context) error {
 		if s.sub != nil {
 			err = s.sub.Close()
 		}
+		s.l1.setUp(false) // no more notifications: no more L1 hits, while the server drains
 		s.listening.Wait()
 		s.background.Wait()
 	})

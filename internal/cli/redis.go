@@ -68,7 +68,8 @@ type redisParts struct {
 }
 
 // connect opens the Redis of cfg, checks that the queue's cannot evict, and
-// starts the clock. An unreachable Redis is an error.
+// starts the clock. An unreachable Redis (the queue's or the reports') is an
+// error.
 func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, error) {
 	queue, closeQueue, err := openRedis(cfg, log)
 	if err != nil {
@@ -86,15 +87,6 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 		return fail(err)
 	}
 	p.close = func() { p.clock.Shutdown(); closeQueue() }
-	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
-		unchecked, err := store.New(queue).CheckEviction(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if len(unchecked) > 0 {
-			log.Warn().Strs("redis_addrs", unchecked).Msg("cannot read maxmemory-policy (CONFIG GET refused): make sure it is noeviction, or Redis may evict the queue")
-		}
-	}
 	var opts []store.Option
 	if cfg.CacheRedisURL != "" {
 		opt, err := redis.ParseURL(cfg.CacheRedisURL)
@@ -108,6 +100,18 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 		opts = append(opts, store.WithCache(cache))
 	}
 	p.store = store.New(queue, opts...)
+	if err := p.store.Ping(ctx); err != nil { // the cache's Redis, if it has one
+		return fail(fmt.Errorf("the reports' Redis (DASHCACHE_CACHE_REDIS_URL) is unreachable: %w", err))
+	}
+	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
+		unchecked, err := p.store.CheckEviction(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if len(unchecked) > 0 {
+			log.Warn().Strs("redis_addrs", unchecked).Msg("cannot read maxmemory-policy (CONFIG GET refused): make sure it is noeviction, or Redis may evict the queue")
+		}
+	}
 	return p, nil
 }
 

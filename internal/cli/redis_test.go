@@ -42,6 +42,21 @@ func TestRefusesEvictingRedis(t *testing.T) {
 	}
 }
 
+// TestRefusesUnreachableCacheRedis: no role starts when the reports' own
+// Redis (DASHCACHE_CACHE_REDIS_URL) does not answer, though the queue's does.
+func TestRefusesUnreachableCacheRedis(t *testing.T) {
+	redisURL, _ := redistest.URLClient(t)
+	env := map[string]string{"DASHCACHE_REDIS_URL": redisURL, "DASHCACHE_CACHE_REDIS_URL": "redis://127.0.0.1:1/0", "DASHCACHE_LISTEN": "127.0.0.1:0"}
+	for _, args := range [][]string{{"api"}, {"worker"}, {"warm", "--customers", "acme", "--ranges", "yesterday"}} {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // a role that started would serve until then
+		err := Run(ctx, args, func(k string) string { return env[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "DASHCACHE_CACHE_REDIS_URL") {
+			t.Errorf("%s with an unreachable reports' Redis: %v; want a refusal naming DASHCACHE_CACHE_REDIS_URL", args[0], err)
+		}
+		cancel()
+	}
+}
+
 // TestRedisRestartMidWait: Redis killed during a fill (its BI call in flight)
 // and started again, empty, on the same port: the reader who was waiting,
 // with one request, gets the report within the BI call's time and 5 s of
