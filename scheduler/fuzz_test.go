@@ -15,6 +15,7 @@ func FuzzParse(f *testing.F) {
 		"timezone: Europe/Berlin\nplans:\n  - name: nightly\n    cron: \"0 2 * * *\"\n    customers: [acme, globex]\n    ranges: [yesterday, last_7_days]\n",
 		"plans:\n  - name: all\n    cron: \"@every 10m\"\n    customers: all\n    ranges: [month_to_date]\n",
 		"plans: [{name: a, cron: '61 * * * *', customers: [acme], ranges: [yesterday]}]",
+		"plans: [{name: r, cron: '@hourly', customers: all, ranges: [recently_read], read_within: 2h}]",
 		"plans:\n  - &a {name: x}\n  - *a\n",
 		"",
 	} {
@@ -33,7 +34,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted an incomplete plan %+v", p)
 			}
 			for _, r := range p.Ranges {
-				if !slices.Contains(dashcache.PresetNames, r) {
+				if r != scheduler.RecentlyRead && !slices.Contains(dashcache.PresetNames, r) {
 					t.Fatalf("accepted an unknown range %q", r)
 				}
 			}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -68,12 +70,11 @@ func checkExact(t *testing.T, addr, old string, reads []served) {
 	}
 }
 
-// l1Fleet runs a worker and two API processes (each with its L1) on a real
-// Redis, reads the report once through each, and returns their addresses,
-// the report's ETag, and a function that refreshes the report (a forced
-// warm) and returns once the new entry is in Redis.
-func l1Fleet(t *testing.T, latency time.Duration) (apis []string, old string, rdb *redis.Client, refresh func()) {
-	redisURL, rdb := redistest.URLClient(t)
+// l1Fleet runs a worker and two API processes (each with its L1) on the
+// Redis at redisURL (rdb), reads the report once through each, and returns
+// their addresses, the report's ETag, and a function that refreshes the
+// report (a forced warm) and returns once the new entry is in Redis.
+func l1Fleet(t *testing.T, redisURL string, rdb *redis.Client, latency time.Duration) (apis []string, old string, refresh func() error) {
 	bi := newBIServer(t, latency, "")
 	// Every answer differs (so a refresh makes a new ETag), and is large
 	// enough to be stored compressed.
@@ -102,42 +103,41 @@ func l1Fleet(t *testing.T, latency time.Duration) (apis []string, old string, rd
 	resp.Body.Close()
 	old = resp.Header.Get("Etag")
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
-	refresh = func() {
+	refresh = func() error {
 		err := Run(t.Context(), []string{"warm", "--customers", "acme", "--from", "2025-01-01", "--to", "2025-01-31", "--force"},
-			func(k string) string { return env[k] }, nopWriter{}, nopWriter{})
+			func(k string) string { return env[k] }, io.Discard, io.Discard)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			raw, _ := store.New(rdb).Get(context.Background(), k)
 			if e, err := store.ParseEntry(raw); err == nil && e.GzipETag != old {
-				return
+				return nil
 			}
 			if time.Now().After(deadline) {
-				t.Fatal("the refresh never landed")
+				return errors.New("the refresh never landed")
 			}
 		}
 	}
-	return apis, old, rdb, refresh
+	return apis, old, refresh
 }
-
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // TestL1ExactAcrossProcesses: two API processes serve a report from their
 // L1; a worker refreshes it; each serves the new bytes (a new ETag) to every
 // read that begins after it first served them, and serves them within a
 // second of the refresh.
 func TestL1ExactAcrossProcesses(t *testing.T) {
-	apis, old, _, refresh := l1Fleet(t, 50*time.Millisecond)
+	redisURL, rdb := redistest.URLClient(t)
+	apis, old, refresh := l1Fleet(t, redisURL, rdb, 50*time.Millisecond)
 	stop := make(chan struct{})
 	reads := make([][]served, len(apis))
 	var wg sync.WaitGroup
 	for i, a := range apis {
 		wg.Go(func() { reads[i] = hammer(t, a, stop) })
 	}
-	refresh()
+	if err := refresh(); err != nil {
+		t.Fatal(err)
+	}
 	landed := time.Now()
 	time.Sleep(time.Second)
 	close(stop)
@@ -157,9 +157,17 @@ func TestL1ExactAcrossProcesses(t *testing.T) {
 // (CLIENT KILL TYPE pubsub) again and again while a refresh lands, so its
 // notification never reaches them: they drop their L1 when the connection
 // breaks, and serve the new bytes, not the old, once they have subscribed
-// again.
+// again. On a Redis of its own: CLIENT KILL spans the server, and would cut
+// other tests' subscriptions.
 func TestL1PubsubKilled(t *testing.T) {
-	apis, old, rdb, refresh := l1Fleet(t, 300*time.Millisecond)
+	srv := redistest.Server(t)
+	opts, err := redis.ParseURL(srv.URL(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	apis, old, refresh := l1Fleet(t, srv.URL(0), rdb, 300*time.Millisecond)
 	stop := make(chan struct{})
 	reads := make([][]served, len(apis))
 	var wg sync.WaitGroup
@@ -168,8 +176,15 @@ func TestL1PubsubKilled(t *testing.T) {
 	}
 	// Kill their pub/sub connections again and again while the refresh
 	// runs, until it has landed: its notification finds no subscriber.
+	if n := rdb.PubSubNumSub(context.Background(), store.FillChannel).Val()[store.FillChannel]; n != int64(len(apis)) {
+		t.Fatalf("%d subscribers to the fill notifications before the kills, want the %d API processes", n, len(apis))
+	}
 	done := make(chan struct{})
-	go func() { refresh(); close(done) }()
+	var refreshErr error
+	go func() {
+		defer close(done)
+		refreshErr = refresh()
+	}()
 	var killed int64
 	for landing := true; landing; {
 		select {
@@ -183,7 +198,10 @@ func TestL1PubsubKilled(t *testing.T) {
 		}
 		killed += n
 	}
-	if killed < 2 {
+	if refreshErr != nil {
+		t.Fatal(refreshErr)
+	}
+	if killed < int64(len(apis)) {
 		t.Fatalf("CLIENT KILL TYPE pubsub killed %d connections", killed)
 	}
 	landed := time.Now()
