@@ -73,7 +73,7 @@ func TestRedisRestartMidWait(t *testing.T) {
 	addr := startRole(t, "api", env)
 	answer := make(chan read, 1)
 	go func() { answer <- get(t, addr, "acme", "2025-01-01", "2025-01-31", "30s") }()
-	<-bi.firstCall
+	bi.waitFirstCall(t)
 	srv.Kill()
 	time.Sleep(time.Second) // the outage
 	srv.Start()
@@ -158,7 +158,7 @@ func TestWorkerSIGTERMMidCall(t *testing.T) {
 	addr := startRole(t, "api", env)
 	answer := make(chan read, 1)
 	go func() { answer <- get(t, addr, "acme", "2025-01-01", "2025-01-31", "20s") }()
-	<-bi.firstCall
+	bi.waitFirstCall(t)
 	worker.Process.Signal(syscall.SIGTERM)
 	if err := worker.Wait(); err != nil {
 		t.Errorf("the worker exited with %v after SIGTERM", err)

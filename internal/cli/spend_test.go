@@ -39,6 +39,17 @@ type biServer struct {
 	callsOf     map[string]int
 }
 
+// waitFirstCall returns once the BI server has had its first query (of the
+// customer named first), or fails the test after 20 s.
+func (b *biServer) waitFirstCall(t testing.TB) {
+	t.Helper()
+	select {
+	case <-b.firstCall:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no query reached the BI server")
+	}
+}
+
 func newBIServer(t testing.TB, latency time.Duration, first string) *biServer {
 	b := &biServer{first: first, firstCall: make(chan struct{}),
 		inFlight: map[string]int{}, maxInFlight: map[string]int{}, callsOf: map[string]int{}}
@@ -154,11 +165,7 @@ func noisyNeighbour(t testing.TB, env map[string]string) noisyFigures {
 	for i := range f.noisy {
 		wg.Go(func() { f.noisy[i] = get(t, api, "noisy", day(i), day(i), "10s") })
 	}
-	select {
-	case <-bi.firstCall:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the noisy customer's queries never reached the BI server")
-	}
+	bi.waitFirstCall(t)
 	f.quiet = make([]read, 10)
 	for i := range f.quiet {
 		wg.Go(func() {
