@@ -11,7 +11,7 @@ type Changed struct {
 	// Customers whose data changed; nil: every customer.
 	Customers []string
 	// From and To are the first and last day changed.
-	From, To time.Time
+	From, To Day
 }
 
 // AllCustomers, as the only customer, names every customer.
@@ -46,10 +46,10 @@ func ParseChanged(customers []string, from, to string, today time.Time) (Changed
 	if ch.To, err = parseDate("to", to); err != nil {
 		return ch, err
 	}
-	if ch.To.Before(ch.From) {
+	if ch.To < ch.From {
 		return ch, invalid("from (%s) must not be after to (%s)", from, to)
 	}
-	if ch.From.After(Date(today)) {
+	if ch.From > DayOf(today) {
 		return ch, invalid("from (%s) is in the future; no report covers it yet", from)
 	}
 	return ch, nil
@@ -58,7 +58,7 @@ func ParseChanged(customers []string, from, to string, today time.Time) (Changed
 // Overlaps reports whether the report's range covers any of the changed
 // days.
 func (ch Changed) Overlaps(k ReportKey) bool {
-	return !k.To.Before(ch.From) && !k.From.After(ch.To)
+	return k.To >= ch.From && k.From <= ch.To
 }
 
 // DefaultReadWithin is, by default, how lately a report must have been read

@@ -18,8 +18,7 @@ var PresetNames = []string{
 
 // PresetRange returns the date range [from, to] of the named preset, computed
 // from today's calendar date (in today's own location; its clock time is
-// ignored). from and to are dates at midnight UTC, as in ReportKey. With T =
-// today:
+// ignored). With T = today:
 //
 //	yesterday       [T-1, T-1]
 //	last_7_days     [T-7, T-1]
@@ -30,26 +29,25 @@ var PresetNames = []string{
 //
 // An unknown name is an error that wraps ErrInvalidInput and lists the names
 // accepted.
-func PresetRange(name string, today time.Time) (from, to time.Time, err error) {
-	t := Date(today)
+func PresetRange(name string, today time.Time) (from, to Day, err error) {
+	t := DayOf(today)
 	y, m, _ := t.Date()
 	switch name {
 	case "yesterday":
-		return t.AddDate(0, 0, -1), t.AddDate(0, 0, -1), nil
+		return t - 1, t - 1, nil
 	case "last_7_days":
-		return t.AddDate(0, 0, -7), t.AddDate(0, 0, -1), nil
+		return t - 7, t - 1, nil
 	case "last_30_days":
-		return t.AddDate(0, 0, -30), t.AddDate(0, 0, -1), nil
+		return t - 30, t - 1, nil
 	case "month_to_date":
-		return time.Date(y, m, 1, 0, 0, 0, 0, time.UTC), t, nil
+		return CivilDay(y, m, 1), t, nil
 	case "previous_month":
-		// time.Date normalises month 0 to December of the year before.
-		first := time.Date(y, m-1, 1, 0, 0, 0, 0, time.UTC)
-		return first, time.Date(y, m, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, -1), nil
+		// CivilDay normalises month 0 to December of the year before.
+		return CivilDay(y, m-1, 1), CivilDay(y, m, 1) - 1, nil
 	case "year_to_date":
-		return time.Date(y, time.January, 1, 0, 0, 0, 0, time.UTC), t, nil
+		return CivilDay(y, time.January, 1), t, nil
 	}
-	return time.Time{}, time.Time{}, invalid("unknown range preset %q; use one of %s", name, strings.Join(PresetNames, ", "))
+	return 0, 0, invalid("unknown range preset %q; use one of %s", name, strings.Join(PresetNames, ", "))
 }
 
 // PresetKey returns the report key of customer over the named preset as of
@@ -60,5 +58,5 @@ func PresetKey(customer, preset string, today time.Time) (ReportKey, error) {
 	if err != nil {
 		return ReportKey{}, err
 	}
-	return ParseReportKey(customer, from.Format(DateLayout), to.Format(DateLayout), today)
+	return ParseReportKey(customer, from.String(), to.String(), today)
 }

@@ -80,12 +80,8 @@ func TestPresetRange(t *testing.T) {
 			t.Errorf("%s on %s: %v", c.preset, c.today, err)
 			continue
 		}
-		if from != day(c.from) || to != day(c.to) {
-			t.Errorf("%s on %s = %s..%s, want %s..%s", c.preset, c.today,
-				from.Format(dashcache.DateLayout), to.Format(dashcache.DateLayout), c.from, c.to)
-		}
-		if from.Location() != time.UTC || to.Location() != time.UTC {
-			t.Errorf("%s on %s: dates not in UTC (%s, %s)", c.preset, c.today, from.Location(), to.Location())
+		if from.String() != c.from || to.String() != c.to {
+			t.Errorf("%s on %s = %s..%s, want %s..%s", c.preset, c.today, from, to, c.from, c.to)
 		}
 	}
 }

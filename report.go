@@ -11,7 +11,7 @@ import (
 )
 
 // DateLayout is the layout of every date in the API, the canonical key and the
-// BI platform contract.
+// BI platform contract (see Day).
 const DateLayout = "2006-01-02"
 
 // MaxCustomerLen is the longest customer name accepted.
@@ -28,18 +28,24 @@ const HorizonYears = 10
 // says what to change.
 var ErrInvalidInput = errors.New("invalid input")
 
-// ReportKey names one report: a customer and a closed date range [From, To].
-// From and To are dates at midnight UTC.
+// ReportKey names one report: which report (Report; "" is the default
+// report, the BI platform contract's one), of which customer, over the
+// closed date range [From, To]. It is comparable: a map key, the L1's and
+// the reads' among them. Its canonical string (String), its task ID and its
+// Redis keys are all derived from it.
 type ReportKey struct {
+	Report   string
 	Customer string
-	From     time.Time
-	To       time.Time
+	From, To Day
 }
 
+// MaxReportNameLen is the longest report name accepted.
+const MaxReportNameLen = 32
+
 // ParseReportKey validates a customer and a date range as given by a caller and
-// returns the key. today is the current date in the service's time zone (only its
-// year, month and day are used). Every error wraps ErrInvalidInput and says, in
-// words a person can act on, what is wrong.
+// returns the key of the default report. today is the current date in the
+// service's time zone (only its year, month and day are used). Every error
+// wraps ErrInvalidInput and says, in words a person can act on, what is wrong.
 func ParseReportKey(customer, from, to string, today time.Time) (ReportKey, error) {
 	if err := CheckCustomer(customer); err != nil {
 		return ReportKey{}, err
@@ -52,86 +58,95 @@ func ParseReportKey(customer, from, to string, today time.Time) (ReportKey, erro
 	if err != nil {
 		return ReportKey{}, err
 	}
-	if t.Before(f) {
+	if t < f {
 		return ReportKey{}, invalid("from (%s) must not be after to (%s)", from, to)
 	}
-	if days := int(t.Sub(f).Hours()/24) + 1; days > MaxSpanDays {
+	if days := int(t-f) + 1; days > MaxSpanDays {
 		return ReportKey{}, invalid("the range %s..%s spans %d days; at most %d are allowed", from, to, days, MaxSpanDays)
 	}
-	if t.After(Date(today)) {
-		return ReportKey{}, invalid("to (%s) is in the future; the latest allowed date is today, %s", to, Date(today).Format(DateLayout))
+	if t > DayOf(today) {
+		return ReportKey{}, invalid("to (%s) is in the future; the latest allowed date is today, %s", to, DayOf(today))
 	}
 	return ReportKey{Customer: customer, From: f, To: t}, nil
 }
 
 // Earliest returns the earliest date a range may start at: setting, or, if it
 // is zero, HorizonYears before today (in today's own location).
-func Earliest(setting, today time.Time) time.Time {
+func Earliest(setting, today time.Time) Day {
 	if !setting.IsZero() {
-		return Date(setting)
+		return DayOf(setting)
 	}
-	return Date(today).AddDate(-HorizonYears, 0, 0)
+	return DayOf(today.AddDate(-HorizonYears, 0, 0))
 }
 
 // CheckEarliest returns an error (wrapping ErrInvalidInput) if the range
 // starts before earliest (see Earliest): a report nobody should need, which
 // would be computed and cached like any other.
-func (k ReportKey) CheckEarliest(earliest time.Time) error {
-	if k.From.Before(earliest) {
-		return invalid("from (%s) is before %s, the earliest date served (DASHCACHE_EARLIEST_DATE)",
-			k.From.Format(DateLayout), earliest.Format(DateLayout))
+func (k ReportKey) CheckEarliest(earliest Day) error {
+	if k.From < earliest {
+		return invalid("from (%s) is before %s, the earliest date served (DASHCACHE_EARLIEST_DATE)", k.From, earliest)
 	}
 	return nil
 }
 
-// ParseCanonical parses a key in its canonical form "customer|from|to", as built by
-// ReportKey.String. It checks syntax only, not the range limits that depend on
-// today's date.
+// ParseCanonical parses a key in its canonical form, as built by
+// ReportKey.String: "customer|from|to" for the default report,
+// "report|customer|from|to" for a named one. It checks syntax only, not the
+// range limits that depend on today's date.
 func ParseCanonical(s string) (ReportKey, error) {
 	parts := strings.Split(s, "|")
-	if len(parts) != 3 {
-		return ReportKey{}, invalid("canonical key %q is not customer|from|to", s)
+	var k ReportKey
+	switch len(parts) {
+	case 3:
+	case 4:
+		if err := CheckReportName(parts[0]); err != nil {
+			return ReportKey{}, err
+		}
+		k.Report, parts = parts[0], parts[1:]
+	default:
+		return ReportKey{}, invalid("canonical key %q is not [report|]customer|from|to", s)
 	}
 	if err := CheckCustomer(parts[0]); err != nil {
 		return ReportKey{}, err
 	}
-	f, err := parseDate("from", parts[1])
-	if err != nil {
+	var err error
+	if k.From, err = parseDate("from", parts[1]); err != nil {
 		return ReportKey{}, err
 	}
-	t, err := parseDate("to", parts[2])
-	if err != nil {
+	if k.To, err = parseDate("to", parts[2]); err != nil {
 		return ReportKey{}, err
 	}
-	if t.Before(f) {
+	if k.To < k.From {
 		return ReportKey{}, invalid("canonical key %q has from after to", s)
 	}
-	return ReportKey{Customer: parts[0], From: f, To: t}, nil
+	k.Customer = parts[0]
+	return k, nil
 }
 
-// String returns the canonical key "customer|YYYY-MM-DD|YYYY-MM-DD": the one
-// spelling of a report used in Redis keys, task IDs and the Idempotency-Key.
+// String returns the canonical key: "customer|YYYY-MM-DD|YYYY-MM-DD" for the
+// default report, and the same behind "report|" for a named one. It is the
+// one spelling of a report used in Redis keys, task IDs, fill notifications
+// and logs.
 func (k ReportKey) String() string {
-	return k.Customer + "|" + k.From.Format(DateLayout) + "|" + k.To.Format(DateLayout)
+	b := make([]byte, 0, len(k.Report)+len(k.Customer)+2*len(DateLayout)+3)
+	if k.Report != "" {
+		b = append(append(b, k.Report...), '|')
+	}
+	b = append(append(b, k.Customer...), '|')
+	b = append(k.From.AppendTo(b), '|')
+	return string(k.To.AppendTo(b))
 }
 
-// TaskID returns the asynq task ID of the warm task for this report, so that the
-// queue itself refuses a second pending task for the same report.
+// TaskID returns the asynq task ID of the fill task for this report, so that
+// the queue itself refuses a second pending task for the same report.
 func (k ReportKey) TaskID() string {
 	return "report:" + k.String()
-}
-
-// Date returns t's calendar date (in t's own location) as midnight UTC, the form
-// that ReportKey dates take.
-func Date(t time.Time) time.Time {
-	y, m, d := t.Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 // Closed reports whether the range ends before today, so that its numbers no
 // longer change.
 func (k ReportKey) Closed(today time.Time) bool {
-	return k.To.Before(Date(today))
+	return k.To < DayOf(today)
 }
 
 // Freshness rules: how long a filled report is served.
@@ -145,7 +160,7 @@ const (
 	StaleFor = time.Hour
 )
 
-// Refresh says when a warm task calls the BI platform for a report that is
+// Refresh says when a fill task calls the BI platform for a report that is
 // cached. The zero value refreshes only a report that is missing or stale.
 type Refresh struct {
 	// Force refreshes even a fresh report.
@@ -182,42 +197,30 @@ func CheckCustomer(c string) error {
 	return nil
 }
 
-func parseDate(name, s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, invalid("%s is required, as a date YYYY-MM-DD", name)
+// CheckReportName returns an error (wrapping ErrInvalidInput) if name is not
+// a valid report name: 1-32 characters of a-z 0-9 _ -.
+func CheckReportName(name string) error {
+	if name == "" || len(name) > MaxReportNameLen {
+		return invalid("a report name is 1-%d characters of a-z 0-9 _ -; got %q", MaxReportNameLen, name)
 	}
-	if t, ok := quickDate(s); ok {
-		return t, nil
-	}
-	// time.Parse accepts only real dates: 2025-02-30 and 2025-13-01 fail.
-	t, err := time.Parse(DateLayout, s)
-	if err != nil || len(s) != len(DateLayout) {
-		return time.Time{}, invalid("%s must be a real date YYYY-MM-DD, got %q", name, s)
-	}
-	return t, nil
-}
-
-// quickDate parses a real date YYYY-MM-DD of ASCII digits as time.Parse
-// does, at a fraction of its cost (every read parses two); ok is false for
-// anything else, left to time.Parse and its errors.
-func quickDate(s string) (t time.Time, ok bool) {
-	if len(s) != len(DateLayout) || s[4] != '-' || s[7] != '-' {
-		return time.Time{}, false
-	}
-	n := [3]int{}
-	for i, part := range [3]string{s[:4], s[5:7], s[8:]} {
-		for _, c := range []byte(part) {
-			if c < '0' || c > '9' {
-				return time.Time{}, false
-			}
-			n[i] = n[i]*10 + int(c-'0')
+	for i := 0; i < len(name); i++ {
+		b := name[i]
+		if !('a' <= b && b <= 'z' || '0' <= b && b <= '9' || b == '_' || b == '-') {
+			return invalid("a report name may contain only a-z 0-9 _ - (found %q at position %d in %q)", rune(b), i+1, name)
 		}
 	}
-	if n[1] < 1 || n[1] > 12 || n[2] < 1 {
-		return time.Time{}, false
+	return nil
+}
+
+func parseDate(name, s string) (Day, error) {
+	if s == "" {
+		return 0, invalid("%s is required, as a date YYYY-MM-DD", name)
 	}
-	t = time.Date(n[0], time.Month(n[1]), n[2], 0, 0, 0, 0, time.UTC)
-	return t, t.Day() == n[2] // else past the month's end: 2025-02-30 is March 2nd
+	d, ok := ParseDay(s)
+	if !ok {
+		return 0, invalid("%s must be a real date YYYY-MM-DD, got %q", name, s)
+	}
+	return d, nil
 }
 
 // inputError is bad input; its message alone is what a caller is shown.

@@ -69,3 +69,58 @@ func TestTTL(t *testing.T) {
 		t.Errorf("TTL closed %s open %s", closed.TTL(today), open.TTL(today))
 	}
 }
+
+func TestNamedReportKey(t *testing.T) {
+	k, err := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Report = "revenue"
+	if k.String() != "revenue|acme|2025-01-01|2025-01-31" || k.TaskID() != "report:revenue|acme|2025-01-01|2025-01-31" {
+		t.Errorf("canonical %q task ID %q", k.String(), k.TaskID())
+	}
+	back, err := dashcache.ParseCanonical(k.String())
+	if err != nil || back != k {
+		t.Errorf("canonical round trip of %+v: %+v %v", k, back, err)
+	}
+	for _, bad := range []string{"Revenue|acme|2025-01-01|2025-01-31", "|acme|2025-01-01|2025-01-31",
+		"a-report-name-longer-than-32-char|acme|2025-01-01|2025-01-31", "rev.enue|acme|2025-01-01|2025-01-31"} {
+		if _, err := dashcache.ParseCanonical(bad); !errors.Is(err, dashcache.ErrInvalidInput) {
+			t.Errorf("ParseCanonical(%q) = %v, want ErrInvalidInput", bad, err)
+		}
+	}
+}
+
+// TestReportKeyCompares: a key is a map key that means its report, however
+// its dates were arrived at (a parse, a preset, arithmetic on days).
+func TestReportKeyCompares(t *testing.T) {
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	today := time.Date(2025, 3, 1, 0, 30, 0, 0, berlin) // still Feb 28 in UTC
+	parsed, err := dashcache.ParseReportKey("acme", "2025-02-01", "2025-02-28", today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	preset, err := dashcache.PresetKey("acme", "previous_month", today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built := dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 2, 1), To: dashcache.CivilDay(2025, 3, 0)}
+	seen := map[dashcache.ReportKey]int{parsed: 1}
+	seen[preset]++
+	seen[built]++
+	if len(seen) != 1 || seen[parsed] != 3 {
+		t.Errorf("one report under several keys: %v", seen)
+	}
+}
+
+func TestDay(t *testing.T) {
+	for _, s := range []string{"0001-01-01", "1969-12-31", "1970-01-01", "2024-02-29", "9999-12-31"} {
+		d, ok := dashcache.ParseDay(s)
+		if !ok || d.String() != s || d.Time().Format(dashcache.DateLayout) != s || dashcache.DayOf(d.Time()) != d {
+			t.Errorf("ParseDay(%q) = %d %v, prints %s", s, d, ok, d)
+		}
+	}
+	if d := dashcache.CivilDay(2025, 1, 1); d-1 != dashcache.CivilDay(2024, 12, 31) {
+		t.Errorf("the day before 2025-01-01 is %s", d-1)
+	}
+}

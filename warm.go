@@ -8,11 +8,11 @@ import (
 	"time"
 )
 
-// Warmer enqueues warm tasks: the queue (jobs.Enqueuer) as the API, the
+// Warmer enqueues fill tasks: the queue (jobs.Enqueuer) as the API, the
 // scheduler and the warm command see it.
 type Warmer interface {
-	// Warm enqueues the warm task of a report, which refreshes it as r says.
-	// enqueued is false, with no error, when the report's warm task is
+	// Warm enqueues the fill task of a report, which refreshes it as r says.
+	// enqueued is false, with no error, when the report's fill task is
 	// already queued or running. An error names the report.
 	Warm(ctx context.Context, k ReportKey, r Refresh) (enqueued bool, err error)
 }
@@ -47,7 +47,7 @@ type WarmedKey struct {
 type WarmResult struct {
 	// Keys are the keys tried, in order, each with its result.
 	Keys []WarmedKey
-	// Enqueued is the number of warm tasks enqueued.
+	// Enqueued is the number of fill tasks enqueued.
 	Enqueued int
 	// Duplicates is the number of keys whose task was already queued or
 	// running.
@@ -60,7 +60,7 @@ type WarmResult struct {
 	Errors []error
 }
 
-// WarmAll enqueues the warm task of every key through w, refreshing as r says,
+// WarmAll enqueues the fill task of every key through w, refreshing as r says,
 // and counts what happened. A key that w refuses is skipped, and so are the
 // rest of its customer's keys. ctx ending stops it, with an error for the keys
 // left untried; a failed key stops it only with StopOnError.
@@ -107,7 +107,7 @@ const MaxWarmKeys = 1000
 // customers x the one range from..to when ranges is empty, checked as a read
 // would be (earliest: see Earliest). Exactly one of ranges or from/to must be
 // given.
-func WarmKeys(customers, ranges []string, from, to string, today, earliest time.Time) ([]ReportKey, error) {
+func WarmKeys(customers, ranges []string, from, to string, today time.Time, earliest Day) ([]ReportKey, error) {
 	if len(customers) == 0 {
 		return nil, invalid("customers is required: at least one customer")
 	}

@@ -30,14 +30,14 @@ func (q *queue) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refre
 		q.cancel()
 	}
 	if k.Customer == q.fail {
-		return false, fmt.Errorf("enqueueing the warm task of %s: connection refused", k)
+		return false, fmt.Errorf("enqueueing the fill task of %s: connection refused", k)
 	}
 	return k.Customer != q.dup, nil
 }
 
 func TestWarmAll(t *testing.T) {
 	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
-	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today, time.Time{})
+	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestInvalidateEndpoint(t *testing.T) {
 	}
 	call := <-f.invalidations
 	want := dashcache.Changed{Customers: []string{"acme"}, From: date(t, "2025-01-20"), To: date(t, "2025-01-21")}
-	if !slices.Equal(call.ch.Customers, want.Customers) || !call.ch.From.Equal(want.From) || !call.ch.To.Equal(want.To) {
+	if !slices.Equal(call.ch.Customers, want.Customers) || call.ch.From != want.From || call.ch.To != want.To {
 		t.Errorf("Invalidate(%+v), want %+v", call.ch, want)
 	}
 	if call.readWithin != 24*time.Hour {
@@ -129,11 +129,11 @@ func TestMarkedStaleLeavesL1(t *testing.T) {
 	}
 }
 
-func date(t *testing.T, s string) time.Time {
+func date(t *testing.T, s string) dashcache.Day {
 	t.Helper()
-	d, err := time.Parse(dashcache.DateLayout, s)
-	if err != nil {
-		t.Fatal(err)
+	d, ok := dashcache.ParseDay(s)
+	if !ok {
+		t.Fatalf("%q is no date", s)
 	}
 	return d
 }

@@ -19,17 +19,6 @@ const l1Overhead = 256
 // maxShare is how small a part of L1 one report may take at most: 1/maxShare.
 const maxShare = 8
 
-// l1Key names a report without building its canonical key: the hit path does
-// not allocate for it.
-type l1Key struct {
-	customer string
-	from, to int64
-}
-
-func keyOf(k dashcache.ReportKey) l1Key {
-	return l1Key{k.Customer, k.From.Unix(), k.To.Unix()}
-}
-
 type l1Item struct {
 	rep  *report
 	cost int64
@@ -50,10 +39,10 @@ type l1 struct {
 	mu    sync.RWMutex
 	up    bool // the subscription is up: L1 may serve and take entries
 	size  int64
-	items map[l1Key]*list.Element
+	items map[dashcache.ReportKey]*list.Element
 	lru   list.List // of *l1Item, most recently put or passed over first
 	seq   uint64    // counts drops
-	tombs map[l1Key]uint64
+	tombs map[dashcache.ReportKey]uint64
 	floor uint64 // reads that began before it may not put
 }
 
@@ -62,7 +51,7 @@ type l1 struct {
 const maxTombs = 10000
 
 func newL1(max int64) *l1 {
-	return &l1{max: max, items: map[l1Key]*list.Element{}, tombs: map[l1Key]uint64{}}
+	return &l1{max: max, items: map[dashcache.ReportKey]*list.Element{}, tombs: map[dashcache.ReportKey]uint64{}}
 }
 
 // get returns the report of k, if held and not past the time Redis would
@@ -71,10 +60,9 @@ func (c *l1) get(k dashcache.ReportKey, now time.Time) *report {
 	if c.max <= 0 {
 		return nil
 	}
-	key := keyOf(k)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	el := c.items[key]
+	el := c.items[k]
 	if el == nil {
 		return nil
 	}
@@ -100,7 +88,7 @@ func (c *l1) put(rep *report, raw int, seq uint64) {
 	if c.max <= 0 || cost > c.max/maxShare {
 		return
 	}
-	key := keyOf(rep.key)
+	key := rep.key
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.up || seq < c.floor || c.tombs[key] > seq {
@@ -123,7 +111,7 @@ func (c *l1) charge(rep *report, n int) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el := c.items[keyOf(rep.key)]
+	el := c.items[rep.key]
 	if el == nil {
 		return false
 	}
@@ -158,18 +146,17 @@ func (c *l1) drop(canonical string) {
 	if err != nil {
 		return // not a report of ours
 	}
-	key := keyOf(k)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	if el := c.items[key]; el != nil {
+	if el := c.items[k]; el != nil {
 		c.remove(el)
 	}
 	if len(c.tombs) >= maxTombs {
 		clear(c.tombs)
 		c.floor = c.seq
 	}
-	c.tombs[key] = c.seq
+	c.tombs[k] = c.seq
 }
 
 // setUp is told when the subscription goes down (a notification may be
@@ -188,6 +175,6 @@ func (c *l1) setUp(up bool) {
 
 func (c *l1) remove(el *list.Element) {
 	it := c.lru.Remove(el).(*l1Item)
-	delete(c.items, keyOf(it.rep.key))
+	delete(c.items, it.rep.key)
 	c.size -= it.cost
 }

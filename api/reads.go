@@ -20,7 +20,7 @@ const readsFlush = 10 * time.Second
 // reads, which make a Redis round trip anyway, the lookup. It is safe for
 // concurrent use; a nil *reads records nothing.
 type reads struct {
-	m sync.Map // l1Key -> *readStamp
+	m sync.Map // dashcache.ReportKey -> *readStamp
 }
 
 type readStamp struct {
@@ -45,10 +45,9 @@ func (r *reads) record(k dashcache.ReportKey, rep *report, now time.Time) {
 		}
 		rep.lastRead.Store(ms)
 	}
-	key := keyOf(k)
-	v, ok := r.m.Load(key)
+	v, ok := r.m.Load(k)
 	if !ok {
-		v, _ = r.m.LoadOrStore(key, new(readStamp))
+		v, _ = r.m.LoadOrStore(k, new(readStamp))
 	}
 	st := v.(*readStamp)
 	if last := st.last.Load(); ms-last >= readResolution {
@@ -70,8 +69,7 @@ func (r *reads) take() map[dashcache.ReportKey]time.Time {
 			return true
 		}
 		st.flushed = last
-		k := key.(l1Key)
-		out[dashcache.ReportKey{Customer: k.customer, From: time.Unix(k.from, 0).UTC(), To: time.Unix(k.to, 0).UTC()}] = time.UnixMilli(last)
+		out[key.(dashcache.ReportKey)] = time.UnixMilli(last)
 		return true
 	})
 	return out

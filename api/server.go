@@ -1,6 +1,9 @@
-// Package api is dashcache's HTTP read endpoint: GET /v1/reports serves a cached
-// report in one Redis round trip, and on a miss enqueues one deduped warm task
-// and waits, notified, for the fill. Errors are problem+json.
+// Package api is dashcache's HTTP API. GET /v1/reports serves a cached
+// report: from the process's L1 (kept exact by the fill notifications, and
+// answered on fasthttp by ServeFast), else from Redis in one round trip, which
+// puts it in L1; on a miss it has one deduped fill task enqueued and waits,
+// notified, for the fill. The admin endpoints (warm, invalidate, usage, the
+// asynq web UI, metrics) sit behind the Guard. Errors are problem+json.
 package api
 
 import (
@@ -37,7 +40,7 @@ type Queue interface {
 	// waiting call it again every few seconds, so it may also rescue a dead
 	// worker's task.
 	Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error)
-	// Warm enqueues a warm task: for POST /v1/warm, and to refresh a stale
+	// Warm enqueues a fill task: for POST /v1/warm, and to refresh a stale
 	// report or one near its expiry.
 	dashcache.Warmer
 	// Invalidate serves POST /v1/invalidate.
@@ -95,7 +98,7 @@ type Server struct {
 	// reassertEvery is how often the readers of one wait call Queue.Ensure
 	// again.
 	reassertEvery time.Duration
-	// refreshing holds, per report (l1Key), when this process may next ask
+	// refreshing holds, per report, when this process may next ask
 	// for its refresh (askInFlight while it asks).
 	refreshing sync.Map
 	// background counts the work started by goBackground; bgMu orders its
@@ -285,7 +288,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		return resultError
 	}
 	now := s.cfg.Now()
-	rep, err := s.cached(r.Context(), k, now)
+	rep, err := s.readCached(r.Context(), k, now)
 	if err != nil {
 		return s.unavailable(w, r, err)
 	}
@@ -299,10 +302,10 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	return s.miss(w, r, k, wait)
 }
 
-// cached returns the report of k from L1, or else from Redis (and holds it
-// in L1); nil if it is not cached, or its entry is corrupt. It records the
-// read.
-func (s *Server) cached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
+// readCached records a read of k and returns its report from L1, or else
+// from Redis (and holds it in L1); nil if it is not cached, or its entry is
+// corrupt.
+func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
 	rep := s.l1.get(k, now)
 	s.reads.record(k, rep, now)
 	if rep != nil {
@@ -517,9 +520,8 @@ var askInFlight = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 // reassertEvery (after a refusal, its Retry-After), however many hits see
 // the report stale, so that they cost no Redis call.
 func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
-	key := keyOf(k)
-	if next, asked := s.refreshing.LoadOrStore(key, askInFlight); asked {
-		if time.Now().Before(next.(time.Time)) || !s.refreshing.CompareAndSwap(key, next, askInFlight) {
+	if next, asked := s.refreshing.LoadOrStore(k, askInFlight); asked {
+		if time.Now().Before(next.(time.Time)) || !s.refreshing.CompareAndSwap(k, next, askInFlight) {
 			return
 		}
 	}
@@ -537,8 +539,8 @@ func (s *Server) refreshLater(k dashcache.ReportKey, seen time.Time) {
 			s.cfg.Log.Warn().Err(err).Str("key", k.String()).Msg("enqueueing a refresh")
 		}
 		next := time.Now().Add(wait)
-		s.refreshing.Store(key, next)
-		time.AfterFunc(wait, func() { s.refreshing.CompareAndDelete(key, next) })
+		s.refreshing.Store(k, next)
+		time.AfterFunc(wait, func() { s.refreshing.CompareAndDelete(k, next) })
 	})
 }
 

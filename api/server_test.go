@@ -58,7 +58,7 @@ func (f *fixture) Ensure(_ context.Context, k dashcache.ReportKey) (bool, error)
 	return f.enqueued.Add(1) == 1, nil
 }
 
-// Warm records the call; customer "busy" has its warm task queued already.
+// Warm records the call; customer "busy" has its fill task queued already.
 func (f *fixture) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
 	f.warms <- warmCall{k.String(), r}
 	return k.Customer != "busy", nil

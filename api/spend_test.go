@@ -112,12 +112,12 @@ func TestDataHorizon(t *testing.T) {
 func TestUsage(t *testing.T) {
 	f := newFixture(t, func(c *api.Config) { c.DailyCalls = 100 })
 	ctx := context.Background()
-	today := dashcache.Date(now)
+	today := dashcache.DayOf(now)
 	for range 3 {
 		f.store.Spend(ctx, today, "globex", 0)
 	}
 	f.store.Spend(ctx, today, "acme", 0)
-	f.store.Spend(ctx, today.AddDate(0, 0, -1), "acme", 0) // yesterday
+	f.store.Spend(ctx, today-1, "acme", 0) // yesterday
 	f.store.CountRefusal(ctx, today, "acme", dashcache.ReasonPending)
 	resp, body := f.do(t, http.MethodGet, "/v1/usage", "")
 	var got struct {

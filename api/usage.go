@@ -24,7 +24,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusMethodNotAllowed, "read usage with GET /v1/usage")
 		return
 	}
-	day := dashcache.Date(s.today())
+	day := dashcache.DayOf(s.today())
 	usage, err := s.cfg.Store.UsageOn(r.Context(), day)
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -35,7 +35,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		Timezone   string          `json:"timezone"`
 		DailyCalls int             `json:"daily_calls"` // the budget; 0: none
 		Customers  []customerUsage `json:"customers"`
-	}{Date: day.Format(dashcache.DateLayout), Timezone: s.cfg.Zone.String(), DailyCalls: s.cfg.DailyCalls, Customers: []customerUsage{}}
+	}{Date: day.String(), Timezone: s.cfg.Zone.String(), DailyCalls: s.cfg.DailyCalls, Customers: []customerUsage{}}
 	for c, u := range usage {
 		line := customerUsage{Customer: c, Calls: u.Calls, Refused: map[string]int64{}}
 		for _, reason := range dashcache.RefusalReasons {

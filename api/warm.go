@@ -27,7 +27,7 @@ type warmResult struct {
 	Detail string `json:"detail,omitempty"` // why it was skipped
 }
 
-// postWarm enqueues warm tasks for customers x ranges (or from..to) on the
+// postWarm enqueues fill tasks for customers x ranges (or from..to) on the
 // warming queue and answers 202 with what happened to each key.
 func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {

@@ -53,7 +53,7 @@ type EnqueuerConfig struct {
 	Now func() time.Time
 }
 
-// Enqueuer enqueues warm tasks, each on the queue its purpose calls for, and
+// Enqueuer enqueues fill tasks, each on the queue its purpose calls for, and
 // counts them in dashcache_enqueues_total{result="enqueued|duplicate"}. It
 // admits readers' fills first (dashcache_admissions_total{result}). It
 // satisfies dashcache.Warmer and the queue the API needs.
@@ -91,7 +91,7 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
 		store:     cfg.Store,
 		enqueues: prom.CounterVec("dashcache_enqueues_total",
-			"Warm tasks enqueued, or refused as a duplicate of a queued or running one.",
+			"Fill tasks enqueued, or refused as a duplicate of a queued or running one.",
 			"result", "enqueued", "duplicate"),
 		admissions: prom.CounterVec("dashcache_admissions_total",
 			"Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
@@ -110,7 +110,7 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 	return e, nil
 }
 
-// Warm enqueues the warm task of a report on the warming queue, refreshing it
+// Warm enqueues the fill task of a report on the warming queue, refreshing it
 // as r says: for the scheduler, the warm command, POST /v1/warm, and a
 // reader's refresh of a stale report. enqueued is false, with no error, when
 // the report's warming task is already queued or running. A customer past
@@ -136,7 +136,7 @@ func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.
 // rescue task (ID: the task ID with "#rescue"; enqueued is then true), since
 // asynq would requeue the orphan only when its lease runs out, a minute or
 // two later. A rescue that was not needed costs no BI call: it goes through
-// the lock and the cache check like any warm task. Readers who keep waiting
+// the lock and the cache check like any fill task. Readers who keep waiting
 // call Ensure again every few seconds, which is how a dead worker's report is
 // noticed.
 func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error) {
@@ -215,7 +215,7 @@ func (e *Enqueuer) checkBudget(ctx context.Context, customer string) error {
 		return nil
 	}
 	now := e.cfg.Now().In(e.cfg.Zone)
-	calls, err := e.store.Calls(ctx, dashcache.Date(now), customer)
+	calls, err := e.store.Calls(ctx, dashcache.DayOf(now), customer)
 	if err != nil || calls < int64(e.cfg.DailyCalls) {
 		return err
 	}
@@ -226,7 +226,7 @@ func (e *Enqueuer) checkBudget(ctx context.Context, customer string) error {
 // returns it.
 func (e *Enqueuer) refuse(ctx context.Context, customer string, r *dashcache.Refusal) error {
 	e.admissions.WithLabelValues(r.Reason).Inc()
-	day := dashcache.Date(e.cfg.Now().In(e.cfg.Zone))
+	day := dashcache.DayOf(e.cfg.Now().In(e.cfg.Zone))
 	_ = e.store.CountRefusal(ctx, day, customer, r.Reason) // best effort: the refusal stands
 	return r
 }
@@ -256,7 +256,7 @@ func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.
 		e.enqueues.WithLabelValues("duplicate").Inc()
 		return false, nil
 	default:
-		return false, fmt.Errorf("enqueueing the warm task of %s: %w", k, err)
+		return false, fmt.Errorf("enqueueing the fill task of %s: %w", k, err)
 	}
 }
 

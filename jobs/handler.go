@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// HandlerConfig configures the warm task handler.
+// HandlerConfig configures the fill task handler.
 type HandlerConfig struct {
 	Store  *store.Store           // required
 	Source dashcache.ReportSource // required: the (rate-limited) BI platform
@@ -37,7 +37,7 @@ type HandlerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Handler fills reports: it is the asynq handler of TypeWarm.
+// Handler fills reports: it is the asynq handler of TypeFill.
 type Handler struct {
 	cfg       HandlerConfig
 	locks     *prometheus.CounterVec
@@ -51,7 +51,7 @@ type Handler struct {
 // errShutdown cuts a fill whose worker is shutting down.
 var errShutdown = errors.New("jobs: the worker is shutting down")
 
-// NewHandler returns a warm task handler.
+// NewHandler returns a fill task handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Store == nil || cfg.Source == nil {
 		return nil, errors.New("jobs: HandlerConfig needs Store and Source")
@@ -92,7 +92,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	k, err := dashcache.ParseCanonical(string(t.Payload()))
 	if err != nil {
 		// Not a report's task ID: archive it for an operator to look at.
-		return fmt.Errorf("warm task payload: %w: %w", err, asynq.SkipRetry)
+		return fmt.Errorf("fill task payload: %w: %w", err, asynq.SkipRetry)
 	}
 	queue, _ := asynq.GetQueueName(ctx)
 	priority := dashcache.Interactive

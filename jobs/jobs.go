@@ -1,4 +1,4 @@
-// Package jobs is dashcache's queue: the asynq warm task (type, payload, ID,
+// Package jobs is dashcache's queue: the asynq fill task (type, payload, ID,
 // and which queue it goes to), the Enqueuer that puts it there for readers
 // and for warming, the handler that fills a report, and the asynq server that
 // runs it.
@@ -6,7 +6,7 @@
 // What is guaranteed: at most one fill of a report runs at a time, across the
 // fleet (the task ID dedupes the queue, the handler works under the report's
 // owner-token lock, and a fill is written only while that lock is held); a
-// warm task finds a report that is already good enough and makes no BI call.
+// fill task finds a report that is already good enough and makes no BI call.
 // What is not: exactly once. A worker that dies mid-call, or loses its lock,
 // leaves a paid call unwritten, and the report is filled again.
 package jobs
@@ -21,9 +21,13 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// TypeWarm is the asynq task type that fills one report. Its payload is the
-// report's canonical key.
-const TypeWarm = "report:warm"
+// TypeFill is the asynq task type that fills one report, for a reader or
+// ahead of readers. Its payload is the report's canonical key. Its value is
+// the type's first name, from when every fill was called a warm: processes
+// of both versions share the queues while a deployment rolls, and a worker
+// that knew no handler for a new name would fail those tasks until asynq
+// archived them under their reports' IDs.
+const TypeFill = "report:warm"
 
 // Queues: interactive tasks (a reader is waiting; Enqueuer.Ensure) and
 // warming tasks (refreshes, warm command, scheduler; Enqueuer.Warm). Workers
@@ -55,7 +59,7 @@ const (
 	seenHeader  = "seen"
 )
 
-// NewTask returns the warm task of a report for queue. Its ID is derived from the
+// NewTask returns the fill task of a report for queue. Its ID is derived from the
 // canonical key, so a second task for the same report is refused while the first
 // is pending or running. r says whether a cached report is refreshed.
 //
@@ -71,7 +75,7 @@ func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Ta
 	if !r.Seen.IsZero() {
 		headers[seenHeader] = strconv.FormatInt(r.Seen.UnixMilli(), 10)
 	}
-	return asynq.NewTaskWithHeaders(TypeWarm, []byte(k.String()), headers,
+	return asynq.NewTaskWithHeaders(TypeFill, []byte(k.String()), headers,
 		asynq.TaskID(k.TaskID()),
 		asynq.Queue(queue),
 		asynq.MaxRetry(MaxRetry+1),
@@ -79,7 +83,7 @@ func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Ta
 	)
 }
 
-// RetryDelay is the asynq RetryDelayFunc for warm tasks: a deferred call
+// RetryDelay is the asynq RetryDelayFunc for fill tasks: a deferred call
 // waits its delay (and up to a quarter more, so that deferred tasks do not
 // all come back at once); a rate-limited call waits the Retry-After the BI
 // platform asked for; anything else backs off exponentially (1 s, 2 s, 4 s,

@@ -139,7 +139,7 @@ func TestRetryDelay(t *testing.T) {
 
 // runWorker runs the real asynq server of a worker on rdb until the test ends.
 func runWorker(t *testing.T, rdb *redis.Client, sim *provider.Simulator) {
-	w := jobs.NewWorker(rdb, newHandler(t, rdb, sim), jobs.ServerConfig{Concurrency: 2})
+	w := jobs.NewWorker(rdb, newHandler(t, rdb, sim), jobs.WorkerConfig{Concurrency: 2})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 	}
 }
 
-// TestForcedTaskRefreshesFreshReport: a warm task for a fresh report makes no
+// TestForcedTaskRefreshesFreshReport: a fill task for a fresh report makes no
 // BI call unless it is forced; the force survives the trip through Redis.
 func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 	rdb := redisClient(t)
@@ -386,7 +386,7 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 		t.Fatalf("Ensure on an orphan: %v %v, want a rescue enqueued", ok, err)
 	}
 	info, err := insp.GetTaskInfo(jobs.QueueInteractive, jobs.RescueID(k))
-	if err != nil || string(info.Payload) != k.String() || info.Type != jobs.TypeWarm {
+	if err != nil || string(info.Payload) != k.String() || info.Type != jobs.TypeFill {
 		t.Fatalf("rescue task %+v, %v", info, err)
 	}
 	if ok, _ := enq.Ensure(context.Background(), k); ok {

@@ -13,8 +13,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// ServerConfig configures a Worker.
-type ServerConfig struct {
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
 	Concurrency int            // tasks run at once; default 10
 	Log         zerolog.Logger // default: no logs
 	// PollInterval is how long an idle worker waits before looking for new
@@ -25,7 +25,7 @@ type ServerConfig struct {
 	ShutdownGrace time.Duration
 }
 
-// Worker is the asynq server that runs a Handler for TypeWarm tasks. When
+// Worker is the asynq server that runs a Handler for TypeFill tasks. When
 // both queues hold tasks, it takes an interactive one four times as often as
 // a warming one: readers come first, and warming still gets a fifth of the
 // slots (and, through the rate limit, a fifth of the BI rate:
@@ -38,7 +38,7 @@ type Worker struct {
 }
 
 // NewWorker returns a Worker on rdb (which the caller closes) that runs h.
-func NewWorker(rdb redis.UniversalClient, h *Handler, cfg ServerConfig) *Worker {
+func NewWorker(rdb redis.UniversalClient, h *Handler, cfg WorkerConfig) *Worker {
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 8*time.Second)
 	log := cfg.Log.With().Str("component", "asynq").Logger()
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
@@ -63,7 +63,7 @@ func NewWorker(rdb redis.UniversalClient, h *Handler, cfg ServerConfig) *Worker 
 		}),
 	})
 	mux := asynq.NewServeMux()
-	mux.Handle(TypeWarm, h)
+	mux.Handle(TypeFill, h)
 	return &Worker{srv: srv, mux: mux, h: h, grace: cfg.ShutdownGrace}
 }
 

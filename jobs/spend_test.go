@@ -66,7 +66,7 @@ func runHandler(t *testing.T, rdb *redis.Client, h *jobs.Handler) {
 // startWorker starts a worker with h and the shutdown grace given (0:
 // default), shut down when the test ends if not before.
 func startWorker(t *testing.T, rdb *redis.Client, h *jobs.Handler, grace time.Duration) *jobs.Worker {
-	w := jobs.NewWorker(rdb, h, jobs.ServerConfig{Concurrency: 4, ShutdownGrace: grace})
+	w := jobs.NewWorker(rdb, h, jobs.WorkerConfig{Concurrency: 4, ShutdownGrace: grace})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestAdmission(t *testing.T) {
 
 	st := store.New(rdb)
 	for range 2 {
-		st.Spend(ctx, dashcache.Date(today), "spender", 0)
+		st.Spend(ctx, dashcache.DayOf(today), "spender", 0)
 	}
 	if _, err := enq.Ensure(ctx, key(t, "spender")); refusal(err) != dashcache.ReasonBudget {
 		t.Errorf("past the daily budget: %v", err)
@@ -243,7 +243,7 @@ func TestAdmission(t *testing.T) {
 	if _, err := enq.Ensure(ctx, key(t, "globex")); refusal(err) != dashcache.ReasonBreaker {
 		t.Errorf("while the breaker is open: %v", err)
 	}
-	u, _ := st.UsageOn(ctx, dashcache.Date(today))
+	u, _ := st.UsageOn(ctx, dashcache.DayOf(today))
 	if r := u["acme"].Refused; r[dashcache.ReasonPending] != 1 {
 		t.Errorf("acme's refusals %v, want one for pending", r)
 	}

@@ -145,8 +145,8 @@ type queryRequest struct {
 func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
 	body, err := json.Marshal(queryRequest{
 		Customer: key.Customer,
-		From:     key.From.Format(dashcache.DateLayout),
-		To:       key.To.Format(dashcache.DateLayout),
+		From:     key.From.String(),
+		To:       key.To.String(),
 	})
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("encoding query: %w", err))

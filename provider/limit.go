@@ -174,7 +174,7 @@ func (l *Limited) Query(ctx context.Context, key dashcache.ReportKey) (body []by
 		_ = slot.Release(rctx) // if Redis fails here, the slot frees itself
 	}()
 	now := l.cfg.Now().In(l.cfg.Zone)
-	spent, err := l.store.Spend(ctx, dashcache.Date(now), key.Customer, l.cfg.DailyCalls)
+	spent, err := l.store.Spend(ctx, dashcache.DayOf(now), key.Customer, l.cfg.DailyCalls)
 	if err != nil {
 		return nil, l.waitError(ctx, "counting the call", err)
 	}

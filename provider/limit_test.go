@@ -90,7 +90,7 @@ func newTestLimited(t *testing.T, src Source, rdb redis.UniversalClient, rate in
 	return l
 }
 
-var anyKey = dashcache.ReportKey{Customer: "acme", From: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)}
+var anyKey = dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}
 
 func TestLimitedEnforcesRateAcrossProcesses(t *testing.T) {
 	t.Parallel()

@@ -175,13 +175,13 @@ type (
 func simReport(key dashcache.ReportKey) []byte {
 	r := simReportJSON{
 		Customer: key.Customer,
-		From:     key.From.Format(dashcache.DateLayout),
-		To:       key.To.Format(dashcache.DateLayout),
+		From:     key.From.String(),
+		To:       key.To.String(),
 		Series:   []simDayJSON{},
 	}
 	var cents int64
-	for d := key.From; !d.After(key.To); d = d.AddDate(0, 0, 1) {
-		date := d.Format(dashcache.DateLayout)
+	for d := key.From; d <= key.To; d++ {
+		date := d.String()
 		h := fnv.New64a()
 		h.Write([]byte(key.Customer + "|" + date))
 		rng := rand.New(rand.NewPCG(h.Sum64(), 0x5eed))
@@ -224,7 +224,11 @@ func (s *Simulator) serveQuery(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, "body must be a JSON object {\"customer\",\"from\",\"to\"}: "+err.Error())
 		return
 	}
-	key, err := dashcache.ParseCanonical(q.Customer + "|" + q.From + "|" + q.To)
+	err := dashcache.CheckCustomer(q.Customer) // no "|": the key below is the default report's
+	var key dashcache.ReportKey
+	if err == nil {
+		key, err = dashcache.ParseCanonical(q.Customer + "|" + q.From + "|" + q.To)
+	}
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return

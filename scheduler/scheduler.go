@@ -1,6 +1,6 @@
 // Package scheduler runs warming plans: on each plan's cron schedule it
 // computes the plan's range presets for "today" (in the plan file's zone) and
-// enqueues one warm task per customer and range on the warming queue.
+// enqueues one fill task per customer and range on the warming queue.
 //
 // Presets are computed when a plan fires, not when it is loaded, which is why
 // this package drives robfig/cron directly rather than asynq.Scheduler (whose
@@ -33,7 +33,7 @@ type Config struct {
 	// DefaultZone is the zone that cron times and "today" are computed in
 	// when the file names none: File.Timezone wins. Default: UTC.
 	DefaultZone *time.Location
-	// Warmer enqueues the plans' warm tasks (jobs.Enqueuer). Required.
+	// Warmer enqueues the plans' fill tasks (jobs.Enqueuer). Required.
 	Warmer dashcache.Warmer
 	// Customers lists the BI platform's customers, for plans with
 	// customers: all. Required only if some plan uses it.
@@ -183,7 +183,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 // RunPlan fires the named plan once, now: it computes today in the
 // scheduler's zone, resolves the customers (asking Config.Customers for
 // customers: all, and skipping with a warning any name from it that is not a
-// valid customer), and enqueues one warm task per customer and range. A key
+// valid customer), and enqueues one fill task per customer and range. A key
 // that fails does not stop the others; its error is in the result's Errors. The
 // error return is for a firing that could not run at all: an unknown plan or
 // a failed customer list. The firing is bounded by Config.FiringTimeout and

@@ -36,7 +36,7 @@ func (r *recorder) Warm(_ context.Context, k dashcache.ReportKey, _ dashcache.Re
 	defer r.mu.Unlock()
 	r.keys = append(r.keys, k.String())
 	if r.fail[k.String()] {
-		return false, fmt.Errorf("enqueueing the warm task of %s: redis: connection refused", k) // as jobs.Enqueuer
+		return false, fmt.Errorf("enqueueing the fill task of %s: redis: connection refused", k) // as jobs.Enqueuer
 	}
 	return !r.dup[k.String()], nil
 }

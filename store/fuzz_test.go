@@ -13,7 +13,7 @@ import (
 // accepts has the body its header says; and every entry NewEntry builds
 // (compressed or not) parses back to its report.
 func FuzzParseEntry(f *testing.F) {
-	k := dashcache.ReportKey{Customer: "acme", From: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2025, 1, 31, 0, 0, 0, 0, time.UTC)}
+	k := dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}
 	good := string(store.NewEntry(k, []byte(`{"revenue":12}`), time.UnixMilli(1740000000123), 2*time.Second, time.Hour))
 	for _, s := range []string{good, good[:len(good)-1], "garbage", "dc3 1 2 3 0 \"e\"\n", "dc3 -1 -2 -3 2 \"\"\n{}"} {
 		f.Add(s, `{"n":1}`)

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -26,13 +27,18 @@ const MaxReadsKept = 10000
 const indexKept = dashcache.ClosedTTL + dashcache.StaleFor + time.Hour
 
 // Each customer's cached reports are indexed, and its reads remembered, in
-// sorted sets of members "from|to" (the customer is in the key), next to the
+// sorted sets of members "from|to", or "report|from|to" for a named report
+// (the canonical key without the customer, who is in the key), next to the
 // queue on the Redis that does not evict: the index scored by the time the
 // entry expires, the reads by the time of the last read. A set of the
 // customers indexed serves invalidations of every customer.
 
 func rangeMember(k dashcache.ReportKey) string {
-	return k.From.Format(dashcache.DateLayout) + "|" + k.To.Format(dashcache.DateLayout)
+	dates := k.From.String() + "|" + k.To.String()
+	if k.Report == "" {
+		return dates
+	}
+	return k.Report + "|" + dates
 }
 
 func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -78,7 +84,11 @@ func (s *Store) Cached(ctx context.Context, customer string, now time.Time) ([]d
 func keysOf(customer string, members []string) []dashcache.ReportKey {
 	out := make([]dashcache.ReportKey, 0, len(members))
 	for _, m := range members {
-		if k, err := dashcache.ParseCanonical(customer + "|" + m); err == nil {
+		canonical := customer + "|" + m
+		if report, dates, _ := strings.Cut(m, "|"); strings.Contains(dates, "|") {
+			canonical = report + "|" + customer + "|" + dates
+		}
+		if k, err := dashcache.ParseCanonical(canonical); err == nil {
 			out = append(out, k)
 		}
 	}

@@ -149,15 +149,15 @@ func TestReads(t *testing.T) {
 		}
 
 		many := make(map[dashcache.ReportKey]time.Time, store.MaxReadsKept+5)
-		start := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		start := dashcache.CivilDay(2000, 1, 1)
 		for i := range store.MaxReadsKept + 5 {
-			many[dashcache.ReportKey{Customer: "wide", From: start, To: start.AddDate(0, 0, i)}] = now.Add(time.Duration(i) * time.Millisecond)
+			many[dashcache.ReportKey{Customer: "wide", From: start, To: start + dashcache.Day(i)}] = now.Add(time.Duration(i) * time.Millisecond)
 		}
 		if err := s.RecordReads(ctx, many); err != nil {
 			t.Fatal(err)
 		}
 		got, _ = s.ReadSince(ctx, "wide", time.Time{})
-		if len(got) != store.MaxReadsKept || got[0].To != start.AddDate(0, 0, 5) {
+		if len(got) != store.MaxReadsKept || got[0].To != start+5 {
 			t.Errorf("a customer's reads: %d kept, the oldest %v; want the latest %d", len(got), got[0], store.MaxReadsKept)
 		}
 	})
@@ -171,7 +171,7 @@ func TestChanges(t *testing.T) {
 		s, ctx := store.New(rdb), context.Background()
 		at := time.Now()
 		jan := mustKey(t, "acme", "2025-01-01", "2025-01-31")
-		day := func(d string) time.Time { return mustKey(t, "x", d, d).From }
+		day := func(d string) dashcache.Day { return mustKey(t, "x", d, d).From }
 		if err := s.RecordChange(ctx, dashcache.Changed{Customers: []string{"acme"}, From: day("2025-01-31"), To: day("2025-02-02")}, at); err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,6 @@
 package store
 
-import (
-	"time"
-
-	"github.com/dashcache/dashcache"
-)
+import "github.com/dashcache/dashcache"
 
 // Every Redis key dashcache uses is built here. A report's keys carry its
 // canonical key in a {hash tag}, so that they share one Redis Cluster slot and a
@@ -67,7 +63,7 @@ func changesKey(customer string) string { return customerKey(customer, "changes"
 const allChangesKey = prefix + "changes"
 
 // usageKey holds one day's BI calls and refusals of every customer (usage.go).
-func usageKey(day time.Time) string { return prefix + "usage:" + day.Format(dashcache.DateLayout) }
+func usageKey(day dashcache.Day) string { return prefix + "usage:" + day.String() }
 
 func tagged(k dashcache.ReportKey, suffix string) string {
 	return prefix + "{" + k.String() + "}:" + suffix

@@ -108,7 +108,7 @@ func TestAdmit(t *testing.T) {
 func TestSpendAndUsage(t *testing.T) {
 	ctx := context.Background()
 	st, _ := clocked(t)
-	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	day := dashcache.CivilDay(2025, 3, 1)
 	for i, want := range []bool{true, true, false} {
 		if ok, err := st.Spend(ctx, day, "acme", 2); ok != want || err != nil {
 			t.Errorf("call %d of a budget of 2: %v %v, want %v", i+1, ok, err, want)
@@ -117,7 +117,7 @@ func TestSpendAndUsage(t *testing.T) {
 	if ok, _ := st.Spend(ctx, day, "globex", 0); !ok {
 		t.Error("a call without a budget was refused")
 	}
-	if ok, _ := st.Spend(ctx, day.AddDate(0, 0, 1), "acme", 2); !ok {
+	if ok, _ := st.Spend(ctx, day+1, "acme", 2); !ok {
 		t.Error("the budget did not reset the next day")
 	}
 	if err := st.CountRefusal(ctx, day, "acme", dashcache.ReasonPending); err != nil {

@@ -63,7 +63,8 @@ func New(rdb redis.UniversalClient, opts ...Option) *Store {
 }
 
 // Get returns the cached entry of a report (see ParseEntry), or "" when there is
-// none. It is the whole hit path: one GET.
+// none, in one GET: a read that the API's L1 does not hold, and a worker's
+// look at the cache under the lock.
 func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
 	v, err := s.cache.Get(ctx, EntryKey(k)).Result()
 	if errors.Is(err, redis.Nil) {

@@ -39,10 +39,10 @@ type Usage struct {
 	Refused map[string]int64
 }
 
-// Spend counts one BI call of the customer on day (a date, as dashcache.Date
-// gives) against budget (0: none). ok is false, and nothing is counted but
-// the refusal, when the budget is used up.
-func (s *Store) Spend(ctx context.Context, day time.Time, customer string, budget int) (ok bool, err error) {
+// Spend counts one BI call of the customer on day against budget (0: none).
+// ok is false, and nothing is counted but the refusal, when the budget is
+// used up.
+func (s *Store) Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (ok bool, err error) {
 	n, err := spendScript.Run(ctx, s.rdb, []string{usageKey(day)}, usageField(customer, callsField), budget, int(usageKept/time.Second),
 		usageField(customer, refusedField+dashcache.ReasonBudget)).Int()
 	if err != nil {
@@ -52,7 +52,7 @@ func (s *Store) Spend(ctx context.Context, day time.Time, customer string, budge
 }
 
 // Calls returns the customer's BI calls on day.
-func (s *Store) Calls(ctx context.Context, day time.Time, customer string) (int64, error) {
+func (s *Store) Calls(ctx context.Context, day dashcache.Day, customer string) (int64, error) {
 	n, err := s.rdb.HGet(ctx, usageKey(day), usageField(customer, callsField)).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("reading the BI calls of %s: %w", customer, err)
@@ -61,7 +61,7 @@ func (s *Store) Calls(ctx context.Context, day time.Time, customer string) (int6
 }
 
 // CountRefusal counts a refused fill of the customer on day.
-func (s *Store) CountRefusal(ctx context.Context, day time.Time, customer, reason string) error {
+func (s *Store) CountRefusal(ctx context.Context, day dashcache.Day, customer, reason string) error {
 	key := usageKey(day)
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HIncrBy(ctx, key, usageField(customer, refusedField+reason), 1)
@@ -75,10 +75,10 @@ func (s *Store) CountRefusal(ctx context.Context, day time.Time, customer, reaso
 }
 
 // UsageOn returns every customer's usage on day.
-func (s *Store) UsageOn(ctx context.Context, day time.Time) (map[string]Usage, error) {
+func (s *Store) UsageOn(ctx context.Context, day dashcache.Day) (map[string]Usage, error) {
 	fields, err := s.rdb.HGetAll(ctx, usageKey(day)).Result()
 	if err != nil {
-		return nil, fmt.Errorf("reading the usage of %s: %w", day.Format(dashcache.DateLayout), err)
+		return nil, fmt.Errorf("reading the usage of %s: %w", day, err)
 	}
 	out := map[string]Usage{}
 	for field, v := range fields {

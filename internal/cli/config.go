@@ -56,7 +56,7 @@ type Config struct {
 	SimMinLatency, SimMaxLatency time.Duration
 }
 
-// maxProviderTimeout keeps one BI call well inside a warm task's own timeout
+// maxProviderTimeout keeps one BI call well inside a fill task's own timeout
 // (jobs.TaskTimeout).
 const maxProviderTimeout = 5 * time.Minute
 

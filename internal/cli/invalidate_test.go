@@ -312,7 +312,7 @@ func TestInvalidateCommand(t *testing.T) {
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	if info, err := insp.GetTaskInfo(jobs.QueueWarming, keys[0].TaskID()); err != nil || info.State != asynq.TaskStatePending {
-		t.Errorf("the refresh of the read report: %+v, %v; want a pending warm task", info, err)
+		t.Errorf("the refresh of the read report: %+v, %v; want a pending fill task", info, err)
 	}
 	if q, err := insp.GetQueueInfo(jobs.QueueWarming); err != nil || q.Size != 1 {
 		t.Errorf("warming queue %+v, %v; want the one refresh", q, err)

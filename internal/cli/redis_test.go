@@ -311,7 +311,7 @@ func TestSkewedWorkerClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := jobs.NewWorker(rdb, h, jobs.ServerConfig{})
+	w := jobs.NewWorker(rdb, h, jobs.WorkerConfig{})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func TestSkewedWorkerClock(t *testing.T) {
 	hs := httptest.NewServer(srv.Handler())
 	defer hs.Close()
 
-	today := dashcache.Date(time.Now()).Format(dashcache.DateLayout)
+	today := dashcache.DayOf(time.Now()).String()
 	for i := range 5 {
 		resp, err := http.Get(hs.URL + "/v1/reports?customer=acme&from=" + today + "&to=" + today)
 		if err != nil {

@@ -41,7 +41,7 @@ var Roles = []Role{
 	{Name: "scheduler", Listen: "127.0.0.1:9091", Scheduler: true, ScheduleRequired: true, Redis: true,
 		Does: "cron-driven warming plans from DASHCACHE_SCHEDULE_FILE"},
 	{Name: "warm", Redis: true, Command: runWarm,
-		Does: "enqueue warm tasks once and exit:\n" +
+		Does: "enqueue fill tasks once and exit:\n" +
 			"dashcache warm --customers a,b --ranges yesterday,last_7_days [--force]\n" +
 			"dashcache warm --customers a --from 2025-01-01 --to 2025-01-31"},
 	{Name: "invalidate", Redis: true, Command: runInvalidate,

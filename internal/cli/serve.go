@@ -63,7 +63,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		if err != nil {
 			return err
 		}
-		worker := jobs.NewWorker(rdb, h, jobs.ServerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
+		worker := jobs.NewWorker(rdb, h, jobs.WorkerConfig{Concurrency: cfg.WorkerConcurrency, Log: log})
 		if err := worker.Start(); err != nil {
 			return err
 		}

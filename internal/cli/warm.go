@@ -15,7 +15,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// runWarm is the one-shot role: it enqueues a warm task per (customer, range)
+// runWarm is the one-shot role: it enqueues a fill task per (customer, range)
 // on the warming queue, prints a line per key and a summary, and exits.
 func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dashcache warm", flag.ContinueOnError)

@@ -16,7 +16,7 @@ func FuzzQuickDate(f *testing.F) {
 		want, err := time.Parse(DateLayout, s)
 		parses := err == nil && len(s) == len(DateLayout)
 		got, ok := quickDate(s)
-		if ok != parses || ok && !got.Equal(want) {
+		if ok != parses || ok && (got != DayOf(want) || got.String() != s || !got.Time().Equal(want)) {
 			t.Errorf("quickDate(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, err)
 		}
 	})
