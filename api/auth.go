@@ -71,7 +71,7 @@ func bearer(authorization string) string {
 // no keys are configured and the request names a Host that is neither
 // loopback nor allowed (403: DNS rebinding). Without keys every request from
 // an allowed Host may read everything.
-func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request) (a access, ok bool) {
+func (g *Auth) authenticate(w http.ResponseWriter, r *http.Request) (a access, ok bool) {
 	if g.cfg.APIKeys == nil {
 		if !g.hostAllowed(r.Host) {
 			g.refuseHost(w, r, "DASHCACHE_API_KEYS")
@@ -100,7 +100,7 @@ func (g *Guard) authenticate(w http.ResponseWriter, r *http.Request) (a access, 
 // admits exactly the reads authenticate admits, and refuses (false) the
 // others without a word, for the net/http path to refuse them. addr gives
 // the client's address without its port, asked only when API keys are set.
-func (g *Guard) admitsRead(host, authorization string, addr func() string) (access, bool) {
+func (g *Auth) admitsRead(host, authorization string, addr func() string) (access, bool) {
 	if g.cfg.APIKeys == nil {
 		return access{all: true}, g.hostAllowed(host)
 	}
@@ -112,7 +112,7 @@ func (g *Guard) admitsRead(host, authorization string, addr func() string) (acce
 
 // key returns the access of an API key; ok is false for none ("") and for
 // an unknown one.
-func (g *Guard) key(token string) (a access, ok bool) {
+func (g *Auth) key(token string) (a access, ok bool) {
 	a, ok = g.cfg.APIKeys[sha256.Sum256([]byte(token))]
 	return a, ok && token != ""
 }
@@ -133,8 +133,8 @@ func CheckSecret(secret string) error {
 	return nil
 }
 
-// GuardConfig says who may call the API.
-type GuardConfig struct {
+// AuthConfig says who may call the API.
+type AuthConfig struct {
 	// APIKeys, when not nil, are required to read reports; default: no
 	// authentication, for requests whose Host is allowed.
 	APIKeys APIKeys
@@ -153,21 +153,21 @@ type GuardConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// Guard decides who may call: API keys for reads, the admin token for the
+// Auth decides who may call: API keys for reads, the admin token for the
 // admin endpoints and /metrics, the Hosts and Origins a browser may name,
 // and a throttle on addresses that keep failing to authenticate. It is safe
 // for concurrent use.
-type Guard struct {
-	cfg      GuardConfig
+type Auth struct {
+	cfg      AuthConfig
 	hosts    map[string]bool
 	adminSum [32]byte
 	throttle *throttle
 	failures *prometheus.CounterVec
 }
 
-// NewGuard returns a Guard for cfg.
-func NewGuard(cfg GuardConfig) (*Guard, error) {
-	g := &Guard{
+// NewAuth returns an Auth for cfg.
+func NewAuth(cfg AuthConfig) (*Auth, error) {
+	g := &Auth{
 		cfg:      cfg,
 		hosts:    map[string]bool{},
 		adminSum: sha256.Sum256([]byte(cfg.AdminToken)),
@@ -190,7 +190,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 // and name an allowed Host. A change (not GET, HEAD or OPTIONS) from a page
 // whose Origin is not an allowed host is refused either way. Answers cannot
 // be framed by other sites.
-func (g *Guard) Admin(next http.Handler) http.Handler {
+func (g *Auth) Admin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Frame-Options", "DENY")
@@ -233,7 +233,7 @@ func (g *Guard) Admin(next http.Handler) http.Handler {
 
 // Metrics guards /metrics: like an admin endpoint while an admin token is
 // set, unless MetricsPublic; open otherwise.
-func (g *Guard) Metrics(next http.Handler) http.Handler {
+func (g *Auth) Metrics(next http.Handler) http.Handler {
 	if g.cfg.AdminToken == "" || g.cfg.MetricsPublic {
 		return next
 	}
@@ -244,7 +244,7 @@ func (g *Guard) Metrics(next http.Handler) http.Handler {
 // this server as a browser on this host would: a loopback name or address,
 // or one of AllowedHosts. A page of another site whose name resolves to
 // 127.0.0.1 (DNS rebinding) names its own host, and is refused.
-func (g *Guard) hostAllowed(hostport string) bool {
+func (g *Auth) hostAllowed(hostport string) bool {
 	host := hostport
 	if strings.Contains(hostport, ":") { // else SplitHostPort's error costs an allocation per read
 		if h, _, err := net.SplitHostPort(hostport); err == nil {
@@ -264,7 +264,7 @@ func isLoopback(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-func (g *Guard) refuseHost(w http.ResponseWriter, r *http.Request, setting string) {
+func (g *Auth) refuseHost(w http.ResponseWriter, r *http.Request, setting string) {
 	problem(w, http.StatusForbidden, fmt.Sprintf("this server does not answer for the host %q: without %s it answers only for loopback names "+
 		"(localhost, 127.0.0.1) and those in DASHCACHE_ALLOWED_HOSTS", truncate(r.Host, 100), setting))
 }
@@ -274,7 +274,7 @@ func (g *Guard) refuseHost(w http.ResponseWriter, r *http.Request, setting strin
 // them along (cross-site request forgery). The page's Origin must be an
 // allowed host; the request's own Host, which a rebinding attacker chooses,
 // proves nothing.
-func (g *Guard) crossSite(r *http.Request) bool {
+func (g *Auth) crossSite(r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		return false
 	}
@@ -292,7 +292,7 @@ const failuresPerMinute = 10
 
 // throttled answers 429 to an address that failed to authenticate too often
 // in the last minute.
-func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
+func (g *Auth) throttled(w http.ResponseWriter, r *http.Request) bool {
 	wait := g.throttle.wait(clientAddr(r.RemoteAddr))
 	if wait == 0 {
 		return false
@@ -303,7 +303,7 @@ func (g *Guard) throttled(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (g *Guard) failed(r *http.Request) {
+func (g *Auth) failed(r *http.Request) {
 	g.failures.WithLabelValues("failed").Inc()
 	g.throttle.add(clientAddr(r.RemoteAddr))
 }

@@ -15,7 +15,7 @@ func withKeys(t *testing.T, spec string) func(*api.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(c *api.Config) { c.Guard.APIKeys = keys }
+	return func(c *api.Config) { c.Auth.APIKeys = keys }
 }
 
 func TestParseAPIKeys(t *testing.T) {
@@ -79,7 +79,7 @@ func TestReadAuthentication(t *testing.T) {
 
 func TestAdminGuard(t *testing.T) {
 	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
-	f := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "s3cret"; c.Monitoring = monitoring })
+	f := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "s3cret"; c.Monitoring = monitoring })
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))
 	wrongBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:nope"))
 	for _, c := range []struct {
@@ -127,7 +127,7 @@ func (r *recorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *recorder) WriteHeader(s int)           { r.status = s }
 
 func TestWarmEndpoint(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "s3cret" })
+	f := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "s3cret" })
 	auth := []string{"Authorization", "Bearer s3cret"}
 	resp, body := f.do(t, http.MethodPost, "/v1/warm", `{"customers":["acme","busy"],"ranges":["yesterday","last_7_days"]}`, auth...)
 	if resp.StatusCode != http.StatusAccepted {
@@ -181,7 +181,7 @@ func TestWarmEndpoint(t *testing.T) {
 }
 
 func TestAdminRefusesCrossSiteChanges(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "s3cret" })
+	f := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "s3cret" })
 	body := `{"customers":["acme"],"ranges":["yesterday"]}`
 	auth := []string{"Authorization", "Bearer s3cret"}
 	resp, _ := f.do(t, http.MethodPost, "/v1/warm", body, append(auth, "Origin", "https://evil.example")...)

@@ -76,7 +76,7 @@ func BenchmarkHit(b *testing.B) {
 	e, _ := store.ParseEntry(stored)
 
 	newAPI := func(l1 int64, log zerolog.Logger) *api.Server {
-		return hitServer(b, api.Config{Store: st, Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin})
+		return hitServer(b, st, api.Config{Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin})
 	}
 	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -315,8 +315,9 @@ func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 
 // hitServer starts an API server of cfg whose queue is hitsOnly, stopped
 // when the benchmark ends, and returns its handler.
-func hitServer(b *testing.B, cfg api.Config) *api.Server {
+func hitServer(b *testing.B, st store.Store, cfg api.Config) *api.Server {
 	cfg.Queue = hitsOnly{b}
+	withStore(b, &cfg, st)
 	srv, err := api.New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -368,7 +369,7 @@ func BenchmarkReadTracking(b *testing.B) {
 	start := time.Now()
 	clock := func() time.Time { return now.Add(time.Since(start)) }
 	server := func(within time.Duration) http.Handler {
-		return hitServer(b, api.Config{Store: st, Log: logged, Now: clock, L1Bytes: api.DefaultL1Bytes, ReadWithin: within}).Handler()
+		return hitServer(b, st, api.Config{Log: logged, Now: clock, L1Bytes: api.DefaultL1Bytes, ReadWithin: within}).Handler()
 	}
 	untracked, tracked := server(0), server(dashcache.DefaultReadWithin)
 	const perRound = 20000

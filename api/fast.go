@@ -12,7 +12,7 @@ import (
 const readsPath = "/v1/reports"
 
 // ServeFast serves, on fasthttp, a read that L1 answers: a GET of
-// /v1/reports that the guard admits, of a report held in L1, answered as
+// /v1/reports that Auth admits, of a report held in L1, answered as
 // the net/http path would answer it (headers, 304, gzip, X-Cache, early and
 // stale refreshes, the access log and the read metric), without net/http's
 // costs per request. It returns false, having done nothing, for every other
@@ -25,7 +25,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		return false
 	}
 	req := &c.Request.Header
-	acc, ok := s.guard.admitsRead(transient(c.Host()), transient(req.Peek("Authorization")), func() string { return c.RemoteIP().String() })
+	acc, ok := s.auth.admitsRead(transient(c.Host()), transient(req.Peek("Authorization")), func() string { return c.RemoteIP().String() })
 	if !ok {
 		return false
 	}

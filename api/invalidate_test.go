@@ -16,7 +16,7 @@ import (
 // Redis, then asks the queue to invalidate the customers' changed days with
 // the read window; bad bodies are a 400 that says what is accepted.
 func TestInvalidateEndpoint(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "s3cret-s3cret-s3cret"; c.ReadWithin = 24 * time.Hour })
+	f := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "s3cret-s3cret-s3cret"; c.ReadWithin = 24 * time.Hour })
 	auth := []string{"Authorization", "Bearer s3cret-s3cret-s3cret"}
 	k := key(t, "acme", "2025-01-01", "2025-01-31")
 	fill(t, f.store, k, `{"n":1}`)
@@ -36,7 +36,7 @@ func TestInvalidateEndpoint(t *testing.T) {
 	if call.readWithin != 24*time.Hour {
 		t.Errorf("read within %s, want ReadWithin, 24h", call.readWithin)
 	}
-	if read, err := f.store.ReadSince(context.Background(), "acme", now.Add(-time.Minute)); err != nil || !slices.Equal(read, []dashcache.ReportKey{k}) {
+	if read, err := f.store.Index.ReadSince(context.Background(), "acme", now.Add(-time.Minute)); err != nil || !slices.Equal(read, []dashcache.ReportKey{k}) {
 		t.Errorf("reads in Redis at the invalidation: %v, %v; want the read just served", read, err)
 	}
 
@@ -86,7 +86,7 @@ func TestReadsNotTracked(t *testing.T) {
 	if call := <-f.invalidations; call.readWithin != 0 {
 		t.Errorf("read within %s, want 0", call.readWithin)
 	}
-	if read, _ := f.store.ReadSince(context.Background(), "acme", time.Time{}); len(read) != 0 {
+	if read, _ := f.store.Index.ReadSince(context.Background(), "acme", time.Time{}); len(read) != 0 {
 		t.Errorf("reads recorded without tracking: %v", read)
 	}
 }
@@ -104,7 +104,7 @@ func TestMarkedStaleLeavesL1(t *testing.T) {
 	if _, n := api.L1Size(f.srv); n != 1 {
 		t.Fatalf("L1 holds %d reports, want the one read", n)
 	}
-	if marked, err := f.store.MarkStale(context.Background(), []dashcache.ReportKey{k}, now); err != nil || len(marked) != 1 {
+	if marked, err := f.store.Cache.MarkStale(context.Background(), []dashcache.ReportKey{k}, now); err != nil || len(marked) != 1 {
 		t.Fatalf("MarkStale: %v, %v", marked, err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {

@@ -82,7 +82,7 @@ func (s *Server) flushReads(ctx context.Context) {
 	}
 	s.flushing.Lock()
 	defer s.flushing.Unlock()
-	if err := s.cfg.Store.RecordReads(ctx, s.reads.take()); err != nil {
+	if err := s.cfg.Reads.RecordReads(ctx, s.reads.take()); err != nil {
 		s.cfg.Log.Warn().Err(err).Msg("recording reads") // lost: the next reads are recorded again
 	}
 }

@@ -39,7 +39,7 @@ func TestDNSRebinding(t *testing.T) {
 	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
 	f := newFixture(t, func(c *api.Config) {
 		c.Monitoring = monitoring
-		c.Guard.AllowedHosts = []string{"dash.internal"}
+		c.Auth.AllowedHosts = []string{"dash.internal"}
 	})
 	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{}`)
 	read := "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31"
@@ -73,7 +73,7 @@ func TestDNSRebinding(t *testing.T) {
 		t.Errorf("%d warm calls, want 4: one per allowed host", len(calls))
 	}
 
-	g := newFixture(t, func(c *api.Config) { c.Guard.AdminToken = "admin-token-0123456789" })
+	g := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "admin-token-0123456789" })
 	auth := []string{"Authorization", "Bearer admin-token-0123456789"}
 	resp, _ := g.send(t, http.MethodPost, "/v1/warm", "rebind.attacker.example:8080", warm, append(auth, "Origin", "http://rebind.attacker.example:8080")...)
 	if resp.StatusCode != http.StatusForbidden {
@@ -120,7 +120,7 @@ func TestMetricsNeedTheAdminToken(t *testing.T) {
 		{"", false, "", 200},
 	} {
 		f := newFixture(t, func(cfg *api.Config) {
-			cfg.Guard.AdminToken, cfg.Guard.MetricsPublic, cfg.Metrics = c.token, c.public, metrics
+			cfg.Auth.AdminToken, cfg.Auth.MetricsPublic, cfg.Metrics = c.token, c.public, metrics
 		})
 		var hdr []string
 		if c.auth != "" {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -47,12 +48,40 @@ type Queue interface {
 	dashcache.Invalidator
 }
 
+// Cache is what the API needs of the report cache; *store.Cache is one.
+type Cache interface {
+	Get(ctx context.Context, k dashcache.ReportKey) (string, error)
+	Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error)
+	Subscribe(ctx context.Context) (*store.Subscription, error)
+}
+
+// Reads takes the reads this process saw; *store.Index is one.
+type Reads interface {
+	RecordReads(ctx context.Context, reads map[dashcache.ReportKey]time.Time) error
+}
+
+// Usage tells today's BI calls and refusals; *guard.Guard is one.
+type Usage interface {
+	Usage(ctx context.Context) (guard.Usage, error)
+}
+
+// Pinger says whether Redis answers: every Redis the process uses.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
 // Config configures the API server.
 type Config struct {
-	Store *store.Store // required
-	Queue Queue        // required
-	// Guard says who may call; its Registerer is Config's.
-	Guard GuardConfig
+	Cache Cache // required
+	Queue Queue // required
+	// Reads, when ReadWithin is set, takes the reads seen. Required then.
+	Reads Reads
+	// Usage serves GET /v1/usage. Required.
+	Usage Usage
+	// Redis is pinged by /readyz. Required.
+	Redis Pinger
+	// Auth says who may call; its Registerer is Config's.
+	Auth AuthConfig
 	// Monitoring, when set, is served under /monitoring/ to admins (the asynq
 	// web UI, built with that root path).
 	Monitoring http.Handler
@@ -67,9 +96,6 @@ type Config struct {
 	// Earliest is the earliest date a range may start at; default:
 	// dashcache.HorizonYears before today.
 	Earliest time.Time
-	// DailyCalls is the customers' daily budget of BI calls (enforced by
-	// the queue and the workers), shown by GET /v1/usage; 0: none.
-	DailyCalls int
 	// L1Bytes bounds the reports this process holds in memory to serve hits
 	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
 	L1Bytes int64
@@ -83,7 +109,7 @@ type Config struct {
 // Server serves the read API. Start it before serving, Shutdown it after.
 type Server struct {
 	cfg     Config
-	guard   *Guard
+	auth    *Auth
 	l1      *l1
 	reads   *reads // nil: reads are not tracked
 	waiters waiters
@@ -118,8 +144,8 @@ type Server struct {
 
 // New returns an API server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Store == nil || cfg.Queue == nil {
-		return nil, errors.New("api: Config needs Store and Queue")
+	if cfg.Cache == nil || cfg.Queue == nil || cfg.Usage == nil || cfg.Redis == nil || cfg.ReadWithin > 0 && cfg.Reads == nil {
+		return nil, errors.New("api: Config needs Cache, Queue, Usage and Redis, and Reads with ReadWithin")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -132,28 +158,28 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Guard.Registerer = cfg.Registerer
-	guard, err := NewGuard(cfg.Guard)
+	cfg.Auth.Registerer = cfg.Registerer
+	auth, err := NewAuth(cfg.Auth)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, guard: guard, l1: newL1(cfg.L1Bytes), waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
+	s := &Server{cfg: cfg, auth: auth, l1: newL1(cfg.L1Bytes), waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
 	if cfg.ReadWithin > 0 {
 		s.reads = new(reads)
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(readsPath, s.getReport)
-	s.mux.Handle("/v1/warm", guard.Admin(http.HandlerFunc(s.postWarm)))
-	s.mux.Handle("/v1/usage", guard.Admin(http.HandlerFunc(s.getUsage)))
-	s.mux.Handle("/v1/invalidate", guard.Admin(http.HandlerFunc(s.postInvalidate)))
+	s.mux.Handle("/v1/warm", auth.Admin(http.HandlerFunc(s.postWarm)))
+	s.mux.Handle("/v1/usage", auth.Admin(http.HandlerFunc(s.getUsage)))
+	s.mux.Handle("/v1/invalidate", auth.Admin(http.HandlerFunc(s.postInvalidate)))
 	if cfg.Monitoring != nil {
-		s.mux.Handle("/monitoring/", guard.Admin(cfg.Monitoring))
+		s.mux.Handle("/monitoring/", auth.Admin(cfg.Monitoring))
 		s.mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	}
 	if cfg.Metrics != nil {
-		s.mux.Handle("/metrics", guard.Metrics(cfg.Metrics))
+		s.mux.Handle("/metrics", auth.Metrics(cfg.Metrics))
 	}
-	HandleHealth(s.mux, cfg.Store, cfg.Log)
+	HandleHealth(s.mux, cfg.Redis, cfg.Log)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("there is no resource at %s; reports are at GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", r.URL.Path))
 	})
@@ -165,7 +191,7 @@ func New(cfg Config) (*Server, error) {
 // is safe.
 func (s *Server) Start(ctx context.Context) error {
 	s.startOnce.Do(func() {
-		sub, err := s.cfg.Store.Subscribe(ctx)
+		sub, err := s.cfg.Cache.Subscribe(ctx)
 		if err != nil {
 			s.startErr = err
 			return
@@ -233,8 +259,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 // HandleHealth registers on mux /healthz (the process is up) and /readyz
-// (Redis answers: 200, else 503), for every role's listener.
-func HandleHealth(mux *http.ServeMux, st *store.Store, log zerolog.Logger) {
+// (redis answers: 200, else 503), for every role's listener.
+func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		io.WriteString(w, "ok\n")
@@ -242,7 +268,7 @@ func HandleHealth(mux *http.ServeMux, st *store.Store, log zerolog.Logger) {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := st.Ping(ctx); err != nil {
+		if err := redis.Ping(ctx); err != nil {
 			log.Warn().Err(err).Msg("not ready: Redis unreachable")
 			problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot work until it is back")
 			return
@@ -274,7 +300,7 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 		problem(w, http.StatusMethodNotAllowed, "reports are read with GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD")
 		return resultError
 	}
-	acc, ok := s.guard.authenticate(w, r)
+	acc, ok := s.auth.authenticate(w, r)
 	if !ok {
 		return resultError
 	}
@@ -312,7 +338,7 @@ func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time
 		return rep, nil
 	}
 	seq := s.l1.begin()
-	raw, err := s.cfg.Store.Get(ctx, k)
+	raw, err := s.cfg.Cache.Get(ctx, k)
 	if err != nil {
 		return nil, err
 	}
@@ -429,7 +455,7 @@ func (s *Server) answerEnd(w http.ResponseWriter, end string) string {
 // returns the result, or "" (nothing written) for the caller to go on waiting.
 // A corrupt entry counts as none: the fill replaces it.
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey) (string, error) {
-	raw, failure, err := s.cfg.Store.Lookup(r.Context(), k)
+	raw, failure, err := s.cfg.Cache.Lookup(r.Context(), k)
 	if err != nil {
 		return "", err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/front"
 	"github.com/dashcache/dashcache/internal/front/fronttest"
 	"github.com/dashcache/dashcache/store"
@@ -33,7 +34,7 @@ var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)
 type fixture struct {
 	srv           *api.Server
 	url           string // of the server, behind a front as the api role serves it
-	store         *store.Store
+	store         store.Store
 	mini          *miniredis.Miniredis
 	enqueued      atomic.Int64        // calls of Ensure
 	warms         chan warmCall       // every call of Warm
@@ -96,11 +97,8 @@ func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	f.store = store.New(rdb)
-	cfg := api.Config{
-		Store: f.store,
-		Queue: f,
-		Now:   func() time.Time { return now },
-	}
+	cfg := api.Config{Queue: f, Now: func() time.Time { return now }}
+	withStore(t, &cfg, f.store)
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -115,6 +113,17 @@ func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 	f.url = "http://" + serveFront(t, srv.ServeFast, srv.Handler())
 	t.Cleanup(func() { srv.Shutdown(context.Background()) }) // before the front's: it answers the waiting readers
 	return f
+}
+
+// withStore sets the parts of cfg that st gives, and a guard on st (a daily
+// budget of 100 calls) for GET /v1/usage.
+func withStore(tb testing.TB, cfg *api.Config, st store.Store) {
+	tb.Helper()
+	g, err := guard.New(guard.Config{State: st.Guards, DailyCalls: 100, Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Cache, cfg.Reads, cfg.Usage, cfg.Redis = st.Cache, st.Index, g, st.Cache
 }
 
 // serveFront serves on loopback, until the test ends, as the api role
@@ -166,16 +175,16 @@ func (f *fixture) do(t *testing.T, method, path, body string, header ...string) 
 
 // fill writes a report as a worker would: lock, fenced write, notify. It was
 // computed in 2 s, 3 s before now, and stays fresh for an hour.
-func fill(t testing.TB, st *store.Store, k dashcache.ReportKey, data string) {
+func fill(t testing.TB, st store.Store, k dashcache.ReportKey, data string) {
 	t.Helper()
 	fillAt(t, st, k, data, now.Add(-3*time.Second), time.Hour)
 }
 
 // fillAt writes a report computed in 2 s at computedAt, fresh for fresh.
-func fillAt(t testing.TB, st *store.Store, k dashcache.ReportKey, data string, computedAt time.Time, fresh time.Duration) {
+func fillAt(t testing.TB, st store.Store, k dashcache.ReportKey, data string, computedAt time.Time, fresh time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := st.Obtain(ctx, k, time.Minute)
+	l, err := st.Cache.Obtain(ctx, k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +360,7 @@ func TestFillBetweenCheckAndSubscribe(t *testing.T) {
 func TestRememberedFailureIs502(t *testing.T) {
 	f := newFixture(t)
 	k := key(t, "acme", "2025-01-01", "2025-01-02")
-	l, _ := f.store.Obtain(context.Background(), k, time.Minute)
+	l, _ := f.store.Cache.Obtain(context.Background(), k, time.Minute)
 	if err := l.RememberFailure(context.Background(), "the BI platform failed for this report (permanent, HTTP 400)", time.Minute); err != nil {
 		t.Fatal(err)
 	}

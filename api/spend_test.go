@@ -110,15 +110,15 @@ func TestDataHorizon(t *testing.T) {
 // TestUsage: GET /v1/usage shows today's BI calls and refusals per customer,
 // the busiest first.
 func TestUsage(t *testing.T) {
-	f := newFixture(t, func(c *api.Config) { c.DailyCalls = 100 })
+	f := newFixture(t) // with a daily budget of 100 calls
 	ctx := context.Background()
 	today := dashcache.DayOf(now)
 	for range 3 {
-		f.store.Spend(ctx, today, "globex", 0)
+		f.store.Guards.Spend(ctx, today, "globex", 0)
 	}
-	f.store.Spend(ctx, today, "acme", 0)
-	f.store.Spend(ctx, today-1, "acme", 0) // yesterday
-	f.store.CountRefusal(ctx, today, "acme", dashcache.ReasonPending)
+	f.store.Guards.Spend(ctx, today, "acme", 0)
+	f.store.Guards.Spend(ctx, today-1, "acme", 0) // yesterday
+	f.store.Guards.CountRefusal(ctx, today, "acme", dashcache.ReasonPending)
 	resp, body := f.do(t, http.MethodGet, "/v1/usage", "")
 	var got struct {
 		Date       string

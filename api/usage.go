@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-
-	"github.com/dashcache/dashcache"
 )
 
 // customerUsage is one customer's line in GET /v1/usage.
@@ -24,8 +22,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusMethodNotAllowed, "read usage with GET /v1/usage")
 		return
 	}
-	day := dashcache.DayOf(s.today())
-	usage, err := s.cfg.Store.UsageOn(r.Context(), day)
+	usage, err := s.cfg.Usage.Usage(r.Context())
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -35,13 +32,9 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		Timezone   string          `json:"timezone"`
 		DailyCalls int             `json:"daily_calls"` // the budget; 0: none
 		Customers  []customerUsage `json:"customers"`
-	}{Date: day.String(), Timezone: s.cfg.Zone.String(), DailyCalls: s.cfg.DailyCalls, Customers: []customerUsage{}}
-	for c, u := range usage {
-		line := customerUsage{Customer: c, Calls: u.Calls, Refused: map[string]int64{}}
-		for _, reason := range dashcache.RefusalReasons {
-			line.Refused[reason] = u.Refused[reason]
-		}
-		out.Customers = append(out.Customers, line)
+	}{Date: usage.Day.String(), Timezone: usage.Zone.String(), DailyCalls: usage.DailyCalls, Customers: []customerUsage{}}
+	for c, u := range usage.Customers {
+		out.Customers = append(out.Customers, customerUsage{Customer: c, Calls: u.Calls, Refused: u.Refused})
 	}
 	// The busiest customers first.
 	slices.SortFunc(out.Customers, func(a, b customerUsage) int {

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,58 +10,36 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/prom"
-	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
 
-// DefaultCustomerPending is the default of EnqueuerConfig.CustomerPending.
-const DefaultCustomerPending = 20
-
-// pendingRetryAfter is when a reader refused for too many outstanding fills
-// may ask again: by then some of them have usually been filled.
-const pendingRetryAfter = 2 * time.Second
-
-// pendingTTL bounds how long an admitted fill counts if its task never ends
-// (deleted by hand, lost with Redis). A task that lives longer (retries with
-// backoff, deferrals) stops counting at it: admission loosens for its
-// customer, never tightens.
-const pendingTTL = 15 * time.Minute
-
 // EnqueuerConfig configures an Enqueuer.
 type EnqueuerConfig struct {
 	// Redis holds the queues. Required; the caller closes it.
 	Redis redis.UniversalClient
-	// Store is dashcache's state, the queue's part on Redis. Required.
-	Store *store.Store
-	// CustomerPending is how many interactive fills one customer may have
-	// outstanding (queued or running); a reader's miss past it is refused.
-	// Default DefaultCustomerPending.
-	CustomerPending int
-	// DailyCalls is a customer's daily budget of BI calls (days in Zone):
-	// past it, misses are refused and warming skips the customer. 0, the
-	// default, is no budget.
-	DailyCalls int
-	// Zone is where days begin. Default UTC.
-	Zone *time.Location
-	// Registerer receives dashcache_enqueues_total and
-	// dashcache_admissions_total. Default: not exported.
+	// Cache and Index are the report cache and its index. Required.
+	Cache Cache
+	Index Index
+	// Admission admits readers' fills and refuses warming of customers
+	// past their budget. Required.
+	Admission Admission
+	// Registerer receives dashcache_enqueues_total and the invalidation
+	// counters. Default: not exported.
 	Registerer prometheus.Registerer
-	// Now is the clock that days are read from. Default time.Now.
+	// Now is the time of invalidations. Default time.Now.
 	Now func() time.Time
 }
 
 // Enqueuer enqueues fill tasks, each on the queue its purpose calls for, and
 // counts them in dashcache_enqueues_total{result="enqueued|duplicate"}. It
-// admits readers' fills first (dashcache_admissions_total{result}). It
-// satisfies dashcache.Warmer and the queue the API needs.
+// has readers' fills admitted first. It satisfies dashcache.Warmer and the
+// queue the API needs.
 type Enqueuer struct {
-	cfg        EnqueuerConfig
-	inspector  *asynq.Inspector
-	store      *store.Store
-	enqueues   *prometheus.CounterVec
-	admissions *prometheus.CounterVec
+	cfg       EnqueuerConfig
+	inspector *asynq.Inspector
+	enqueues  *prometheus.CounterVec
 	// invalidations and invalidated count Invalidate's work.
 	invalidations prometheus.Counter
 	invalidated   *prometheus.CounterVec
@@ -78,24 +55,18 @@ const clientLife = time.Minute
 
 // NewEnqueuer returns an Enqueuer for cfg, with defaults for zero fields.
 func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
-	if cfg.Redis == nil || cfg.Store == nil {
-		return nil, errors.New("jobs: EnqueuerConfig.Redis and Store are required")
+	if cfg.Redis == nil || cfg.Cache == nil || cfg.Index == nil || cfg.Admission == nil {
+		return nil, errors.New("jobs: EnqueuerConfig.Redis, Cache, Index and Admission are required")
 	}
-	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
-	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	e := &Enqueuer{
 		cfg:       cfg,
 		inspector: asynq.NewInspectorFromRedisClient(cfg.Redis),
-		store:     cfg.Store,
 		enqueues: prom.CounterVec("dashcache_enqueues_total",
 			"Fill tasks enqueued, or refused as a duplicate of a queued or running one.",
 			"result", "enqueued", "duplicate"),
-		admissions: prom.CounterVec("dashcache_admissions_total",
-			"Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
-			"result", append([]string{"admitted"}, dashcache.RefusalReasons...)...),
 		invalidations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dashcache_invalidations_total",
 			Help: "Invalidations of changed dates (POST /v1/invalidate, dashcache invalidate).",
@@ -104,7 +75,7 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 			"Reports of invalidations: matched (in the index, overlapping the dates), stale (marked stale), refreshed (read lately: refresh queued at once).",
 			"result", "matched", "stale", "refreshed"),
 	}
-	if err := prom.Register(cfg.Registerer, e.enqueues, e.admissions, e.invalidations, e.invalidated); err != nil {
+	if err := prom.Register(cfg.Registerer, e.enqueues, e.invalidations, e.invalidated); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return e, nil
@@ -116,20 +87,16 @@ func NewEnqueuer(cfg EnqueuerConfig) (*Enqueuer, error) {
 // the report's warming task is already queued or running. A customer past
 // its daily budget is refused (a *dashcache.Refusal).
 func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.Refresh) (enqueued bool, err error) {
-	if err := e.checkBudget(ctx, k.Customer); err != nil {
+	if err := e.cfg.Admission.CheckBudget(ctx, k.Customer); err != nil {
 		return false, err
 	}
 	return e.enqueue(ctx, k, NewTask(k, QueueWarming, r))
 }
 
 // Ensure makes sure that a report a reader waits for is being filled: it
-// admits the fill, and enqueues the report's task on the interactive queue
-// (enqueued is false, with no error, when the task is already there).
-//
-// A fill is refused (a *dashcache.Refusal) while the breaker is open, when
-// the customer has used its daily budget, or when it has CustomerPending
-// fills outstanding already; a report that is outstanding is always
-// admitted.
+// has the fill admitted (or returns its *dashcache.Refusal: see
+// guard.Guard.Admit), and enqueues the report's task on the interactive
+// queue (enqueued is false, with no error, when the task is already there).
 //
 // When the report's task is there but orphaned (active in asynq while no
 // worker holds the report's lock, because its worker died), Ensure enqueues a
@@ -140,7 +107,7 @@ func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.
 // call Ensure again every few seconds, which is how a dead worker's report is
 // noticed.
 func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued bool, err error) {
-	if err := e.admit(ctx, k); err != nil {
+	if err := e.cfg.Admission.Admit(ctx, k); err != nil {
 		return false, err
 	}
 	task := NewTask(k, QueueInteractive, dashcache.Refresh{})
@@ -148,7 +115,7 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 		return enqueued, err
 	}
 	// The usual case: a worker holds the report's lock, filling it.
-	if locked, err := e.store.Locked(ctx, k); err != nil || locked {
+	if locked, err := e.cfg.Cache.Locked(ctx, k); err != nil || locked {
 		return false, err
 	}
 	info, err := e.inspector.GetTaskInfo(QueueInteractive, k.TaskID())
@@ -167,7 +134,7 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 	// Active, and only then no lock (a worker that took the task between
 	// the first look at the lock and the state would hold it by now): its
 	// worker died.
-	if locked, err := e.store.Locked(ctx, k); err != nil || locked {
+	if locked, err := e.cfg.Cache.Locked(ctx, k); err != nil || locked {
 		return false, err
 	}
 	return e.enqueue(ctx, k, task, asynq.TaskID(RescueID(k)))
@@ -175,61 +142,6 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 
 // RescueID is the task ID of a report's rescue task.
 func RescueID(k dashcache.ReportKey) string { return k.TaskID() + "#rescue" }
-
-// admit lets a reader's fill of k go to the queue, or returns its refusal.
-func (e *Enqueuer) admit(ctx context.Context, k dashcache.ReportKey) error {
-	left, err := e.store.BreakerOpen(ctx)
-	if err != nil {
-		return err
-	}
-	if left > 0 {
-		return e.refuse(ctx, k.Customer, &dashcache.Refusal{
-			Reason:     dashcache.ReasonBreaker,
-			RetryAfter: left,
-			Detail: fmt.Sprintf("the BI platform is failing for every customer, so dashcache stopped calling it; "+
-				"it tries again in %s. Cached reports are still served", left.Round(time.Second)),
-		})
-	}
-	if err := e.checkBudget(ctx, k.Customer); err != nil {
-		return err
-	}
-	admitted, err := e.store.Admit(ctx, k, e.cfg.CustomerPending, pendingTTL)
-	if err != nil {
-		return err
-	}
-	if !admitted {
-		return e.refuse(ctx, k.Customer, &dashcache.Refusal{
-			Reason:     dashcache.ReasonPending,
-			RetryAfter: pendingRetryAfter,
-			Detail: fmt.Sprintf("customer %s already has %d reports being computed (DASHCACHE_CUSTOMER_PENDING); "+
-				"ask again in a few seconds. Cached reports are still served", k.Customer, e.cfg.CustomerPending),
-		})
-	}
-	e.admissions.WithLabelValues("admitted").Inc()
-	return nil
-}
-
-// checkBudget refuses a customer whose daily budget of BI calls is used.
-func (e *Enqueuer) checkBudget(ctx context.Context, customer string) error {
-	if e.cfg.DailyCalls == 0 {
-		return nil
-	}
-	now := e.cfg.Now().In(e.cfg.Zone)
-	calls, err := e.store.Calls(ctx, dashcache.DayOf(now), customer)
-	if err != nil || calls < int64(e.cfg.DailyCalls) {
-		return err
-	}
-	return e.refuse(ctx, customer, dashcache.BudgetRefusal(customer, e.cfg.DailyCalls, now))
-}
-
-// refuse counts a refusal, in the metrics and in the customer's usage, and
-// returns it.
-func (e *Enqueuer) refuse(ctx context.Context, customer string, r *dashcache.Refusal) error {
-	e.admissions.WithLabelValues(r.Reason).Inc()
-	day := dashcache.DayOf(e.cfg.Now().In(e.cfg.Zone))
-	_ = e.store.CountRefusal(ctx, day, customer, r.Reason) // best effort: the refusal stands
-	return r
-}
 
 // asynqClient returns the client to enqueue with: a new one if renew is set
 // or the current one is clientLife old. asynq adds a queue to its registry
@@ -277,25 +189,25 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 	now := e.cfg.Now()
 	// The change is logged first, so that a fill whose call began before it
 	// marks its report stale (store.ChangedSince).
-	if err := e.store.RecordChange(ctx, ch, now); err != nil {
+	if err := e.cfg.Index.RecordChange(ctx, ch, now); err != nil {
 		return res, err
 	}
 	customers := ch.Customers
 	if customers == nil {
 		var err error
-		if customers, err = e.store.IndexedCustomers(ctx); err != nil {
+		if customers, err = e.cfg.Index.IndexedCustomers(ctx); err != nil {
 			return res, err
 		}
 	}
 	var refresh []dashcache.ReportKey
 	for _, c := range customers {
-		cached, err := e.store.Cached(ctx, c, now)
+		cached, err := e.cfg.Index.Cached(ctx, c, now)
 		if err != nil {
 			return res, err
 		}
 		cached = slices.DeleteFunc(cached, func(k dashcache.ReportKey) bool { return !ch.Overlaps(k) })
 		res.Matched += len(cached)
-		marked, err := e.store.MarkStale(ctx, cached, now)
+		marked, err := e.cfg.Cache.MarkStale(ctx, cached, now)
 		if err != nil {
 			return res, err
 		}
@@ -322,7 +234,7 @@ func (e *Enqueuer) readAmong(ctx context.Context, keys []dashcache.ReportKey, no
 	if window <= 0 || len(keys) == 0 {
 		return nil, nil
 	}
-	read, err := e.store.ReadSince(ctx, keys[0].Customer, now.Add(-window))
+	read, err := e.cfg.Index.ReadSince(ctx, keys[0].Customer, now.Add(-window))
 	if err != nil {
 		return nil, err
 	}

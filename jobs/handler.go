@@ -18,8 +18,10 @@ import (
 
 // HandlerConfig configures the fill task handler.
 type HandlerConfig struct {
-	Store  *store.Store           // required
-	Source dashcache.ReportSource // required: the (rate-limited) BI platform
+	Cache  Cache                  // required
+	Index  Index                  // required
+	Guard  Guard                  // required: every BI call goes through it
+	Source dashcache.ReportSource // required: the BI platform
 	Log    zerolog.Logger         // default: no logs
 	Now    func() time.Time       // default time.Now
 	Zone   *time.Location         // where "today" is; default UTC
@@ -53,8 +55,8 @@ var errShutdown = errors.New("jobs: the worker is shutting down")
 
 // NewHandler returns a fill task handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
-	if cfg.Store == nil || cfg.Source == nil {
-		return nil, errors.New("jobs: HandlerConfig needs Store and Source")
+	if cfg.Cache == nil || cfg.Index == nil || cfg.Guard == nil || cfg.Source == nil {
+		return nil, errors.New("jobs: HandlerConfig needs Cache, Index, Guard and Source")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -95,15 +97,11 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("fill task payload: %w: %w", err, asynq.SkipRetry)
 	}
 	queue, _ := asynq.GetQueueName(ctx)
-	priority := dashcache.Interactive
-	if queue == QueueWarming {
-		priority = dashcache.Warming
-	}
 	log := h.cfg.Log.With().Str("key", k.String()).Logger()
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	a := attempt{queue: queue, retried: retried, final: retried >= maxRetry-1}
-	err = h.fill(dashcache.WithPriority(ctx, priority), log, k, refreshOf(t), a)
+	err = h.fill(ctx, log, k, refreshOf(t), a)
 	var d *dashcache.Deferral
 	switch {
 	case errors.As(err, &d):
@@ -117,7 +115,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err == nil && queue == QueueInteractive {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := h.cfg.Store.FillDone(dctx, k); err != nil {
+		if err := h.cfg.Guard.Filled(dctx, k); err != nil {
 			log.Warn().Err(err).Msg("ending the count of an outstanding fill") // it ends by itself later
 		}
 	}
@@ -135,7 +133,7 @@ type attempt struct {
 // renewing the lock, and writes the report fenced by the lock, which wakes its
 // readers.
 func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, refresh dashcache.Refresh, a attempt) (err error) {
-	lock, err := h.cfg.Store.Obtain(ctx, k, h.cfg.LockTTL)
+	lock, err := h.cfg.Cache.Obtain(ctx, k, h.cfg.LockTTL)
 	if errors.Is(err, store.ErrLockContended) {
 		h.locks.WithLabelValues("contended").Inc()
 		log.Debug().Msg("another worker is filling this report")
@@ -160,7 +158,7 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		}
 	}()
 
-	cached, err := h.cfg.Store.Get(held, k)
+	cached, err := h.cfg.Cache.Get(held, k)
 	if err != nil {
 		return err
 	}
@@ -179,7 +177,9 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	defer cut(nil)
 	defer context.AfterFunc(h.draining, func() { cut(context.Cause(h.draining)) })()
 	start := h.cfg.Now()
-	data, err := h.cfg.Source.Query(callCtx, k)
+	data, err := h.cfg.Guard.Call(callCtx, k, a.queue == QueueWarming, func(ctx context.Context) ([]byte, error) {
+		return h.cfg.Source.Query(ctx, k)
+	})
 	now := h.cfg.Now()
 	if err != nil && errors.Is(context.Cause(callCtx), errShutdown) {
 		// Not a failure of the BI platform: another worker fills it.
@@ -223,14 +223,14 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 // is missed: one logged after the check finds the report in the index.
 // Failures are logged: the report is served; an invalidation may miss it.
 func (h *Handler) indexFill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, start, now time.Time, ttl time.Duration) {
-	err := h.cfg.Store.IndexFill(ctx, k, now, now.Add(ttl+dashcache.StaleFor))
+	err := h.cfg.Index.IndexFill(ctx, k, now, now.Add(ttl+dashcache.StaleFor))
 	changed := false
 	if err == nil {
-		changed, err = h.cfg.Store.ChangedSince(ctx, k, start)
+		changed, err = h.cfg.Index.ChangedSince(ctx, k, start)
 	}
 	if err == nil && changed {
 		log.Info().Msg("the data changed during the call; the report is marked stale")
-		_, err = h.cfg.Store.MarkStale(ctx, []dashcache.ReportKey{k}, now)
+		_, err = h.cfg.Cache.MarkStale(ctx, []dashcache.ReportKey{k}, now)
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("indexing the report; an invalidation may miss it until its next fill")
@@ -290,7 +290,7 @@ func (h *Handler) waitForShare(ctx context.Context, log zerolog.Logger, customer
 	if h.cfg.Inspector == nil || id == "" {
 		return
 	}
-	if err := h.cfg.Store.DeferTask(ctx, customer, queue+" "+id); err != nil {
+	if err := h.cfg.Guard.WaitForShare(ctx, customer, queue+" "+id); err != nil {
 		log.Warn().Err(err).Msg("recording a deferred task") // it runs after its delay
 	}
 }
@@ -305,7 +305,7 @@ func (h *Handler) wakeDeferred(ctx context.Context, log zerolog.Logger, customer
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	for range 3 {
-		task, err := h.cfg.Store.NextDeferred(ctx, customer)
+		task, err := h.cfg.Guard.NextWaiting(ctx, customer)
 		if err != nil {
 			log.Warn().Err(err).Msg("waking a deferred task")
 			return

@@ -1,6 +1,7 @@
 package jobs_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
@@ -36,17 +38,47 @@ func redisClient(t *testing.T) *redis.Client {
 	return rdb
 }
 
+// newGuard returns a guard of cfg on rdb; zero fields take those of a guard
+// that lets every call through at once.
+func newGuard(t *testing.T, rdb *redis.Client, cfg guard.Config) *guard.Guard {
+	t.Helper()
+	cfg.State = store.New(rdb).Guards
+	if cfg.Backends == nil {
+		cfg.Backends = map[string]guard.Backend{"": {Rate: 10000}}
+	}
+	cfg.CustomerShare = cmp.Or(cfg.CustomerShare, 10000)
+	g, err := guard.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 func newEnqueuer(t *testing.T, rdb *redis.Client) *jobs.Enqueuer {
 	t.Helper()
-	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Store: store.New(rdb)})
+	return enqueuerWith(t, rdb, guard.Config{})
+}
+
+// enqueuerWith returns an Enqueuer on rdb whose fills a guard of cfg admits.
+func enqueuerWith(t *testing.T, rdb *redis.Client, cfg guard.Config) *jobs.Enqueuer {
+	t.Helper()
+	st := store.New(rdb)
+	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Cache: st.Cache, Index: st.Index, Admission: newGuard(t, rdb, cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return enq
 }
 
+// handlerConfig is the config of a handler on rdb that calls src under a
+// guard of gcfg (see newGuard).
+func handlerConfig(t *testing.T, rdb *redis.Client, src dashcache.ReportSource, gcfg guard.Config) jobs.HandlerConfig {
+	st := store.New(rdb)
+	return jobs.HandlerConfig{Cache: st.Cache, Index: st.Index, Guard: newGuard(t, rdb, gcfg), Source: src, Now: func() time.Time { return today }}
+}
+
 func newHandler(t *testing.T, rdb *redis.Client, sim *provider.Simulator, reg ...prometheus.Registerer) *jobs.Handler {
-	cfg := jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return today }}
+	cfg := handlerConfig(t, rdb, sim, guard.Config{})
 	if len(reg) > 0 {
 		cfg.Registerer = reg[0]
 	}
@@ -70,7 +102,7 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	if sim.Calls() != 1 {
 		t.Fatalf("BI calls %d, want 1: the second task must find the report cached", sim.Calls())
 	}
-	raw, _ := store.New(rdb).Get(context.Background(), k)
+	raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
 	e, err := store.ParseEntry(raw)
 	json, jerr := e.JSON()
 	if err != nil || jerr != nil || !strings.Contains(json, `"data":{"customer":"acme"`) {
@@ -90,7 +122,7 @@ func TestHandlerContendedMakesNoCall(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := newHandler(t, rdb, sim, reg)
 	k := key(t, "acme")
-	other, err := store.New(rdb).Obtain(context.Background(), k, time.Minute)
+	other, err := store.New(rdb).Cache.Obtain(context.Background(), k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +180,7 @@ func runWorker(t *testing.T, rdb *redis.Client, sim *provider.Simulator) {
 
 // waitFailure waits for the fill notification of k and returns the failure
 // then remembered.
-func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashcache.ReportKey) string {
+func waitFailure(t *testing.T, sub *store.Subscription, st store.Store, k dashcache.ReportKey) string {
 	t.Helper()
 	got := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -166,7 +198,7 @@ func waitFailure(t *testing.T, sub *store.Subscription, st *store.Store, k dashc
 	case <-time.After(20 * time.Second):
 		t.Fatal("no notification of the failure")
 	}
-	_, f, err := st.Lookup(context.Background(), k)
+	_, f, err := st.Cache.Lookup(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +293,7 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 	if sim.Calls() != 1 {
 		t.Fatalf("BI calls %d, want 1", sim.Calls())
 	}
-	if _, f, _ := store.New(rdb).Lookup(context.Background(), k); f != "" {
+	if _, f, _ := store.New(rdb).Cache.Lookup(context.Background(), k); f != "" {
 		t.Errorf("a worker that lost its lock remembered a failure: %q", f)
 	}
 	if tok := rdb.Get(context.Background(), store.LockKey(k)).Val(); tok != "another-worker" {
@@ -298,14 +330,16 @@ func TestRefreshRules(t *testing.T) {
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
 	k := key(t, "rules")
 	at := func(now time.Time) *jobs.Handler {
-		h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: sim, Now: func() time.Time { return now }})
+		cfg := handlerConfig(t, rdb, sim, guard.Config{})
+		cfg.Now = func() time.Time { return now }
+		h, err := jobs.NewHandler(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return h
 	}
 	computedAt := func() time.Time {
-		raw, _ := store.New(rdb).Get(context.Background(), k)
+		raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
 		e, err := store.ParseEntry(raw)
 		if err != nil {
 			t.Fatal(err)
@@ -370,7 +404,7 @@ func TestEnsureRescuesOrphanedTask(t *testing.T) {
 	}
 	<-started
 
-	lock, err := store.New(rdb).Obtain(context.Background(), k, time.Minute)
+	lock, err := store.New(rdb).Cache.Obtain(context.Background(), k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/jobs"
-	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -47,10 +47,10 @@ func (s *scripted) Customers(context.Context) ([]string, error) { return nil, ni
 
 // subscribed returns a Store on rdb and its subscription to fill
 // notifications, closed when the test ends.
-func subscribed(t *testing.T, rdb *redis.Client) (*store.Store, *store.Subscription) {
+func subscribed(t *testing.T, rdb *redis.Client) (store.Store, *store.Subscription) {
 	t.Helper()
 	st := store.New(rdb)
-	sub, err := st.Subscribe(context.Background())
+	sub, err := st.Cache.Subscribe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +74,10 @@ func startWorker(t *testing.T, rdb *redis.Client, h *jobs.Handler, grace time.Du
 	return w
 }
 
-func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource) *jobs.Handler {
-	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: store.New(rdb), Source: src, Now: func() time.Time { return today },
-		Inspector: asynq.NewInspectorFromRedisClient(rdb)})
+func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource, gcfg guard.Config) *jobs.Handler {
+	cfg := handlerConfig(t, rdb, src, gcfg)
+	cfg.Inspector = asynq.NewInspectorFromRedisClient(rdb)
+	h, err := jobs.NewHandler(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource) *jo
 func waitCached(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if e, _ := store.New(rdb).Get(context.Background(), k); e != "" {
+		if e, _ := store.New(rdb).Cache.Get(context.Background(), k); e != "" {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -110,11 +111,7 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 		}
 		return []byte(`{}`), nil
 	}}
-	limited, err := provider.NewLimited(src, provider.LimitConfig{Store: store.New(rdb), Rate: 100, CustomerShare: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runHandler(t, rdb, handlerFor(t, rdb, limited))
+	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{Backends: map[string]guard.Backend{"": {Rate: 100}}, CustomerShare: 1}))
 	first, second := key(t, "acme"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
 	enq := newEnqueuer(t, rdb)
 	enq.Ensure(context.Background(), first)
@@ -124,6 +121,7 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	var info *asynq.TaskInfo
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var err error
 		info, err = insp.GetTaskInfo(jobs.QueueInteractive, second.TaskID())
 		if err == nil && info.State == asynq.TaskStateRetry {
 			break
@@ -157,7 +155,7 @@ func TestDeferralOnTheLastAttempt(t *testing.T) {
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: 503}
 	}}
 	st, sub := subscribed(t, rdb)
-	runHandler(t, rdb, handlerFor(t, rdb, src))
+	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 	k := key(t, "acme")
 	// MaxRetry 1: the first attempt is the last (NewTask keeps one spare).
 	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(1)); err != nil {
@@ -180,7 +178,7 @@ func TestInvalidAnswerTriedTwice(t *testing.T) {
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: 200, Err: errors.New("not valid JSON")}
 	}}
 	st, sub := subscribed(t, rdb)
-	runHandler(t, rdb, handlerFor(t, rdb, src))
+	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 	k := key(t, "broken")
 	newEnqueuer(t, rdb).Ensure(context.Background(), k)
 	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "invalid") {
@@ -198,10 +196,7 @@ func TestInvalidAnswerTriedTwice(t *testing.T) {
 func TestAdmission(t *testing.T) {
 	ctx := context.Background()
 	rdb := redisClient(t)
-	enq, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Store: store.New(rdb), CustomerPending: 1, DailyCalls: 2, Now: func() time.Time { return today }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	enq := enqueuerWith(t, rdb, guard.Config{CustomerPending: 1, DailyCalls: 2, Now: func() time.Time { return today }})
 	refusal := func(err error) string {
 		var r *dashcache.Refusal
 		if !errors.As(err, &r) {
@@ -222,7 +217,7 @@ func TestAdmission(t *testing.T) {
 	if _, err := enq.Ensure(ctx, second); refusal(err) != dashcache.ReasonPending {
 		t.Errorf("a second report past CustomerPending 1: %v", err)
 	}
-	runHandler(t, rdb, handlerFor(t, rdb, &scripted{answer: func(context.Context, int64, dashcache.ReportKey) ([]byte, error) { return []byte(`{}`), nil }}))
+	runHandler(t, rdb, handlerFor(t, rdb, &scripted{answer: func(context.Context, int64, dashcache.ReportKey) ([]byte, error) { return []byte(`{}`), nil }}, guard.Config{}))
 	waitCached(t, rdb, first)
 	waitTaskGone(t, rdb, jobs.QueueInteractive, first)
 	if _, err := enq.Ensure(ctx, second); err != nil {
@@ -231,7 +226,7 @@ func TestAdmission(t *testing.T) {
 
 	st := store.New(rdb)
 	for range 2 {
-		st.Spend(ctx, dashcache.DayOf(today), "spender", 0)
+		st.Guards.Spend(ctx, dashcache.DayOf(today), "spender", 0)
 	}
 	if _, err := enq.Ensure(ctx, key(t, "spender")); refusal(err) != dashcache.ReasonBudget {
 		t.Errorf("past the daily budget: %v", err)
@@ -239,11 +234,11 @@ func TestAdmission(t *testing.T) {
 	if _, err := enq.Warm(ctx, key(t, "spender"), dashcache.Refresh{}); refusal(err) != dashcache.ReasonBudget {
 		t.Errorf("warming past the daily budget: %v", err)
 	}
-	st.BreakerRecord(ctx, store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Minute}, "acme", true)
+	st.Guards.BreakerRecord(ctx, "", store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Minute}, "acme", true)
 	if _, err := enq.Ensure(ctx, key(t, "globex")); refusal(err) != dashcache.ReasonBreaker {
 		t.Errorf("while the breaker is open: %v", err)
 	}
-	u, _ := st.UsageOn(ctx, dashcache.DayOf(today))
+	u, _ := st.Guards.UsageOn(ctx, dashcache.DayOf(today))
 	if r := u["acme"].Refused; r[dashcache.ReasonPending] != 1 {
 		t.Errorf("acme's refusals %v, want one for pending", r)
 	}
@@ -288,17 +283,17 @@ func TestShutdownMidCall(t *testing.T) {
 				}
 				return []byte(`{}`), nil
 			}}
-			w := startWorker(t, rdb, handlerFor(t, rdb, src), c.grace)
+			w := startWorker(t, rdb, handlerFor(t, rdb, src, guard.Config{}), c.grace)
 			k := key(t, "acme")
 			newEnqueuer(t, rdb).Ensure(context.Background(), k)
 			<-started
 			w.Shutdown()
 
 			st := store.New(rdb)
-			if _, f, _ := st.Lookup(context.Background(), k); f != "" {
+			if _, f, _ := st.Cache.Lookup(context.Background(), k); f != "" {
 				t.Errorf("a shutdown was remembered as a failure: %q", f)
 			}
-			if locked, _ := st.Locked(context.Background(), k); locked {
+			if locked, _ := st.Cache.Locked(context.Background(), k); locked {
 				t.Error("the lock outlived the shutdown")
 			}
 			if c.calls == 2 {
@@ -306,7 +301,7 @@ func TestShutdownMidCall(t *testing.T) {
 				if err != nil || info.Retried != 0 || info.State == asynq.TaskStateArchived {
 					t.Fatalf("the cut task: %+v %v; want it back in the queue, no retry used", info, err)
 				}
-				runHandler(t, rdb, handlerFor(t, rdb, src))
+				runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 			}
 			waitCached(t, rdb, k)
 			if n := src.calls.Load(); n != c.calls {

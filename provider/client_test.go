@@ -442,3 +442,5 @@ func TestClientNeverFollowsRedirects(t *testing.T) {
 		t.Errorf("the redirect target was reached %d times", n)
 	}
 }
+
+var anyKey = dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}

@@ -1,9 +1,7 @@
-// Package provider talks to the BI platform: Client speaks the provider
-// contract over HTTP, Simulator stands in for the platform (in process or as an
-// HTTP server), and Limited guards it for the whole fleet, through Redis: one
-// shared call rate, the platform's Retry-After, a share of calls in flight and
-// a daily budget per customer, and a breaker for a platform that fails for
-// everyone.
+// Package provider holds the BI clients: Client speaks the provider contract
+// over HTTP, Simulator stands in for the platform (in process or as an HTTP
+// server), and Measured counts and times the calls of either. They know
+// nothing of the cache: package guard protects the platform for the fleet.
 package provider
 
 import (
@@ -13,7 +11,7 @@ import (
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Simulator and Limited implement it.
+// queries and lists its customers. Client, Simulator and Measured implement it.
 type Source interface {
 	dashcache.ReportSource
 	Customers(ctx context.Context) ([]string, error)
@@ -22,6 +20,5 @@ type Source interface {
 var (
 	_ Source = (*Client)(nil)
 	_ Source = (*Simulator)(nil)
-	_ Source = (*Limited)(nil)
 	_ Source = (*Measured)(nil)
 )

@@ -12,8 +12,8 @@ import (
 
 // Measured is a Source that counts and times the calls that reach the BI
 // platform: dashcache_provider_calls_total{outcome} and
-// dashcache_provider_call_seconds. Wrap the platform itself, inside Limited,
-// so that waits for the rate limit are not counted as call time.
+// dashcache_provider_call_seconds. Waits of the guard are not call time: it
+// calls a Measured source when every guard lets it.
 type Measured struct {
 	src      Source
 	calls    *prometheus.CounterVec

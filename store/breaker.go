@@ -19,7 +19,7 @@ var (
 	breakerRecordScript = redis.NewScript(breakerRecordSrc)
 )
 
-// The breaker is the fleet's shared memory of a BI platform that keeps
+// A back end's breaker is the fleet's shared memory of a BI platform that keeps
 // failing for everyone. Closed, every call may go out. It opens when enough
 // calls fail, for enough customers, with none answered in between; then no
 // call goes out for a cool-down. After it, one call (the probe) goes out: if
@@ -33,12 +33,13 @@ type BreakerRule struct {
 	Cooldown  time.Duration // how long it stays open
 }
 
-// BreakerAllow asks whether a BI call may go out. probe is true for the one
+// BreakerAllow asks whether a BI call to the back end may go out. probe is true for the one
 // call allowed after a cool-down; its caller must record its outcome (or
 // AbandonProbe). When the call may not go out, wait says when to ask again.
 // probeTTL bounds a probe whose caller died.
-func (s *Store) BreakerAllow(ctx context.Context, probeTTL time.Duration) (allow, probe bool, wait time.Duration, err error) {
-	res, err := breakerAllowScript.Run(ctx, s.rdb, []string{breakerOpenKey, breakerTrippedKey, breakerProbeKey}, probeTTL.Milliseconds()).Int64Slice()
+func (g *GuardState) BreakerAllow(ctx context.Context, backend string, probeTTL time.Duration) (allow, probe bool, wait time.Duration, err error) {
+	k := keysOfBackend(backend)
+	res, err := breakerAllowScript.Run(ctx, g.rdb, []string{k.breakerOpen, k.breakerTripped, k.breakerProbe}, probeTTL.Milliseconds()).Int64Slice()
 	if err != nil {
 		return false, false, 0, fmt.Errorf("asking the breaker: %w", err)
 	}
@@ -49,9 +50,10 @@ func (s *Store) BreakerAllow(ctx context.Context, probeTTL time.Duration) (allow
 // failed is true when the platform did not answer (timeout, 5xx, no
 // connection). change is 1 if the outcome opened the breaker, -1 if it closed
 // it.
-func (s *Store) BreakerRecord(ctx context.Context, rule BreakerRule, customer string, failed bool) (change int, err error) {
-	keys := []string{breakerOpenKey, breakerTrippedKey, breakerProbeKey, breakerFailuresKey}
-	n, err := breakerRecordScript.Run(ctx, s.rdb, keys, failed, customer, newToken(),
+func (g *GuardState) BreakerRecord(ctx context.Context, backend string, rule BreakerRule, customer string, failed bool) (change int, err error) {
+	k := keysOfBackend(backend)
+	keys := []string{k.breakerOpen, k.breakerTripped, k.breakerProbe, k.breakerFailures}
+	n, err := breakerRecordScript.Run(ctx, g.rdb, keys, failed, customer, newToken(),
 		rule.Failures, rule.Customers, rule.Window.Milliseconds(), rule.Cooldown.Milliseconds()).Int()
 	if err != nil {
 		return 0, fmt.Errorf("recording a BI call in the breaker: %w", err)
@@ -60,16 +62,16 @@ func (s *Store) BreakerRecord(ctx context.Context, rule BreakerRule, customer st
 }
 
 // AbandonProbe frees the probe of a caller that did not make its call.
-func (s *Store) AbandonProbe(ctx context.Context) error {
-	if err := s.rdb.Del(ctx, breakerProbeKey).Err(); err != nil {
+func (g *GuardState) AbandonProbe(ctx context.Context, backend string) error {
+	if err := g.rdb.Del(ctx, keysOfBackend(backend).breakerProbe).Err(); err != nil {
 		return fmt.Errorf("abandoning the breaker's probe: %w", err)
 	}
 	return nil
 }
 
 // BreakerOpen returns how long the breaker stays open, or 0 when it is not.
-func (s *Store) BreakerOpen(ctx context.Context) (time.Duration, error) {
-	left, err := s.rdb.PTTL(ctx, breakerOpenKey).Result()
+func (g *GuardState) BreakerOpen(ctx context.Context, backend string) (time.Duration, error) {
+	left, err := g.rdb.PTTL(ctx, keysOfBackend(backend).breakerOpen).Result()
 	if err != nil {
 		return 0, fmt.Errorf("reading the breaker: %w", err)
 	}

@@ -15,7 +15,7 @@ import (
 // that another worker is filling the report), Hold renews it while the slow
 // BI call runs, and Fill writes the report only while the lock is still the
 // caller's, waking the readers subscribed to fill notifications.
-func ExampleStore_Obtain() {
+func ExampleCache_Obtain() {
 	m, _ := miniredis.Run()
 	defer m.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
@@ -24,7 +24,7 @@ func ExampleStore_Obtain() {
 	ctx := context.Background()
 	k, _ := dashcache.ParseCanonical("acme|2025-01-01|2025-01-31")
 
-	lock, err := st.Obtain(ctx, k, 15*time.Second)
+	lock, err := st.Cache.Obtain(ctx, k, 15*time.Second)
 	if err != nil {
 		fmt.Println(err) // store.ErrLockContended: someone else fills it
 		return
@@ -43,9 +43,9 @@ func ExampleStore_Obtain() {
 		return
 	}
 
-	_, err = st.Obtain(ctx, k, 15*time.Second)
+	_, err = st.Cache.Obtain(ctx, k, 15*time.Second)
 	fmt.Println("another worker:", err)
-	cached, _ := st.Get(ctx, k)
+	cached, _ := st.Cache.Get(ctx, k)
 	e, _ := store.ParseEntry(cached)
 	fmt.Println(e.Body)
 	// Output:

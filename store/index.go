@@ -55,11 +55,18 @@ func scored(at time.Time, member string) redis.Z {
 	return redis.Z{Score: float64(at.UnixMilli()), Member: member}
 }
 
+// Index is the index of cached reports by customer, of their reads and of
+// the data changes announced, on the queue's Redis (which does not evict).
+// It is safe for concurrent use.
+type Index struct {
+	rdb redis.UniversalClient
+}
+
 // IndexFill records in its customer's index a report filled, whose entry
 // expires at expires, and forgets the entries of the index that have
 // expired.
-func (s *Store) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expires time.Time) error {
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+func (x *Index) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expires time.Time) error {
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		addTrimmed(ctx, p, reportsKey(k.Customer), now, indexKept, scored(expires, rangeMember(k)))
 		addTrimmed(ctx, p, indexedKey, now, indexKept, scored(expires, k.Customer))
 		return nil
@@ -71,8 +78,8 @@ func (s *Store) IndexFill(ctx context.Context, k dashcache.ReportKey, now, expir
 }
 
 // Cached returns the customer's reports that the index holds at now.
-func (s *Store) Cached(ctx context.Context, customer string, now time.Time) ([]dashcache.ReportKey, error) {
-	members, err := s.rdb.ZRangeByScore(ctx, reportsKey(customer), &redis.ZRangeBy{Min: "(" + unixMilli(now), Max: "+inf"}).Result()
+func (x *Index) Cached(ctx context.Context, customer string, now time.Time) ([]dashcache.ReportKey, error) {
+	members, err := x.rdb.ZRangeByScore(ctx, reportsKey(customer), &redis.ZRangeBy{Min: "(" + unixMilli(now), Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the index of %s: %w", customer, err)
 	}
@@ -96,8 +103,8 @@ func keysOf(customer string, members []string) []dashcache.ReportKey {
 }
 
 // IndexedCustomers returns the customers with reports in the index.
-func (s *Store) IndexedCustomers(ctx context.Context) ([]string, error) {
-	cs, err := s.rdb.ZRange(ctx, indexedKey, 0, -1).Result()
+func (x *Index) IndexedCustomers(ctx context.Context) ([]string, error) {
+	cs, err := x.rdb.ZRange(ctx, indexedKey, 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the indexed customers: %w", err)
 	}
@@ -108,12 +115,12 @@ func (s *Store) IndexedCustomers(ctx context.Context) ([]string, error) {
 // for dashcache.StaleFor at most, as any stale report, and tells the
 // readers (in-process caches drop them), in one round trip.
 // It returns the keys it marked: those that had a fresh entry.
-func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at time.Time) ([]dashcache.ReportKey, error) {
+func (c *Cache) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at time.Time) ([]dashcache.ReportKey, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
 	cmds := make([]*redis.Cmd, len(keys))
-	_, err := s.cache.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			// Eval, not Run: a pipeline cannot fall back from EVALSHA.
 			cmds[i] = markStaleScript.Eval(ctx, p, []string{EntryKey(k)}, at.UnixMilli(), FillChannel, k.String(), dashcache.StaleFor.Milliseconds())
@@ -135,7 +142,7 @@ func (s *Store) MarkStale(ctx context.Context, keys []dashcache.ReportKey, at ti
 // RecordReads remembers when each report was last read (a batch of a
 // process's reads), and forgets reads older than dashcache.ReadsKept and past the
 // latest MaxReadsKept of a customer.
-func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]time.Time) error {
+func (x *Index) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]time.Time) error {
 	if len(reads) == 0 {
 		return nil
 	}
@@ -147,7 +154,7 @@ func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]t
 			latest = at
 		}
 	}
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for customer, zs := range byCustomer {
 			addTrimmed(ctx, p, readsKey(customer), latest.Add(-dashcache.ReadsKept), dashcache.ReadsKept, zs...)
 			p.ZRemRangeByRank(ctx, readsKey(customer), 0, -MaxReadsKept-1)
@@ -161,8 +168,8 @@ func (s *Store) RecordReads(ctx context.Context, reads map[dashcache.ReportKey]t
 }
 
 // ReadSince returns the customer's reports read since since.
-func (s *Store) ReadSince(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error) {
-	members, err := s.rdb.ZRangeByScore(ctx, readsKey(customer), &redis.ZRangeBy{Min: unixMilli(since), Max: "+inf"}).Result()
+func (x *Index) ReadSince(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error) {
+	members, err := x.rdb.ZRangeByScore(ctx, readsKey(customer), &redis.ZRangeBy{Min: unixMilli(since), Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the reads of %s: %w", customer, err)
 	}
@@ -176,7 +183,7 @@ const changesKept = time.Hour
 // RecordChange remembers that the data of customers (nil: of every
 // customer) changed on the days ch.From..ch.To, announced at at, so that a
 // fill whose call began before then marks its report stale (ChangedSince).
-func (s *Store) RecordChange(ctx context.Context, ch dashcache.Changed, at time.Time) error {
+func (x *Index) RecordChange(ctx context.Context, ch dashcache.Changed, at time.Time) error {
 	keys := []string{allChangesKey}
 	if ch.Customers != nil {
 		keys = keys[:0]
@@ -185,7 +192,7 @@ func (s *Store) RecordChange(ctx context.Context, ch dashcache.Changed, at time.
 		}
 	}
 	member := scored(at, rangeMember(dashcache.ReportKey{From: ch.From, To: ch.To}))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, key := range keys {
 			addTrimmed(ctx, p, key, at.Add(-changesKept), changesKept, member)
 		}
@@ -199,10 +206,10 @@ func (s *Store) RecordChange(ctx context.Context, ch dashcache.Changed, at time.
 
 // ChangedSince reports whether a change of data that the report covers was
 // announced at or after since (RecordChange).
-func (s *Store) ChangedSince(ctx context.Context, k dashcache.ReportKey, since time.Time) (bool, error) {
+func (x *Index) ChangedSince(ctx context.Context, k dashcache.ReportKey, since time.Time) (bool, error) {
 	by := &redis.ZRangeBy{Min: unixMilli(since), Max: "+inf"}
 	var cmds []*redis.StringSliceCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		cmds = []*redis.StringSliceCmd{p.ZRangeByScore(ctx, changesKey(k.Customer), by), p.ZRangeByScore(ctx, allChangesKey, by)}
 		return nil
 	})

@@ -19,17 +19,17 @@ func onBoth(t *testing.T, test func(t *testing.T, rdb *redis.Client)) {
 }
 
 // fillFor writes a report's entry, fresh for fresh from now, and indexes it.
-func fillFor(t *testing.T, s *store.Store, k dashcache.ReportKey, now time.Time, fresh time.Duration) {
+func fillFor(t *testing.T, s store.Store, k dashcache.ReportKey, now time.Time, fresh time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := s.Obtain(ctx, k, time.Minute)
+	l, err := s.Cache.Obtain(ctx, k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Fill(ctx, store.NewEntry(k, []byte(`{"n":1}`), now, time.Second, fresh), fresh+dashcache.StaleFor); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.IndexFill(ctx, k, now, now.Add(fresh+dashcache.StaleFor)); err != nil {
+	if err := s.Index.IndexFill(ctx, k, now, now.Add(fresh+dashcache.StaleFor)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -42,29 +42,29 @@ func TestIndex(t *testing.T) {
 		now := time.Now()
 		jan, feb := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
 		fillFor(t, s, jan, now, time.Hour)
-		if err := s.IndexFill(ctx, feb, now, now.Add(time.Minute)); err != nil {
+		if err := s.Index.IndexFill(ctx, feb, now, now.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		fillFor(t, s, mustKey(t, "globex", "2025-01-01", "2025-01-31"), now, time.Hour)
 
-		got, err := s.Cached(ctx, "acme", now)
+		got, err := s.Index.Cached(ctx, "acme", now)
 		if err != nil || !slices.Equal(got, []dashcache.ReportKey{feb, jan}) {
 			t.Fatalf("Cached(acme) = %v, %v; want feb (expiring first), jan", got, err)
 		}
 		later := now.Add(2 * time.Minute) // feb's entry has expired
-		if got, _ := s.Cached(ctx, "acme", later); !slices.Equal(got, []dashcache.ReportKey{jan}) {
+		if got, _ := s.Index.Cached(ctx, "acme", later); !slices.Equal(got, []dashcache.ReportKey{jan}) {
 			t.Errorf("Cached(acme) after feb expired = %v, want jan", got)
 		}
 		fillFor(t, s, mustKey(t, "acme", "2025-03-01", "2025-03-01"), later, time.Hour)
 		if n, _ := rdb.ZCard(ctx, "dashcache:{c:acme}:reports").Result(); n != 2 {
 			t.Errorf("the index holds %d reports after a fill, want 2: the expired one pruned", n)
 		}
-		cs, err := s.IndexedCustomers(ctx)
+		cs, err := s.Index.IndexedCustomers(ctx)
 		slices.Sort(cs)
 		if err != nil || !slices.Equal(cs, []string{"acme", "globex"}) {
 			t.Errorf("IndexedCustomers = %v, %v", cs, err)
 		}
-		if got, err := s.Cached(ctx, "nobody", now); err != nil || len(got) != 0 {
+		if got, err := s.Index.Cached(ctx, "nobody", now); err != nil || len(got) != 0 {
 			t.Errorf("Cached(nobody) = %v, %v", got, err)
 		}
 	})
@@ -79,10 +79,10 @@ func TestMarkStale(t *testing.T) {
 		fresh, stale, absent := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28"), mustKey(t, "acme", "2024-03-01", "2024-03-31")
 		fillFor(t, s, fresh, now, time.Hour)
 		fillFor(t, s, stale, now.Add(-2*time.Hour), time.Hour)
-		before, _ := s.Get(ctx, fresh)
+		before, _ := s.Cache.Get(ctx, fresh)
 		ttl, _ := rdb.PTTL(ctx, store.EntryKey(fresh)).Result()
 
-		sub, err := s.Subscribe(ctx)
+		sub, err := s.Cache.Subscribe(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,11 +90,11 @@ func TestMarkStale(t *testing.T) {
 		told := make(chan string, 3)
 		go sub.Run(ctx, func(c string) { told <- c }, nil)
 
-		marked, err := s.MarkStale(ctx, []dashcache.ReportKey{fresh, stale, absent}, now)
+		marked, err := s.Cache.MarkStale(ctx, []dashcache.ReportKey{fresh, stale, absent}, now)
 		if err != nil || !slices.Equal(marked, []dashcache.ReportKey{fresh}) {
 			t.Fatalf("MarkStale = %v, %v; want only the fresh one", marked, err)
 		}
-		raw, _ := s.Get(ctx, fresh)
+		raw, _ := s.Cache.Get(ctx, fresh)
 		e, err := store.ParseEntry(raw)
 		if err != nil || e.Fresh(now) || !e.FreshUntil.Equal(now.Truncate(time.Millisecond)) {
 			t.Fatalf("after marking: %+v, %v; want fresh until now", e, err)
@@ -115,7 +115,7 @@ func TestMarkStale(t *testing.T) {
 				t.Fatal("the subscribers were not told")
 			}
 		}
-		if again, _ := s.MarkStale(ctx, []dashcache.ReportKey{fresh}, now); len(again) != 0 {
+		if again, _ := s.Cache.MarkStale(ctx, []dashcache.ReportKey{fresh}, now); len(again) != 0 {
 			t.Errorf("marking a stale report again marked %v", again)
 		}
 	})
@@ -129,22 +129,22 @@ func TestReads(t *testing.T) {
 		now := time.Now()
 		jan, feb := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
 		other := mustKey(t, "globex", "2025-01-01", "2025-01-31")
-		err := s.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now, feb: now.Add(-2 * time.Hour), other: now})
+		err := s.Index.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now, feb: now.Add(-2 * time.Hour), other: now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// A batch from a process that saw jan earlier does not move it back.
-		if err := s.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now.Add(-3 * time.Hour)}); err != nil {
+		if err := s.Index.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now.Add(-3 * time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.ReadSince(ctx, "acme", now.Add(-time.Hour))
+		got, err := s.Index.ReadSince(ctx, "acme", now.Add(-time.Hour))
 		if err != nil || !slices.Equal(got, []dashcache.ReportKey{jan}) {
 			t.Fatalf("ReadSince(acme, an hour ago) = %v, %v; want jan", got, err)
 		}
-		if got, _ := s.ReadSince(ctx, "acme", now.Add(-3*time.Hour)); !slices.Equal(got, []dashcache.ReportKey{feb, jan}) {
+		if got, _ := s.Index.ReadSince(ctx, "acme", now.Add(-3*time.Hour)); !slices.Equal(got, []dashcache.ReportKey{feb, jan}) {
 			t.Errorf("ReadSince(acme, 3 hours ago) = %v, want feb, jan", got)
 		}
-		if err := s.RecordReads(ctx, nil); err != nil {
+		if err := s.Index.RecordReads(ctx, nil); err != nil {
 			t.Errorf("RecordReads(nil) = %v", err)
 		}
 
@@ -153,10 +153,10 @@ func TestReads(t *testing.T) {
 		for i := range store.MaxReadsKept + 5 {
 			many[dashcache.ReportKey{Customer: "wide", From: start, To: start + dashcache.Day(i)}] = now.Add(time.Duration(i) * time.Millisecond)
 		}
-		if err := s.RecordReads(ctx, many); err != nil {
+		if err := s.Index.RecordReads(ctx, many); err != nil {
 			t.Fatal(err)
 		}
-		got, _ = s.ReadSince(ctx, "wide", time.Time{})
+		got, _ = s.Index.ReadSince(ctx, "wide", time.Time{})
 		if len(got) != store.MaxReadsKept || got[0].To != start+5 {
 			t.Errorf("a customer's reads: %d kept, the oldest %v; want the latest %d", len(got), got[0], store.MaxReadsKept)
 		}
@@ -172,7 +172,7 @@ func TestChanges(t *testing.T) {
 		at := time.Now()
 		jan := mustKey(t, "acme", "2025-01-01", "2025-01-31")
 		day := func(d string) dashcache.Day { return mustKey(t, "x", d, d).From }
-		if err := s.RecordChange(ctx, dashcache.Changed{Customers: []string{"acme"}, From: day("2025-01-31"), To: day("2025-02-02")}, at); err != nil {
+		if err := s.Index.RecordChange(ctx, dashcache.Changed{Customers: []string{"acme"}, From: day("2025-01-31"), To: day("2025-02-02")}, at); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []struct {
@@ -186,14 +186,14 @@ func TestChanges(t *testing.T) {
 			{mustKey(t, "acme", "2024-12-01", "2024-12-31"), at.Add(-time.Second), false},
 			{mustKey(t, "globex", "2025-01-01", "2025-01-31"), at.Add(-time.Second), false},
 		} {
-			if got, err := s.ChangedSince(ctx, c.k, c.since); err != nil || got != c.want {
+			if got, err := s.Index.ChangedSince(ctx, c.k, c.since); err != nil || got != c.want {
 				t.Errorf("ChangedSince(%s, %s) = %v, %v; want %v", c.k, c.since.Sub(at), got, err, c.want)
 			}
 		}
-		if err := s.RecordChange(ctx, dashcache.Changed{From: day("2025-01-15"), To: day("2025-01-15")}, at); err != nil {
+		if err := s.Index.RecordChange(ctx, dashcache.Changed{From: day("2025-01-15"), To: day("2025-01-15")}, at); err != nil {
 			t.Fatal(err)
 		}
-		if got, _ := s.ChangedSince(ctx, mustKey(t, "globex", "2025-01-01", "2025-01-31"), at); !got {
+		if got, _ := s.Index.ChangedSince(ctx, mustKey(t, "globex", "2025-01-01", "2025-01-31"), at); !got {
 			t.Error("a change of every customer did not count for globex")
 		}
 	})

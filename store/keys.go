@@ -12,22 +12,41 @@ const prefix = "dashcache:"
 // announced; the message is the canonical key.
 const FillChannel = prefix + "filled"
 
-// The fleet's state about the BI platform, all in one slot: the rate limit
+// The fleet's state about one BI back end, all in one slot: the rate limit
 // (rate.go: every call, readers' calls, a warming call waiting), the pause
-// that a 429 imposes on every worker, and the breaker (breaker.go).
-const (
-	// Sorted sets of call times. Not "{provider}:rate": redis_rate kept a
-	// string there, and processes of both versions share a Redis while a
+// that a 429 imposes on every worker, and the breaker (breaker.go). The back
+// end named "" (the one BI platform of the http contract) keeps the names it
+// had before back ends had names: "{provider}".
+func backendKey(backend, suffix string) string {
+	if backend == "" {
+		return prefix + "{provider}:" + suffix
+	}
+	return prefix + "{provider:" + backend + "}:" + suffix
+}
+
+// backendKeys are one back end's keys.
+type backendKeys struct {
+	// Sorted sets of call times. Not "rate": redis_rate kept a string
+	// there, and processes of both versions share a Redis while a
 	// deployment rolls.
-	rateKey            = prefix + "{provider}:calls"
-	readerRateKey      = prefix + "{provider}:calls:readers"
-	warmingWaitKey     = prefix + "{provider}:warming-waits"
-	pauseKey           = prefix + "{provider}:pause"
-	breakerOpenKey     = prefix + "{provider}:breaker:open"
-	breakerTrippedKey  = prefix + "{provider}:breaker:tripped"
-	breakerProbeKey    = prefix + "{provider}:breaker:probe"
-	breakerFailuresKey = prefix + "{provider}:breaker:failures"
-)
+	rate, readerRate, warmingWaits string
+	pause                          string
+	breakerOpen, breakerTripped    string
+	breakerProbe, breakerFailures  string
+}
+
+func keysOfBackend(backend string) backendKeys {
+	return backendKeys{
+		rate:            backendKey(backend, "calls"),
+		readerRate:      backendKey(backend, "calls:readers"),
+		warmingWaits:    backendKey(backend, "warming-waits"),
+		pause:           backendKey(backend, "pause"),
+		breakerOpen:     backendKey(backend, "breaker:open"),
+		breakerTripped:  backendKey(backend, "breaker:tripped"),
+		breakerProbe:    backendKey(backend, "breaker:probe"),
+		breakerFailures: backendKey(backend, "breaker:failures"),
+	}
+}
 
 // A customer's keys carry "c:" and its name in a {hash tag}; the colon keeps
 // them apart from the reports' tags, which no customer name can contain.

@@ -23,7 +23,7 @@ var (
 // Lock is the owner-token lock on one report. Only its owner can renew or
 // release it, or write the report through it.
 type Lock struct {
-	s     *Store
+	c     *Cache
 	key   dashcache.ReportKey
 	token string
 	ttl   time.Duration
@@ -31,9 +31,9 @@ type Lock struct {
 
 // Obtain takes the lock on a report for ttl with a fresh random owner token, or
 // returns ErrLockContended.
-func (s *Store) Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Duration) (*Lock, error) {
-	l := &Lock{s: s, key: k, token: newToken(), ttl: ttl}
-	ok, err := s.cache.SetNX(ctx, LockKey(k), l.token, ttl).Result()
+func (c *Cache) Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Duration) (*Lock, error) {
+	l := &Lock{c: c, key: k, token: newToken(), ttl: ttl}
+	ok, err := c.rdb.SetNX(ctx, LockKey(k), l.token, ttl).Result()
 	if err != nil {
 		return nil, fmt.Errorf("locking %s: %w", k, err)
 	}
@@ -52,13 +52,13 @@ func newToken() string {
 
 // Renew extends the lock by its TTL, or returns ErrLockNotHeld.
 func (l *Lock) Renew(ctx context.Context) error {
-	return l.result(renewScript.Run(ctx, l.s.cache, []string{LockKey(l.key)}, l.token, l.ttl.Milliseconds()).Int())
+	return l.result(renewScript.Run(ctx, l.c.rdb, []string{LockKey(l.key)}, l.token, l.ttl.Milliseconds()).Int())
 }
 
 // Release deletes the lock if the caller still owns it, or returns
 // ErrLockNotHeld; another owner's lock is never touched.
 func (l *Lock) Release(ctx context.Context) error {
-	return l.result(releaseScript.Run(ctx, l.s.cache, []string{LockKey(l.key)}, l.token).Int())
+	return l.result(releaseScript.Run(ctx, l.c.rdb, []string{LockKey(l.key)}, l.token).Int())
 }
 
 // Fill stores a report's cached entry (see NewEntry) for ttl and clears its
@@ -77,7 +77,7 @@ func (l *Lock) RememberFailure(ctx context.Context, detail string, ttl time.Dura
 
 func (l *Lock) fencedWrite(ctx context.Context, value any, ttl time.Duration, keys ...string) error {
 	keys = append([]string{LockKey(l.key)}, keys...)
-	n, err := fencedWriteScript.Run(ctx, l.s.cache, keys, l.token, value, ttl.Milliseconds(), FillChannel, l.key.String()).Int()
+	n, err := fencedWriteScript.Run(ctx, l.c.rdb, keys, l.token, value, ttl.Milliseconds(), FillChannel, l.key.String()).Int()
 	return l.result(n, err)
 }
 

@@ -14,7 +14,7 @@ import (
 // and the index of cached reports under memory pressure. A Redis that refuses CONFIG
 // GET (some managed services do) cannot be checked: its address is in
 // unchecked.
-func (s *Store) CheckEviction(ctx context.Context) (unchecked []string, err error) {
+func CheckEviction(ctx context.Context, queue redis.UniversalClient) (unchecked []string, err error) {
 	var mu sync.Mutex
 	var bad []string
 	check := func(ctx context.Context, c *redis.Client) error {
@@ -30,7 +30,7 @@ func (s *Store) CheckEviction(ctx context.Context) (unchecked []string, err erro
 		}
 		return nil
 	}
-	switch rdb := s.rdb.(type) {
+	switch rdb := queue.(type) {
 	case *redis.ClusterClient:
 		err = rdb.ForEachMaster(ctx, check)
 	case *redis.Client:

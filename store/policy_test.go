@@ -21,7 +21,7 @@ func TestCheckEviction(t *testing.T) {
 	ctx := context.Background()
 	for policy, ok := range map[string]bool{"noeviction": true, "allkeys-lru": false, "volatile-ttl": false} {
 		rdb.ConfigSet(ctx, "maxmemory-policy", policy)
-		unchecked, err := store.New(rdb).CheckEviction(ctx)
+		unchecked, err := store.CheckEviction(ctx, rdb)
 		if ok != (err == nil) || len(unchecked) != 0 {
 			t.Errorf("%s: %v (unchecked %v)", policy, err, unchecked)
 		}
@@ -29,7 +29,7 @@ func TestCheckEviction(t *testing.T) {
 			t.Errorf("%s: the message does not say what is set and what to set: %v", policy, err)
 		}
 	}
-	unchecked, err := store.New(miniClient(t)).CheckEviction(ctx)
+	unchecked, err := store.CheckEviction(ctx, miniClient(t))
 	if err != nil || len(unchecked) != 1 {
 		t.Errorf("miniredis: unchecked %v, %v; want it unchecked", unchecked, err)
 	}
@@ -43,7 +43,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	defer rdb.Close()
 	st := store.New(rdb)
 	ctx := context.Background()
-	sub, err := st.Subscribe(ctx)
+	sub, err := st.Cache.Subscribe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	for {
 		// Fill until the notification arrives: the subscription may take a
 		// moment to come back, and a fill before that is not delivered.
-		if l, err := st.Obtain(ctx, k, time.Minute); err == nil {
+		if l, err := st.Cache.Obtain(ctx, k, time.Minute); err == nil {
 			l.Fill(ctx, store.NewEntry(k, []byte(`{}`), time.Now(), time.Second, time.Hour), time.Hour)
 			l.Release(ctx)
 		}

@@ -15,7 +15,17 @@ var (
 	rateScript = redis.NewScript(rateSrc)
 )
 
-// RateRule is the fleet's rate of BI calls, counted over a sliding window so
+// GuardState is the fleet's state of its guards of the BI platform, on the
+// queue's Redis (which does not evict): per back end its rate (below), 429
+// pause and breaker (breaker.go); per customer its share of calls in flight
+// and its tasks waiting for it (share.go), its admitted fills
+// (admission.go) and its daily usage (usage.go). It is safe for concurrent
+// use.
+type GuardState struct {
+	rdb redis.UniversalClient
+}
+
+// RateRule is the fleet's rate of BI calls to a back end, counted over a sliding window so
 // that it holds in every second: at most Rate calls in any RateWindow, at
 // most Burst of them within any Burst/Rate of a second, and, while a warming
 // call waits, at most Readers readers' calls in any RateWindow.
@@ -31,16 +41,17 @@ type RateRule struct {
 // Rate when calls are queued.
 const RateWindow = 1100 * time.Millisecond
 
-// TakeCall takes a slot of the fleet's rate for one call (a warming call's,
+// TakeCall takes a slot of the fleet's rate of the back end for one call (a warming call's,
 // or a reader's), or returns how long to wait before asking again; while the
 // fleet is paused after a 429, that is the pause left.
-func (s *Store) TakeCall(ctx context.Context, rule RateRule, warming bool) (wait time.Duration, err error) {
+func (g *GuardState) TakeCall(ctx context.Context, backend string, rule RateRule, warming bool) (wait time.Duration, err error) {
 	class := "reader"
 	if warming {
 		class = "warming"
 	}
 	burstWindow := max(1000*rule.Burst/rule.Rate, 1)
-	ms, err := rateScript.Run(ctx, s.rdb, []string{rateKey, readerRateKey, warmingWaitKey, pauseKey},
+	k := keysOfBackend(backend)
+	ms, err := rateScript.Run(ctx, g.rdb, []string{k.rate, k.readerRate, k.warmingWaits, k.pause},
 		newToken(), rule.Rate, RateWindow.Milliseconds(), rule.Burst, burstWindow, class, rule.Readers).Int64()
 	if err != nil {
 		return 0, fmt.Errorf("taking a BI call slot: %w", err)
@@ -48,10 +59,10 @@ func (s *Store) TakeCall(ctx context.Context, rule RateRule, warming bool) (wait
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// PauseCalls keeps the whole fleet from calling the BI platform for d: the
+// PauseCalls keeps the whole fleet from calling the back end for d: the
 // Retry-After of a 429.
-func (s *Store) PauseCalls(ctx context.Context, d time.Duration) error {
-	if err := s.rdb.Set(ctx, pauseKey, "1", d).Err(); err != nil {
+func (g *GuardState) PauseCalls(ctx context.Context, backend string, d time.Duration) error {
+	if err := g.rdb.Set(ctx, keysOfBackend(backend).pause, "1", d).Err(); err != nil {
 		return fmt.Errorf("pausing the fleet's BI calls: %w", err)
 	}
 	return nil

@@ -23,15 +23,15 @@ var ErrShareInUse = errors.New("store: the customer's share of BI calls is in us
 // ShareSlot is one of a customer's BI calls in flight. It frees itself when
 // its lifetime ends, should its holder die.
 type ShareSlot struct {
-	s        *Store
+	g        *GuardState
 	customer string
 	token    string
 }
 
 // ShareFree reports whether the customer has a slot of its share (at most
 // share calls in flight across the fleet) free, without taking it.
-func (s *Store) ShareFree(ctx context.Context, customer string, share int) (bool, error) {
-	n, err := takeSlotScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, "", share, 1).Int()
+func (g *GuardState) ShareFree(ctx context.Context, customer string, share int) (bool, error) {
+	n, err := takeSlotScript.Run(ctx, g.rdb, []string{inflightKey(customer)}, "", share, 1).Int()
 	if err != nil {
 		return false, fmt.Errorf("reading the share of %s: %w", customer, err)
 	}
@@ -40,9 +40,9 @@ func (s *Store) ShareFree(ctx context.Context, customer string, share int) (bool
 
 // TakeShare takes a slot of the customer's share for at most ttl (longer
 // than the call it is for), or returns ErrShareInUse.
-func (s *Store) TakeShare(ctx context.Context, customer string, share int, ttl time.Duration) (*ShareSlot, error) {
-	slot := &ShareSlot{s: s, customer: customer, token: newToken()}
-	n, err := takeSlotScript.Run(ctx, s.rdb, []string{inflightKey(customer)}, slot.token, share, ttl.Milliseconds()).Int()
+func (g *GuardState) TakeShare(ctx context.Context, customer string, share int, ttl time.Duration) (*ShareSlot, error) {
+	slot := &ShareSlot{g: g, customer: customer, token: newToken()}
+	n, err := takeSlotScript.Run(ctx, g.rdb, []string{inflightKey(customer)}, slot.token, share, ttl.Milliseconds()).Int()
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("taking a share of %s: %w", customer, err)
@@ -54,7 +54,7 @@ func (s *Store) TakeShare(ctx context.Context, customer string, share int, ttl t
 
 // Release frees the slot.
 func (sl *ShareSlot) Release(ctx context.Context) error {
-	if err := sl.s.rdb.ZRem(ctx, inflightKey(sl.customer), sl.token).Err(); err != nil {
+	if err := sl.g.rdb.ZRem(ctx, inflightKey(sl.customer), sl.token).Err(); err != nil {
 		return fmt.Errorf("releasing a share of %s: %w", sl.customer, err)
 	}
 	return nil
@@ -62,9 +62,9 @@ func (sl *ShareSlot) Release(ctx context.Context) error {
 
 // DeferTask records that a task of the customer waits for a slot of its
 // share; task is the caller's name for it, handed back by NextDeferred.
-func (s *Store) DeferTask(ctx context.Context, customer, task string) error {
+func (g *GuardState) DeferTask(ctx context.Context, customer, task string) error {
 	key := deferredKey(customer)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAdd(ctx, key, redis.Z{Score: float64(time.Now().UnixMilli()), Member: task})
 		p.Expire(ctx, key, time.Hour)
 		return nil
@@ -77,8 +77,8 @@ func (s *Store) DeferTask(ctx context.Context, customer, task string) error {
 
 // NextDeferred takes the customer's longest-waiting deferred task off the
 // list and returns it, or "" when none waits.
-func (s *Store) NextDeferred(ctx context.Context, customer string) (string, error) {
-	zs, err := s.rdb.ZPopMin(ctx, deferredKey(customer)).Result()
+func (g *GuardState) NextDeferred(ctx context.Context, customer string) (string, error) {
+	zs, err := g.rdb.ZPopMin(ctx, deferredKey(customer)).Result()
 	if err != nil {
 		return "", fmt.Errorf("taking a deferred task of %s: %w", customer, err)
 	}

@@ -14,7 +14,7 @@ import (
 
 // clocked returns a Store on a miniredis whose clock (TIME, and TTLs through
 // advance) the test moves.
-func clocked(t *testing.T) (st *store.Store, advance func(time.Duration)) {
+func clocked(t *testing.T) (st store.Store, advance func(time.Duration)) {
 	m := miniredis.RunT(t)
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	m.SetTime(now)
@@ -32,30 +32,30 @@ func TestShare(t *testing.T) {
 	st, advance := clocked(t)
 	var slots []*store.ShareSlot
 	for range 2 {
-		sl, err := st.TakeShare(ctx, "acme", 2, time.Minute)
+		sl, err := st.Guards.TakeShare(ctx, "acme", 2, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
 		slots = append(slots, sl)
 	}
-	if _, err := st.TakeShare(ctx, "acme", 2, time.Minute); !errors.Is(err, store.ErrShareInUse) {
+	if _, err := st.Guards.TakeShare(ctx, "acme", 2, time.Minute); !errors.Is(err, store.ErrShareInUse) {
 		t.Fatalf("third slot of a share of 2: %v, want ErrShareInUse", err)
 	}
-	if free, err := st.ShareFree(ctx, "acme", 2); free || err != nil {
+	if free, err := st.Guards.ShareFree(ctx, "acme", 2); free || err != nil {
 		t.Errorf("ShareFree with the share in use: %v %v", free, err)
 	}
-	if free, _ := st.ShareFree(ctx, "globex", 2); !free {
+	if free, _ := st.Guards.ShareFree(ctx, "globex", 2); !free {
 		t.Error("another customer's share is not free")
 	}
 	if err := slots[0].Release(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.TakeShare(ctx, "acme", 2, time.Minute); err != nil {
+	if _, err := st.Guards.TakeShare(ctx, "acme", 2, time.Minute); err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
 	// A holder that died frees its slot when its lifetime ends.
 	advance(time.Minute + time.Second)
-	if free, _ := st.ShareFree(ctx, "acme", 2); !free {
+	if free, _ := st.Guards.ShareFree(ctx, "acme", 2); !free {
 		t.Error("slots whose lifetime ended still count")
 	}
 }
@@ -64,13 +64,13 @@ func TestDeferredTasksInOrder(t *testing.T) {
 	ctx := context.Background()
 	st, _ := clocked(t)
 	for _, task := range []string{"a", "b"} {
-		if err := st.DeferTask(ctx, "acme", task); err != nil {
+		if err := st.Guards.DeferTask(ctx, "acme", task); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Millisecond) // scored by the wall clock, in ms
 	}
 	for _, want := range []string{"a", "b", ""} {
-		if got, err := st.NextDeferred(ctx, "acme"); got != want || err != nil {
+		if got, err := st.Guards.NextDeferred(ctx, "acme"); got != want || err != nil {
 			t.Errorf("NextDeferred = %q %v, want %q", got, err, want)
 		}
 	}
@@ -81,25 +81,25 @@ func TestAdmit(t *testing.T) {
 	st, advance := clocked(t)
 	k1, k2, k3 := mustKey(t, "acme", "2025-01-01", "2025-01-01"), mustKey(t, "acme", "2025-01-02", "2025-01-02"), mustKey(t, "acme", "2025-01-03", "2025-01-03")
 	for _, k := range []dashcache.ReportKey{k1, k2, k1} { // k1 again: already outstanding
-		if ok, err := st.Admit(ctx, k, 2, time.Minute); !ok || err != nil {
+		if ok, err := st.Guards.Admit(ctx, k, 2, time.Minute); !ok || err != nil {
 			t.Fatalf("Admit(%s) = %v %v", k, ok, err)
 		}
 	}
-	if ok, _ := st.Admit(ctx, k3, 2, time.Minute); ok {
+	if ok, _ := st.Guards.Admit(ctx, k3, 2, time.Minute); ok {
 		t.Fatal("a third report of a customer limited to 2 was admitted")
 	}
-	if ok, _ := st.Admit(ctx, mustKey(t, "globex", "2025-01-03", "2025-01-03"), 2, time.Minute); !ok {
+	if ok, _ := st.Guards.Admit(ctx, mustKey(t, "globex", "2025-01-03", "2025-01-03"), 2, time.Minute); !ok {
 		t.Error("another customer was refused")
 	}
-	if err := st.FillDone(ctx, k1); err != nil {
+	if err := st.Guards.EndAdmitted(ctx, k1); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := st.Admit(ctx, k3, 2, time.Minute); !ok {
+	if ok, _ := st.Guards.Admit(ctx, k3, 2, time.Minute); !ok {
 		t.Error("refused after a fill ended")
 	}
 	advance(time.Minute + time.Second) // fills whose task never ended stop counting
 	for _, k := range []dashcache.ReportKey{k1, k2} {
-		if ok, _ := st.Admit(ctx, k, 2, time.Minute); !ok {
+		if ok, _ := st.Guards.Admit(ctx, k, 2, time.Minute); !ok {
 			t.Errorf("Admit(%s) refused after the others' time ran out", k)
 		}
 	}
@@ -110,23 +110,23 @@ func TestSpendAndUsage(t *testing.T) {
 	st, _ := clocked(t)
 	day := dashcache.CivilDay(2025, 3, 1)
 	for i, want := range []bool{true, true, false} {
-		if ok, err := st.Spend(ctx, day, "acme", 2); ok != want || err != nil {
+		if ok, err := st.Guards.Spend(ctx, day, "acme", 2); ok != want || err != nil {
 			t.Errorf("call %d of a budget of 2: %v %v, want %v", i+1, ok, err, want)
 		}
 	}
-	if ok, _ := st.Spend(ctx, day, "globex", 0); !ok {
+	if ok, _ := st.Guards.Spend(ctx, day, "globex", 0); !ok {
 		t.Error("a call without a budget was refused")
 	}
-	if ok, _ := st.Spend(ctx, day+1, "acme", 2); !ok {
+	if ok, _ := st.Guards.Spend(ctx, day+1, "acme", 2); !ok {
 		t.Error("the budget did not reset the next day")
 	}
-	if err := st.CountRefusal(ctx, day, "acme", dashcache.ReasonPending); err != nil {
+	if err := st.Guards.CountRefusal(ctx, day, "acme", dashcache.ReasonPending); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := st.Calls(ctx, day, "acme"); n != 2 || err != nil {
+	if n, err := st.Guards.Calls(ctx, day, "acme"); n != 2 || err != nil {
 		t.Errorf("Calls = %d %v, want 2", n, err)
 	}
-	u, err := st.UsageOn(ctx, day)
+	u, err := st.Guards.UsageOn(ctx, day)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,17 +139,17 @@ func TestSpendAndUsage(t *testing.T) {
 func TestBreaker(t *testing.T) {
 	ctx := context.Background()
 	rule := store.BreakerRule{Failures: 3, Customers: 2, Window: time.Minute, Cooldown: 30 * time.Second}
-	record := func(st *store.Store, customer string, failed bool) int {
+	record := func(st store.Store, customer string, failed bool) int {
 		t.Helper()
-		change, err := st.BreakerRecord(ctx, rule, customer, failed)
+		change, err := st.Guards.BreakerRecord(ctx, "", rule, customer, failed)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return change
 	}
-	allow := func(st *store.Store) (bool, bool, time.Duration) {
+	allow := func(st store.Store) (bool, bool, time.Duration) {
 		t.Helper()
-		ok, probe, wait, err := st.BreakerAllow(ctx, time.Minute)
+		ok, probe, wait, err := st.Guards.BreakerAllow(ctx, "", time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,14 +189,14 @@ func TestBreaker(t *testing.T) {
 		if record(st, "acme", true) != 1 {
 			t.Fatal("3 failures of 2 customers did not open it")
 		}
-		if left, _ := st.BreakerOpen(ctx); left <= 0 || left > rule.Cooldown {
+		if left, _ := st.Guards.BreakerOpen(ctx, ""); left <= 0 || left > rule.Cooldown {
 			t.Errorf("BreakerOpen = %s while open", left)
 		}
 		if ok, _, wait := allow(st); ok || wait <= 0 {
 			t.Errorf("allowed %v (wait %s) while open", ok, wait)
 		}
 		advance(rule.Cooldown + time.Second)
-		if left, _ := st.BreakerOpen(ctx); left != 0 {
+		if left, _ := st.Guards.BreakerOpen(ctx, ""); left != 0 {
 			t.Errorf("BreakerOpen = %s after the cool-down", left)
 		}
 		if ok, probe, _ := allow(st); !ok || !probe {
@@ -229,7 +229,7 @@ func TestBreaker(t *testing.T) {
 		}
 		advance(rule.Cooldown + time.Second)
 		allow(st)
-		if err := st.AbandonProbe(ctx); err != nil {
+		if err := st.Guards.AbandonProbe(ctx, ""); err != nil {
 			t.Fatal(err)
 		}
 		if ok, probe, _ := allow(st); !ok || !probe {
@@ -246,7 +246,7 @@ func TestTakeCall(t *testing.T) {
 	rule := store.RateRule{Rate: 4, Burst: 2, Readers: 3}
 	take := func(warming bool) time.Duration {
 		t.Helper()
-		d, err := st.TakeCall(ctx, rule, warming)
+		d, err := st.Guards.TakeCall(ctx, "", rule, warming)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,7 +292,7 @@ func TestTakeCall(t *testing.T) {
 	}
 
 	advance(2 * time.Second)
-	if err := st.PauseCalls(ctx, 3*time.Second); err != nil {
+	if err := st.Guards.PauseCalls(ctx, "", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if d := take(true); d != 3*time.Second {

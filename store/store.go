@@ -1,10 +1,18 @@
-// Package store keeps dashcache's state in Redis: the report cache, the
-// owner-token lock of the worker filling a report, the fenced write that stores a
-// report only while its writer still owns the lock, the notification that
-// wakes readers waiting for a fill; the fleet's guards of the BI platform
-// (rate, breaker, customers' shares, admission, usage); the index of cached
-// reports, their reads and data changes; and the Redis server's clock. Every
-// key is built in keys.go.
+// Package store keeps dashcache's state in Redis, in three parts split by
+// what may be lost, each a type of its own on the client it belongs to:
+//
+//   - Cache (the reports' Redis, which may evict): the cached reports and
+//     their remembered failures, the owner-token lock of the worker filling
+//     a report, the fenced write that stores a report only while its writer
+//     still owns the lock, and the notifications that wake readers waiting
+//     for a fill;
+//   - GuardState (the queue's Redis, which must not evict): the fleet's
+//     guards of the BI platform: rate, 429 pause and breaker per back end,
+//     customers' shares, admission, usage;
+//   - Index (the queue's Redis): the cached reports by customer, their reads
+//     and the data changes announced.
+//
+// Clock reads the Redis server's time. Every key is built in keys.go.
 package store
 
 import (
@@ -32,41 +40,48 @@ var (
 	renewScript       = redis.NewScript(renewSrc)
 )
 
-// Store is dashcache's Redis state, in two parts that may live on one Redis
-// or on two: the cache (reports, their failures and locks, and the fill
-// notifications: whatever the fenced write touches), which may evict, and
-// the rest (the fleet's guards of the BI platform, usage), which lives with
-// the queue and must not. It is safe for concurrent use.
+// Store is dashcache's Redis state in its three parts. The queue's Redis
+// holds the guards' state and the index; the cache may live there too, or
+// on a Redis of its own (WithCache).
 type Store struct {
-	rdb   redis.UniversalClient // the queue's Redis
-	cache redis.UniversalClient
+	Cache  *Cache
+	Guards *GuardState
+	Index  *Index
 }
 
 // Option configures a Store.
-type Option func(*Store)
+type Option func(*options)
+
+type options struct{ cache redis.UniversalClient }
 
 // WithCache keeps the cache on a Redis of its own.
 func WithCache(cache redis.UniversalClient) Option {
-	return func(s *Store) { s.cache = cache }
+	return func(o *options) { o.cache = cache }
 }
 
-// New returns a Store on rdb, the queue's Redis (and the cache's, unless
+// New returns the Store on rdb, the queue's Redis (and the cache's, unless
 // WithCache gives another). Every call is bounded by the clients' own dial,
 // read and write timeouts, so a caller that passes a context without a
 // deadline still gets an answer when Redis is unreachable.
-func New(rdb redis.UniversalClient, opts ...Option) *Store {
-	s := &Store{rdb: rdb, cache: rdb}
-	for _, o := range opts {
-		o(s)
+func New(rdb redis.UniversalClient, opts ...Option) Store {
+	o := options{cache: rdb}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	return s
+	return Store{Cache: &Cache{rdb: o.cache}, Guards: &GuardState{rdb: rdb}, Index: &Index{rdb: rdb}}
+}
+
+// Cache is the report cache: what the fenced write touches, and may be
+// evicted. It is safe for concurrent use.
+type Cache struct {
+	rdb redis.UniversalClient
 }
 
 // Get returns the cached entry of a report (see ParseEntry), or "" when there is
 // none, in one GET: a read that the API's L1 does not hold, and a worker's
 // look at the cache under the lock.
-func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
-	v, err := s.cache.Get(ctx, EntryKey(k)).Result()
+func (c *Cache) Get(ctx context.Context, k dashcache.ReportKey) (string, error) {
+	v, err := c.rdb.Get(ctx, EntryKey(k)).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}
@@ -78,8 +93,8 @@ func (s *Store) Get(ctx context.Context, k dashcache.ReportKey) (string, error) 
 
 // Lookup returns, in one round trip, the cached entry of a report and the
 // remembered failure of its last fill; either is "" when absent.
-func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
-	vals, err := s.cache.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
+func (c *Cache) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
+	vals, err := c.rdb.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
 	if err != nil {
 		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
 	}
@@ -89,23 +104,17 @@ func (s *Store) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failu
 }
 
 // Locked reports whether some worker holds the report's lock.
-func (s *Store) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error) {
-	n, err := s.cache.Exists(ctx, LockKey(k)).Result()
+func (c *Cache) Locked(ctx context.Context, k dashcache.ReportKey) (bool, error) {
+	n, err := c.rdb.Exists(ctx, LockKey(k)).Result()
 	if err != nil {
 		return false, fmt.Errorf("checking lock of %s: %w", k, err)
 	}
 	return n == 1, nil
 }
 
-// Ping checks that Redis (both, if there are two) answers.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		return err
-	}
-	if s.cache == s.rdb {
-		return nil
-	}
-	return s.cache.Ping(ctx).Err()
+// Ping checks that the cache's Redis answers.
+func (c *Cache) Ping(ctx context.Context) error {
+	return c.rdb.Ping(ctx).Err()
 }
 
 // Subscription delivers the canonical key of every report filled (or failed)
@@ -118,8 +127,8 @@ type Subscription struct {
 // confirmed the subscription: every fill announced after Subscribe returns is
 // delivered. A notification sent while the connection is being re-established
 // is lost, so waiters must bound their wait.
-func (s *Store) Subscribe(ctx context.Context) (*Subscription, error) {
-	ps := s.cache.Subscribe(ctx, FillChannel)
+func (c *Cache) Subscribe(ctx context.Context) (*Subscription, error) {
+	ps := c.rdb.Subscribe(ctx, FillChannel)
 	if _, err := ps.Receive(ctx); err != nil {
 		ps.Close()
 		return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)

@@ -90,17 +90,17 @@ func TestLockSafety(t *testing.T) {
 	s := store.New(rdb)
 	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
 
-	old, err := s.Obtain(ctx, k, 20*time.Millisecond)
+	old, err := s.Cache.Obtain(ctx, k, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Obtain(ctx, k, time.Minute); !errors.Is(err, store.ErrLockContended) {
+	if _, err := s.Cache.Obtain(ctx, k, time.Minute); !errors.Is(err, store.ErrLockContended) {
 		t.Fatalf("second Obtain while held: %v, want ErrLockContended", err)
 	}
 	// Take over as soon as the old lock expires (bounded).
 	var cur *store.Lock
 	for deadline := time.Now().Add(5 * time.Second); cur == nil; {
-		cur, err = s.Obtain(ctx, k, time.Minute)
+		cur, err = s.Cache.Obtain(ctx, k, time.Minute)
 		if err != nil && !errors.Is(err, store.ErrLockContended) || time.Now().After(deadline) {
 			t.Fatalf("taking over the expired lock: %v", err)
 		}
@@ -122,7 +122,7 @@ func TestLockSafety(t *testing.T) {
 	if err := old.Fill(ctx, late, time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
 		t.Errorf("old holder's Fill before the new one's: %v, want ErrLockNotHeld", err)
 	}
-	if got, _ := s.Get(ctx, k); got != "" {
+	if got, _ := s.Cache.Get(ctx, k); got != "" {
 		t.Fatalf("refused fill still wrote the report: %q", got)
 	}
 	if err := cur.Fill(ctx, newer, time.Hour); err != nil {
@@ -134,7 +134,7 @@ func TestLockSafety(t *testing.T) {
 	if err := old.RememberFailure(ctx, "late failure", time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
 		t.Errorf("old holder's RememberFailure: %v, want ErrLockNotHeld", err)
 	}
-	entry, failure, err := s.Lookup(ctx, k)
+	entry, failure, err := s.Cache.Lookup(ctx, k)
 	if err != nil || entry != string(newer) || failure != "" {
 		t.Fatalf("after the late writes: entry %q failure %q err %v; want the new holder's report only", entry, failure, err)
 	}
@@ -154,7 +154,7 @@ func TestHoldCancelsWhenLockLost(t *testing.T) {
 	s := store.New(rdb)
 	k := mustKey(t, "acme", "2025-02-01", "2025-02-02")
 
-	l, err := s.Obtain(ctx, k, 300*time.Millisecond)
+	l, err := s.Cache.Obtain(ctx, k, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestHoldKeepsLockAlive(t *testing.T) {
 	rdb := miniClient(t)
 	s := store.New(rdb)
 	k := mustKey(t, "acme", "2025-02-01", "2025-02-03")
-	l, err := s.Obtain(ctx, k, 600*time.Millisecond)
+	l, err := s.Cache.Obtain(ctx, k, 600*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	s := store.New(rdb)
 	k := mustKey(t, "globex", "2025-01-01", "2025-01-01")
 
-	sub, err := s.Subscribe(ctx)
+	sub, err := s.Cache.Subscribe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	got := make(chan string, 2)
 	go sub.Run(ctx, func(c string) { got <- c }, nil)
 
-	l, err := s.Obtain(ctx, k, time.Minute)
+	l, err := s.Cache.Obtain(ctx, k, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 			t.Fatalf("notification %d never arrived", i+1)
 		}
 	}
-	entry, failure, err := s.Lookup(ctx, k)
+	entry, failure, err := s.Cache.Lookup(ctx, k)
 	if err != nil || entry == "" || failure != "" {
 		t.Errorf("after fill: entry %q failure %q err %v; a fill must clear the failure", entry, failure, err)
 	}

@@ -42,8 +42,8 @@ type Usage struct {
 // Spend counts one BI call of the customer on day against budget (0: none).
 // ok is false, and nothing is counted but the refusal, when the budget is
 // used up.
-func (s *Store) Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (ok bool, err error) {
-	n, err := spendScript.Run(ctx, s.rdb, []string{usageKey(day)}, usageField(customer, callsField), budget, int(usageKept/time.Second),
+func (g *GuardState) Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (ok bool, err error) {
+	n, err := spendScript.Run(ctx, g.rdb, []string{usageKey(day)}, usageField(customer, callsField), budget, int(usageKept/time.Second),
 		usageField(customer, refusedField+dashcache.ReasonBudget)).Int()
 	if err != nil {
 		return false, fmt.Errorf("counting a BI call of %s: %w", customer, err)
@@ -52,8 +52,8 @@ func (s *Store) Spend(ctx context.Context, day dashcache.Day, customer string, b
 }
 
 // Calls returns the customer's BI calls on day.
-func (s *Store) Calls(ctx context.Context, day dashcache.Day, customer string) (int64, error) {
-	n, err := s.rdb.HGet(ctx, usageKey(day), usageField(customer, callsField)).Int64()
+func (g *GuardState) Calls(ctx context.Context, day dashcache.Day, customer string) (int64, error) {
+	n, err := g.rdb.HGet(ctx, usageKey(day), usageField(customer, callsField)).Int64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("reading the BI calls of %s: %w", customer, err)
 	}
@@ -61,9 +61,9 @@ func (s *Store) Calls(ctx context.Context, day dashcache.Day, customer string) (
 }
 
 // CountRefusal counts a refused fill of the customer on day.
-func (s *Store) CountRefusal(ctx context.Context, day dashcache.Day, customer, reason string) error {
+func (g *GuardState) CountRefusal(ctx context.Context, day dashcache.Day, customer, reason string) error {
 	key := usageKey(day)
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := g.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HIncrBy(ctx, key, usageField(customer, refusedField+reason), 1)
 		p.Expire(ctx, key, usageKept)
 		return nil
@@ -75,8 +75,8 @@ func (s *Store) CountRefusal(ctx context.Context, day dashcache.Day, customer, r
 }
 
 // UsageOn returns every customer's usage on day.
-func (s *Store) UsageOn(ctx context.Context, day dashcache.Day) (map[string]Usage, error) {
-	fields, err := s.rdb.HGetAll(ctx, usageKey(day)).Result()
+func (g *GuardState) UsageOn(ctx context.Context, day dashcache.Day) (map[string]Usage, error) {
+	fields, err := g.rdb.HGetAll(ctx, usageKey(day)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading the usage of %s: %w", day, err)
 	}

@@ -94,7 +94,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 	}
 	waitFor(t, "the 60 reports to be filled and indexed", func() bool {
 		for c := range customers {
-			if keys, err := st.Cached(ctx, fmt.Sprintf("c%d", c), time.Now()); err != nil || len(keys) != ranges {
+			if keys, err := st.Index.Cached(ctx, fmt.Sprintf("c%d", c), time.Now()); err != nil || len(keys) != ranges {
 				return false
 			}
 		}
@@ -233,13 +233,13 @@ func post(t *testing.T, addr, path, body string) (int, string) {
 
 // computedSince reports whether the report's entry was computed at or
 // after since.
-func computedSince(t *testing.T, st *store.Store, customer, from, to string, since time.Time) bool {
+func computedSince(t *testing.T, st store.Store, customer, from, to string, since time.Time) bool {
 	t.Helper()
 	k, err := dashcache.ParseReportKey(customer, from, to, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := st.Get(context.Background(), k)
+	raw, err := st.Cache.Get(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,19 +284,19 @@ func TestInvalidateCommand(t *testing.T) {
 	var keys []dashcache.ReportKey
 	for _, r := range [][2]string{{"2025-01-01", "2025-01-31"}, {"2025-01-15", "2025-02-15"}, {"2025-02-01", "2025-02-28"}} {
 		k, _ := dashcache.ParseReportKey("acme", r[0], r[1], now)
-		l, err := st.Obtain(ctx, k, time.Minute)
+		l, err := st.Cache.Obtain(ctx, k, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := l.Fill(ctx, store.NewEntry(k, []byte(`1`), now, time.Second, time.Hour), 2*time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.IndexFill(ctx, k, now, now.Add(2*time.Hour)); err != nil {
+		if err := st.Index.IndexFill(ctx, k, now, now.Add(2*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		keys = append(keys, k)
 	}
-	if err := st.RecordReads(ctx, map[dashcache.ReportKey]time.Time{keys[0]: now, keys[2]: now}); err != nil {
+	if err := st.Index.RecordReads(ctx, map[dashcache.ReportKey]time.Time{keys[0]: now, keys[2]: now}); err != nil {
 		t.Fatal(err)
 	}
 	env := func(k string) string { return map[string]string{"DASHCACHE_REDIS_URL": redisURL}[k] }
@@ -354,7 +354,7 @@ func TestInvalidationDuringFill(t *testing.T) {
 	st := store.New(rdb)
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", time.Now())
 	entry := func() (store.Entry, bool) {
-		raw, err := st.Get(context.Background(), k)
+		raw, err := st.Cache.Get(context.Background(), k)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -110,7 +110,7 @@ func l1Fleet(t *testing.T, redisURL string, rdb *redis.Client, latency time.Dura
 			return err
 		}
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			raw, _ := store.New(rdb).Get(context.Background(), k)
+			raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
 			if e, err := store.ParseEntry(raw); err == nil && e.GzipETag != old {
 				return nil
 			}

@@ -57,14 +57,26 @@ func newClient(opt *redis.Options) *redis.Client {
 	return redis.NewClient(opt)
 }
 
-// redisParts is a process's Redis: the queue's (and the fleet's guards'),
-// the store over it and the cache's (the same Redis, or the one of
-// DASHCACHE_CACHE_REDIS_URL), and the Redis server's clock.
+// redisParts is a process's Redis: the queue's (and the fleet's guards'
+// and the index's), the cache's (the same Redis, or the one of
+// DASHCACHE_CACHE_REDIS_URL), the store's parts over them, and the Redis
+// server's clock.
 type redisParts struct {
-	queue redis.UniversalClient
-	store *store.Store
-	clock *store.Clock
-	close func()
+	queue, cache redis.UniversalClient
+	store        store.Store
+	clock        *store.Clock
+	close        func()
+}
+
+// Ping checks that every Redis of the process answers.
+func (p *redisParts) Ping(ctx context.Context) error {
+	if err := p.queue.Ping(ctx).Err(); err != nil {
+		return err
+	}
+	if p.cache == p.queue {
+		return nil
+	}
+	return p.cache.Ping(ctx).Err()
 }
 
 // connect opens the Redis of cfg, checks that the queue's cannot evict, and
@@ -75,7 +87,7 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	if err != nil {
 		return nil, err
 	}
-	p := &redisParts{queue: queue, close: closeQueue}
+	p := &redisParts{queue: queue, cache: queue, close: closeQueue}
 	fail := func(err error) (*redisParts, error) {
 		p.close()
 		return nil, err
@@ -93,18 +105,18 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 		if err != nil {
 			return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
 		}
-		cache := newClient(opt)
+		p.cache = newClient(opt)
 		closeOthers := p.close
-		p.close = func() { cache.Close(); closeOthers() }
+		p.close = func() { p.cache.Close(); closeOthers() }
 		log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password
-		opts = append(opts, store.WithCache(cache))
+		opts = append(opts, store.WithCache(p.cache))
+		if err := p.cache.Ping(ctx).Err(); err != nil {
+			return fail(fmt.Errorf("the reports' Redis (DASHCACHE_CACHE_REDIS_URL) is unreachable: %w", err))
+		}
 	}
 	p.store = store.New(queue, opts...)
-	if err := p.store.Ping(ctx); err != nil { // the cache's Redis, if it has one
-		return fail(fmt.Errorf("the reports' Redis (DASHCACHE_CACHE_REDIS_URL) is unreachable: %w", err))
-	}
 	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
-		unchecked, err := p.store.CheckEviction(ctx)
+		unchecked, err := store.CheckEviction(ctx, queue)
 		if err != nil {
 			return fail(err)
 		}

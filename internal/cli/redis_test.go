@@ -16,6 +16,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
@@ -190,7 +191,7 @@ func TestMemoryPressure(t *testing.T) {
 	defer queueRdb.Close()
 	cacheRdb := redis.NewClient(&redis.Options{Addr: cache.Addr})
 	defer cacheRdb.Close()
-	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Subscribe(context.Background())
+	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Cache.Subscribe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +308,11 @@ func TestSkewedWorkerClock(t *testing.T) {
 		t.Cleanup(c.Shutdown)
 		return c.Now
 	}
-	h, err := jobs.NewHandler(jobs.HandlerConfig{Store: st, Source: sim, Now: clock(-10 * time.Minute)})
+	bi, err := guard.New(guard.Config{State: st.Guards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := jobs.NewHandler(jobs.HandlerConfig{Cache: st.Cache, Index: st.Index, Guard: bi, Source: sim, Now: clock(-10 * time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,11 +321,11 @@ func TestSkewedWorkerClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Shutdown()
-	queue, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Store: st})
+	queue, err := jobs.NewEnqueuer(jobs.EnqueuerConfig{Redis: rdb, Cache: st.Cache, Index: st.Index, Admission: bi})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Config{Store: st, Queue: queue, Now: clock(0), Log: zerolog.New(io.Discard)})
+	srv, err := api.New(api.Config{Cache: st.Cache, Usage: bi, Redis: st.Cache, Queue: queue, Now: clock(0), Log: zerolog.New(io.Discard)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
@@ -38,26 +39,30 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer r.close()
 	rdb, st, now := r.queue, r.store, r.clock.Now // every part reads Redis's clock
-	reg, err := newRegistry(rdb, st)
+	reg, err := newRegistry(rdb)
+	if err != nil {
+		return err
+	}
+	bi, err := newGuard(cfg, r, reg)
 	if err != nil {
 		return err
 	}
 	var queue *jobs.Enqueuer
 	if role.API || runScheduler {
-		if queue, err = newQueue(cfg, r, reg); err != nil {
+		if queue, err = newQueue(r, bi, reg); err != nil {
 			return err
 		}
 	}
-	var bi provider.Source
+	var src provider.Source
 	if role.Worker || runScheduler {
-		if bi, err = newSource(cfg, r, reg, log); err != nil {
+		if src, err = newSource(cfg, reg, log); err != nil {
 			return err
 		}
 	}
 
 	if role.Worker {
 		h, err := jobs.NewHandler(jobs.HandlerConfig{
-			Store: st, Source: bi, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
+			Cache: st.Cache, Index: st.Index, Guard: bi, Source: src, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
 			Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		})
 		if err != nil {
@@ -70,7 +75,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, st, now, log)
+		sc, err := newScheduler(cfg, queue, bi, src, st.Index, now, log)
 		if err != nil {
 			return err
 		}
@@ -82,21 +87,24 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	guardConfig := api.GuardConfig{APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic}
+	authConfig := api.AuthConfig{APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic}
 	if !role.API {
-		guard, err := api.NewGuard(guardConfig)
+		auth, err := api.NewAuth(authConfig)
 		if err != nil {
 			return err
 		}
 		mux := http.NewServeMux()
-		api.HandleHealth(mux, st, log)
-		mux.Handle("/metrics", guard.Metrics(metricsHandler))
+		api.HandleHealth(mux, r, log)
+		mux.Handle("/metrics", auth.Metrics(metricsHandler))
 		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, nil)
 	}
 	srv, err := api.New(api.Config{
-		Store: st,
+		Cache: st.Cache,
 		Queue: queue,
-		Guard: guardConfig,
+		Reads: st.Index,
+		Usage: bi,
+		Redis: r,
+		Auth:  authConfig,
 		Monitoring: asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
 			RedisConnOpt: sharedRedis{rdb},
@@ -108,7 +116,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Now:        now,
 		Zone:       cfg.Zone,
 		Earliest:   cfg.EarliestDate,
-		DailyCalls: cfg.CustomerDailyCalls,
 		L1Bytes:    cfg.L1Bytes,
 		ReadWithin: cfg.ReadWithin,
 	})
@@ -125,43 +132,48 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
-// the process's and asynq's queue metrics, and the fleet's breaker, all read
-// at each scrape.
-func newRegistry(rdb redis.UniversalClient, st *store.Store) (*prometheus.Registry, error) {
+// the process's and asynq's queue metrics (read at each scrape).
+func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	breaker := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "dashcache_breaker_open",
-		Help: "1 while the fleet's breaker keeps every worker from calling the failing BI platform, else 0 (read from Redis at each scrape).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if left, err := st.BreakerOpen(ctx); err == nil && left > 0 {
-			return 1
-		}
-		return 0
-	})
 	if err := prom.Register(reg,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
-		breaker,
 	); err != nil {
 		return nil, err
 	}
 	return reg, nil
 }
 
-// newQueue returns the queue that readers, the scheduler and the warm command
-// enqueue fills on.
-func newQueue(cfg Config, r *redisParts, reg prometheus.Registerer) (*jobs.Enqueuer, error) {
-	return jobs.NewEnqueuer(jobs.EnqueuerConfig{
-		Redis:           r.queue,
-		Store:           r.store,
+// newGuard returns the guard of the BI platform of cfg.
+func newGuard(cfg Config, r *redisParts, reg prometheus.Registerer) (*guard.Guard, error) {
+	return guard.New(guard.Config{
+		State: r.store.Guards,
+		Backends: map[string]guard.Backend{"": {
+			Rate:    cfg.ProviderRate,
+			Burst:   cfg.ProviderBurst,
+			Breaker: store.BreakerRule{Cooldown: cfg.BreakerCooldown},
+		}},
+		CustomerShare:   cfg.CustomerConcurrency,
 		CustomerPending: cfg.CustomerPending,
 		DailyCalls:      cfg.CustomerDailyCalls,
 		Zone:            cfg.Zone,
-		Now:             r.clock.Now,
+		CallTimeout:     cfg.ProviderTimeout,
 		Registerer:      reg,
+		Now:             r.clock.Now,
+	})
+}
+
+// newQueue returns the queue that readers, the scheduler and the warm command
+// enqueue fills on.
+func newQueue(r *redisParts, admission jobs.Admission, reg prometheus.Registerer) (*jobs.Enqueuer, error) {
+	return jobs.NewEnqueuer(jobs.EnqueuerConfig{
+		Redis:      r.queue,
+		Cache:      r.store.Cache,
+		Index:      r.store.Index,
+		Admission:  admission,
+		Now:        r.clock.Now,
+		Registerer: reg,
 	})
 }
 
@@ -174,9 +186,8 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// newSource returns the BI platform (or the simulator), measured, behind the
-// fleet-wide rate limit.
-func newSource(cfg Config, r *redisParts, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
+// newSource returns the BI platform (or the simulator), measured.
+func newSource(cfg Config, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
 	var src provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
@@ -190,26 +201,11 @@ func newSource(cfg Config, r *redisParts, reg prometheus.Registerer, log zerolog
 		}
 		src = c
 	}
-	measured, err := provider.NewMeasured(src, reg)
-	if err != nil {
-		return nil, err
-	}
-	return provider.NewLimited(measured, provider.LimitConfig{
-		Store:         r.store,
-		Rate:          cfg.ProviderRate,
-		Burst:         cfg.ProviderBurst,
-		CustomerShare: cfg.CustomerConcurrency,
-		DailyCalls:    cfg.CustomerDailyCalls,
-		Zone:          cfg.Zone,
-		CallTimeout:   cfg.ProviderTimeout,
-		Breaker:       store.BreakerRule{Cooldown: cfg.BreakerCooldown},
-		Registerer:    reg,
-		Now:           r.clock.Now,
-	})
+	return provider.NewMeasured(src, reg)
 }
 
 // newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, st *store.Store, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, src provider.Source, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
 	file, err := scheduler.LoadFile(cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
@@ -218,10 +214,16 @@ func newScheduler(cfg Config, queue *jobs.Enqueuer, bi provider.Source, st *stor
 		File:        file,
 		DefaultZone: cfg.Zone,
 		Warmer:      queue,
-		Customers:   bi.Customers,
-		ReadSince:   st.ReadSince,
-		Log:         log,
-		Now:         now,
+		Customers: func(ctx context.Context) (customers []string, err error) {
+			err = bi.Do(ctx, "", func(ctx context.Context) error { // a BI call too
+				customers, err = src.Customers(ctx)
+				return err
+			})
+			return customers, err
+		},
+		ReadSince: index.ReadSince,
+		Log:       log,
+		Now:       now,
 	})
 	if err != nil {
 		return nil, err

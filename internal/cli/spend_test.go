@@ -274,7 +274,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 		startRole(t, "worker", env)
 	}
 	api := startRole(t, "api", env)
-	sub, err := store.New(rdb).Subscribe(context.Background())
+	sub, err := store.New(rdb).Cache.Subscribe(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestBreaker(t *testing.T) {
 	// their way to the BI server: let them land before counting.
 	time.Sleep(250 * time.Millisecond)
 	calls := bi.calls.Load()
-	left, err := store.New(rdb).BreakerOpen(context.Background())
+	left, err := store.New(rdb).Guards.BreakerOpen(context.Background(), "")
 	if err != nil || left <= 0 {
 		t.Fatalf("BreakerOpen = %s, %v while readers are refused", left, err)
 	}

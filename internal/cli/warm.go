@@ -71,7 +71,11 @@ func openQueue(ctx context.Context, cfg Config, log zerolog.Logger) (queue *jobs
 	if err != nil {
 		return nil, nil, err
 	}
-	if queue, err = newQueue(cfg, r, nil); err != nil {
+	bi, err := newGuard(cfg, r, nil)
+	if err == nil {
+		queue, err = newQueue(r, bi, nil)
+	}
+	if err != nil {
 		r.close()
 		return nil, nil, err
 	}

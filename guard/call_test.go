@@ -1,4 +1,4 @@
-package provider
+package guard
 
 import (
 	"context"
@@ -81,18 +81,54 @@ func newRedis(t *testing.T) (*miniredis.Miniredis, redis.UniversalClient) {
 	return mr, rdb
 }
 
-func newTestLimited(t *testing.T, src Source, rdb redis.UniversalClient, rate int) *Limited {
+// source is a BI client as the guard's tests see it.
+type source interface {
+	Query(context.Context, dashcache.ReportKey) ([]byte, error)
+	Customers(context.Context) ([]string, error)
+}
+
+// limited is a Guard in front of src, called as a worker calls it.
+type limited struct {
+	*Guard
+	src     source
+	warming bool // its calls are warming's
+}
+
+func (l *limited) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	return l.Call(ctx, k, l.warming, func(ctx context.Context) ([]byte, error) { return l.src.Query(ctx, k) })
+}
+
+func (l *limited) Customers(ctx context.Context) (customers []string, err error) {
+	err = l.Do(ctx, "", func(ctx context.Context) error {
+		customers, err = l.src.Customers(ctx)
+		return err
+	})
+	return customers, err
+}
+
+// newLimited returns a Guard of cfg, on rdb, in front of src, with the one
+// back end "" at rate.
+func newLimited(t *testing.T, src source, rdb redis.UniversalClient, rate int, cfg Config) *limited {
 	t.Helper()
-	l, err := NewLimited(src, LimitConfig{Store: store.New(rdb), Rate: rate})
+	cfg.State = store.New(rdb).Guards
+	b := cfg.Backends[""]
+	b.Rate = rate
+	cfg.Backends = map[string]Backend{"": b}
+	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	return &limited{Guard: g, src: src}
+}
+
+func newTestLimited(t *testing.T, src source, rdb redis.UniversalClient, rate int) *limited {
+	t.Helper()
+	return newLimited(t, src, rdb, rate, Config{})
 }
 
 var anyKey = dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}
 
-func TestLimitedEnforcesRateAcrossProcesses(t *testing.T) {
+func TestGuardEnforcesRateAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) // time stands still
@@ -125,7 +161,7 @@ func TestLimitedEnforcesRateAcrossProcesses(t *testing.T) {
 	}
 }
 
-func TestLimitedSpacesCalls(t *testing.T) {
+func TestGuardSpacesCalls(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	clock := newFakeClock(mr)
@@ -148,7 +184,7 @@ func TestLimitedSpacesCalls(t *testing.T) {
 	}
 }
 
-func TestLimitedPausesFleetAfter429(t *testing.T) {
+func TestGuardPausesFleetAfter429(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	clock := newFakeClock(mr)
@@ -175,10 +211,10 @@ func TestLimitedPausesFleetAfter429(t *testing.T) {
 	}
 }
 
-func TestLimitedWaitEndsWithContext(t *testing.T) {
+func TestGuardWaitEndsWithContext(t *testing.T) {
 	t.Parallel()
 	_, rdb := newRedis(t)
-	if err := store.New(rdb).PauseCalls(context.Background(), time.Hour); err != nil {
+	if err := store.New(rdb).Guards.PauseCalls(context.Background(), "", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	src := &fakeSource{}
@@ -196,7 +232,7 @@ func TestLimitedWaitEndsWithContext(t *testing.T) {
 	}
 }
 
-func TestLimitedCustomers(t *testing.T) {
+func TestGuardCustomers(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
@@ -213,7 +249,7 @@ func TestLimitedCustomers(t *testing.T) {
 	}
 }
 
-func TestLimitedRedisDown(t *testing.T) {
+func TestGuardRedisDown(t *testing.T) {
 	t.Parallel()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
@@ -230,33 +266,91 @@ func TestLimitedRedisDown(t *testing.T) {
 	}
 }
 
-func TestNewLimitedValidates(t *testing.T) {
+func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	_, rdb := newRedis(t)
-	src := &fakeSource{}
+	state := store.New(rdb).Guards
 	tests := []struct {
 		name    string
-		src     Source
-		cfg     LimitConfig
+		cfg     Config
 		wantErr string
 	}{
-		{"ok", src, LimitConfig{Store: store.New(rdb)}, ""},
-		{"no source", nil, LimitConfig{Store: store.New(rdb)}, "source"},
-		{"no store", src, LimitConfig{}, "Store"},
-		{"negative rate", src, LimitConfig{Store: store.New(rdb), Rate: -1}, "Rate"},
+		{"ok", Config{State: state}, ""},
+		{"no state", Config{}, "State"},
+		{"negative rate", Config{State: state, Backends: map[string]Backend{"": {Rate: -1}}}, "Rate"},
+		{"negative share", Config{State: state, CustomerShare: -1}, "CustomerShare"},
 	}
 	for _, tt := range tests {
-		l, err := NewLimited(tt.src, tt.cfg)
+		g, err := New(tt.cfg)
 		if tt.wantErr == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tt.name, err)
-			} else if l.rate.Rate != DefaultRate || l.rate.Burst != DefaultRate {
-				t.Errorf("%s: rate %+v, want the default %d and a burst as large", tt.name, l.rate, DefaultRate)
+			} else if b := g.backends[""]; b.rate.Rate != DefaultRate || b.rate.Burst != DefaultRate || g.cfg.CustomerShare != (DefaultRate+1)/2 {
+				t.Errorf("%s: rate %+v, share %d; want the default %d, a burst as large, and half of it", tt.name, b.rate, g.cfg.CustomerShare, DefaultRate)
 			}
 			continue
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 			t.Errorf("%s: error %v, want one containing %q", tt.name, err, tt.wantErr)
 		}
+	}
+}
+
+// TestUnknownBackend: a call to a back end the guard does not know is an
+// error, and calls nothing.
+func TestUnknownBackend(t *testing.T) {
+	t.Parallel()
+	_, rdb := newRedis(t)
+	l := newTestLimited(t, &fakeSource{}, rdb, 10)
+	called := false
+	if err := l.Do(context.Background(), "warehouse", func(context.Context) error { called = true; return nil }); err == nil || called {
+		t.Errorf("Do(warehouse) = %v, called %v; want an error naming it and no call", err, called)
+	}
+}
+
+func asProviderError(t *testing.T, err error) *dashcache.ProviderError {
+	t.Helper()
+	var pe *dashcache.ProviderError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v (%T) is not a *dashcache.ProviderError", err, err)
+	}
+	return pe
+}
+
+// TestBackendsApart: a back end's 429 pause and breaker hold its calls only;
+// another back end's go out.
+func TestBackendsApart(t *testing.T) {
+	t.Parallel()
+	mr, rdb := newRedis(t)
+	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
+	state := store.New(rdb).Guards
+	g, err := New(Config{State: state, Backends: map[string]Backend{"": {}, "warehouse": {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.sleep = noWait
+	ctx := context.Background()
+	rateLimited := &dashcache.ProviderError{Outcome: dashcache.OutcomeRateLimited, Status: 429, RetryAfter: time.Hour}
+	if err := g.Do(ctx, "warehouse", func(context.Context) error { return rateLimited }); err != rateLimited {
+		t.Fatalf("the 429: %v", err)
+	}
+	rule := store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Hour}
+	if _, err := state.BreakerRecord(ctx, "warehouse", rule, "acme", true); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := state.BreakerOpen(ctx, "warehouse"); left <= 0 {
+		t.Fatalf("the warehouse's breaker is not open")
+	}
+	if err := g.Do(ctx, "warehouse", func(context.Context) error { return nil }); !errors.Is(err, errNoWait) {
+		t.Errorf("a call to the paused warehouse: %v, want to wait", err)
+	}
+	if err := g.Do(ctx, "", func(context.Context) error { return nil }); err != nil {
+		t.Errorf("a call to the other back end: %v", err)
+	}
+	if _, err := g.Call(ctx, anyKey, false, func(context.Context) ([]byte, error) { return []byte(`{}`), nil }); err != nil {
+		t.Errorf("a report of the other back end: %v", err)
+	}
+	if err := g.Admit(ctx, anyKey); err != nil {
+		t.Errorf("admitting a report of the other back end: %v", err)
 	}
 }

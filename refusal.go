@@ -1,35 +1,9 @@
 package dashcache
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
-
-// Priority says who waits for a BI call: a reader (Interactive) or nobody
-// yet (Warming). Warming is never starved: it keeps a share of the fleet's
-// BI rate under any interactive load.
-type Priority int
-
-const (
-	// Interactive is a fill that a reader waits for.
-	Interactive Priority = iota
-	// Warming is a fill ahead of readers: a plan, a warm command, a refresh.
-	Warming
-)
-
-type priorityKey struct{}
-
-// WithPriority returns ctx carrying the priority of the BI call made under it.
-func WithPriority(ctx context.Context, p Priority) context.Context {
-	return context.WithValue(ctx, priorityKey{}, p)
-}
-
-// PriorityOf returns the priority ctx carries; Interactive if none.
-func PriorityOf(ctx context.Context) Priority {
-	p, _ := ctx.Value(priorityKey{}).(Priority)
-	return p
-}
 
 // Why a fill or a BI call is refused or deferred, as in Refusal.Reason,
 // Deferral.Reason and the metrics' reason labels.
@@ -51,9 +25,9 @@ const (
 // RefusalReasons are the reasons a fill is refused (Refusal.Reason).
 var RefusalReasons = []string{ReasonPending, ReasonBudget, ReasonBreaker}
 
-// Refusal is a fill that dashcache will not start now. Readers get it as
-// 429 (503 for ReasonBreaker) with Retry-After and Detail; warming skips the
-// report and says why.
+// Refusal is a fill that dashcache will not start now (package guard says
+// when). Readers get it as 429 (503 for ReasonBreaker) with Retry-After and
+// Detail; warming skips the report and says why.
 type Refusal struct {
 	Reason     string        // ReasonPending, ReasonBudget or ReasonBreaker
 	RetryAfter time.Duration // when asking again may succeed
@@ -73,18 +47,4 @@ type Deferral struct {
 
 func (d *Deferral) Error() string {
 	return fmt.Sprintf("BI call deferred (%s) for %s", d.Reason, d.Delay)
-}
-
-// BudgetRefusal is the refusal of a fill of customer, whose daily budget of
-// BI calls is used up at now; the budget resets at the next midnight in now's
-// location.
-func BudgetRefusal(customer string, budget int, now time.Time) *Refusal {
-	y, m, d := now.Date()
-	reset := time.Date(y, m, d+1, 0, 0, 0, 0, now.Location())
-	return &Refusal{
-		Reason:     ReasonBudget,
-		RetryAfter: reset.Sub(now),
-		Detail: fmt.Sprintf("customer %s has used its %d BI calls for today (DASHCACHE_CUSTOMER_DAILY_CALLS); "+
-			"cached reports are still served, and the budget resets at %s", customer, budget, reset.Format(time.RFC3339)),
-	}
 }

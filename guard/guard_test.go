@@ -1,4 +1,4 @@
-package provider
+package guard
 
 import (
 	"context"
@@ -46,17 +46,14 @@ func customerKey(c string) dashcache.ReportKey {
 	return k
 }
 
-// TestLimitedCustomerShare: a customer with its share of calls in flight is
+// TestGuardCustomerShare: a customer with its share of calls in flight is
 // deferred, without a call; others are not; a finished call frees its slot.
-func TestLimitedCustomerShare(t *testing.T) {
+func TestGuardCustomerShare(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	src := newBlockingSource()
-	l, err := NewLimited(src, LimitConfig{Store: store.New(rdb), Rate: 100, CustomerShare: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLimited(t, src, rdb, 100, Config{CustomerShare: 2})
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
@@ -66,7 +63,7 @@ func TestLimitedCustomerShare(t *testing.T) {
 		})
 		<-src.started
 	}
-	_, err = l.Query(context.Background(), anyKey)
+	_, err := l.Query(context.Background(), anyKey)
 	var d *dashcache.Deferral
 	if !errors.As(err, &d) || d.Reason != dashcache.ReasonShare || d.Delay <= 0 {
 		t.Errorf("a third call of a customer with a share of 2: %v, want a share deferral", err)
@@ -90,25 +87,22 @@ func TestLimitedCustomerShare(t *testing.T) {
 	}
 }
 
-// TestLimitedDailyBudget: past its daily budget a customer is refused
+// TestGuardDailyBudget: past its daily budget a customer is refused
 // without a call, until the next day in the zone.
-func TestLimitedDailyBudget(t *testing.T) {
+func TestGuardDailyBudget(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	now := time.Date(2025, 3, 1, 22, 30, 0, 0, time.UTC) // 23:30 in Berlin
 	src := &fakeSource{}
-	l, err := NewLimited(src, LimitConfig{Store: store.New(rdb), Rate: 100, DailyCalls: 2, Zone: berlin, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLimited(t, src, rdb, 100, Config{DailyCalls: 2, Zone: berlin, Now: func() time.Time { return now }})
 	for range 2 {
 		if _, err := l.Query(context.Background(), anyKey); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = l.Query(context.Background(), anyKey)
+	_, err := l.Query(context.Background(), anyKey)
 	var r *dashcache.Refusal
 	if !errors.As(err, &r) || r.Reason != dashcache.ReasonBudget || r.RetryAfter != 30*time.Minute {
 		t.Fatalf("third call of a budget of 2: %v, want a budget refusal until Berlin's midnight", err)
@@ -125,20 +119,17 @@ func TestLimitedDailyBudget(t *testing.T) {
 	}
 }
 
-// TestLimitedBreaker: platform failures of two customers open the breaker;
+// TestGuardBreaker: platform failures of two customers open the breaker;
 // calls are then deferred until the cool-down ends, when one probe goes out;
 // its answer closes the breaker. A caller that gives up tells the breaker
 // nothing.
-func TestLimitedBreaker(t *testing.T) {
+func TestGuardBreaker(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	clock := newFakeClock(mr)
 	down := &fakeSource{err: &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: 500}}
 	rule := store.BreakerRule{Failures: 3, Customers: 2, Window: time.Minute, Cooldown: 10 * time.Second}
-	l, err := NewLimited(down, LimitConfig{Store: store.New(rdb), Rate: 100, Breaker: rule})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLimited(t, down, rdb, 100, Config{Backends: map[string]Backend{"": {Breaker: rule}}})
 	l.sleep = clock.sleep
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -148,7 +139,7 @@ func TestLimitedBreaker(t *testing.T) {
 			t.Fatalf("got %v, want the platform's failure", err)
 		}
 	}
-	_, err = l.Query(context.Background(), anyKey)
+	_, err := l.Query(context.Background(), anyKey)
 	var d *dashcache.Deferral
 	if !errors.As(err, &d) || d.Reason != dashcache.ReasonBreaker || d.Delay <= 0 || d.Delay > rule.Cooldown {
 		t.Fatalf("after 3 failures of 2 customers: %v, want a breaker deferral", err)
@@ -166,17 +157,14 @@ func TestLimitedBreaker(t *testing.T) {
 	}
 }
 
-// TestLimitedWarmingShare: while warming calls wait, readers' calls together
+// TestGuardWarmingShare: while warming calls wait, readers' calls together
 // get at most four fifths of the rate; without warming, all of it.
-func TestLimitedWarmingShare(t *testing.T) {
+func TestGuardWarmingShare(t *testing.T) {
 	t.Parallel()
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) // time stands still
 	src := &fakeSource{}
-	l, err := NewLimited(src, LimitConfig{Store: store.New(rdb), Rate: 20, CustomerShare: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLimited(t, src, rdb, 20, Config{CustomerShare: 100})
 	l.sleep = noWait
 	reads := func() (n int) {
 		for range 30 {
@@ -190,14 +178,14 @@ func TestLimitedWarmingShare(t *testing.T) {
 		t.Errorf("readers alone got %d calls of a burst of 20, want 20", n)
 	}
 	mr.FlushAll()
-	warming := dashcache.WithPriority(context.Background(), dashcache.Warming)
-	if _, err := l.Query(warming, anyKey); err != nil { // a warming call waits, and calls
+	warming := &limited{Guard: l.Guard, src: src, warming: true}
+	if _, err := warming.Query(context.Background(), anyKey); err != nil { // a warming call waits, and calls
 		t.Fatal(err)
 	}
 	if n := reads(); n != 16 {
 		t.Errorf("readers got %d calls while warming waits, want 16 (20 less a fifth)", n)
 	}
-	if _, err := l.Query(warming, anyKey); err != nil {
+	if _, err := warming.Query(context.Background(), anyKey); err != nil {
 		t.Errorf("warming was starved: %v", err)
 	}
 }

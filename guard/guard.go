@@ -1,0 +1,235 @@
+// Package guard protects the BI platform for every process that shares the
+// queue's Redis. It owns every guard, and their state (store.GuardState):
+//
+//   - Admit lets a reader's miss become a fill, or refuses it: while the
+//     back end's breaker is open, when the customer has used its daily
+//     budget, or when it has too many fills outstanding;
+//   - Call makes a BI call once every guard lets it: the back end's fleet
+//     rate (of which warming keeps a share) and its pause after a 429, the
+//     customer's share of calls in flight, its daily budget, and the back
+//     end's breaker, which stops calling a back end that keeps failing for
+//     everyone.
+//
+// Rate, pause and breaker are held per back end, by name; the one BI
+// platform of the http contract is the back end "".
+//
+// Its errors are the documented ones: a *dashcache.Refusal (a fill that will
+// not start now), a *dashcache.Deferral (a call that must wait), or what the
+// back end's call returned (a *dashcache.ProviderError); a Redis failure
+// while guarding a call is a transient *dashcache.ProviderError.
+package guard
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
+	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Config.
+const (
+	// DefaultRate is the default number of BI calls per second to a back
+	// end, for the whole fleet.
+	DefaultRate = 10
+	// DefaultCustomerPending is the default of Config.CustomerPending.
+	DefaultCustomerPending = 20
+	// DefaultCallTimeout is the default of Config.CallTimeout.
+	DefaultCallTimeout = 60 * time.Second
+	// DefaultRetryAfter is the pause after a 429 that gave no Retry-After.
+	DefaultRetryAfter = time.Second
+)
+
+// WarmingShare is the share of a back end's rate that warming calls keep
+// under any interactive load: while a warming call waits, readers' calls
+// together get at most the rest.
+const WarmingShare = 5 // a fifth
+
+// DefaultBreaker is the default breaker (Backend.Breaker): it opens after 5
+// failures (timeouts, 5xx, no connection) of at least 2 customers within a
+// minute with no call answered in between, for a cool-down of 30 s.
+var DefaultBreaker = store.BreakerRule{Failures: 5, Customers: 2, Window: time.Minute, Cooldown: 30 * time.Second}
+
+// State is the guards' Redis state; *store.GuardState is one.
+type State interface {
+	TakeCall(ctx context.Context, backend string, rule store.RateRule, warming bool) (time.Duration, error)
+	PauseCalls(ctx context.Context, backend string, d time.Duration) error
+	BreakerAllow(ctx context.Context, backend string, probeTTL time.Duration) (allow, probe bool, wait time.Duration, err error)
+	BreakerRecord(ctx context.Context, backend string, rule store.BreakerRule, customer string, failed bool) (int, error)
+	AbandonProbe(ctx context.Context, backend string) error
+	BreakerOpen(ctx context.Context, backend string) (time.Duration, error)
+	ShareFree(ctx context.Context, customer string, share int) (bool, error)
+	TakeShare(ctx context.Context, customer string, share int, ttl time.Duration) (*store.ShareSlot, error)
+	DeferTask(ctx context.Context, customer, task string) error
+	NextDeferred(ctx context.Context, customer string) (string, error)
+	Admit(ctx context.Context, k dashcache.ReportKey, limit int, ttl time.Duration) (bool, error)
+	EndAdmitted(ctx context.Context, k dashcache.ReportKey) error
+	Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (bool, error)
+	Calls(ctx context.Context, day dashcache.Day, customer string) (int64, error)
+	CountRefusal(ctx context.Context, day dashcache.Day, customer, reason string) error
+	UsageOn(ctx context.Context, day dashcache.Day) (map[string]store.Usage, error)
+}
+
+var _ State = (*store.GuardState)(nil)
+
+// Backend is how one back end is guarded.
+type Backend struct {
+	// Rate is how many calls the whole fleet may make to it together in
+	// any one second. Default DefaultRate.
+	Rate int
+	// Burst is how many of them may go at once: at most Burst calls within
+	// any Burst/Rate of a second. Default: Rate, at most Rate.
+	Burst int
+	// Breaker says when the fleet stops calling it. Zero fields take
+	// DefaultBreaker's.
+	Breaker store.BreakerRule
+}
+
+// Config configures a Guard.
+type Config struct {
+	// State is the fleet's shared state. Required.
+	State State
+	// Backends are the back ends by name: "" is the BI platform of the http
+	// contract, the one every report goes to today. Default: "" alone,
+	// with Backend's defaults.
+	Backends map[string]Backend
+	// CustomerShare is how many BI calls one customer may have in flight
+	// across the fleet, over every back end. Default: half of the ""
+	// back end's rate, rounded up.
+	CustomerShare int
+	// CustomerPending is how many interactive fills one customer may have
+	// outstanding (queued or running); a reader's miss past it is refused.
+	// Default DefaultCustomerPending.
+	CustomerPending int
+	// DailyCalls is how many BI calls one customer may make a day (a day in
+	// Zone), over every back end; 0, the default, is no limit.
+	DailyCalls int
+	// Zone is where days begin. Default UTC.
+	Zone *time.Location
+	// CallTimeout is the longest a call takes (the client's timeout): a
+	// share slot or a breaker's probe whose holder died frees itself a
+	// little after it. Default DefaultCallTimeout.
+	CallTimeout time.Duration
+	// Registerer receives dashcache_breaker_open,
+	// dashcache_breaker_changes_total and dashcache_admissions_total.
+	// Default: not exported.
+	Registerer prometheus.Registerer
+	// Now is the clock that days are read from. Default time.Now.
+	Now func() time.Time
+}
+
+// Guard guards the BI platform. It is safe for concurrent use.
+type Guard struct {
+	cfg        Config
+	state      State
+	backends   map[string]backend
+	breakers   *prometheus.CounterVec
+	admissions *prometheus.CounterVec
+
+	// sleep waits d or until ctx ends; tests replace it to move a fake clock.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// backend is a back end's rules, with defaults filled in.
+type backend struct {
+	rate    store.RateRule
+	breaker store.BreakerRule
+}
+
+// New returns a Guard of cfg, with defaults for zero fields.
+func New(cfg Config) (*Guard, error) {
+	if cfg.State == nil {
+		return nil, errors.New("guard: Config.State is required")
+	}
+	if len(cfg.Backends) == 0 {
+		cfg.Backends = map[string]Backend{"": {}}
+	}
+	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
+	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
+	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.CustomerShare < 0 || cfg.CustomerPending < 0 || cfg.DailyCalls < 0 {
+		return nil, errors.New("guard: Config.CustomerShare, CustomerPending and DailyCalls must not be negative")
+	}
+	g := &Guard{
+		cfg:      cfg,
+		state:    cfg.State,
+		backends: map[string]backend{},
+		breakers: prom.CounterVec("dashcache_breaker_changes_total",
+			"Times this process opened the fleet's breaker on the BI platform, or closed it.", "to", "open", "closed"),
+		admissions: prom.CounterVec("dashcache_admissions_total",
+			"Fills asked for: admitted, or refused by reason (pending: too many outstanding for the customer; budget: its daily BI calls used; breaker: the BI platform is failing).",
+			"result", append([]string{"admitted"}, dashcache.RefusalReasons...)...),
+		sleep: sleep,
+	}
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dashcache_breaker_open",
+		Help: "1 while the fleet's breaker keeps every worker from calling the failing BI platform, else 0 (read from Redis at each scrape).",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if left, err := g.state.BreakerOpen(ctx, ""); err == nil && left > 0 {
+			return 1
+		}
+		return 0
+	})
+	for name, b := range cfg.Backends {
+		rate := cmp.Or(b.Rate, DefaultRate)
+		if b.Rate < 0 || b.Burst < 0 {
+			return nil, fmt.Errorf("guard: back end %q: Rate and Burst must not be negative", name)
+		}
+		warming := (rate + WarmingShare - 1) / WarmingShare
+		g.backends[name] = backend{
+			rate: store.RateRule{Rate: rate, Burst: min(cmp.Or(b.Burst, rate), rate), Readers: max(rate-warming, 1)},
+			breaker: store.BreakerRule{
+				Failures:  cmp.Or(b.Breaker.Failures, DefaultBreaker.Failures),
+				Customers: cmp.Or(b.Breaker.Customers, DefaultBreaker.Customers),
+				Window:    cmp.Or(b.Breaker.Window, DefaultBreaker.Window),
+				Cooldown:  cmp.Or(b.Breaker.Cooldown, DefaultBreaker.Cooldown),
+			},
+		}
+	}
+	g.cfg.CustomerShare = cmp.Or(cfg.CustomerShare, (g.backends[""].rate.Rate+1)/2)
+	if err := prom.Register(cfg.Registerer, g.breakers, g.admissions, open); err != nil {
+		return nil, fmt.Errorf("guard: %w", err)
+	}
+	return g, nil
+}
+
+// backendOf returns the name of the back end that answers a report: "",
+// the one BI platform, for every report today.
+func (g *Guard) backendOf(dashcache.ReportKey) string { return "" }
+
+// rules returns the rules of a back end, or an error naming it.
+func (g *Guard) rules(name string) (backend, error) {
+	b, ok := g.backends[name]
+	if !ok {
+		return backend{}, fmt.Errorf("guard: no back end named %q", name)
+	}
+	return b, nil
+}
+
+// today returns the current day and time in Zone.
+func (g *Guard) today() (dashcache.Day, time.Time) {
+	now := g.cfg.Now().In(g.cfg.Zone)
+	return dashcache.DayOf(now), now
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
