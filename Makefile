@@ -7,10 +7,12 @@ GO ?= go
 run:
 	$(GO) run ./cmd/dashcache
 
-# Unit tests run anywhere; integration tests need DASHCACHE_TEST_REDIS_URL
-# (a real Redis; .ci/run starts a private one).
+# go test -race -count=1 ./... with the integration tests: on the Redis of
+# DASHCACHE_TEST_REDIS_URL when set, else on a private redis-server that
+# .ci/test starts and stops when redis-server is on the PATH; else they are
+# skipped, and one line says so and how to run them.
 test:
-	$(GO) test -race -count=1 ./...
+	@GO="$(GO)" bash .ci/test
 
 build:
 	$(GO) build -o bin/dashcache ./cmd/dashcache
