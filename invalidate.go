@@ -89,6 +89,12 @@ type Invalidation struct {
 	// Refreshed is the number of those read lately, whose refresh is queued
 	// at once on the warming queue.
 	Refreshed int `json:"refreshed"`
+	// APIs is the number of API processes asked for the reads they had seen
+	// (when reads count: readWithin > 0), APIsUnanswered the number of them
+	// that did not answer in time: their latest reads (up to 10 s) may not
+	// have counted.
+	APIs           int `json:"apis"`
+	APIsUnanswered int `json:"apis_unanswered"`
 }
 
 // Invalidator makes the cached reports that cover changed data stale, and

@@ -42,7 +42,8 @@ func (s *Server) postInvalidate(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	// This process's latest reads count too.
+	// The queue asks every API process for its latest reads: this one's go
+	// first, should its subscription be down.
 	s.flushReads(r.Context())
 	res, err := s.cfg.Queue.Invalidate(r.Context(), ch, s.cfg.ReadWithin)
 	if err != nil {
@@ -51,6 +52,7 @@ func (s *Server) postInvalidate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Log.Info().Strs("customers", customers).Str("from", req.From).Str("to", req.To).
 		Int("matched", res.Matched).Int("marked_stale", res.MarkedStale).Int("refreshed", res.Refreshed).
+		Int("apis", res.APIs).Int("apis_unanswered", res.APIsUnanswered).
 		Msg("invalidated")
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(res)

@@ -25,7 +25,7 @@ func TestInvalidateEndpoint(t *testing.T) {
 	}
 
 	resp, body := f.do(t, http.MethodPost, "/v1/invalidate", `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-21"}`, auth...)
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != `{"matched":1,"marked_stale":1,"refreshed":1}` {
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(body) != `{"matched":1,"marked_stale":1,"refreshed":1,"apis":0,"apis_unanswered":0}` {
 		t.Fatalf("invalidate: %d %s", resp.StatusCode, body)
 	}
 	call := <-f.invalidations
@@ -136,4 +136,26 @@ func date(t *testing.T, s string) dashcache.Day {
 		t.Fatalf("%q is no date", s)
 	}
 	return d
+}
+
+// TestHandOverReads: asked by an invalidation anywhere, an API process hands
+// the reads it saw to the index at once, and answers.
+func TestHandOverReads(t *testing.T) {
+	f := newFixture(t, func(c *api.Config) { c.ReadWithin = 24 * time.Hour })
+	k := key(t, "acme", "2025-01-01", "2025-01-31")
+	fill(t, f.store, k, `{"n":1}`)
+	if resp, _ := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("read: %d", resp.StatusCode)
+	}
+	ctx := context.Background()
+	if read, _ := f.store.Index.ReadSince(ctx, "acme", time.Time{}); len(read) != 0 {
+		t.Fatalf("reads handed over before they were asked for: %v", read)
+	}
+	asked, answered, err := f.store.Cache.HandOverReads(ctx, 5*time.Second)
+	if err != nil || asked != 1 || answered != 1 {
+		t.Fatalf("HandOverReads = %d asked, %d answered, %v; want 1, 1", asked, answered, err)
+	}
+	if read, err := f.store.Index.ReadSince(ctx, "acme", time.Time{}); err != nil || !slices.Equal(read, []dashcache.ReportKey{k}) {
+		t.Errorf("the reads after the hand-over: %v, %v; want the report read", read, err)
+	}
 }

@@ -9,9 +9,8 @@ import (
 	"github.com/dashcache/dashcache"
 )
 
-// readsFlush is how often a process hands the reads it saw to Redis: an
-// invalidation answered by another process may miss the reads of the last
-// readsFlush.
+// readsFlush is how often a process hands the reads it saw to Redis; an
+// invalidation asks for them at once (handOver).
 const readsFlush = 10 * time.Second
 
 // reads remembers when each report was last read in this process, to hand
@@ -105,4 +104,17 @@ func (s *Server) flushReadsEvery(period time.Duration) {
 		s.flushReads(ctx)
 		cancel()
 	}
+}
+
+// handOver hands the reads seen to Redis, asked by an invalidation (anywhere
+// in the fleet), and answers it. It does not hold up the subscription.
+func (s *Server) handOver(reply string) {
+	s.goBackground(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.flushReads(ctx)
+		if err := s.cfg.Cache.AnswerHandOver(ctx, reply); err != nil {
+			s.cfg.Log.Warn().Err(err).Msg("answering a hand-over of reads") // the invalidation says one did not answer
+		}
+	})
 }

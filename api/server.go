@@ -52,7 +52,8 @@ type Queue interface {
 type Cache interface {
 	Get(ctx context.Context, k dashcache.ReportKey) (string, error)
 	Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error)
-	Subscribe(ctx context.Context) (*store.Subscription, error)
+	Subscribe(ctx context.Context, l store.Listener) (*store.Subscription, error)
+	AnswerHandOver(ctx context.Context, reply string) error
 }
 
 // Reads takes the reads this process saw; *store.Index is one.
@@ -186,12 +187,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Start subscribes to fill notifications; it returns once the subscription is
-// confirmed, so that no fill announced after Start is missed. Calling it twice
-// is safe.
+// Start subscribes to fill notifications (and to invalidations' asks for
+// the reads seen); it returns once the subscription is confirmed, so that no
+// fill announced after Start is missed. Calling it twice is safe.
 func (s *Server) Start(ctx context.Context) error {
 	s.startOnce.Do(func() {
-		sub, err := s.cfg.Cache.Subscribe(ctx)
+		sub, err := s.cfg.Cache.Subscribe(ctx, store.Listener{Filled: s.filled, HandOver: s.handOver, Up: s.l1.setUp})
 		if err != nil {
 			s.startErr = err
 			return
@@ -201,7 +202,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.listening.Add(1)
 		go func() {
 			defer s.listening.Done()
-			sub.Run(context.Background(), s.filled, s.l1.setUp)
+			sub.Run(context.Background())
 		}()
 		if s.reads != nil {
 			s.goBackground(func() { s.flushReadsEvery(readsFlush) })

@@ -14,6 +14,7 @@ type Cache interface {
 	Locked(ctx context.Context, k dashcache.ReportKey) (bool, error)
 	Obtain(ctx context.Context, k dashcache.ReportKey, ttl time.Duration) (*store.Lock, error)
 	MarkStale(ctx context.Context, keys []dashcache.ReportKey, at time.Time) ([]dashcache.ReportKey, error)
+	HandOverReads(ctx context.Context, wait time.Duration) (asked, answered int, err error)
 }
 
 // Index is what jobs needs of the index of cached reports, their reads and

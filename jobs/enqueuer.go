@@ -172,11 +172,17 @@ func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.
 	}
 }
 
+// handOverWait bounds how long an invalidation waits for the API processes
+// to hand their reads over.
+const handOverWait = 2 * time.Second
+
 // Invalidate marks stale at once every cached report of ch.Customers
 // whose range overlaps the changed days: readers are served it as stale
-// while one refresh runs. Those read within readWithin are refreshed now, on
-// the warming queue, within the fleet's rate and each customer's share; the
-// others on their next read. A customer whose daily budget is used is not
+// while one refresh runs. Those read within readWithin (on any API process:
+// each is asked for its latest reads first, and the answer says how many
+// did not answer within handOverWait) are refreshed now, on the warming
+// queue, within the fleet's rate and each customer's share; the others on
+// their next read. A customer whose daily budget is used is not
 // refreshed: its readers get the stale reports until its budget allows.
 func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
 	var res dashcache.Invalidation
@@ -191,6 +197,15 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 	// marks its report stale (store.ChangedSince).
 	if err := e.cfg.Index.RecordChange(ctx, ch, now); err != nil {
 		return res, err
+	}
+	if readWithin > 0 {
+		// Every API process hands over the reads it has not yet, so that
+		// a report read anywhere a moment ago counts as read.
+		asked, answered, err := e.cfg.Cache.HandOverReads(ctx, handOverWait)
+		if err != nil {
+			return res, err
+		}
+		res.APIs, res.APIsUnanswered = asked, asked-answered
 	}
 	customers := ch.Customers
 	if customers == nil {

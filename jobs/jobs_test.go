@@ -180,23 +180,18 @@ func runWorker(t *testing.T, rdb *redis.Client, sim *provider.Simulator) {
 
 // waitFailure waits for the fill notification of k and returns the failure
 // then remembered.
-func waitFailure(t *testing.T, sub *store.Subscription, st store.Store, k dashcache.ReportKey) string {
+func waitFailure(t *testing.T, filled <-chan string, st store.Store, k dashcache.ReportKey) string {
 	t.Helper()
-	got := make(chan string, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go sub.Run(ctx, func(c string) {
-		if c == k.String() {
-			select {
-			case got <- c:
-			default:
+	for timeout := time.After(20 * time.Second); ; {
+		select {
+		case c := <-filled:
+			if c != k.String() {
+				continue
 			}
+		case <-timeout:
+			t.Fatal("no notification of the failure")
 		}
-	}, nil)
-	select {
-	case <-got:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no notification of the failure")
+		break
 	}
 	_, f, err := st.Cache.Lookup(context.Background(), k)
 	if err != nil {
@@ -249,14 +244,14 @@ func TestFailureIsRememberedNotArchived(t *testing.T) {
 			rdb := redisClient(t)
 			sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1,
 				Fail: func(dashcache.ReportKey) (int, time.Duration) { return c.status, 0 }})
-			st, sub := subscribed(t, rdb)
+			st, filled := subscribed(t, rdb)
 			k := key(t, "failing")
 			client := asynq.NewClientFromRedisClient(rdb)
 			if _, err := client.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(c.maxRetry)); err != nil {
 				t.Fatal(err)
 			}
 			runWorker(t, rdb, sim)
-			f := waitFailure(t, sub, st, k)
+			f := waitFailure(t, filled, st, k)
 			for _, w := range c.want {
 				if !strings.Contains(f, w) {
 					t.Errorf("remembered failure %q lacks %q", f, w)

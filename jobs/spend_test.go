@@ -45,17 +45,25 @@ func (s *scripted) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, er
 
 func (s *scripted) Customers(context.Context) ([]string, error) { return nil, nil }
 
-// subscribed returns a Store on rdb and its subscription to fill
-// notifications, closed when the test ends.
-func subscribed(t *testing.T, rdb *redis.Client) (store.Store, *store.Subscription) {
+// subscribed returns a Store on rdb and the fill notifications it hears
+// (as many as 100 unread), until the test ends.
+func subscribed(t *testing.T, rdb *redis.Client) (store.Store, <-chan string) {
 	t.Helper()
 	st := store.New(rdb)
-	sub, err := st.Cache.Subscribe(context.Background())
+	filled := make(chan string, 100)
+	sub, err := st.Cache.Subscribe(context.Background(), store.Listener{Filled: func(c string) {
+		select {
+		case filled <- c:
+		default:
+		}
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sub.Close() })
-	return st, sub
+	ctx, cancel := context.WithCancel(context.Background())
+	go sub.Run(ctx)
+	t.Cleanup(func() { cancel(); sub.Close() })
+	return st, filled
 }
 
 // runHandler runs a worker with h until the test ends.
@@ -154,14 +162,14 @@ func TestDeferralOnTheLastAttempt(t *testing.T) {
 		}
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: 503}
 	}}
-	st, sub := subscribed(t, rdb)
+	st, filled := subscribed(t, rdb)
 	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 	k := key(t, "acme")
 	// MaxRetry 1: the first attempt is the last (NewTask keeps one spare).
 	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(1)); err != nil {
 		t.Fatal(err)
 	}
-	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "HTTP 503") {
+	if f := waitFailure(t, filled, st, k); !strings.Contains(f, "HTTP 503") {
 		t.Errorf("remembered failure %q", f)
 	}
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)
@@ -177,11 +185,11 @@ func TestInvalidAnswerTriedTwice(t *testing.T) {
 	src := &scripted{answer: func(context.Context, int64, dashcache.ReportKey) ([]byte, error) {
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: 200, Err: errors.New("not valid JSON")}
 	}}
-	st, sub := subscribed(t, rdb)
+	st, filled := subscribed(t, rdb)
 	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 	k := key(t, "broken")
 	newEnqueuer(t, rdb).Ensure(context.Background(), k)
-	if f := waitFailure(t, sub, st, k); !strings.Contains(f, "invalid") {
+	if f := waitFailure(t, filled, st, k); !strings.Contains(f, "invalid") {
 		t.Errorf("remembered failure %q, want it to say the answer was invalid", f)
 	}
 	waitTaskGone(t, rdb, jobs.QueueInteractive, k)

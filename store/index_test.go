@@ -82,13 +82,13 @@ func TestMarkStale(t *testing.T) {
 		before, _ := s.Cache.Get(ctx, fresh)
 		ttl, _ := rdb.PTTL(ctx, store.EntryKey(fresh)).Result()
 
-		sub, err := s.Cache.Subscribe(ctx)
+		told := make(chan string, 3)
+		sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string) { told <- c }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer sub.Close()
-		told := make(chan string, 3)
-		go sub.Run(ctx, func(c string) { told <- c }, nil)
+		go sub.Run(ctx)
 
 		marked, err := s.Cache.MarkStale(ctx, []dashcache.ReportKey{fresh, stale, absent}, now)
 		if err != nil || !slices.Equal(marked, []dashcache.ReportKey{fresh}) {

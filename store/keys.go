@@ -1,6 +1,11 @@
 package store
 
-import "github.com/dashcache/dashcache"
+import (
+	"strconv"
+
+	"github.com/dashcache/dashcache"
+	"github.com/redis/go-redis/v9"
+)
 
 // Every Redis key dashcache uses is built here. A report's keys carry its
 // canonical key in a {hash tag}, so that they share one Redis Cluster slot and a
@@ -11,6 +16,26 @@ const prefix = "dashcache:"
 // FillChannel is the pub/sub channel on which a fill or a remembered failure is
 // announced; the message is the canonical key.
 const FillChannel = prefix + "filled"
+
+// handOverChannel is the pub/sub channel on which an invalidation asks every
+// API process for its reads (handover.go); the message is handOverReplyKey's
+// token. Pub/sub spans a server's databases, so the channel names the
+// database: an installation on another one is not asked. Its hash tag is
+// FillChannel's whole name, so that on a Redis Cluster both channels have one
+// slot: a subscription's one connection (go-redis opens it on the first
+// channel's slot) hears both, and a PUBLISH sent to that slot's node counts
+// every API process.
+func handOverChannel(rdb redis.UniversalClient) string {
+	db := 0
+	if c, ok := rdb.(*redis.Client); ok {
+		db = c.Options().DB
+	}
+	return "{" + FillChannel + "}:handover:" + strconv.Itoa(db)
+}
+
+// handOverReplyKey is the list on which the API processes asked for their
+// reads answer.
+func handOverReplyKey(token string) string { return prefix + "handover-replies:" + token }
 
 // The fleet's state about one BI back end, all in one slot: the rate limit
 // (rate.go: every call, readers' calls, a warming call waiting), the pause

@@ -43,13 +43,13 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	defer rdb.Close()
 	st := store.New(rdb)
 	ctx := context.Background()
-	sub, err := st.Cache.Subscribe(ctx)
+	got := make(chan string, 10)
+	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(k string) { got <- k }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := make(chan string, 10)
-	go sub.Run(ctx, func(k string) { got <- k }, nil)
+	go sub.Run(ctx)
 
 	srv.Kill()
 	srv.Start()

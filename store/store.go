@@ -68,13 +68,18 @@ func New(rdb redis.UniversalClient, opts ...Option) Store {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return Store{Cache: &Cache{rdb: o.cache}, Guards: &GuardState{rdb: rdb}, Index: &Index{rdb: rdb}}
+	return Store{
+		Cache:  &Cache{rdb: o.cache, handOver: handOverChannel(o.cache)},
+		Guards: &GuardState{rdb: rdb},
+		Index:  &Index{rdb: rdb},
+	}
 }
 
 // Cache is the report cache: what the fenced write touches, and may be
 // evicted. It is safe for concurrent use.
 type Cache struct {
-	rdb redis.UniversalClient
+	rdb      redis.UniversalClient
+	handOver string // the channel that asks API processes for their reads
 }
 
 // Get returns the cached entry of a report (see ParseEntry), or "" when there is
@@ -117,23 +122,48 @@ func (c *Cache) Ping(ctx context.Context) error {
 	return c.rdb.Ping(ctx).Err()
 }
 
-// Subscription delivers the canonical key of every report filled (or failed)
-// anywhere in the fleet.
-type Subscription struct {
-	ps *redis.PubSub
+// Listener is told what a Subscription hears.
+type Listener struct {
+	// Filled is called with the canonical key of every report filled (or
+	// failed) anywhere in the fleet. Required.
+	Filled func(canonical string)
+	// HandOver, if set, is called when an invalidation asks every API
+	// process to hand the reads it saw over to the index, and to answer
+	// with AnswerHandOver(reply) once it has; the subscription then counts
+	// as an API process (see HandOverReads).
+	HandOver func(reply string)
+	// Up, if set, is told false as soon as a notification may have been
+	// lost (the connection broke, or stopped answering), and true when the
+	// subscription is back (go-redis reconnects and subscribes again by
+	// itself).
+	Up func(bool)
 }
 
-// Subscribe subscribes to fill notifications and returns once Redis has
-// confirmed the subscription: every fill announced after Subscribe returns is
-// delivered. A notification sent while the connection is being re-established
-// is lost, so waiters must bound their wait.
-func (c *Cache) Subscribe(ctx context.Context) (*Subscription, error) {
-	ps := c.rdb.Subscribe(ctx, FillChannel)
-	if _, err := ps.Receive(ctx); err != nil {
-		ps.Close()
-		return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)
+// Subscription delivers fill notifications, and asks to hand reads over, to
+// its Listener.
+type Subscription struct {
+	ps *redis.PubSub
+	l  Listener
+}
+
+// Subscribe subscribes l to fill notifications (and asks to hand reads
+// over, if l takes them) and returns once Redis has confirmed the
+// subscription: every fill announced after Subscribe returns is delivered by
+// Run. A notification sent while the connection is being re-established is
+// lost, so waiters must bound their wait.
+func (c *Cache) Subscribe(ctx context.Context, l Listener) (*Subscription, error) {
+	channels := []string{FillChannel}
+	if l.HandOver != nil {
+		channels = append(channels, c.handOver)
 	}
-	return &Subscription{ps: ps}, nil
+	ps := c.rdb.Subscribe(ctx, channels...)
+	for range channels {
+		if _, err := ps.Receive(ctx); err != nil {
+			ps.Close()
+			return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)
+		}
+	}
+	return &Subscription{ps: ps, l: l}, nil
 }
 
 // pingEvery is how long a quiet subscription waits before it pings Redis: a
@@ -141,16 +171,13 @@ func (c *Cache) Subscribe(ctx context.Context) (*Subscription, error) {
 // them is taken for lost.
 const pingEvery = time.Second
 
-// Run calls fill with the canonical key of each notification until ctx ends
-// or the subscription is closed. up (if not nil) is told false as soon as a
-// notification may have been lost (the connection broke, or stopped
-// answering), and true when the subscription is back (go-redis reconnects
-// and subscribes again by itself).
-func (sub *Subscription) Run(ctx context.Context, fill func(canonical string), up func(bool)) {
+// Run tells the Listener what the subscription hears until ctx ends or the
+// subscription is closed.
+func (sub *Subscription) Run(ctx context.Context) {
 	isUp, quiet := true, 0
 	set := func(u bool) {
-		if u != isUp && up != nil {
-			up(u)
+		if u != isUp && sub.l.Up != nil {
+			sub.l.Up(u)
 		}
 		isUp = u
 	}
@@ -180,7 +207,11 @@ func (sub *Subscription) Run(ctx context.Context, fill func(canonical string), u
 			set(true)
 		case *redis.Message:
 			set(true)
-			fill(m.Payload)
+			if m.Channel == FillChannel {
+				sub.l.Filled(m.Payload)
+			} else {
+				sub.l.HandOver(m.Payload)
+			}
 		}
 	}
 }

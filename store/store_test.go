@@ -213,13 +213,13 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	s := store.New(rdb)
 	k := mustKey(t, "globex", "2025-01-01", "2025-01-01")
 
-	sub, err := s.Cache.Subscribe(ctx)
+	got := make(chan string, 2)
+	sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string) { got <- c }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	got := make(chan string, 2)
-	go sub.Run(ctx, func(c string) { got <- c }, nil)
+	go sub.Run(ctx)
 
 	l, err := s.Cache.Obtain(ctx, k, time.Minute)
 	if err != nil {

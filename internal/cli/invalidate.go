@@ -38,6 +38,7 @@ func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d matched, %d marked stale, %d refreshed now\n", res.Matched, res.MarkedStale, res.Refreshed)
+	fmt.Fprintf(stdout, "%d matched, %d marked stale, %d refreshed now (reads of %d API processes, %d did not answer)\n",
+		res.Matched, res.MarkedStale, res.Refreshed, res.APIs, res.APIsUnanswered)
 	return nil
 }

@@ -142,7 +142,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 	if status != http.StatusOK || json.Unmarshal([]byte(out), &res) != nil {
 		t.Fatalf("invalidate: %d %s", status, out)
 	}
-	want := dashcache.Invalidation{Matched: len(overlapping), MarkedStale: len(overlapping), Refreshed: len(read)}
+	want := dashcache.Invalidation{Matched: len(overlapping), MarkedStale: len(overlapping), Refreshed: len(read), APIs: 1}
 	if res != want {
 		t.Fatalf("invalidate answered %+v, want %+v", res, want)
 	}
@@ -307,7 +307,7 @@ func TestInvalidateCommand(t *testing.T) {
 	}
 	// January 20 is in the first two ranges; the first was read.
 	out, err := invalidate("--customers", "acme", "--from", "2025-01-20")
-	if err != nil || out != "2 matched, 2 marked stale, 1 refreshed now\n" {
+	if err != nil || out != "2 matched, 2 marked stale, 1 refreshed now (reads of 0 API processes, 0 did not answer)\n" {
 		t.Fatalf("invalidate: %v, output %q", err, out)
 	}
 	insp := asynq.NewInspectorFromRedisClient(rdb)
@@ -319,7 +319,7 @@ func TestInvalidateCommand(t *testing.T) {
 	}
 	out, err = invalidate("--customers", "*", "--from", "2025-01-01", "--to", "2025-03-01")
 	// The first two are stale already; the third, read, is refreshed.
-	if err != nil || out != "3 matched, 1 marked stale, 1 refreshed now\n" {
+	if err != nil || out != "3 matched, 1 marked stale, 1 refreshed now (reads of 0 API processes, 0 did not answer)\n" {
 		t.Fatalf("invalidate every customer: %v, output %q", err, out)
 	}
 	for _, bad := range [][]string{

@@ -191,13 +191,13 @@ func TestMemoryPressure(t *testing.T) {
 	defer queueRdb.Close()
 	cacheRdb := redis.NewClient(&redis.Options{Addr: cache.Addr})
 	defer cacheRdb.Close()
-	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Cache.Subscribe(context.Background())
+	filled := make(chan string, 1000)
+	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Cache.Subscribe(context.Background(), store.Listener{Filled: func(k string) { filled <- k }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	filled := make(chan string, 1000)
-	go sub.Run(t.Context(), func(k string) { filled <- k }, nil)
+	go sub.Run(t.Context())
 
 	var customers []string
 	for i := range 600 {

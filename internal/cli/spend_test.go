@@ -274,17 +274,17 @@ func TestWarmingUnderFlood(t *testing.T) {
 		startRole(t, "worker", env)
 	}
 	api := startRole(t, "api", env)
-	sub, err := store.New(rdb).Cache.Subscribe(context.Background())
+	warmed := make(chan string, 100)
+	sub, err := store.New(rdb).Cache.Subscribe(context.Background(), store.Listener{Filled: func(canonical string) {
+		if strings.HasPrefix(canonical, "warmed") {
+			warmed <- canonical
+		}
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	warmed := make(chan string, 100)
-	go sub.Run(t.Context(), func(canonical string) {
-		if strings.HasPrefix(canonical, "warmed") {
-			warmed <- canonical
-		}
-	}, nil)
+	go sub.Run(t.Context())
 
 	// The flood: each customer keeps asking for new ranges without waiting.
 	stop := make(chan struct{})
