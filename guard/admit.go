@@ -22,7 +22,7 @@ const pendingTTL = 15 * time.Minute
 // *dashcache.Refusal): while the breaker of k's back end is open, when the
 // customer has used its daily budget, or when it has CustomerPending fills
 // outstanding already (a report that is outstanding is always admitted).
-// An admitted fill counts as outstanding until Filled.
+// An admitted fill counts as outstanding until FillEnded.
 func (g *Guard) Admit(ctx context.Context, k dashcache.ReportKey) error {
 	left, err := g.state.BreakerOpen(ctx, g.backendOf(k))
 	if err != nil {
@@ -55,8 +55,8 @@ func (g *Guard) Admit(ctx context.Context, k dashcache.ReportKey) error {
 	return nil
 }
 
-// Filled ends the count of an admitted fill of k: its task ended.
-func (g *Guard) Filled(ctx context.Context, k dashcache.ReportKey) error {
+// FillEnded ends the count of an admitted fill of k: its task ended.
+func (g *Guard) FillEnded(ctx context.Context, k dashcache.ReportKey) error {
 	return g.state.EndAdmitted(ctx, k)
 }
 

@@ -44,8 +44,8 @@ type Guard interface {
 	// returns a *dashcache.Deferral or *dashcache.Refusal, or query's
 	// outcome.
 	Call(ctx context.Context, k dashcache.ReportKey, warming bool, query func(context.Context) ([]byte, error)) ([]byte, error)
-	// Filled ends the count of an admitted fill.
-	Filled(ctx context.Context, k dashcache.ReportKey) error
+	// FillEnded ends the count of an admitted fill: its task ended.
+	FillEnded(ctx context.Context, k dashcache.ReportKey) error
 	// WaitForShare and NextWaiting keep the tasks of a customer that wait
 	// for a slot of its share.
 	WaitForShare(ctx context.Context, customer, task string) error

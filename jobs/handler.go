@@ -115,7 +115,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err == nil && queue == QueueInteractive {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := h.cfg.Guard.Filled(dctx, k); err != nil {
+		if err := h.cfg.Guard.FillEnded(dctx, k); err != nil {
 			log.Warn().Err(err).Msg("ending the count of an outstanding fill") // it ends by itself later
 		}
 	}
