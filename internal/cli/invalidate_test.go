@@ -14,6 +14,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
@@ -92,7 +93,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 			t.Fatalf("warm: %d %s", status, out)
 		}
 	}
-	waitFor(t, "the 60 reports to be filled and indexed", func() bool {
+	wait.For(t, "the 60 reports to be filled and indexed", 30*time.Second, func() bool {
 		for c := range customers {
 			if keys, err := st.Index.Cached(ctx, fmt.Sprintf("c%d", c), time.Now()); err != nil || len(keys) != ranges {
 				return false
@@ -147,7 +148,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 		t.Fatalf("invalidate answered %+v, want %+v", res, want)
 	}
 	// The read ones are refreshed: one BI call each.
-	waitFor(t, "the read reports to be refreshed", func() bool {
+	wait.For(t, "the read reports to be refreshed", 30*time.Second, func() bool {
 		for _, r := range read {
 			if !computedSince(t, st, "c1", r.from, r.to, invalidatedAt) {
 				return false
@@ -177,7 +178,7 @@ func invalidation(t *testing.T, redisEnv map[string]string, rdb redis.UniversalC
 			t.Errorf("c1 %s..%s: X-Cache %q after the invalidation, want stale", r.from, r.to, xc)
 		}
 	}
-	waitFor(t, "the reports read stale to be refreshed", func() bool {
+	wait.For(t, "the reports read stale to be refreshed", 30*time.Second, func() bool {
 		for _, r := range notRead {
 			if !computedSince(t, st, "c1", r.from, r.to, invalidatedAt) {
 				return false
@@ -247,21 +248,11 @@ func computedSince(t *testing.T, st store.Store, customer, from, to string, sinc
 	return err == nil && !e.ComputedAt.Before(since.Truncate(time.Millisecond))
 }
 
-// waitFor polls cond until it holds, for at most 30 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
-// waitIdle waits for both queues on rdb to hold no task.
+// waitIdle waits, up to 30 s, for both queues on rdb to hold no task.
 func waitIdle(t *testing.T, rdb redis.UniversalClient) {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	waitFor(t, "the queues to be idle", func() bool {
+	wait.For(t, "the queues to be idle", 30*time.Second, func() bool {
 		for _, q := range []string{jobs.QueueInteractive, jobs.QueueWarming} {
 			info, err := insp.GetQueueInfo(q)
 			if err != nil && !strings.Contains(err.Error(), "does not exist") {
@@ -371,7 +362,7 @@ func TestInvalidationDuringFill(t *testing.T) {
 		t.Fatalf("invalidate during the fill: %d %s; want nothing cached yet", status, out)
 	}
 	// The fill lands, and is marked stale right after.
-	waitFor(t, "the fill that ran across the invalidation to land stale", func() bool {
+	wait.For(t, "the fill that ran across the invalidation to land stale", 30*time.Second, func() bool {
 		e, ok := entry()
 		return ok && !e.Fresh(time.Now())
 	})
@@ -381,7 +372,7 @@ func TestInvalidationDuringFill(t *testing.T) {
 	// The API serves the refreshed report once the refresh's notification
 	// has reached it (its L1 holds the stale one until then), not as soon
 	// as Redis holds it.
-	waitFor(t, "the refresh to be served", func() bool {
+	wait.For(t, "the refresh to be served", 30*time.Second, func() bool {
 		return readCache(t, api, "acme", "2025-01-01", "2025-01-31") == "hit"
 	})
 	if e, ok := entry(); !ok || !e.Fresh(time.Now()) {

@@ -18,6 +18,7 @@ import (
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
@@ -268,16 +269,14 @@ func TestFleetRateHoldsEverySecond(t *testing.T) {
 		func(k string) string { return env[k] }, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	var n int
+	if !wait.Until(30*time.Second, func() bool {
 		mu.Lock()
-		n := len(arrivals)
-		mu.Unlock()
-		if n >= 150 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of 150 calls in 30 s", n)
-		}
+		defer mu.Unlock()
+		n = len(arrivals)
+		return n >= 150
+	}) {
+		t.Fatalf("%d of 150 calls in 30 s", n)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
 )
@@ -304,11 +305,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 		})
 	}
 	defer func() { close(stop); flood.Wait() }()
-	for deadline := time.Now().Add(20 * time.Second); bi.calls.Load() < 100; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the flood never got going")
-		}
-	}
+	wait.For(t, "the flood to get going (100 BI calls)", 20*time.Second, func() bool { return bi.calls.Load() >= 100 })
 
 	var customers []string
 	for i := range 40 {
@@ -359,13 +356,11 @@ func TestBreaker(t *testing.T) {
 	}
 	// The tasks fail and retry until the breaker opens; a reader then gets 503.
 	var refused read
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if refused = get(t, api, "d", "2025-01-01", "2025-01-31", "0s"); refused.status == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the breaker never opened: %d calls at the BI server, last read %d", bi.calls.Load(), refused.status)
-		}
+	if !wait.Until(30*time.Second, func() bool {
+		refused = get(t, api, "d", "2025-01-01", "2025-01-31", "0s")
+		return refused.status == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("the breaker never opened: %d calls at the BI server, last read %d", bi.calls.Load(), refused.status)
 	}
 	// Calls let through just before the breaker opened may still be on
 	// their way to the BI server: let them land before counting.
