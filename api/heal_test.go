@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,11 +53,7 @@ func TestHangUpIsCanceled(t *testing.T) {
 	cancel()
 	<-done
 	canceled := prometheusCounter(reg, "dashcache_reads_total", "canceled")
-	for deadline := time.Now().Add(10 * time.Second); canceled() < 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("a hang-up was never counted as canceled")
-		}
-	}
+	wait.For(t, "the hang-up to be counted as canceled", 10*time.Second, func() bool { return canceled() >= 1 })
 	if n := prometheusCounter(reg, "dashcache_reads_total", "error")(); n != 0 {
 		t.Errorf("%v errors counted for a hang-up", n)
 	}
@@ -74,11 +71,7 @@ func TestWaitOutlivesRedisOutage(t *testing.T) {
 		resp, _ := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31&wait=20s")
 		status <- resp.StatusCode
 	}()
-	for deadline := time.Now().Add(10 * time.Second); f.enqueued.Load() < 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the reader never asked for the fill")
-		}
-	}
+	wait.For(t, "the reader to ask for the fill", 10*time.Second, func() bool { return f.enqueued.Load() >= 1 })
 	f.mini.Close()
 	time.Sleep(300 * time.Millisecond) // several rounds fail
 	if err := f.mini.Restart(); err != nil {
@@ -92,12 +85,13 @@ func TestWaitOutlivesRedisOutage(t *testing.T) {
 	}
 }
 
+// waitReaders waits, up to 10 s, until n readers share the wait on the
+// canonical key.
 func waitReaders(t *testing.T, f *fixture, canonical string, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, canonical) < n; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the reader never joined the wait")
-		}
+	var joined int
+	if !wait.Until(10*time.Second, func() bool { joined = api.Readers(f.srv, canonical); return joined >= n }) {
+		t.Fatalf("%d readers joined the wait on %s, want %d", joined, canonical, n)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/wait"
 )
 
 // TestInvalidateEndpoint: POST /v1/invalidate hands the process's reads to
@@ -107,14 +108,10 @@ func TestMarkedStaleLeavesL1(t *testing.T) {
 	if marked, err := f.store.Cache.MarkStale(context.Background(), []dashcache.ReportKey{k}, now); err != nil || len(marked) != 1 {
 		t.Fatalf("MarkStale: %v, %v", marked, err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, n := api.L1Size(f.srv); n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("L1 still holds the report marked stale")
-		}
-	}
+	wait.For(t, "L1 to drop the report marked stale", 5*time.Second, func() bool {
+		_, n := api.L1Size(f.srv)
+		return n == 0
+	})
 	resp, _ := f.get(t, q)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "stale" {
 		t.Fatalf("after marking: %d X-Cache %q, want 200 stale", resp.StatusCode, resp.Header.Get("X-Cache"))

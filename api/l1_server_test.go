@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/valyala/fasthttp"
 )
@@ -46,22 +47,10 @@ func TestL1FollowsFills(t *testing.T) {
 	resp, _ := f.get(t, q)
 	old := resp.Header.Get("Etag")
 	fill(t, f.store, k, `{"n":2}`)
-	changed := false
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	wait.For(t, "the refill to reach the reader", 5*time.Second, func() bool {
 		resp, body := f.get(t, q)
-		switch tag := resp.Header.Get("Etag"); {
-		case tag != old && strings.Contains(body, `"n":2`):
-			changed = true
-		case changed:
-			t.Fatalf("the old bytes again after the new ones: %s", body)
-		}
-		if changed {
-			break
-		}
-	}
-	if !changed {
-		t.Fatal("the refill never reached the reader")
-	}
+		return resp.Header.Get("Etag") != old && strings.Contains(body, `"n":2`)
+	})
 	for range 20 {
 		if _, body := f.get(t, q); !strings.Contains(body, `"n":2`) {
 			t.Fatalf("the old bytes after the new ones: %s", body)

@@ -17,6 +17,7 @@ import (
 	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/front"
 	"github.com/dashcache/dashcache/internal/front/fronttest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -201,11 +202,7 @@ func (f *fixture) fillSeen(t *testing.T, k dashcache.ReportKey, data string, com
 	t.Helper()
 	before := api.Drops(f.srv)
 	fillAt(t, f.store, k, data, computedAt, fresh)
-	for deadline := time.Now().Add(5 * time.Second); api.Drops(f.srv) == before; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never took the fill notification")
-		}
-	}
+	wait.For(t, "the server to take the fill notification", 5*time.Second, func() bool { return api.Drops(f.srv) != before })
 }
 
 func key(t *testing.T, c, from, to string) dashcache.ReportKey {
@@ -320,11 +317,7 @@ func TestMissWaitsForNotification(t *testing.T) {
 		}()
 	}
 	// Fill once all three readers share the wait (bounded).
-	for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, k.String()) < 3; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d readers joined the wait, want 3", api.Readers(f.srv, k.String()))
-		}
-	}
+	waitReaders(t, f, k.String(), 3)
 	fill(t, f.store, k, `{"ok":true}`)
 	for range 3 {
 		if r := <-out; r.status != 200 || r.xcache != "miss" {
@@ -476,11 +469,7 @@ func TestLongWaitReassertsItsTask(t *testing.T) {
 			resp, _ := f.get(t, q+"20s")
 			done <- resp.StatusCode
 		}()
-		for deadline := time.Now().Add(10 * time.Second); f.enqueued.Load() < 1; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the first reader never enqueued")
-			}
-		}
+		wait.For(t, "the first reader to enqueue", 10*time.Second, func() bool { return f.enqueued.Load() >= 1 })
 		// The second reader joins the first one's wait and, asking not to
 		// wait, answers once it has enqueued again or not.
 		if resp, _ := f.get(t, q+"0s"); resp.StatusCode != http.StatusAccepted {
@@ -507,26 +496,20 @@ func TestNotificationWithoutFillKeepsWaiting(t *testing.T) {
 		resp, _ := f.get(t, "customer=acme&from=2025-01-01&to=2025-01-31&wait=20s")
 		status <- resp.StatusCode
 	}()
-	for deadline := time.Now().Add(10 * time.Second); api.Readers(f.srv, k.String()) < 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("reader never joined the wait")
-		}
-	}
+	waitReaders(t, f, k.String(), 1)
 	other := redis.NewClient(&redis.Options{Addr: f.mini.Addr()})
 	defer other.Close()
 	other.Publish(context.Background(), store.FillChannel, k.String())
 	// The woken reader finds nothing and starts another round, which
 	// enqueues again.
-	for deadline := time.Now().Add(10 * time.Second); f.enqueued.Load() < 2; time.Sleep(time.Millisecond) {
+	wait.For(t, "the reader to go on waiting (and enqueue again)", 10*time.Second, func() bool {
 		select {
 		case s := <-status:
 			t.Fatalf("a notification without a fill ended the wait with %d", s)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the reader did not go on waiting")
-		}
-	}
+		return f.enqueued.Load() >= 2
+	})
 	fill(t, f.store, k, `{}`)
 	if s := <-status; s != http.StatusOK {
 		t.Fatalf("status %d after the real fill, want 200", s)

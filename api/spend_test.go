@@ -11,6 +11,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/wait"
 )
 
 // TestRefusedFills: a miss whose fill the queue refuses gets 429 (503 while
@@ -70,11 +71,7 @@ func TestWaitingReaderOutlivesRefusal(t *testing.T) {
 		resp, _ := f.get(t, q1+"20s")
 		done <- resp.StatusCode
 	}()
-	for deadline := time.Now().Add(10 * time.Second); q.calls.Load() < 1; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first reader never asked for the fill")
-		}
-	}
+	wait.For(t, "the first reader to ask for the fill", 10*time.Second, func() bool { return q.calls.Load() >= 1 })
 	// A second reader joins the wait and re-asserts it: refused.
 	if resp, _ := f.get(t, q1+"0s"); resp.StatusCode != http.StatusAccepted || q.calls.Load() != 2 {
 		t.Errorf("second reader: %d after %d calls; want 202 after a refused re-assertion", resp.StatusCode, q.calls.Load())

@@ -11,6 +11,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/guard"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
@@ -205,15 +206,13 @@ func waitFailure(t *testing.T, filled <-chan string, st store.Store, k dashcache
 func waitTaskGone(t *testing.T, rdb *redis.Client, queue string, k dashcache.ReportKey) {
 	t.Helper()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		_, err := insp.GetTaskInfo(queue, k.TaskID())
-		if errors.Is(err, asynq.ErrTaskNotFound) {
-			break
-		}
-		if time.Now().After(deadline) {
-			info, _ := insp.GetTaskInfo(queue, k.TaskID())
-			t.Fatalf("task still present in state %v: a failure must not leave it archived", info.State)
-		}
+	var info *asynq.TaskInfo
+	var err error
+	if !wait.Until(10*time.Second, func() bool {
+		info, err = insp.GetTaskInfo(queue, k.TaskID())
+		return errors.Is(err, asynq.ErrTaskNotFound)
+	}) {
+		t.Fatalf("task still present in state %v: a failure must not leave it archived", info.State)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/guard"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
@@ -92,17 +93,13 @@ func handlerFor(t *testing.T, rdb *redis.Client, src dashcache.ReportSource, gcf
 	return h
 }
 
-// waitCached waits until k's report is cached.
+// waitCached waits, up to 10 s, until k's report is cached.
 func waitCached(t *testing.T, rdb *redis.Client, k dashcache.ReportKey) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if e, _ := store.New(rdb).Cache.Get(context.Background(), k); e != "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s was never filled", k)
-		}
-	}
+	wait.For(t, k.String()+" to be filled", 10*time.Second, func() bool {
+		e, _ := store.New(rdb).Cache.Get(context.Background(), k)
+		return e != ""
+	})
 }
 
 // TestDeferredTaskWaitsForShare: a task whose customer has its share of BI
@@ -128,15 +125,12 @@ func TestDeferredTaskWaitsForShare(t *testing.T) {
 
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	var info *asynq.TaskInfo
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		var err error
+	var err error
+	if !wait.Until(10*time.Second, func() bool {
 		info, err = insp.GetTaskInfo(jobs.QueueInteractive, second.TaskID())
-		if err == nil && info.State == asynq.TaskStateRetry {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the second task was never deferred: %+v %v", info, err)
-		}
+		return err == nil && info.State == asynq.TaskStateRetry
+	}) {
+		t.Fatalf("the second task was never deferred: %+v %v", info, err)
 	}
 	if info.Retried != 0 {
 		t.Errorf("a deferred task used up %d retries, want 0", info.Retried)

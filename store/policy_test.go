@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 )
@@ -54,10 +55,9 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	srv.Kill()
 	srv.Start()
 	k := mustKey(t, "acme", "2025-01-01", "2025-01-31")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		// Fill until the notification arrives: the subscription may take a
-		// moment to come back, and a fill before that is not delivered.
+	// Fill until the notification arrives: the subscription may take a
+	// moment to come back, and a fill before that is not delivered.
+	wait.For(t, "a fill's notification after the restart (the subscription to come back)", 15*time.Second, func() bool {
 		if l, err := st.Cache.Obtain(ctx, k, time.Minute); err == nil {
 			l.Fill(ctx, store.NewEntry(k, []byte(`{}`), time.Now(), time.Second, time.Hour), time.Hour)
 			l.Release(ctx)
@@ -67,11 +67,9 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 			if c != k.String() {
 				t.Fatalf("notified of %q", c)
 			}
-			return
+			return true
 		case <-time.After(200 * time.Millisecond):
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no notification 15 s after the restart: the subscription did not come back")
-		}
-	}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -99,11 +100,14 @@ func TestLockSafety(t *testing.T) {
 	}
 	// Take over as soon as the old lock expires (bounded).
 	var cur *store.Lock
-	for deadline := time.Now().Add(5 * time.Second); cur == nil; {
+	if !wait.Until(5*time.Second, func() bool {
 		cur, err = s.Cache.Obtain(ctx, k, time.Minute)
-		if err != nil && !errors.Is(err, store.ErrLockContended) || time.Now().After(deadline) {
+		if err != nil && !errors.Is(err, store.ErrLockContended) {
 			t.Fatalf("taking over the expired lock: %v", err)
 		}
+		return cur != nil
+	}) {
+		t.Fatalf("taking over the expired lock: %v", err)
 	}
 	curToken, _ := rdb.Get(ctx, store.LockKey(k)).Result()
 
@@ -186,7 +190,7 @@ func TestHoldKeepsLockAlive(t *testing.T) {
 	// original TTL of 600 ms, without the held context ending.
 	var raises int
 	last := time.Duration(1 << 62)
-	for deadline := time.Now().Add(5 * time.Second); raises < 3 && time.Now().Before(deadline); {
+	wait.Until(5*time.Second, func() bool {
 		ttl := rdb.PTTL(ctx, store.LockKey(k)).Val()
 		if ttl > last {
 			raises++
@@ -195,8 +199,8 @@ func TestHoldKeepsLockAlive(t *testing.T) {
 		if held.Err() != nil {
 			t.Fatalf("held context ended: %v", context.Cause(held))
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return raises >= 3
+	})
 	stop()
 	if raises < 3 {
 		t.Fatalf("lock TTL was renewed %d times, want 3", raises)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/redis/go-redis/v9"
 )
@@ -109,15 +110,15 @@ func l1Fleet(t *testing.T, redisURL string, rdb *redis.Client, latency time.Dura
 		if err != nil {
 			return err
 		}
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		// Until, not For: refresh may run off the test's goroutine.
+		if !wait.Until(10*time.Second, func() bool {
 			raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
-			if e, err := store.ParseEntry(raw); err == nil && e.GzipETag != old {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return errors.New("the refresh never landed")
-			}
+			e, err := store.ParseEntry(raw)
+			return err == nil && e.GzipETag != old
+		}) {
+			return errors.New("the refresh never landed")
 		}
+		return nil
 	}
 	return apis, old, refresh
 }
@@ -139,7 +140,7 @@ func TestL1ExactAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	landed := time.Now()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // not a wait: the readers go on past the half second checked below
 	close(stop)
 	wg.Wait()
 	for i, a := range apis {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/store"
 )
@@ -304,11 +305,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 		})
 	}
 	defer func() { close(stop); flood.Wait() }()
-	for deadline := time.Now().Add(20 * time.Second); bi.calls.Load() < 100; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the flood never got going")
-		}
-	}
+	wait.For(t, "the flood to get going (100 BI calls)", 20*time.Second, func() bool { return bi.calls.Load() >= 100 })
 
 	var customers []string
 	for i := range 40 {
@@ -359,13 +356,11 @@ func TestBreaker(t *testing.T) {
 	}
 	// The tasks fail and retry until the breaker opens; a reader then gets 503.
 	var refused read
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if refused = get(t, api, "d", "2025-01-01", "2025-01-31", "0s"); refused.status == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the breaker never opened: %d calls at the BI server, last read %d", bi.calls.Load(), refused.status)
-		}
+	if !wait.Until(30*time.Second, func() bool {
+		refused = get(t, api, "d", "2025-01-01", "2025-01-31", "0s")
+		return refused.status == http.StatusServiceUnavailable
+	}) {
+		t.Fatalf("the breaker never opened: %d calls at the BI server, last read %d", bi.calls.Load(), refused.status)
 	}
 	// Calls let through just before the breaker opened may still be on
 	// their way to the BI server: let them land before counting.
@@ -385,11 +380,10 @@ func TestBreaker(t *testing.T) {
 		t.Errorf("a reader while open: %d after %s, Retry-After %q: %s; want 503 in under 1 s, with Retry-After and a detail",
 			r.status, r.latency, r.retryAfter, r.body)
 	}
-	// Nothing is called until the cool-down ends.
-	time.Sleep(time.Until(reopens.Add(-300 * time.Millisecond)))
-	if n := bi.calls.Load(); n != calls {
-		t.Errorf("%d BI calls during the cool-down, want none", n-calls)
-	}
+	// Nothing is called until the cool-down ends: watched, failing at the
+	// first call, through all of it but the last 300 ms (some seconds, for
+	// tasks that retry within one or two).
+	wait.Never(t, "a BI call during the cool-down", time.Until(reopens.Add(-300*time.Millisecond)), func() bool { return bi.calls.Load() != calls })
 	bi.answerWith(nil) // the platform is back
 	time.Sleep(time.Until(reopens))
 	r := get(t, api, "e", "2025-01-01", "2025-01-31", "10s")
@@ -403,7 +397,7 @@ func TestBreaker(t *testing.T) {
 // calls, then is remembered as failed (502) for the failure period without
 // another call.
 func TestBadBodyCostsTwoCalls(t *testing.T) {
-	redisURL := redistest.URL(t)
+	redisURL, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, 0, "")
 	bi.answerWith(func(w http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
@@ -422,6 +416,10 @@ func TestBadBodyCostsTwoCalls(t *testing.T) {
 			t.Errorf("read %d: %d %s, want 502 naming the invalid answer", i, r.status, r.body)
 		}
 	}
+	// No third call: a fill the later reads asked for was enqueued before
+	// they were answered; once the queues are idle it has run, and its BI
+	// call is counted.
+	waitIdle(t, rdb)
 	if n := bi.calls.Load(); n != 2 {
 		t.Errorf("%d BI calls for a report whose answer is invalid JSON, want 2", n)
 	}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/hibiken/asynq"
@@ -88,18 +88,13 @@ plans:
 
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	// Wait (bounded) until at least three firings' tasks were processed.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for {
-		q, err := insp.GetQueueInfo(jobs.QueueWarming)
-		if err == nil && q.Processed >= 6 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("warming queue after 20 s: %+v, %v", q, err)
-		case <-time.After(50 * time.Millisecond):
-		}
+	var q *asynq.QueueInfo
+	var err error
+	if !wait.Until(20*time.Second, func() bool {
+		q, err = insp.GetQueueInfo(jobs.QueueWarming)
+		return err == nil && q.Processed >= 6
+	}) {
+		t.Fatalf("warming queue after 20 s: %+v, %v", q, err)
 	}
 	if got := bi.Calls(); got != 2 {
 		t.Fatalf("BI calls %d after 3 firings of 2 reports, want 2", got)
