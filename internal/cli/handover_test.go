@@ -11,6 +11,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
 )
 
 // TestInvalidationAcrossAPIs: a report read on API a2 just before an
@@ -62,6 +63,6 @@ func TestInvalidationAcrossAPIs(t *testing.T) {
 		if want := (dashcache.Invalidation{Matched: 1, MarkedStale: 1, Refreshed: 1, APIs: 2}); res != want {
 			t.Fatalf("invalidation via %s: %+v, want %+v", via, res, want)
 		}
-		waitFor(t, "the refresh's BI call", func() bool { return calls() == 2*i+2 })
+		wait.For(t, "the refresh's BI call", 30*time.Second, func() bool { return calls() == 2*i+2 })
 	}
 }
