@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,10 +48,14 @@ type Config struct {
 	Log     zerolog.Logger // a panic of a handler is logged; default: none
 }
 
-// Server is a front. Serve it once, and Shutdown it.
+// Server is a front. Serve it once, and Shutdown it, in either order.
 type Server struct {
 	cfg  Config
 	fast *fasthttp.Server
+
+	mu   sync.Mutex
+	shut bool         // Shutdown has been called
+	ln   net.Listener // the listener Serve was given, for Shutdown to close
 }
 
 // New returns a front of cfg.
@@ -82,18 +87,44 @@ func New(cfg Config) *Server {
 }
 
 // Serve serves ln until Shutdown, and then returns http.ErrServerClosed, as
-// http.Server.Serve does.
+// http.Server.Serve does. After Shutdown it closes ln and returns
+// http.ErrServerClosed at once.
 func (f *Server) Serve(ln net.Listener) error {
+	f.mu.Lock()
+	if f.shut {
+		f.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	f.ln = ln
+	f.mu.Unlock()
 	if err := f.fast.Serve(ln); err != nil {
 		return err
 	}
-	return http.ErrServerClosed
+	return http.ErrServerClosed // ln was closed
 }
 
 // Shutdown stops accepting connections, lets the requests under way end
-// (until ctx ends) and closes idle connections.
+// (until ctx ends) and closes idle connections. It may run before Serve,
+// alongside it, and more than once.
+//
+// It closes Serve's listener itself: fasthttp's Shutdown does nothing
+// when its Serve has not yet taken the listener, and that Serve would
+// then never return. Closed here, the listener makes Serve return whether
+// fasthttp had taken it or not.
 func (f *Server) Shutdown(ctx context.Context) error {
-	return f.fast.ShutdownWithContext(ctx)
+	f.mu.Lock()
+	f.shut = true
+	ln := f.ln
+	f.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	err := f.fast.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) { // fasthttp closing ln again
+		err = nil
+	}
+	return err
 }
 
 // serve offers a request to Fast, and serves it with Slow if Fast declines.
