@@ -10,6 +10,16 @@
 // goes back through fasthttp. The connection stays with fasthttp: its next
 // request is offered to the fast handler again. What this path does not
 // give a handler: streaming (http.Flusher), hijacking, trailers.
+//
+// Serve and Shutdown may run in either order, at any time, and Shutdown
+// more than once; both return (fasthttp's own do not when Shutdown comes
+// before Serve has taken the listener).
+//
+// A request that cannot be read (a header or a body past its bound, not
+// HTTP/1.1, too slow) is refused with a problem+json answer, and its
+// connection is closed lingering (linger.go): what the client still sends
+// is read and thrown away for a while, so that the refusal reaches a
+// client still writing instead of a reset.
 package front
 
 import (
@@ -98,7 +108,7 @@ func (f *Server) Serve(ln net.Listener) error {
 	}
 	f.ln = ln
 	f.mu.Unlock()
-	if err := f.fast.Serve(ln); err != nil {
+	if err := f.fast.Serve(listener{ln}); err != nil {
 		return err
 	}
 	return http.ErrServerClosed // ln was closed
@@ -140,6 +150,7 @@ func (f *Server) serve(c *fasthttp.RequestCtx) {
 			c.Response.Reset()
 			c.SetStatusCode(http.StatusInternalServerError)
 			c.SetConnectionClose()
+			lingerOnClose(c.Conn())
 		}
 	}()
 	if f.cfg.Fast(c) {
@@ -207,6 +218,7 @@ func (f *Server) refuse(c *fasthttp.RequestCtx, err error) {
 	c.Response.Header.Set("Cache-Control", "no-store")
 	c.SetBody(f.cfg.Problem(status, detail))
 	c.SetConnectionClose()
+	lingerOnClose(c.Conn())
 }
 
 // buffered is the http.ResponseWriter of the slow handler: the answer is
