@@ -20,6 +20,14 @@
 // connection is closed lingering (linger.go): what the client still sends
 // is read and thrown away for a while, so that the refusal reaches a
 // client still writing instead of a reset.
+//
+// What fasthttp's parser does with requests that parsers disagree on is
+// pinned by TestParserPins: it refuses two Content-Lengths, two Hosts and
+// a Transfer-Encoding other than chunked or identity; with Content-Length
+// and chunked both it reads chunked and closes; it joins obs-fold lines;
+// it reads Transfer-Encoding: identity as no body; and before the
+// handlers see a path it decodes %2f and %2e in it and removes its dot
+// segments and empty ones (c.URI().PathOriginal() keeps the original).
 package front
 
 import (
