@@ -10,6 +10,24 @@
 // goes back through fasthttp. The connection stays with fasthttp: its next
 // request is offered to the fast handler again. What this path does not
 // give a handler: streaming (http.Flusher), hijacking, trailers.
+//
+// Serve and Shutdown may run in either order, at any time, and Shutdown
+// more than once; both return (fasthttp's own do not when Shutdown comes
+// before Serve has taken the listener).
+//
+// A request that cannot be read (a header or a body past its bound, not
+// HTTP/1.1, too slow) is refused with a problem+json answer, and its
+// connection is closed lingering (linger.go): what the client still sends
+// is read and thrown away for a while, so that the refusal reaches a
+// client still writing instead of a reset.
+//
+// What fasthttp's parser does with requests that parsers disagree on is
+// pinned by TestParserPins: it refuses two Content-Lengths, two Hosts and
+// a Transfer-Encoding other than chunked or identity; with Content-Length
+// and chunked both it reads chunked and closes; it joins obs-fold lines;
+// it reads Transfer-Encoding: identity as no body; and before the
+// handlers see a path it decodes %2f and %2e in it and removes its dot
+// segments and empty ones (c.URI().PathOriginal() keeps the original).
 package front
 
 import (
@@ -21,6 +39,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,10 +66,14 @@ type Config struct {
 	Log     zerolog.Logger // a panic of a handler is logged; default: none
 }
 
-// Server is a front. Serve it once, and Shutdown it.
+// Server is a front. Serve it once, and Shutdown it, in either order.
 type Server struct {
 	cfg  Config
 	fast *fasthttp.Server
+
+	mu   sync.Mutex
+	shut bool         // Shutdown has been called
+	ln   net.Listener // the listener Serve was given, for Shutdown to close
 }
 
 // New returns a front of cfg.
@@ -82,18 +105,44 @@ func New(cfg Config) *Server {
 }
 
 // Serve serves ln until Shutdown, and then returns http.ErrServerClosed, as
-// http.Server.Serve does.
+// http.Server.Serve does. After Shutdown it closes ln and returns
+// http.ErrServerClosed at once.
 func (f *Server) Serve(ln net.Listener) error {
-	if err := f.fast.Serve(ln); err != nil {
+	f.mu.Lock()
+	if f.shut {
+		f.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	f.ln = ln
+	f.mu.Unlock()
+	if err := f.fast.Serve(listener{ln}); err != nil {
 		return err
 	}
-	return http.ErrServerClosed
+	return http.ErrServerClosed // ln was closed
 }
 
 // Shutdown stops accepting connections, lets the requests under way end
-// (until ctx ends) and closes idle connections.
+// (until ctx ends) and closes idle connections. It may run before Serve,
+// alongside it, and more than once.
+//
+// It closes Serve's listener itself: fasthttp's Shutdown does nothing
+// when its Serve has not yet taken the listener, and that Serve would
+// then never return. Closed here, the listener makes Serve return whether
+// fasthttp had taken it or not.
 func (f *Server) Shutdown(ctx context.Context) error {
-	return f.fast.ShutdownWithContext(ctx)
+	f.mu.Lock()
+	f.shut = true
+	ln := f.ln
+	f.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	err := f.fast.ShutdownWithContext(ctx)
+	if errors.Is(err, net.ErrClosed) { // fasthttp closing ln again
+		err = nil
+	}
+	return err
 }
 
 // serve offers a request to Fast, and serves it with Slow if Fast declines.
@@ -109,6 +158,7 @@ func (f *Server) serve(c *fasthttp.RequestCtx) {
 			c.Response.Reset()
 			c.SetStatusCode(http.StatusInternalServerError)
 			c.SetConnectionClose()
+			lingerOnClose(c.Conn())
 		}
 	}()
 	if f.cfg.Fast(c) {
@@ -176,6 +226,7 @@ func (f *Server) refuse(c *fasthttp.RequestCtx, err error) {
 	c.Response.Header.Set("Cache-Control", "no-store")
 	c.SetBody(f.cfg.Problem(status, detail))
 	c.SetConnectionClose()
+	lingerOnClose(c.Conn())
 }
 
 // buffered is the http.ResponseWriter of the slow handler: the answer is

@@ -29,6 +29,7 @@ type fixture struct {
 	srv      *front.Server
 	served   chan error
 	fast     atomic.Int64 // requests Fast answered
+	slow     atomic.Int64 // requests Slow was given
 	waiting  chan struct{}
 	release  chan struct{}
 	canceled chan struct{}
@@ -45,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]string{"method": r.Method, "uri": r.RequestURI, "test": r.Header.Get("X-Test"), "body": string(body), "remote": r.RemoteAddr, "host": r.Host})
+		json.NewEncoder(w).Encode(echoed{r.Method, r.RequestURI, r.Host, r.Header, string(body), r.RemoteAddr})
 	})
 	mux.HandleFunc("/wait", func(w http.ResponseWriter, r *http.Request) {
 		f.waiting <- struct{}{}
@@ -76,7 +77,10 @@ func newFixture(t *testing.T) *fixture {
 			c.SetBodyString("fast")
 			return true
 		},
-		Slow:           mux,
+		Slow: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			f.slow.Add(1)
+			mux.ServeHTTP(w, r)
+		}),
 		ReadTimeout:    5 * time.Second,
 		IdleTimeout:    time.Minute,
 		WriteTimeout:   5 * time.Second,
@@ -99,6 +103,16 @@ func newFixture(t *testing.T) *fixture {
 		}
 	})
 	return f
+}
+
+// echoed is what /echo answers: the request as the slow handler got it.
+type echoed struct {
+	Method string      `json:"method"`
+	URI    string      `json:"uri"` // RequestURI
+	Host   string      `json:"host"`
+	Header http.Header `json:"header"`
+	Body   string      `json:"body"`
+	Remote string      `json:"remote"`
 }
 
 // conn is one client connection.
@@ -154,12 +168,12 @@ func TestConnectionGoesBackToFast(t *testing.T) {
 	}
 	c.send("POST /echo?a=1&b=%20 HTTP/1.1\nHost: x\nX-Test: yes\nTransfer-Encoding: chunked\n\n3\nabc\n2\nde\n0\n\n")
 	status, h, body := c.read("POST")
-	var echo map[string]string
+	var echo echoed
 	if err := json.Unmarshal([]byte(body), &echo); status != 200 || err != nil {
 		t.Fatalf("POST /echo: %d %q", status, body)
 	}
-	if echo["method"] != "POST" || echo["uri"] != "/echo?a=1&b=%20" || echo["test"] != "yes" || echo["body"] != "abcde" ||
-		!strings.HasPrefix(echo["remote"], "127.0.0.1:") || h.Get("Content-Type") != "application/json" {
+	if echo.Method != "POST" || echo.URI != "/echo?a=1&b=%20" || echo.Header.Get("X-Test") != "yes" || echo.Body != "abcde" ||
+		!strings.HasPrefix(echo.Remote, "127.0.0.1:") || h.Get("Content-Type") != "application/json" {
 		t.Errorf("the slow handler got %v (Content-Type %q)", echo, h.Get("Content-Type"))
 	}
 	c.send("GET /fast HTTP/1.1\nHost: x\n\n")
