@@ -22,7 +22,7 @@ import (
 const adminToken = "admin-token-0123456789"
 
 // withAdminToken sets the fixture's admin token to adminToken.
-func withAdminToken(c *api.Config) { c.Guard.AdminToken = adminToken }
+func withAdminToken(c *api.Config) { c.Auth.AdminToken = adminToken }
 
 // TestOversizedAdminBodyRefused: POST /v1/invalidate with the admin token
 // and a body of 200 KB (past MaxAdminBody) is refused with a 413
