@@ -39,7 +39,7 @@ type Config struct {
 	// customers: all. Required only if some plan uses it.
 	Customers func(ctx context.Context) ([]string, error)
 	// ReadSince returns the customer's reports read since since
-	// (store.Store.ReadSince), for plans with ranges: [recently_read].
+	// (store.Index.ReadSince), for plans with ranges: [recently_read].
 	// Required only if some plan uses it.
 	ReadSince func(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error)
 	// Log receives one line per firing and cron's own messages. Default: no
