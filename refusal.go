@@ -48,3 +48,19 @@ type Deferral struct {
 func (d *Deferral) Error() string {
 	return fmt.Sprintf("BI call deferred (%s) for %s", d.Reason, d.Delay)
 }
+
+// Usage is every customer's BI calls on a day and the fills refused: what
+// GET /v1/usage shows.
+type Usage struct {
+	Day        Day
+	Zone       *time.Location
+	DailyCalls int // the budget; 0: none
+	Customers  map[string]CustomerUsage
+}
+
+// CustomerUsage is one customer's BI calls on a day and the fills refused,
+// by reason (RefusalReasons).
+type CustomerUsage struct {
+	Calls   int64
+	Refused map[string]int64
+}

@@ -44,7 +44,7 @@ func (s *Server) postInvalidate(w http.ResponseWriter, r *http.Request) {
 	}
 	// The queue asks every API process for its latest reads: this one's go
 	// first, should its subscription be down.
-	s.flushReads(r.Context())
+	_ = s.flushReads(r.Context()) // logged
 	res, err := s.cfg.Queue.Invalidate(r.Context(), ch, s.cfg.ReadWithin)
 	if err != nil {
 		s.unavailable(w, r, err)

@@ -74,16 +74,19 @@ func (r *reads) take() map[dashcache.ReportKey]time.Time {
 	return out
 }
 
-// flushReads hands the reads recorded to Redis.
-func (s *Server) flushReads(ctx context.Context) {
+// flushReads hands the reads recorded to Redis. Those it fails to hand
+// over are lost (logged): the reports' next reads are recorded again.
+func (s *Server) flushReads(ctx context.Context) error {
 	if s.reads == nil {
-		return
+		return nil
 	}
 	s.flushing.Lock()
 	defer s.flushing.Unlock()
-	if err := s.cfg.Reads.RecordReads(ctx, s.reads.take()); err != nil {
-		s.cfg.Log.Warn().Err(err).Msg("recording reads") // lost: the next reads are recorded again
+	err := s.cfg.Reads.RecordReads(ctx, s.reads.take())
+	if err != nil {
+		s.cfg.Log.Warn().Err(err).Msg("recording reads")
 	}
+	return err
 }
 
 // flushReadsEvery hands the reads recorded to Redis every period, and once
@@ -97,22 +100,26 @@ func (s *Server) flushReadsEvery(period time.Duration) {
 		case <-s.closing:
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			s.flushReads(ctx)
+			_ = s.flushReads(ctx) // logged
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.flushReads(ctx)
+		_ = s.flushReads(ctx) // logged
 		cancel()
 	}
 }
 
 // handOver hands the reads seen to Redis, asked by an invalidation (anywhere
-// in the fleet), and answers it. It does not hold up the subscription.
+// in the fleet), and answers it once they are there: if they could not be
+// handed over, it does not answer, and the invalidation counts it as
+// unanswered. It does not hold up the subscription.
 func (s *Server) handOver(reply string) {
 	s.goBackground(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s.flushReads(ctx)
+		if s.flushReads(ctx) != nil {
+			return
+		}
 		if err := s.cfg.Cache.AnswerHandOver(ctx, reply); err != nil {
 			s.cfg.Log.Warn().Err(err).Msg("answering a hand-over of reads") // the invalidation says one did not answer
 		}

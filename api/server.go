@@ -3,7 +3,7 @@
 // answered on fasthttp by ServeFast), else from Redis in one round trip, which
 // puts it in L1; on a miss it has one deduped fill task enqueued and waits,
 // notified, for the fill. The admin endpoints (warm, invalidate, usage, the
-// asynq web UI, metrics) sit behind the Guard. Errors are problem+json.
+// asynq web UI, metrics) sit behind Auth. Errors are problem+json.
 package api
 
 import (
@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
-	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -63,7 +62,7 @@ type Reads interface {
 
 // Usage tells today's BI calls and refusals; *guard.Guard is one.
 type Usage interface {
-	Usage(ctx context.Context) (guard.Usage, error)
+	Usage(ctx context.Context) (dashcache.Usage, error)
 }
 
 // Pinger says whether Redis answers: every Redis the process uses.

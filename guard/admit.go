@@ -97,31 +97,16 @@ func budgetRefusal(customer string, budget int, now time.Time) *dashcache.Refusa
 	}
 }
 
-// Usage is every customer's BI calls on a day and the fills refused.
-type Usage struct {
-	Day        dashcache.Day
-	Zone       *time.Location
-	DailyCalls int // the budget; 0: none
-	Customers  map[string]CustomerUsage
-}
-
-// CustomerUsage is one customer's BI calls on a day and the fills refused,
-// by reason (dashcache.RefusalReasons).
-type CustomerUsage struct {
-	Calls   int64
-	Refused map[string]int64
-}
-
 // Usage returns today's usage (a day in Zone).
-func (g *Guard) Usage(ctx context.Context) (Usage, error) {
+func (g *Guard) Usage(ctx context.Context) (dashcache.Usage, error) {
 	day, _ := g.today()
 	byCustomer, err := g.state.UsageOn(ctx, day)
 	if err != nil {
-		return Usage{}, err
+		return dashcache.Usage{}, err
 	}
-	u := Usage{Day: day, Zone: g.cfg.Zone, DailyCalls: g.cfg.DailyCalls, Customers: map[string]CustomerUsage{}}
+	u := dashcache.Usage{Day: day, Zone: g.cfg.Zone, DailyCalls: g.cfg.DailyCalls, Customers: map[string]dashcache.CustomerUsage{}}
 	for c, cu := range byCustomer {
-		line := CustomerUsage{Calls: cu.Calls, Refused: map[string]int64{}}
+		line := dashcache.CustomerUsage{Calls: cu.Calls, Refused: map[string]int64{}}
 		for _, reason := range dashcache.RefusalReasons {
 			line.Refused[reason] = cu.Refused[reason]
 		}

@@ -93,7 +93,8 @@ func (g *Guard) Call(ctx context.Context, k dashcache.ReportKey, warming bool, q
 }
 
 // Do makes call, a call of the back end named that asks for no report
-// (listing its customers), under its rate and pause alone.
+// (listing its customers, for a warming plan), under its rate and pause
+// alone, as a warming call.
 func (g *Guard) Do(ctx context.Context, backend string, call func(context.Context) error) error {
 	b, err := g.rules(backend)
 	if err != nil {

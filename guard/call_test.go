@@ -34,7 +34,7 @@ func (f *fakeSource) Customers(context.Context) ([]string, error) {
 	return []string{"acme"}, f.err
 }
 
-// fakeClock stands still until a Limited sleeps; then it moves miniredis's
+// fakeClock stands still until a Guard sleeps; then it moves miniredis's
 // clock (TIME, used by the rate limit script) and its TTLs forward instead.
 type fakeClock struct {
 	mr    *miniredis.Miniredis
@@ -87,18 +87,18 @@ type source interface {
 	Customers(context.Context) ([]string, error)
 }
 
-// limited is a Guard in front of src, called as a worker calls it.
-type limited struct {
+// guarded is a Guard in front of src, called as a worker calls it.
+type guarded struct {
 	*Guard
 	src     source
 	warming bool // its calls are warming's
 }
 
-func (l *limited) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+func (l *guarded) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
 	return l.Call(ctx, k, l.warming, func(ctx context.Context) ([]byte, error) { return l.src.Query(ctx, k) })
 }
 
-func (l *limited) Customers(ctx context.Context) (customers []string, err error) {
+func (l *guarded) Customers(ctx context.Context) (customers []string, err error) {
 	err = l.Do(ctx, "", func(ctx context.Context) error {
 		customers, err = l.src.Customers(ctx)
 		return err
@@ -106,9 +106,9 @@ func (l *limited) Customers(ctx context.Context) (customers []string, err error)
 	return customers, err
 }
 
-// newLimited returns a Guard of cfg, on rdb, in front of src, with the one
+// newGuarded returns a Guard of cfg, on rdb, in front of src, with the one
 // back end "" at rate.
-func newLimited(t *testing.T, src source, rdb redis.UniversalClient, rate int, cfg Config) *limited {
+func newGuarded(t *testing.T, src source, rdb redis.UniversalClient, rate int, cfg Config) *guarded {
 	t.Helper()
 	cfg.State = store.New(rdb).Guards
 	b := cfg.Backends[""]
@@ -118,12 +118,12 @@ func newLimited(t *testing.T, src source, rdb redis.UniversalClient, rate int, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &limited{Guard: g, src: src}
+	return &guarded{Guard: g, src: src}
 }
 
-func newTestLimited(t *testing.T, src source, rdb redis.UniversalClient, rate int) *limited {
+func newTestGuarded(t *testing.T, src source, rdb redis.UniversalClient, rate int) *guarded {
 	t.Helper()
-	return newLimited(t, src, rdb, rate, Config{})
+	return newGuarded(t, src, rdb, rate, Config{})
 }
 
 var anyKey = dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}
@@ -133,11 +133,11 @@ func TestGuardEnforcesRateAcrossProcesses(t *testing.T) {
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) // time stands still
 	src := &fakeSource{}
-	// Two "processes": separate Limited and clients, one Redis.
-	a := newTestLimited(t, src, rdb, 4)
+	// Two "processes": separate Guards and clients, one Redis.
+	a := newTestGuarded(t, src, rdb, 4)
 	other := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = other.Close() })
-	b := newTestLimited(t, src, other, 4)
+	b := newTestGuarded(t, src, other, 4)
 	a.sleep, b.sleep = noWait, noWait
 
 	var ok, refused int
@@ -166,7 +166,7 @@ func TestGuardSpacesCalls(t *testing.T) {
 	mr, rdb := newRedis(t)
 	clock := newFakeClock(mr)
 	src := &fakeSource{}
-	l := newTestLimited(t, src, rdb, 4)
+	l := newTestGuarded(t, src, rdb, 4)
 	l.sleep = clock.sleep
 
 	for range 12 {
@@ -190,7 +190,7 @@ func TestGuardPausesFleetAfter429(t *testing.T) {
 	clock := newFakeClock(mr)
 
 	limited := &fakeSource{err: &dashcache.ProviderError{Outcome: dashcache.OutcomeRateLimited, Status: 429, RetryAfter: 2 * time.Second}}
-	a := newTestLimited(t, limited, rdb, 100)
+	a := newTestGuarded(t, limited, rdb, 100)
 	a.sleep = clock.sleep
 	_, err := a.Query(context.Background(), anyKey)
 	if dashcache.Outcome(err) != dashcache.OutcomeRateLimited {
@@ -198,7 +198,7 @@ func TestGuardPausesFleetAfter429(t *testing.T) {
 	}
 	// Another process sharing the Redis waits out the pause before calling.
 	src := &fakeSource{}
-	b := newTestLimited(t, src, rdb, 100)
+	b := newTestGuarded(t, src, rdb, 100)
 	b.sleep = clock.sleep
 	if _, err := b.Query(context.Background(), anyKey); err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func TestGuardWaitEndsWithContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &fakeSource{}
-	l := newTestLimited(t, src, rdb, 10) // the real sleep
+	l := newTestGuarded(t, src, rdb, 10) // the real sleep
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -237,7 +237,7 @@ func TestGuardCustomers(t *testing.T) {
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	src := &fakeSource{}
-	l := newTestLimited(t, src, rdb, 1)
+	l := newTestGuarded(t, src, rdb, 1)
 	l.sleep = noWait
 
 	got, err := l.Customers(context.Background())
@@ -255,7 +255,7 @@ func TestGuardRedisDown(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	src := &fakeSource{}
-	l := newTestLimited(t, src, rdb, 10)
+	l := newTestGuarded(t, src, rdb, 10)
 	mr.Close()
 	_, err := l.Query(context.Background(), anyKey)
 	if pe := asProviderError(t, err); pe.Outcome != dashcache.OutcomeTransient {
@@ -279,6 +279,8 @@ func TestNewValidates(t *testing.T) {
 		{"no state", Config{}, "State"},
 		{"negative rate", Config{State: state, Backends: map[string]Backend{"": {Rate: -1}}}, "Rate"},
 		{"negative share", Config{State: state, CustomerShare: -1}, "CustomerShare"},
+		{"no default back end", Config{State: state, Backends: map[string]Backend{"warehouse": {}}}, `back end ""`},
+		{"a name no hash tag may hold", Config{State: state, Backends: map[string]Backend{"": {}, "ware}house": {}}}, "ware}house"},
 	}
 	for _, tt := range tests {
 		g, err := New(tt.cfg)
@@ -301,7 +303,7 @@ func TestNewValidates(t *testing.T) {
 func TestUnknownBackend(t *testing.T) {
 	t.Parallel()
 	_, rdb := newRedis(t)
-	l := newTestLimited(t, &fakeSource{}, rdb, 10)
+	l := newTestGuarded(t, &fakeSource{}, rdb, 10)
 	called := false
 	if err := l.Do(context.Background(), "warehouse", func(context.Context) error { called = true; return nil }); err == nil || called {
 		t.Errorf("Do(warehouse) = %v, called %v; want an error naming it and no call", err, called)

@@ -149,6 +149,9 @@ func New(cfg Config) (*Guard, error) {
 	if len(cfg.Backends) == 0 {
 		cfg.Backends = map[string]Backend{"": {}}
 	}
+	if _, ok := cfg.Backends[""]; !ok {
+		return nil, errors.New(`guard: Config.Backends needs the back end "", the one every report goes to today`)
+	}
 	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
 	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
 	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
@@ -182,6 +185,9 @@ func New(cfg Config) (*Guard, error) {
 	})
 	for name, b := range cfg.Backends {
 		rate := cmp.Or(b.Rate, DefaultRate)
+		if name != "" && dashcache.CheckReportName(name) != nil { // a name goes into a hash tag
+			return nil, fmt.Errorf("guard: back end %q: a back end's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen)
+		}
 		if b.Rate < 0 || b.Burst < 0 {
 			return nil, fmt.Errorf("guard: back end %q: Rate and Burst must not be negative", name)
 		}

@@ -53,7 +53,7 @@ func TestGuardCustomerShare(t *testing.T) {
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	src := newBlockingSource()
-	l := newLimited(t, src, rdb, 100, Config{CustomerShare: 2})
+	l := newGuarded(t, src, rdb, 100, Config{CustomerShare: 2})
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
@@ -96,7 +96,7 @@ func TestGuardDailyBudget(t *testing.T) {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	now := time.Date(2025, 3, 1, 22, 30, 0, 0, time.UTC) // 23:30 in Berlin
 	src := &fakeSource{}
-	l := newLimited(t, src, rdb, 100, Config{DailyCalls: 2, Zone: berlin, Now: func() time.Time { return now }})
+	l := newGuarded(t, src, rdb, 100, Config{DailyCalls: 2, Zone: berlin, Now: func() time.Time { return now }})
 	for range 2 {
 		if _, err := l.Query(context.Background(), anyKey); err != nil {
 			t.Fatal(err)
@@ -129,7 +129,7 @@ func TestGuardBreaker(t *testing.T) {
 	clock := newFakeClock(mr)
 	down := &fakeSource{err: &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Status: 500}}
 	rule := store.BreakerRule{Failures: 3, Customers: 2, Window: time.Minute, Cooldown: 10 * time.Second}
-	l := newLimited(t, down, rdb, 100, Config{Backends: map[string]Backend{"": {Breaker: rule}}})
+	l := newGuarded(t, down, rdb, 100, Config{Backends: map[string]Backend{"": {Breaker: rule}}})
 	l.sleep = clock.sleep
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -164,7 +164,7 @@ func TestGuardWarmingShare(t *testing.T) {
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) // time stands still
 	src := &fakeSource{}
-	l := newLimited(t, src, rdb, 20, Config{CustomerShare: 100})
+	l := newGuarded(t, src, rdb, 20, Config{CustomerShare: 100})
 	l.sleep = noWait
 	reads := func() (n int) {
 		for range 30 {
@@ -178,7 +178,7 @@ func TestGuardWarmingShare(t *testing.T) {
 		t.Errorf("readers alone got %d calls of a burst of 20, want 20", n)
 	}
 	mr.FlushAll()
-	warming := &limited{Guard: l.Guard, src: src, warming: true}
+	warming := &guarded{Guard: l.Guard, src: src, warming: true}
 	if _, err := warming.Query(context.Background(), anyKey); err != nil { // a warming call waits, and calls
 		t.Fatal(err)
 	}

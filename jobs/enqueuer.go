@@ -176,6 +176,10 @@ func (e *Enqueuer) enqueue(ctx context.Context, k dashcache.ReportKey, t *asynq.
 // to hand their reads over.
 const handOverWait = 2 * time.Second
 
+// invalidateTimeout bounds an invalidation, which goes on when its caller
+// leaves: the change is logged, and what it makes stale must be marked.
+const invalidateTimeout = 30 * time.Second
+
 // Invalidate marks stale at once every cached report of ch.Customers
 // whose range overlaps the changed days: readers are served it as stale
 // while one refresh runs. Those read within readWithin (on any API process:
@@ -183,8 +187,11 @@ const handOverWait = 2 * time.Second
 // did not answer within handOverWait) are refreshed now, on the warming
 // queue, within the fleet's rate and each customer's share; the others on
 // their next read. A customer whose daily budget is used is not
-// refreshed: its readers get the stale reports until its budget allows.
+// refreshed: its readers get the stale reports until its budget allows. It
+// goes on if ctx ends (within invalidateTimeout).
 func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), invalidateTimeout)
+	defer cancel()
 	var res dashcache.Invalidation
 	defer func() {
 		e.invalidated.WithLabelValues("matched").Add(float64(res.Matched))
@@ -200,11 +207,10 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 	}
 	if readWithin > 0 {
 		// Every API process hands over the reads it has not yet, so that
-		// a report read anywhere a moment ago counts as read.
-		asked, answered, err := e.cfg.Cache.HandOverReads(ctx, handOverWait)
-		if err != nil {
-			return res, err
-		}
+		// a report read anywhere a moment ago counts as read. An ask that
+		// fails is no reason not to mark: those not heard from count as
+		// unanswered.
+		asked, answered, _ := e.cfg.Cache.HandOverReads(ctx, handOverWait)
 		res.APIs, res.APIsUnanswered = asked, asked-answered
 	}
 	customers := ch.Customers

@@ -454,3 +454,41 @@ func TestRescueAfterRegistryLost(t *testing.T) {
 		t.Fatalf("Ensure on an orphan after the registry was lost: %v %v, want a rescue enqueued", ok, err)
 	}
 }
+
+// TestInvalidationOutlivesItsCaller: an invalidation whose caller leaves
+// while an API process is slow to hand its reads over still marks what the
+// change made stale, and says the process did not answer.
+func TestInvalidationOutlivesItsCaller(t *testing.T) {
+	rdb := redisClient(t)
+	st, ctx, now := store.New(rdb), context.Background(), time.Now()
+	k := key(t, "acme")
+	lock, err := st.Cache.Obtain(ctx, k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Fill(ctx, store.NewEntry(k, []byte(`1`), now, time.Second, time.Hour), 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Index.IndexFill(ctx, k, now, now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// An API process that hears the ask and never answers.
+	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(string) {}, HandOver: func(string) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sub.Run(t.Context())
+	defer sub.Close()
+
+	leaving, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	ch := dashcache.Changed{Customers: []string{"acme"}, From: k.From, To: k.From}
+	res, err := newEnqueuer(t, rdb).Invalidate(leaving, ch, time.Hour)
+	if want := (dashcache.Invalidation{Matched: 1, MarkedStale: 1, APIs: 1, APIsUnanswered: 1}); err != nil || res != want {
+		t.Fatalf("Invalidate = %+v, %v; want %+v", res, err, want)
+	}
+	raw, _ := st.Cache.Get(ctx, k)
+	if e, err := store.ParseEntry(raw); err != nil || e.Fresh(time.Now()) {
+		t.Errorf("the report after the invalidation: %+v, %v; want it stale", e, err)
+	}
+}

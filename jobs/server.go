@@ -29,7 +29,7 @@ type WorkerConfig struct {
 // both queues hold tasks, it takes an interactive one four times as often as
 // a warming one: readers come first, and warming still gets a fifth of the
 // slots (and, through the rate limit, a fifth of the BI rate:
-// provider.WarmingShare).
+// guard.WarmingShare).
 type Worker struct {
 	srv   *asynq.Server
 	mux   *asynq.ServeMux

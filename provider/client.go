@@ -143,6 +143,9 @@ type queryRequest struct {
 // timeouts and connection errors, invalid on a 200 that is not JSON, not
 // UTF-8 or too large.
 func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
+	if err := oneReport(key); err != nil {
+		return nil, err
+	}
 	body, err := json.Marshal(queryRequest{
 		Customer: key.Customer,
 		From:     key.From.String(),
@@ -316,6 +319,16 @@ func drainClose(body io.ReadCloser) {
 // invalid is a 200 whose body cannot be stored.
 func invalid(err error) *dashcache.ProviderError {
 	return &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: http.StatusOK, Err: err}
+}
+
+// oneReport refuses, as permanent, a named report: the http contract (and
+// the simulator) know one report per customer and range.
+func oneReport(key dashcache.ReportKey) error {
+	if key.Report == "" {
+		return nil
+	}
+	return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+		Err: fmt.Errorf("report %q: the http contract answers only the default report", key.Report)}
 }
 
 func transient(status int, err error) *dashcache.ProviderError {

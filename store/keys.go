@@ -22,15 +22,14 @@ const FillChannel = prefix + "filled"
 // token. Pub/sub spans a server's databases, so the channel names the
 // database: an installation on another one is not asked. Its hash tag is
 // FillChannel's whole name, so that on a Redis Cluster both channels have one
-// slot: a subscription's one connection (go-redis opens it on the first
-// channel's slot) hears both, and a PUBLISH sent to that slot's node counts
-// every API process.
+// slot, as a subscription's one connection wants (go-redis opens it on the
+// first channel's slot).
 func handOverChannel(rdb redis.UniversalClient) string {
 	db := 0
 	if c, ok := rdb.(*redis.Client); ok {
 		db = c.Options().DB
 	}
-	return "{" + FillChannel + "}:handover:" + strconv.Itoa(db)
+	return prefix + "handover:{" + FillChannel + "}:" + strconv.Itoa(db)
 }
 
 // handOverReplyKey is the list on which the API processes asked for their

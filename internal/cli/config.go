@@ -29,15 +29,15 @@ type Config struct {
 	Listen               string         // DASHCACHE_LISTEN; default Role.Listen
 	ProviderURL          string         // DASHCACHE_PROVIDER_URL; "" = built-in simulator
 	ProviderToken        string         // DASHCACHE_PROVIDER_TOKEN
-	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's default
-	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = provider's default
-	ProviderBurst        int            // DASHCACHE_PROVIDER_BURST; 0 = provider's default
+	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's and guard's default
+	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = guard's default
+	ProviderBurst        int            // DASHCACHE_PROVIDER_BURST; 0 = guard's default
 	ProviderMaxBytes     int64          // DASHCACHE_PROVIDER_MAX_BYTES; 0 = provider's default
-	CustomerConcurrency  int            // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = provider's default
-	CustomerPending      int            // DASHCACHE_CUSTOMER_PENDING; 0 = jobs' default
+	CustomerConcurrency  int            // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = guard's default
+	CustomerPending      int            // DASHCACHE_CUSTOMER_PENDING; 0 = guard's default
 	CustomerDailyCalls   int            // DASHCACHE_CUSTOMER_DAILY_CALLS; 0 = no budget
 	EarliestDate         time.Time      // DASHCACHE_EARLIEST_DATE; zero = dashcache.HorizonYears before today
-	BreakerCooldown      time.Duration  // DASHCACHE_BREAKER_COOLDOWN; 0 = provider's default
+	BreakerCooldown      time.Duration  // DASHCACHE_BREAKER_COOLDOWN; 0 = guard's default
 	WorkerConcurrency    int            // DASHCACHE_WORKER_CONCURRENCY; 0 = jobs' default
 	AllowUnauthenticated bool           // DASHCACHE_ALLOW_UNAUTHENTICATED
 	APIKeys              api.APIKeys    // DASHCACHE_API_KEYS; nil = no authentication

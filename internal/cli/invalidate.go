@@ -38,7 +38,10 @@ func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []s
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d matched, %d marked stale, %d refreshed now (reads of %d API processes, %d did not answer)\n",
-		res.Matched, res.MarkedStale, res.Refreshed, res.APIs, res.APIsUnanswered)
+	reads := "reads not tracked (DASHCACHE_REFRESH_READ_WITHIN=0)"
+	if cfg.ReadWithin > 0 {
+		reads = fmt.Sprintf("reads of %d API processes, %d did not answer", res.APIs, res.APIsUnanswered)
+	}
+	fmt.Fprintf(stdout, "%d matched, %d marked stale, %d refreshed now (%s)\n", res.Matched, res.MarkedStale, res.Refreshed, reads)
 	return nil
 }

@@ -76,7 +76,7 @@ func (p *redisParts) Ping(ctx context.Context) error {
 	if p.cache == p.queue {
 		return nil
 	}
-	return p.cache.Ping(ctx).Err()
+	return p.store.Cache.Ping(ctx)
 }
 
 // connect opens the Redis of cfg, checks that the queue's cannot evict, and
