@@ -1,0 +1,221 @@
+package provider
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dashcache/dashcache"
+)
+
+// Catalogue is the report catalogue (DASHCACHE_REPORTS_FILE): the BI back
+// ends, and the named reports each answers.
+//
+//	backends:
+//	  warehouse: {type: postgres, dsn_env: WAREHOUSE_DSN, rate: 20}
+//	reports:
+//	  revenue:
+//	    backend: warehouse
+//	    query: |
+//	      SELECT day, sum(amount) AS revenue, count(*) AS orders
+//	      FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to
+//	      GROUP BY day ORDER BY day
+type Catalogue struct {
+	// Backends are the back ends by name (1-32 characters of a-z 0-9 _ -).
+	Backends map[string]Backend `yaml:"backends"`
+	// Reports are the reports by name (1-32 characters of a-z 0-9 _ -).
+	Reports map[string]Report `yaml:"reports"`
+}
+
+// Back end types.
+const (
+	TypePostgres = "postgres"
+	TypeHTTP     = "http"
+)
+
+// BackendTypes are the back end types a catalogue may name.
+var BackendTypes = []string{TypePostgres, TypeHTTP}
+
+// Backend is one BI back end of the catalogue. Secrets are never in the
+// file: it names the environment variables that hold them.
+type Backend struct {
+	// Type is one of BackendTypes.
+	Type string `yaml:"type"`
+	// DSNEnv names the variable that holds a SQL back end's connection
+	// string (postgres: postgres://user:pass@host/db).
+	DSNEnv string `yaml:"dsn_env"`
+	// URL is an http back end's base URL (the provider contract).
+	URL string `yaml:"url"`
+	// TokenEnv names the variable that holds an http back end's bearer
+	// token, if it wants one.
+	TokenEnv string `yaml:"token_env"`
+	// Rate and Burst are the fleet's calls per second to it, and how many
+	// may go at once; default: DASHCACHE_PROVIDER_RATE and _BURST.
+	Rate  int `yaml:"rate"`
+	Burst int `yaml:"burst"`
+	// MaxRows bounds a SQL report's rows: an answer with more is invalid.
+	// Default DefaultMaxRows.
+	MaxRows int `yaml:"max_rows"`
+}
+
+// DefaultMaxRows is the default of Backend.MaxRows.
+const DefaultMaxRows = 100_000
+
+// Report is one named report of the catalogue.
+type Report struct {
+	// Backend names the back end that answers it.
+	Backend string `yaml:"backend"`
+	// Query is a SQL back end's query, with the named parameters
+	// @customer, @from and @to (dates) bound by the driver; it must use
+	// @customer.
+	Query string `yaml:"query"`
+}
+
+// sqlParams are the named parameters a SQL query may use.
+var sqlParams = []string{"customer", "from", "to"}
+
+// LoadCatalogue reads and checks a report catalogue; see ParseCatalogue.
+func LoadCatalogue(path string) (*Catalogue, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the report catalogue: %w", err)
+	}
+	c, err := ParseCatalogue(data)
+	if err != nil {
+		return nil, fmt.Errorf("report catalogue %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseCatalogue decodes and checks a report catalogue. Unknown fields are
+// errors, and every problem found is reported, each naming the report or
+// back end and the field, and saying what is accepted.
+func ParseCatalogue(data []byte) (*Catalogue, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Catalogue
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty; it needs backends: and reports: (see the report catalogue in the README)")
+		}
+		return nil, explainYAML(err)
+	}
+	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
+		return nil, errors.New("the file holds more than one YAML document; put every back end and report in one")
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// explainYAML rewrites yaml's "field x not found in type provider.Report"
+// into words that say which fields are accepted.
+func explainYAML(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	r := strings.NewReplacer(
+		"not found in type provider.Catalogue", "is not known; the file accepts backends and reports",
+		"not found in type provider.Backend", "is not known; a back end accepts type, dsn_env, url, token_env, rate, burst and max_rows",
+		"not found in type provider.Report", "is not known; a report accepts backend and query",
+	)
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = r.Replace(m)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// check reports every problem in c, joined, in the order of the names.
+func (c *Catalogue) check() error {
+	var errs []error
+	if len(c.Reports) == 0 {
+		errs = append(errs, errors.New("reports: at least one report is required"))
+	}
+	for _, name := range sortedKeys(c.Backends) {
+		b := c.Backends[name]
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("back end %s: "+format, append([]any{name}, args...)...))
+		}
+		if err := dashcache.CheckReportName(name); err != nil {
+			bad("the name: a back end's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+		}
+		switch b.Type {
+		case TypePostgres:
+			if b.DSNEnv == "" {
+				bad("dsn_env is required: the environment variable that holds the connection string")
+			}
+		case TypeHTTP:
+			if b.URL == "" {
+				bad("url is required: the base URL of the provider contract")
+			}
+		default:
+			bad("type %q: use one of %s", b.Type, strings.Join(BackendTypes, ", "))
+		}
+		if b.Rate < 0 || b.Burst < 0 || b.MaxRows < 0 {
+			bad("rate, burst and max_rows must not be negative")
+		}
+	}
+	for _, name := range sortedKeys(c.Reports) {
+		r := c.Reports[name]
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("report %s: "+format, append([]any{name}, args...)...))
+		}
+		if err := dashcache.CheckReportName(name); err != nil {
+			bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+		}
+		b, ok := c.Backends[r.Backend]
+		if !ok {
+			bad("backend %q is not one of the back ends (%s)", r.Backend, strings.Join(sortedKeys(c.Backends), ", "))
+			continue
+		}
+		switch b.Type {
+		case TypePostgres:
+			if err := checkSQL(r.Query); err != nil {
+				bad("query: %v", err)
+			}
+		case TypeHTTP:
+			if r.Query != "" {
+				bad("query: an http back end takes no query (it answers its own contract)")
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkSQL checks a SQL report's query: given, with only the named
+// parameters sqlParams, and @customer among them, so that a report never
+// reads across customers.
+func checkSQL(query string) error {
+	if strings.TrimSpace(query) == "" {
+		return errors.New("is required: the SQL, with @customer, @from and @to")
+	}
+	used := map[string]bool{}
+	for _, p := range namedParams(query) {
+		if !slices.Contains(sqlParams, p.name) {
+			return fmt.Errorf("@%s is not a parameter; use @customer, @from and @to", p.name)
+		}
+		used[p.name] = true
+	}
+	if !used["customer"] {
+		return errors.New("does not use @customer: every report must be limited to the customer it is read for")
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,103 @@
+package provider
+
+import (
+	"strings"
+	"testing"
+)
+
+const goodCatalogue = `
+backends:
+  warehouse: {type: postgres, dsn_env: WAREHOUSE_DSN, rate: 20}
+  legacy: {type: http, url: "http://127.0.0.1:9000", token_env: LEGACY_TOKEN}
+reports:
+  revenue:
+    backend: warehouse
+    query: |
+      SELECT day, sum(amount) AS revenue, count(*) AS orders
+      FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to
+      GROUP BY day ORDER BY day
+  legacy-totals:
+    backend: legacy
+`
+
+func TestParseCatalogue(t *testing.T) {
+	c, err := ParseCatalogue([]byte(goodCatalogue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Backends["warehouse"]; b.Type != TypePostgres || b.DSNEnv != "WAREHOUSE_DSN" || b.Rate != 20 {
+		t.Errorf("warehouse: %+v", b)
+	}
+	if r := c.Reports["revenue"]; r.Backend != "warehouse" || !strings.Contains(r.Query, "@customer") {
+		t.Errorf("revenue: %+v", r)
+	}
+
+	// Every problem is reported, each naming its report or back end and
+	// field.
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"empty", ``, []string{"empty"}},
+		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend and query"}},
+		{"no reports", "backends:\n  b: {type: http, url: x}\n", []string{"reports: at least one"}},
+		{"several at once", `
+backends:
+  Ware: {type: postgres}
+  h: {type: mysql2}
+  n: {type: http, rate: -1}
+reports:
+  no-customer: {backend: Ware, query: "SELECT 1 WHERE day = @from"}
+  comment-only: {backend: Ware, query: "SELECT 1 -- @customer"}
+  string-only: {backend: Ware, query: "SELECT '@customer'"}
+  odd-param: {backend: Ware, query: "SELECT 1 WHERE c = @customer AND x = @tenant"}
+  lost: {backend: nowhere}
+  http-query: {backend: n, query: "SELECT 1"}
+  Bad.Name: {backend: n}
+`, []string{
+			"back end Ware: the name", "back end Ware: dsn_env is required",
+			`back end h: type "mysql2": use one of postgres, http`,
+			"back end n: rate, burst and max_rows must not be negative",
+			"report no-customer: query: does not use @customer",
+			"report comment-only: query: does not use @customer",
+			"report string-only: query: does not use @customer",
+			"report odd-param: query: @tenant is not a parameter",
+			`report lost: backend "nowhere" is not one of the back ends (Ware, h, n)`,
+			"report http-query: query: an http back end takes no query",
+			"report Bad.Name: the name",
+		}},
+	} {
+		_, err := ParseCatalogue([]byte(tc.file))
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
+			}
+		}
+	}
+}
+
+func TestNamedParams(t *testing.T) {
+	for q, want := range map[string]string{
+		"SELECT @customer, @from, @to":                             "customer from to",
+		"SELECT '@x', \"@y\", `@z`, @customer":                     "customer",
+		"SELECT 'it''s @x', E'\\'@y', @from -- @z\n, @to /* @w */": "from to",
+		"SELECT $$ @x $$, $t$ @y $t$, $1, @customer":               "customer",
+		"SELECT a@b, @_c1, @9, @":                                  "b _c1",
+		"SELECT '@unclosed":                                        "",
+	} {
+		var got []string
+		for _, p := range namedParams(q) {
+			if q[p.start:p.end] != "@"+p.name {
+				t.Errorf("%q: %+v does not span @%s", q, p, p.name)
+			}
+			got = append(got, p.name)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("namedParams(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
