@@ -36,6 +36,7 @@ const (
 type ProviderError struct {
 	Outcome    ProviderOutcome
 	Status     int           // HTTP status, 0 when no response arrived
+	Code       string        // the back end's own error code (a SQLSTATE, say), if any
 	RetryAfter time.Duration // from Retry-After on 429, else 0
 	Err        error         // the cause, for logs
 }
@@ -44,6 +45,9 @@ func (e *ProviderError) Error() string {
 	msg := fmt.Sprintf("BI platform: %s", e.Outcome)
 	if e.Status != 0 {
 		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.Code != "" {
+		msg += fmt.Sprintf(" (code %s)", e.Code)
 	}
 	if e.RetryAfter > 0 {
 		msg += fmt.Sprintf(", retry after %s", e.RetryAfter)

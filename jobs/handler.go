@@ -202,7 +202,7 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	}
 	log = log.With().Dur("provider_ms", now.Sub(start)).Logger()
 	if err != nil {
-		return h.failed(ctx, log, lock, err, a)
+		return h.failed(ctx, log, lock, k, err, a)
 	}
 	ttl := k.TTL(now.In(h.cfg.Zone))
 	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
@@ -261,7 +261,7 @@ func current(cached string, r dashcache.Refresh, now time.Time) bool {
 // invalid answer again, or the last attempt's failure is remembered for
 // FailureTTL and announced to readers, and the task ends without being
 // archived.
-func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, err error, a attempt) error {
+func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lock, k dashcache.ReportKey, err error, a attempt) error {
 	outcome := dashcache.Outcome(err)
 	permanent := outcome == dashcache.OutcomePermanent || outcome == dashcache.OutcomeInvalid && a.retried >= 1
 	if !permanent && !a.final {
@@ -270,9 +270,15 @@ func (h *Handler) failed(ctx context.Context, log zerolog.Logger, lock *store.Lo
 	}
 	log.Error().Err(err).Msg("BI call failed; remembering the failure")
 	detail := fmt.Sprintf("the BI platform failed for this report (%s", outcome)
+	if k.Report != "" {
+		detail = fmt.Sprintf("the back end of report %s failed (%s", k.Report, outcome)
+	}
 	var pe *dashcache.ProviderError
 	if errors.As(err, &pe) && pe.Status != 0 {
 		detail += fmt.Sprintf(", HTTP %d", pe.Status)
+	}
+	if pe != nil && pe.Code != "" {
+		detail += ", code " + pe.Code
 	}
 	detail += fmt.Sprintf("); try again in %s", h.cfg.FailureTTL)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
