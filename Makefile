@@ -33,7 +33,7 @@ bench-fairness:
 # written to the package's testdata/fuzz and fails the run: commit it, fix
 # it, and it stays a regression test of make test.
 FUZZTIME ?= 5s
-FUZZ_TARGETS = FuzzQuickDate:. FuzzParseQuery:./api FuzzParseAPIKeys:./api FuzzParseEntry:./store FuzzLoadConfig:./internal/cli FuzzParse:./scheduler
+FUZZ_TARGETS = FuzzQuickDate:. FuzzParseQuery:./api FuzzParseAPIKeys:./api FuzzParseEntry:./store FuzzLoadConfig:./internal/cli FuzzParse:./scheduler FuzzJSONString:./provider FuzzJSONNumber:./provider
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
