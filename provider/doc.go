@@ -1,7 +1,9 @@
-// Package provider holds the BI clients: Client speaks the provider contract
-// over HTTP, Simulator stands in for the platform (in process or as an HTTP
-// server), and Measured counts and times the calls of either. They know
-// nothing of the cache: package guard protects the platform for the fleet.
+// Package provider holds the BI back ends: Client speaks the provider
+// contract over HTTP, Postgres answers the catalogue's named reports from a
+// PostgreSQL database, Simulator stands in for the platform (in process or
+// as an HTTP server), and Measured counts and times the calls of any of
+// them. They know nothing of the cache: package guard protects the platform
+// for the fleet.
 package provider
 
 import (
@@ -11,7 +13,9 @@ import (
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Simulator and Measured implement it.
+// queries and lists its customers. Client, Postgres, Simulator and Measured
+// implement it; a back end that has no list of customers (Postgres) fails
+// Customers with ErrNoCustomerList, as a permanent error.
 type Source interface {
 	dashcache.ReportSource
 	Customers(ctx context.Context) ([]string, error)
@@ -19,6 +23,7 @@ type Source interface {
 
 var (
 	_ Source = (*Client)(nil)
+	_ Source = (*Postgres)(nil)
 	_ Source = (*Simulator)(nil)
 	_ Source = (*Measured)(nil)
 )

@@ -1,0 +1,454 @@
+package provider
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dashcache/dashcache"
+)
+
+// SQLConfig configures a SQL back end (Postgres).
+type SQLConfig struct {
+	// MaxRows bounds a report's rows: an answer with more is invalid
+	// (dashcache.OutcomeInvalid). Default DefaultMaxRows.
+	MaxRows int
+	// Timeout bounds a report's statement on the server (its
+	// statement_timeout); the whole call, connecting included, gets 2s
+	// more, so that the server's own timeout, which says what it is
+	// (SQLSTATE 57014), comes first. Default 60s (DefaultTimeout).
+	Timeout time.Duration
+	// MaxBytes bounds a report's JSON: a larger answer is invalid, as the
+	// http back end's larger than DASHCACHE_PROVIDER_MAX_BYTES is.
+	// Default 16 MiB (DefaultMaxBodyBytes).
+	MaxBytes int64
+}
+
+// callGrace is how much longer than SQLConfig.Timeout a call may take:
+// time to connect, begin and set the timeout before the statement starts,
+// and for the server's timeout error to arrive.
+const callGrace = 2 * time.Second
+
+// cancelDelay is how long a call whose context has ended waits for the
+// server to confirm the cancellation of its statement before it closes the
+// connection.
+const cancelDelay = time.Second
+
+// ErrNoCustomerList is the error of Customers on a back end that cannot
+// list its customers, such as a SQL database: a warming plan with
+// customers: all needs the http back end, or a list of names.
+var ErrNoCustomerList = errors.New("provider: a SQL back end cannot list its customers; " +
+	"a warming plan with customers: all needs the http back end: name the customers instead")
+
+// Postgres answers the named reports of the catalogue from a PostgreSQL
+// database: each report is one SQL query, with @customer, @from and @to
+// bound as values by the driver. It is safe for concurrent use.
+//
+// Each call runs in a read-only transaction that is always rolled back,
+// under a statement_timeout, and a call whose context ends has its
+// statement cancelled on the server. The answer is a JSON array with one
+// object per row, keyed by column name in the query's column order; see
+// Query for the types it accepts.
+type Postgres struct {
+	pool     *pgxpool.Pool
+	reports  map[string]string
+	maxRows  int
+	maxBytes int64
+	timeout  time.Duration
+	secrets  []string // the DSN and its password: cut from every error
+}
+
+// Session settings every connection starts with, so that the text of the
+// values that Query turns into JSON is the same whatever the server's or the
+// role's defaults: dates as YYYY-MM-DD, timestamps with zone in UTC, floats
+// with every digit they need, UTF-8 text.
+var pinnedSettings = map[string]string{
+	"TimeZone":           "UTC",
+	"DateStyle":          "ISO",
+	"client_encoding":    "UTF8",
+	"extra_float_digits": "3",
+}
+
+// applicationName names dashcache's sessions on the server
+// (pg_stat_activity.application_name), unless the DSN names them.
+const applicationName = "dashcache"
+
+// NewPostgres returns a Postgres back end on the database of dsn
+// (postgres://user:password@host:port/db?sslmode=..., or key=value pairs;
+// the pool takes pool_max_conns and the other pgxpool settings from it)
+// answering reports, a map from report name to its SQL. It checks every
+// report (a name as the catalogue accepts, and SQL that uses @customer and
+// no other parameter than @customer, @from and @to) and reports every
+// problem at once. It does not connect: the first call, or Prepare, does.
+// Its errors never contain the DSN or its password.
+func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*Postgres, error) {
+	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	if err := cfg.validate(reports); err != nil {
+		return nil, err
+	}
+	// pgx's parse error quotes the DSN with the password masked as best it
+	// can ("best effort", says its comment): say nothing of the DSN.
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("provider: postgres: the connection string cannot be parsed; " +
+			"it is postgres://user:password@host:port/database?sslmode=... or host=... dbname=... key=value pairs")
+	}
+	secrets := []string{dsn, pc.ConnConfig.Password}
+
+	params := pc.ConnConfig.RuntimeParams
+	for name := range params {
+		// PostgreSQL's setting names are case-insensitive: a DSN's
+		// timezone=... must not override the pinned TimeZone.
+		for pinned := range pinnedSettings {
+			if strings.EqualFold(name, pinned) {
+				delete(params, name)
+			}
+		}
+	}
+	for name, value := range pinnedSettings {
+		params[name] = value
+	}
+	if params["application_name"] == "" {
+		params["application_name"] = applicationName
+	}
+	// pgx's default, on a context that ends, only closes the socket: the
+	// server runs the statement on until it next writes to the client. A
+	// cancel request stops it at once; the socket is closed too if the
+	// server has not answered within cancelDelay.
+	pc.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, CancelRequestDelay: 0, DeadlineDelay: cancelDelay}
+	}
+
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, redact(fmt.Errorf("provider: postgres: %w", err), secrets)
+	}
+	return &Postgres{
+		pool:     pool,
+		reports:  maps.Clone(reports),
+		maxRows:  cfg.MaxRows,
+		maxBytes: cfg.MaxBytes,
+		timeout:  cfg.Timeout,
+		secrets:  secrets,
+	}, nil
+}
+
+func (cfg SQLConfig) validate(reports map[string]string) error {
+	var errs []error
+	if cfg.MaxRows < 0 {
+		errs = append(errs, fmt.Errorf("provider: MaxRows must not be negative, got %d", cfg.MaxRows))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("provider: Timeout must not be negative, got %s", cfg.Timeout))
+	}
+	if cfg.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("provider: MaxBytes must not be negative, got %d", cfg.MaxBytes))
+	}
+	if len(reports) == 0 {
+		errs = append(errs, errors.New("provider: postgres: at least one report is required"))
+	}
+	for _, name := range sortedKeys(reports) {
+		if err := dashcache.CheckReportName(name); err != nil {
+			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
+		}
+		if err := checkSQL(reports[name]); err != nil {
+			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes the pool's connections. Calls in flight fail.
+func (p *Postgres) Close() { p.pool.Close() }
+
+// Customers fails with ErrNoCustomerList, as a permanent error: a SQL
+// database has no list of dashcache's customers.
+func (p *Postgres) Customers(context.Context) ([]string, error) {
+	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: ErrNoCustomerList}
+}
+
+// Query runs the SQL of report k.Report with @customer bound to k.Customer
+// and @from and @to to k.From and k.To (as 'YYYY-MM-DD' text, which the
+// server casts to the type the query compares them with), and returns its
+// rows as a JSON array of objects, keyed by column name in the query's
+// column order ([] for no rows).
+//
+// Values become JSON by their column's type: int2, int4, int8, oid and
+// numeric are numbers with every digit PostgreSQL prints (a numeric NaN or
+// Infinity is an error); float4 and float8 numbers, NaN and ±Infinity null;
+// bool true or false; date "YYYY-MM-DD"; timestamptz and timestamp (read as
+// UTC) RFC 3339 in UTC, fractional seconds kept; text, varchar, bpchar, name
+// and uuid strings; json and jsonb the JSON itself; NULL null. A column of
+// any other type is a permanent error that names it: cast it (::text).
+//
+// A failure is a *dashcache.ProviderError whose Code is the SQLSTATE, if
+// the server sent one: transient when the server could not answer now
+// (connection, timeout, cancellation, serialization failure, deadlock,
+// too many connections, server shutdown), permanent when the query is wrong
+// (an unknown report, syntax, undefined table, column or function, missing
+// privilege, a data exception, a write in the read-only transaction),
+// invalid when the answer cannot be stored (more than MaxRows rows, larger
+// than MaxBytes, a value JSON cannot hold).
+func (p *Postgres) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	sql, ok := p.reports[k.Report]
+	if !ok {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+			Err: fmt.Errorf("report %q is not one of this postgres back end's reports (%s)", k.Report, strings.Join(sortedKeys(p.reports), ", "))}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
+	defer cancel()
+	data, err := p.query(callCtx, cancel, sql, k)
+	if err != nil {
+		return nil, p.failure(ctx, callCtx, "report "+k.Report, err)
+	}
+	return data, nil
+}
+
+// query runs one report's SQL in a read-only transaction; stop ends ctx,
+// which cancels the statement on the server.
+func (p *Postgres) query(ctx context.Context, stop context.CancelFunc, sql string, k dashcache.ReportKey) ([]byte, error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
+	defer conn.Release()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("beginning a read-only transaction: %w", err)
+	}
+	// Rolled back, never committed: nothing is to be kept, and a report
+	// that changes a session setting (set_config(..., false)) has the
+	// change undone with it. The call's context may have ended.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelDelay+callGrace)
+		defer cancel()
+		_ = tx.Rollback(rctx) // on failure pgx closes the connection, and the pool drops it
+	}()
+	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(max(p.timeout.Milliseconds(), 1), 10)); err != nil {
+		return nil, fmt.Errorf("setting statement_timeout: %w", err)
+	}
+	// Text results for every column: Query turns PostgreSQL's own text
+	// into JSON, and never a value decoded and printed again by Go.
+	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.TextFormatCode}, pgx.NamedArgs{
+		"customer": k.Customer,
+		"from":     k.From.String(),
+		"to":       k.To.String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := jsonColumns(rows.FieldDescriptions(), conn.Conn().TypeMap())
+	if err != nil {
+		stop()
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
+	}
+	return p.rowsJSON(rows, cols, stop)
+}
+
+// rowsJSON reads rows into a JSON array. When the answer grows past a
+// limit, or a value cannot be JSON, it stops the statement on the server
+// (stop), rather than reading the rest of its rows for nothing.
+func (p *Postgres) rowsJSON(rows pgx.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
+	out := append(make([]byte, 0, 4096), '[')
+	n := 0
+	for rows.Next() {
+		if n++; n > p.maxRows {
+			stop()
+			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", p.maxRows))
+		}
+		if n > 1 {
+			out = append(out, ',')
+		}
+		var err error
+		if out, err = appendRow(out, cols, rows.RawValues()); err != nil {
+			stop()
+			return nil, invalidAnswer(err)
+		}
+		if int64(len(out)) >= p.maxBytes { // ']' is still to come
+			stop()
+			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", p.maxBytes))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return append(out, ']'), nil
+}
+
+// invalidAnswer is an answer that cannot be stored.
+func invalidAnswer(err error) *dashcache.ProviderError {
+	return &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Err: err}
+}
+
+// failure turns a failed call into a *dashcache.ProviderError whose text
+// starts with what (the report, say), whose Code is the SQLSTATE, and which
+// contains neither the DSN nor its password. parent is the caller's
+// context, call the call's own.
+func (p *Postgres) failure(parent, call context.Context, what string, err error) error {
+	var pe *dashcache.ProviderError
+	if !errors.As(err, &pe) {
+		outcome, code := classify(err)
+		pe = &dashcache.ProviderError{Outcome: outcome, Code: code, Err: err}
+	}
+	switch {
+	case parent.Err() != nil:
+		// The caller gave up (the worker lost its lock, say): the
+		// statement was cancelled on the server.
+		err = fmt.Errorf("%s: the call was abandoned (%w): %w", what, context.Cause(parent), pe.Err)
+	case errors.Is(call.Err(), context.DeadlineExceeded):
+		err = fmt.Errorf("%s: no answer within %s: %w", what, p.timeout+callGrace, pe.Err)
+	default:
+		err = fmt.Errorf("%s: %w", what, pe.Err)
+	}
+	out := *pe
+	out.Err = redact(err, p.secrets)
+	return &out
+}
+
+// transientSQLStates are the SQLSTATEs, by class (two characters) or in
+// full, of a server that cannot answer now but may soon.
+var transientSQLStates = map[string]bool{
+	"08":    true, // connection exception
+	"53":    true, // insufficient resources: too many connections, out of memory or disk
+	"57":    true, // operator intervention: query_canceled (statement_timeout, cancel), shutdowns
+	"58":    true, // system error: I/O
+	"40001": true, // serialization_failure
+	"40P01": true, // deadlock_detected
+	"55P03": true, // lock_not_available
+}
+
+// classify returns the outcome of a failed call, and its SQLSTATE if the
+// server sent one. Errors of the server are permanent unless they say the
+// server could not answer now; an error without a SQLSTATE (no connection,
+// a broken one, an ended context) is transient.
+func classify(err error) (dashcache.ProviderOutcome, string) {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return dashcache.OutcomeTransient, ""
+	}
+	code := pgErr.Code
+	switch {
+	case transientSQLStates[code], len(code) == 5 && transientSQLStates[code[:2]],
+		// A statement pgx had prepared on this connection, whose result
+		// types a schema change altered: pgx forgets it, and the next
+		// call prepares it again.
+		code == "0A000" && pgErr.Message == "cached plan must not change result type":
+		return dashcache.OutcomeTransient, code
+	default:
+		return dashcache.OutcomePermanent, code
+	}
+}
+
+// Column is a column of a report's answer, as Prepare finds it.
+type Column struct {
+	// Name is the column's name: its key in each row's object.
+	Name string
+	// Type is its PostgreSQL type, as format_type names it.
+	Type string
+}
+
+// Prepare prepares every report's SQL on the server without running it,
+// and returns each report's columns. Its error joins one error per report
+// that cannot be prepared (a *dashcache.ProviderError with the SQLSTATE, as
+// Query's) or that has columns Query cannot turn into JSON; each names the
+// report, and the latter every such column with its type. A report with
+// such columns still has them in the map; one that failed to prepare has
+// none.
+func (p *Postgres) Prepare(ctx context.Context) (map[string][]Column, error) {
+	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
+	defer cancel()
+	conn, err := p.pool.Acquire(callCtx)
+	if err != nil {
+		return nil, p.failure(ctx, callCtx, "preparing the reports", fmt.Errorf("connecting: %w", err))
+	}
+	defer conn.Release()
+
+	out := make(map[string][]Column, len(p.reports))
+	var errs []error
+	for _, name := range sortedKeys(p.reports) {
+		cols, err := p.prepare(callCtx, conn.Conn(), p.reports[name])
+		if cols != nil {
+			out[name] = cols
+		}
+		if err != nil {
+			errs = append(errs, p.failure(ctx, callCtx, "report "+name, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// prepare prepares one report's SQL, rewritten as Query's pgx.NamedArgs
+// rewrite it, as pgx's unnamed statement.
+func (p *Postgres) prepare(ctx context.Context, conn *pgx.Conn, sql string) ([]Column, error) {
+	sql, _, err := pgx.NamedArgs{}.RewriteQuery(ctx, conn, sql, nil)
+	if err != nil {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
+	}
+	sd, err := conn.Prepare(ctx, "", sql)
+	if err != nil {
+		return nil, fmt.Errorf("preparing: %w", err)
+	}
+	oids := make([]uint32, len(sd.Fields))
+	mods := make([]int32, len(sd.Fields))
+	for i, f := range sd.Fields {
+		oids[i], mods[i] = f.DataTypeOID, f.TypeModifier
+	}
+	var types []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(format_type(t.oid, nullif(t.mod, -1)) ORDER BY t.n), '{}')
+		FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS t(oid, mod, n)`, oids, mods).Scan(&types); err != nil {
+		return nil, fmt.Errorf("naming the column types: %w", err)
+	}
+	cols := make([]Column, len(sd.Fields))
+	for i, f := range sd.Fields {
+		cols[i] = Column{Name: f.Name, Type: types[i]}
+	}
+	if _, err := jsonColumns(sd.Fields, conn.TypeMap()); err != nil {
+		return cols, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
+	}
+	return cols, nil
+}
+
+// redacted is an error whose text has the secrets cut out; it unwraps to
+// the error, so that errors.As still finds a *pgconn.PgError.
+type redacted struct {
+	err     error
+	secrets []string
+}
+
+func (e *redacted) Error() string {
+	msg := e.err.Error()
+	for _, s := range e.secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return msg
+}
+
+func (e *redacted) Unwrap() error { return e.err }
+
+// redact returns err with the secrets cut out of its text. The longest
+// secret goes first, so that a password inside the DSN leaves no piece of
+// the DSN behind.
+func redact(err error, secrets []string) error {
+	s := slices.Clone(secrets)
+	slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
+	return &redacted{err: err, secrets: s}
+}
