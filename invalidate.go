@@ -2,6 +2,8 @@ package dashcache
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -10,6 +12,9 @@ import (
 type Changed struct {
 	// Customers whose data changed; nil: every customer.
 	Customers []string
+	// Reports whose data changed (names of the catalogue); nil: every
+	// report, the default one included.
+	Reports []string
 	// From and To are the first and last day changed.
 	From, To Day
 }
@@ -18,10 +23,19 @@ type Changed struct {
 const AllCustomers = "*"
 
 // ParseChanged checks an invalidation's input: customers (AllCustomers
-// alone: every customer) and the days from..to, none after today. Every
+// alone: every customer), reports (none: every report; else names among
+// known, the catalogue's) and the days from..to, none after today. Every
 // error wraps ErrInvalidInput and says what is accepted.
-func ParseChanged(customers []string, from, to string, today time.Time) (Changed, error) {
+func ParseChanged(customers, reports []string, from, to string, today time.Time, known []string) (Changed, error) {
 	var ch Changed
+	for _, r := range reports {
+		if !slices.Contains(known, r) {
+			return ch, invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", r, strings.Join(known, ", "))
+		}
+	}
+	if len(reports) > 0 {
+		ch.Reports = reports
+	}
 	switch {
 	case len(customers) == 0:
 		return ch, invalid(`customers is required: a list of customers, or "*" for every customer`)
@@ -55,10 +69,10 @@ func ParseChanged(customers []string, from, to string, today time.Time) (Changed
 	return ch, nil
 }
 
-// Overlaps reports whether the report's range covers any of the changed
-// days.
+// Overlaps reports whether the report is one of the changed ones and its
+// range covers any of the changed days.
 func (ch Changed) Overlaps(k ReportKey) bool {
-	return k.To >= ch.From && k.From <= ch.To
+	return k.To >= ch.From && k.From <= ch.To && (ch.Reports == nil || slices.Contains(ch.Reports, k.Report))
 }
 
 // DefaultReadWithin is, by default, how lately a report must have been read

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -103,40 +104,60 @@ func WarmAll(ctx context.Context, w Warmer, keys []ReportKey, r Refresh, onError
 // MaxWarmKeys bounds how many reports one warm request may name.
 const MaxWarmKeys = 1000
 
-// WarmKeys returns the keys of customers x ranges (preset names), or of
-// customers x the one range from..to when ranges is empty, checked as a read
-// would be (earliest: see Earliest). Exactly one of ranges or from/to must be
-// given.
-func WarmKeys(customers, ranges []string, from, to string, today time.Time, earliest Day) ([]ReportKey, error) {
-	if len(customers) == 0 {
+// WarmRequest names the reports to warm: each of Reports (none: the
+// default report) of each of Customers, over each preset of Ranges or over
+// the one range From..To.
+type WarmRequest struct {
+	Customers, Reports, Ranges []string
+	From, To                   string
+}
+
+// WarmKeys returns the keys of a WarmRequest, checked as a read would be
+// (earliest: see Earliest); known are the report names that may be warmed
+// (the catalogue's). Exactly one of Ranges or From/To must be given.
+func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([]ReportKey, error) {
+	if len(req.Customers) == 0 {
 		return nil, invalid("customers is required: at least one customer")
 	}
-	explicit := from != "" || to != ""
-	if explicit == (len(ranges) > 0) {
+	explicit := req.From != "" || req.To != ""
+	if explicit == (len(req.Ranges) > 0) {
 		return nil, invalid("give either ranges (presets such as %s) or from and to", strings.Join(PresetNames, ", "))
 	}
-	n := len(customers) * max(len(ranges), 1)
+	reports := req.Reports
+	if len(reports) == 0 {
+		reports = []string{""}
+	}
+	for _, r := range req.Reports {
+		if !slices.Contains(known, r) {
+			return nil, invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", r, strings.Join(known, ", "))
+		}
+	}
+	n := len(req.Customers) * len(reports) * max(len(req.Ranges), 1)
 	if n > MaxWarmKeys {
 		return nil, invalid("%d reports requested; at most %d at once", n, MaxWarmKeys)
 	}
 	keys := make([]ReportKey, 0, n)
+	var report string // of the keys added
 	add := func(k ReportKey, err error) error {
 		if err == nil {
 			err = k.CheckEarliest(earliest)
 		}
+		k.Report = report
 		keys = append(keys, k)
 		return err
 	}
-	for _, c := range customers {
-		if explicit {
-			if err := add(ParseReportKey(c, from, to, today)); err != nil {
-				return nil, err
+	for _, c := range req.Customers {
+		for _, report = range reports {
+			if explicit {
+				if err := add(ParseReportKey(c, req.From, req.To, today)); err != nil {
+					return nil, err
+				}
+				continue
 			}
-			continue
-		}
-		for _, r := range ranges {
-			if err := add(PresetKey(c, r, today)); err != nil {
-				return nil, err
+			for _, r := range req.Ranges {
+				if err := add(PresetKey(c, r, today)); err != nil {
+					return nil, err
+				}
 			}
 		}
 	}

@@ -37,7 +37,7 @@ func (q *queue) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refre
 
 func TestWarmAll(t *testing.T) {
 	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
-	keys, err := dashcache.WarmKeys([]string{"a", "b", "c", "d"}, []string{"yesterday"}, "", "", today, 0)
+	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: []string{"a", "b", "c", "d"}, Ranges: []string{"yesterday"}}, today, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,5 +84,33 @@ func TestWarmAll(t *testing.T) {
 				t.Errorf("error %v, want one saying the keys after the second were left untried", res.Errors[0])
 			}
 		})
+	}
+}
+
+// TestWarmKeysOfReports: the keys are customers x reports x ranges, the
+// default report when none is named; a report not in the catalogue is
+// refused, naming those that are.
+func TestWarmKeysOfReports(t *testing.T) {
+	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	req := dashcache.WarmRequest{Customers: []string{"a", "b"}, Reports: []string{"orders", "revenue"}, Ranges: []string{"yesterday", "last_7_days"}}
+	keys, err := dashcache.WarmKeys(req, today, 0, []string{"orders", "revenue", "funnel"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, k := range keys {
+		got = append(got, k.String())
+	}
+	want := []string{
+		"orders|a|2025-03-09|2025-03-09", "orders|a|2025-03-03|2025-03-09", "revenue|a|2025-03-09|2025-03-09", "revenue|a|2025-03-03|2025-03-09",
+		"orders|b|2025-03-09|2025-03-09", "orders|b|2025-03-03|2025-03-09", "revenue|b|2025-03-09|2025-03-09", "revenue|b|2025-03-03|2025-03-09",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("keys %v, want %v", got, want)
+	}
+	req.Reports = []string{"revenue", "churn"}
+	if _, err := dashcache.WarmKeys(req, today, 0, []string{"orders", "revenue"}); !errors.Is(err, dashcache.ErrInvalidInput) ||
+		!strings.Contains(err.Error(), `"churn"`) || !strings.Contains(err.Error(), "orders, revenue") {
+		t.Errorf("an unknown report: %v", err)
 	}
 }

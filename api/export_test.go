@@ -28,7 +28,7 @@ func SetReassertEvery(s *Server, d time.Duration) { s.reassertEvery = d }
 
 // ParseQuery parses a read's query as GET /v1/reports does.
 func ParseQuery(s *Server, rawQuery string) (dashcache.ReportKey, time.Duration, error) {
-	return s.parseQuery(rawQuery)
+	return s.parseQuery("", rawQuery)
 }
 
 // L1Size returns the bytes and the reports the server's L1 holds.

@@ -21,7 +21,11 @@ const readsPath = "/v1/reports"
 // L1 for the next.
 func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	start := time.Now()
-	if !c.IsGet() || string(c.URI().PathOriginal()) != readsPath {
+	if !c.IsGet() {
+		return false
+	}
+	report, ok := s.reportAt(transient(c.URI().PathOriginal()))
+	if !ok {
 		return false
 	}
 	req := &c.Request.Header
@@ -30,7 +34,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		return false
 	}
 	query := transient(c.URI().QueryString())
-	k, _, err := s.parseQuery(query)
+	k, _, err := s.parseQuery(report, query)
 	if err != nil || !acc.allows(k.Customer) {
 		return false
 	}
@@ -53,7 +57,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		c.SetBodyString(a.body)
 	}
 	s.metrics.read(result)
-	logRequest(s.cfg.Log, http.MethodGet, readsPath, query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
+	logRequest(s.cfg.Log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
 	return true
 }
 

@@ -9,11 +9,12 @@ import (
 
 type invalidateRequest struct {
 	Customers json.RawMessage `json:"customers"` // ["a","b"] or "*"
+	Reports   []string        `json:"reports"`   // of the catalogue; none: every report
 	From      string          `json:"from"`
 	To        string          `json:"to"`
 }
 
-const invalidateUsage = `the body must be JSON {"customers":["acme"],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, or "customers":"*" for every customer`
+const invalidateUsage = `the body must be JSON {"customers":["acme"],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, or "customers":"*" for every customer; "reports":[...] limits it to reports of the catalogue`
 
 // postInvalidate makes stale every cached report of the customers that
 // covers the changed days, refreshes at once those read within ReadWithin,
@@ -37,7 +38,7 @@ func (s *Server) postInvalidate(w http.ResponseWriter, r *http.Request) {
 		}
 		customers = []string{all}
 	}
-	ch, err := dashcache.ParseChanged(customers, req.From, req.To, s.today())
+	ch, err := dashcache.ParseChanged(customers, req.Reports, req.From, req.To, s.today(), s.cfg.Reports)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return

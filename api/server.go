@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -99,6 +100,9 @@ type Config struct {
 	// L1Bytes bounds the reports this process holds in memory to serve hits
 	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
 	L1Bytes int64
+	// Reports are the names of the catalogue's reports, read at
+	// GET /v1/reports/{name}; nil: only the default report.
+	Reports []string
 	// ReadWithin is how lately a report must have been read for an
 	// invalidation to refresh it at once (dashcache.DefaultReadWithin is the
 	// setting's default); 0: reads are not tracked, and invalidations
@@ -110,6 +114,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	auth    *Auth
+	reports map[string]bool // the catalogue's, by name
 	l1      *l1
 	reads   *reads // nil: reads are not tracked
 	waiters waiters
@@ -167,8 +172,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.ReadWithin > 0 {
 		s.reads = new(reads)
 	}
+	s.reports = map[string]bool{}
+	for _, name := range cfg.Reports {
+		s.reports[name] = true
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(readsPath, s.getReport)
+	s.mux.HandleFunc(readsPath+"/", s.getReport)
 	s.mux.Handle("/v1/warm", auth.Admin(http.HandlerFunc(s.postWarm)))
 	s.mux.Handle("/v1/usage", auth.Admin(http.HandlerFunc(s.getUsage)))
 	s.mux.Handle("/v1/invalidate", auth.Admin(http.HandlerFunc(s.postInvalidate)))
@@ -304,7 +314,12 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	if !ok {
 		return resultError
 	}
-	k, wait, err := s.parseQuery(r.URL.RawQuery)
+	report, ok := s.reportAt(r.URL.Path)
+	if !ok {
+		problem(w, http.StatusNotFound, s.noReport(r.URL.Path))
+		return resultError
+	}
+	k, wait, err := s.parseQuery(report, r.URL.RawQuery)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return resultError
@@ -679,8 +694,27 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-// parseQuery parses a read's raw query: its report and how long it may wait.
-func (s *Server) parseQuery(query string) (dashcache.ReportKey, time.Duration, error) {
+// reportAt returns the report read at path: "" at readsPath, the name at
+// readsPath/{name}; ok is false for a name the catalogue does not have.
+func (s *Server) reportAt(path string) (report string, ok bool) {
+	if path == readsPath {
+		return "", true
+	}
+	name, found := strings.CutPrefix(path, readsPath+"/")
+	return name, found && s.reports[name]
+}
+
+// noReport says that path names no report, and which there are.
+func (s *Server) noReport(path string) string {
+	if len(s.reports) == 0 {
+		return fmt.Sprintf("there is no report at %s: this service has no report catalogue (DASHCACHE_REPORTS_FILE); read the default report at GET %s?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", path, readsPath)
+	}
+	return fmt.Sprintf("there is no report at %s; the reports are GET %s/{%s} and the default report at %s", path, readsPath, strings.Join(slices.Sorted(maps.Keys(s.reports)), "|"), readsPath)
+}
+
+// parseQuery parses a read's raw query of report (its name; "" the
+// default): its key and how long it may wait.
+func (s *Server) parseQuery(report, query string) (dashcache.ReportKey, time.Duration, error) {
 	// The four parameters, read without building url.Values: this is the
 	// hit path. Other parameters (cache busters) are ignored.
 	var params [4]string // customer, from, to, wait
@@ -705,6 +739,7 @@ func (s *Server) parseQuery(query string) (dashcache.ReportKey, time.Duration, e
 	}
 	today := s.today()
 	k, err := dashcache.ParseReportKey(params[0], params[1], params[2], today)
+	k.Report = report
 	if err == nil {
 		err = k.CheckEarliest(dashcache.Earliest(s.cfg.Earliest, today))
 	}

@@ -15,6 +15,7 @@ const MaxAdminBody = 64 << 10
 
 type warmRequest struct {
 	Customers []string `json:"customers"`
+	Reports   []string `json:"reports"`
 	Ranges    []string `json:"ranges"`
 	From      string   `json:"from"`
 	To        string   `json:"to"`
@@ -27,8 +28,9 @@ type warmResult struct {
 	Detail string `json:"detail,omitempty"` // why it was skipped
 }
 
-// postWarm enqueues fill tasks for customers x ranges (or from..to) on the
-// warming queue and answers 202 with what happened to each key.
+// postWarm enqueues fill tasks for customers x reports (of the catalogue;
+// none: the default report) x ranges (or from..to) on the warming queue and
+// answers 202 with what happened to each key.
 func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -36,11 +38,12 @@ func (s *Server) postWarm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req warmRequest
-	if !decodeBody(w, r, &req, `the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "force":true`, "warm fewer reports at once") {
+	if !decodeBody(w, r, &req, `the body must be JSON {"customers":[...],"ranges":[...]} or {"customers":[...],"from":"YYYY-MM-DD","to":"YYYY-MM-DD"}, optionally "reports":[...] and "force":true`, "warm fewer reports at once") {
 		return
 	}
 	today := s.today()
-	keys, err := dashcache.WarmKeys(req.Customers, req.Ranges, req.From, req.To, today, dashcache.Earliest(s.cfg.Earliest, today))
+	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: req.Customers, Reports: req.Reports, Ranges: req.Ranges, From: req.From, To: req.To},
+		today, dashcache.Earliest(s.cfg.Earliest, today), s.cfg.Reports)
 	if err != nil {
 		problem(w, http.StatusBadRequest, err.Error())
 		return

@@ -25,6 +25,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dashcache/dashcache/internal/cli"
+	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/scheduler"
 )
 
@@ -123,6 +124,19 @@ func TestScheduleExample(t *testing.T) {
 	}
 	if !reflect.DeepEqual(example, inCluster) {
 		t.Errorf("the ConfigMap dashcache-schedule and schedule.example.yaml hold different plans:\n%+v\n%+v", inCluster, example)
+	}
+}
+
+// TestReportsExample checks the example report catalogue with the service's
+// own loader.
+func TestReportsExample(t *testing.T) {
+	t.Parallel()
+	cat, err := provider.LoadCatalogue("reports.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cat.Reports) == 0 || len(cat.Backends) == 0 {
+		t.Errorf("the example catalogue has %d reports and %d back ends", len(cat.Reports), len(cat.Backends))
 	}
 }
 

@@ -95,9 +95,12 @@ type Config struct {
 	// State is the fleet's shared state. Required.
 	State State
 	// Backends are the back ends by name: "" is the BI platform of the http
-	// contract, the one every report goes to today. Default: "" alone,
-	// with Backend's defaults.
+	// contract, which answers the default report. Default: "" alone, with
+	// Backend's defaults.
 	Backends map[string]Backend
+	// BackendOf names the back end of a report (one of Backends). Default:
+	// "" for every report.
+	BackendOf func(report string) string
 	// CustomerShare is how many BI calls one customer may have in flight
 	// across the fleet, over every back end. Default: half of the ""
 	// back end's rate, rounded up.
@@ -150,13 +153,16 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Backends = map[string]Backend{"": {}}
 	}
 	if _, ok := cfg.Backends[""]; !ok {
-		return nil, errors.New(`guard: Config.Backends needs the back end "", the one every report goes to today`)
+		return nil, errors.New(`guard: Config.Backends needs the back end "", the default report's`)
 	}
 	cfg.CustomerPending = cmp.Or(cfg.CustomerPending, DefaultCustomerPending)
 	cfg.Zone = cmp.Or(cfg.Zone, time.UTC)
 	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.BackendOf == nil {
+		cfg.BackendOf = func(string) string { return "" }
 	}
 	if cfg.CustomerShare < 0 || cfg.CustomerPending < 0 || cfg.DailyCalls < 0 {
 		return nil, errors.New("guard: Config.CustomerShare, CustomerPending and DailyCalls must not be negative")
@@ -209,9 +215,8 @@ func New(cfg Config) (*Guard, error) {
 	return g, nil
 }
 
-// backendOf returns the name of the back end that answers a report: "",
-// the one BI platform, for every report today.
-func (g *Guard) backendOf(dashcache.ReportKey) string { return "" }
+// backendOf returns the name of the back end that answers k's report.
+func (g *Guard) backendOf(k dashcache.ReportKey) string { return g.cfg.BackendOf(k.Report) }
 
 // rules returns the rules of a back end, or an error naming it.
 func (g *Guard) rules(name string) (backend, error) {

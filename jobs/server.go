@@ -13,9 +13,12 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// DefaultConcurrency is the default of WorkerConfig.Concurrency.
+const DefaultConcurrency = 10
+
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
-	Concurrency int            // tasks run at once; default 10
+	Concurrency int            // tasks run at once; default DefaultConcurrency
 	Log         zerolog.Logger // default: no logs
 	// PollInterval is how long an idle worker waits before looking for new
 	// tasks again: it adds to a waiting reader's latency. Default 50 ms.
@@ -42,7 +45,7 @@ func NewWorker(rdb redis.UniversalClient, h *Handler, cfg WorkerConfig) *Worker 
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, 8*time.Second)
 	log := cfg.Log.With().Str("component", "asynq").Logger()
 	srv := asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:    cmp.Or(cfg.Concurrency, 10),
+		Concurrency:    cmp.Or(cfg.Concurrency, DefaultConcurrency),
 		Queues:         map[string]int{QueueInteractive: 4, QueueWarming: 1},
 		RetryDelayFunc: RetryDelay,
 		// A deferred task waits without using up a retry.

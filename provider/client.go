@@ -137,15 +137,13 @@ type queryRequest struct {
 	To       string `json:"to"`
 }
 
-// Query asks the BI platform for the report named by key and returns its JSON
-// answer verbatim. A failure is a *dashcache.ProviderError: rate_limited on
+// Query asks the BI platform for the report of key's customer and range (the
+// contract knows no report names: a named report of an http back end is its
+// one report) and returns its JSON answer verbatim. A failure is a *dashcache.ProviderError: rate_limited on
 // 429 (with RetryAfter), permanent on any other 4xx, transient on 5xx,
 // timeouts and connection errors, invalid on a 200 that is not JSON, not
 // UTF-8 or too large.
 func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, error) {
-	if err := oneReport(key); err != nil {
-		return nil, err
-	}
 	body, err := json.Marshal(queryRequest{
 		Customer: key.Customer,
 		From:     key.From.String(),
@@ -154,6 +152,7 @@ func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, er
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("encoding query: %w", err))
 	}
+	key.Report = "" // the contract's canonical key
 	return c.do(ctx, http.MethodPost, "/query", body, key.String())
 }
 
@@ -319,16 +318,6 @@ func drainClose(body io.ReadCloser) {
 // invalid is a 200 whose body cannot be stored.
 func invalid(err error) *dashcache.ProviderError {
 	return &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Status: http.StatusOK, Err: err}
-}
-
-// oneReport refuses, as permanent, a named report: the http contract (and
-// the simulator) know one report per customer and range.
-func oneReport(key dashcache.ReportKey) error {
-	if key.Report == "" {
-		return nil
-	}
-	return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-		Err: fmt.Errorf("report %q: the http contract answers only the default report", key.Report)}
 }
 
 func transient(status int, err error) *dashcache.ProviderError {

@@ -444,27 +444,3 @@ func TestClientNeverFollowsRedirects(t *testing.T) {
 }
 
 var anyKey = dashcache.ReportKey{Customer: "acme", From: dashcache.CivilDay(2025, 1, 1), To: dashcache.CivilDay(2025, 1, 31)}
-
-// TestNamedReportRefused: the http contract, and the simulator, know one
-// report: a named one is a permanent failure, and nothing is called.
-func TestNamedReportRefused(t *testing.T) {
-	t.Parallel()
-	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls++ }))
-	defer srv.Close()
-	c, err := NewClient(ClientConfig{BaseURL: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := NewSimulator(SimConfig{MaxLatency: -1})
-	named := anyKey
-	named.Report = "revenue"
-	for name, src := range map[string]Source{"client": c, "simulator": sim} {
-		if _, err := src.Query(context.Background(), named); dashcache.Outcome(err) != dashcache.OutcomePermanent || !strings.Contains(err.Error(), `"revenue"`) {
-			t.Errorf("%s: %v, want a permanent failure naming the report", name, err)
-		}
-	}
-	if calls != 0 || sim.Calls() != 0 {
-		t.Errorf("calls: server %d, simulator %d; want none", calls, sim.Calls())
-	}
-}

@@ -33,6 +33,10 @@ type SQLConfig struct {
 	// http back end's larger than DASHCACHE_PROVIDER_MAX_BYTES is.
 	// Default 16 MiB (DefaultMaxBodyBytes).
 	MaxBytes int64
+	// MaxConns bounds the pool's connections, unless the DSN names its
+	// own pool_max_conns: a worker needs one per task it runs at once.
+	// Default: pgxpool's (the larger of 4 and the number of CPUs).
+	MaxConns int
 }
 
 // callGrace is how much longer than SQLConfig.Timeout a call may take:
@@ -107,6 +111,9 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 			"it is postgres://user:password@host:port/database?sslmode=... or host=... dbname=... key=value pairs")
 	}
 	secrets := []string{dsn, pc.ConnConfig.Password}
+	if cfg.MaxConns > 0 && !strings.Contains(dsn, "pool_max_conns") {
+		pc.MaxConns = int32(cfg.MaxConns)
+	}
 
 	params := pc.ConnConfig.RuntimeParams
 	for name := range params {

@@ -24,6 +24,7 @@ import (
 //	    cron: "0 2 * * *"
 //	    customers: [acme, globex]   # or: customers: all
 //	    ranges: [yesterday, last_7_days, month_to_date]
+//	    reports: [revenue, orders]  # of the report catalogue; default: the default report
 //	  - name: what-is-read
 //	    cron: "@every 6h"
 //	    customers: all
@@ -47,6 +48,9 @@ type Plan struct {
 	Cron string `yaml:"cron"`
 	// Customers are the customers to warm.
 	Customers Customers `yaml:"customers"`
+	// Reports are the reports of the catalogue (DASHCACHE_REPORTS_FILE)
+	// to warm; none: the default report.
+	Reports []string `yaml:"reports"`
 	// Ranges are range presets (see dashcache.PresetNames), computed when the
 	// plan fires, and RecentlyRead: every range of the customer read within
 	// ReadWithin.
@@ -154,7 +158,7 @@ func explainYAML(err error) error {
 	}
 	r := strings.NewReplacer(
 		"not found in type scheduler.File", "is not known; the file accepts timezone and plans",
-		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers, ranges and read_within",
+		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers, reports, ranges and read_within",
 	)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {

@@ -74,7 +74,7 @@ func TestParseInvalid(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown plan field", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "custmers: [x]\n",
-			[]string{"custmers", "name, cron, customers, ranges and read_within"}},
+			[]string{"custmers", "name, cron, customers, reports, ranges and read_within"}},
 		{"bad read_within", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 8d\n",
 			[]string{`plan "a"`, `read_within "8d"`, "24h"}},
 		{"read_within too long", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 200h\n",

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// (store.Index.ReadSince), for plans with ranges: [recently_read].
 	// Required only if some plan uses it.
 	ReadSince func(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error)
+	// Reports are the names of the catalogue's reports, which plans may
+	// name. Default: none.
+	Reports []string
 	// Log receives one line per firing and cron's own messages. Default: no
 	// logs.
 	Log zerolog.Logger
@@ -112,10 +116,17 @@ func New(cfg Config) (*Scheduler, error) {
 		if p.Customers.All && cfg.Customers == nil {
 			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, so Config.Customers is required", p.Name)
 		}
+		for _, r := range p.Reports {
+			if !slices.Contains(cfg.Reports, r) {
+				return nil, fmt.Errorf("scheduler: plan %q: report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s",
+					p.Name, r, strings.Join(cfg.Reports, ", "))
+			}
+		}
 		if slices.Contains(p.Ranges, RecentlyRead) && cfg.ReadSince == nil {
 			return nil, fmt.Errorf("scheduler: plan %q uses ranges: [%s], so Config.ReadSince is required", p.Name, RecentlyRead)
 		}
 		p.Ranges = slices.Clone(p.Ranges)
+		p.Reports = slices.Clone(p.Reports)
 		p.within, _ = p.readWithin() // checked by validate
 		p.Customers.Names = slices.Clone(p.Customers.Names)
 		s.plans[p.Name] = p
@@ -264,6 +275,10 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 			keys = append(keys, k)
 		}
 	}
+	reports := p.Reports
+	if len(reports) == 0 {
+		reports = []string{""}
+	}
 	for _, c := range customers {
 		for _, r := range p.Ranges {
 			if r == RecentlyRead {
@@ -273,7 +288,9 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 					continue
 				}
 				for _, k := range read {
-					add(k)
+					if slices.Contains(reports, k.Report) {
+						add(k)
+					}
 				}
 				continue
 			}
@@ -282,7 +299,10 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 				keyErrs = append(keyErrs, fmt.Errorf("%s over %s: %w", c, r, err))
 				continue
 			}
-			add(k)
+			for _, report := range reports {
+				k.Report = report
+				add(k)
+			}
 		}
 	}
 	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)

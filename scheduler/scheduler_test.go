@@ -481,3 +481,35 @@ func TestShutdownWithoutStart(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestRunPlanReports: a plan's reports are warmed for each customer and
+// range; a report the catalogue does not have is refused by New.
+func TestRunPlanReports(t *testing.T) {
+	t.Parallel()
+	const plans = `
+plans:
+  - name: dashboards
+    cron: "@daily"
+    customers: [acme]
+    reports: [revenue, orders]
+    ranges: [yesterday, previous_month]
+`
+	var r recorder
+	s, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: []string{"orders", "revenue"},
+		Now: func() time.Time { return time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RunPlan(t.Context(), "dashboards"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"revenue|acme|2025-01-09|2025-01-09", "orders|acme|2025-01-09|2025-01-09",
+		"revenue|acme|2024-12-01|2024-12-31", "orders|acme|2024-12-01|2024-12-31"}
+	if got := r.got(); !slices.Equal(got, want) {
+		t.Errorf("enqueued %q, want %q", got, want)
+	}
+	if _, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: []string{"revenue"}}); err == nil ||
+		!strings.Contains(err.Error(), `report "orders" is not in the report catalogue`) {
+		t.Errorf("a plan naming a report not in the catalogue: %v", err)
+	}
+}

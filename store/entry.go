@@ -71,7 +71,13 @@ func NewEntry(k dashcache.ReportKey, data []byte, now time.Time, computeTime, tt
 func newEntry(k dashcache.ReportKey, data []byte, now time.Time, computeTime, ttl time.Duration, compressAbove int) []byte {
 	var body bytes.Buffer
 	body.Grow(len(data) + 128)
-	body.WriteString(`{"customer":`)
+	body.WriteString(`{`)
+	if k.Report != "" {
+		body.WriteString(`"report":`)
+		writeJSONString(&body, k.Report)
+		body.WriteString(`,`)
+	}
+	body.WriteString(`"customer":`)
 	writeJSONString(&body, k.Customer)
 	body.WriteString(`,"from":"` + k.From.String())
 	body.WriteString(`","to":"` + k.To.String())

@@ -23,34 +23,36 @@ import (
 // the default set here.
 type Config struct {
 	Role                 Role
-	RedisURL             string         // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
-	RedisClusterAddrs    []string       // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
-	CacheRedisURL        string         // DASHCACHE_CACHE_REDIS_URL; "" = the reports live with the queue
-	Listen               string         // DASHCACHE_LISTEN; default Role.Listen
-	ProviderURL          string         // DASHCACHE_PROVIDER_URL; "" = built-in simulator
-	ProviderToken        string         // DASHCACHE_PROVIDER_TOKEN
-	ProviderTimeout      time.Duration  // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's and guard's default
-	ProviderRate         int            // DASHCACHE_PROVIDER_RATE; 0 = guard's default
-	ProviderBurst        int            // DASHCACHE_PROVIDER_BURST; 0 = guard's default
-	ProviderMaxBytes     int64          // DASHCACHE_PROVIDER_MAX_BYTES; 0 = provider's default
-	CustomerConcurrency  int            // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = guard's default
-	CustomerPending      int            // DASHCACHE_CUSTOMER_PENDING; 0 = guard's default
-	CustomerDailyCalls   int            // DASHCACHE_CUSTOMER_DAILY_CALLS; 0 = no budget
-	EarliestDate         time.Time      // DASHCACHE_EARLIEST_DATE; zero = dashcache.HorizonYears before today
-	BreakerCooldown      time.Duration  // DASHCACHE_BREAKER_COOLDOWN; 0 = guard's default
-	WorkerConcurrency    int            // DASHCACHE_WORKER_CONCURRENCY; 0 = jobs' default
-	AllowUnauthenticated bool           // DASHCACHE_ALLOW_UNAUTHENTICATED
-	APIKeys              api.APIKeys    // DASHCACHE_API_KEYS; nil = no authentication
-	AdminToken           string         // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
-	AllowedHosts         []string       // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
-	MetricsPublic        bool           // DASHCACHE_METRICS_PUBLIC
-	L1Bytes              int64          // DASHCACHE_L1_BYTES; default api.DefaultL1Bytes, 0 = none
-	ReadWithin           time.Duration  // DASHCACHE_REFRESH_READ_WITHIN; default dashcache.DefaultReadWithin, 0 = reads not tracked
-	MonitoringReadOnly   bool           // DASHCACHE_MONITORING_READONLY
-	ScheduleFile         string         // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
-	Zone                 *time.Location // DASHCACHE_TIMEZONE; nil = each package's default, UTC
-	LogLevel             zerolog.Level  // DASHCACHE_LOG_LEVEL; default info
-	LogConsole           bool           // DASHCACHE_LOG_FORMAT=console; default json
+	RedisURL             string              // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
+	RedisClusterAddrs    []string            // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
+	CacheRedisURL        string              // DASHCACHE_CACHE_REDIS_URL; "" = the reports live with the queue
+	Listen               string              // DASHCACHE_LISTEN; default Role.Listen
+	ProviderURL          string              // DASHCACHE_PROVIDER_URL; "" = built-in simulator
+	ProviderToken        string              // DASHCACHE_PROVIDER_TOKEN
+	ProviderTimeout      time.Duration       // DASHCACHE_PROVIDER_TIMEOUT; 0 = provider's and guard's default
+	ProviderRate         int                 // DASHCACHE_PROVIDER_RATE; 0 = guard's default
+	ProviderBurst        int                 // DASHCACHE_PROVIDER_BURST; 0 = guard's default
+	ProviderMaxBytes     int64               // DASHCACHE_PROVIDER_MAX_BYTES; 0 = provider's default
+	CustomerConcurrency  int                 // DASHCACHE_CUSTOMER_CONCURRENCY; 0 = guard's default
+	CustomerPending      int                 // DASHCACHE_CUSTOMER_PENDING; 0 = guard's default
+	CustomerDailyCalls   int                 // DASHCACHE_CUSTOMER_DAILY_CALLS; 0 = no budget
+	EarliestDate         time.Time           // DASHCACHE_EARLIEST_DATE; zero = dashcache.HorizonYears before today
+	BreakerCooldown      time.Duration       // DASHCACHE_BREAKER_COOLDOWN; 0 = guard's default
+	WorkerConcurrency    int                 // DASHCACHE_WORKER_CONCURRENCY; 0 = jobs' default
+	AllowUnauthenticated bool                // DASHCACHE_ALLOW_UNAUTHENTICATED
+	APIKeys              api.APIKeys         // DASHCACHE_API_KEYS; nil = no authentication
+	AdminToken           string              // DASHCACHE_ADMIN_TOKEN; "" = admin paths on loopback only
+	AllowedHosts         []string            // DASHCACHE_ALLOWED_HOSTS; nil = loopback names only
+	MetricsPublic        bool                // DASHCACHE_METRICS_PUBLIC
+	L1Bytes              int64               // DASHCACHE_L1_BYTES; default api.DefaultL1Bytes, 0 = none
+	ReadWithin           time.Duration       // DASHCACHE_REFRESH_READ_WITHIN; default dashcache.DefaultReadWithin, 0 = reads not tracked
+	MonitoringReadOnly   bool                // DASHCACHE_MONITORING_READONLY
+	ScheduleFile         string              // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
+	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
+	getenv               func(string) string // reads the back ends' secrets, which the catalogue names
+	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
+	LogLevel             zerolog.Level       // DASHCACHE_LOG_LEVEL; default info
+	LogConsole           bool                // DASHCACHE_LOG_FORMAT=console; default json
 	// DASHCACHE_SIM_LATENCY, as provider.SimConfig takes it; zero = the
 	// simulator's default.
 	SimMinLatency, SimMaxLatency time.Duration
@@ -136,6 +138,13 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	set("BREAKER_COOLDOWN", duration(&c.BreakerCooldown))
+	set("REPORTS_FILE", func(v string) (err error) {
+		if c.Reports, err = provider.LoadCatalogue(v); err != nil {
+			return err
+		}
+		c.getenv = getenv // for the back ends' secrets, named by the file
+		return nil
+	})
 	set("L1_BYTES", func(v string) (err error) {
 		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
 			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)

@@ -22,10 +22,11 @@ func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []s
 	customers := fs.String("customers", "", `comma-separated customers whose data changed, or "*" for every customer (required)`)
 	from := fs.String("from", "", "first day changed, YYYY-MM-DD (required)")
 	to := fs.String("to", "", "last day changed, YYYY-MM-DD (default: from)")
+	reports := fs.String("reports", "", "comma-separated reports of DASHCACHE_REPORTS_FILE whose data changed (default: every report)")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
-	ch, err := dashcache.ParseChanged(splitList(*customers), *from, cmp.Or(*to, *from), time.Now().In(cmp.Or(cfg.Zone, time.UTC)))
+	ch, err := dashcache.ParseChanged(splitList(*customers), splitList(*reports), *from, cmp.Or(*to, *from), time.Now().In(cmp.Or(cfg.Zone, time.UTC)), reportNames(cfg.Reports))
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}

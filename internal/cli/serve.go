@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/dashcache/dashcache/api"
@@ -55,9 +58,11 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	var src provider.Source
 	if role.Worker || runScheduler {
-		if src, err = newSource(cfg, reg, log); err != nil {
+		var closeSource func()
+		if src, closeSource, err = newSource(startCtx, cfg, reg, log); err != nil {
 			return err
 		}
+		defer closeSource()
 	}
 
 	if role.Worker {
@@ -118,6 +123,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Earliest:   cfg.EarliestDate,
 		L1Bytes:    cfg.L1Bytes,
 		ReadWithin: cfg.ReadWithin,
+		Reports:    reportNames(cfg.Reports),
 	})
 	if err != nil {
 		return err
@@ -145,15 +151,27 @@ func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
 	return reg, nil
 }
 
-// newGuard returns the guard of the BI platform of cfg.
+// newGuard returns the guard of the BI back ends of cfg: the default
+// report's, and the catalogue's, each at its own rate (by default the
+// default's).
 func newGuard(cfg Config, r *redisParts, reg prometheus.Registerer) (*guard.Guard, error) {
+	def := guard.Backend{
+		Rate:    cfg.ProviderRate,
+		Burst:   cfg.ProviderBurst,
+		Breaker: store.BreakerRule{Cooldown: cfg.BreakerCooldown},
+	}
+	backends := map[string]guard.Backend{"": def}
+	backendOf := func(string) string { return "" }
+	if cat := cfg.Reports; cat != nil {
+		for name, b := range cat.Backends {
+			backends[name] = guard.Backend{Rate: cmp.Or(b.Rate, def.Rate), Burst: cmp.Or(b.Burst, def.Burst), Breaker: def.Breaker}
+		}
+		backendOf = func(report string) string { return cat.Reports[report].Backend }
+	}
 	return guard.New(guard.Config{
-		State: r.store.Guards,
-		Backends: map[string]guard.Backend{"": {
-			Rate:    cfg.ProviderRate,
-			Burst:   cfg.ProviderBurst,
-			Breaker: store.BreakerRule{Cooldown: cfg.BreakerCooldown},
-		}},
+		State:           r.store.Guards,
+		Backends:        backends,
+		BackendOf:       backendOf,
 		CustomerShare:   cfg.CustomerConcurrency,
 		CustomerPending: cfg.CustomerPending,
 		DailyCalls:      cfg.CustomerDailyCalls,
@@ -162,6 +180,14 @@ func newGuard(cfg Config, r *redisParts, reg prometheus.Registerer) (*guard.Guar
 		Registerer:      reg,
 		Now:             r.clock.Now,
 	})
+}
+
+// reportNames returns the names of the catalogue's reports; none without one.
+func reportNames(cat *provider.Catalogue) []string {
+	if cat == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(cat.Reports))
 }
 
 // newQueue returns the queue that readers, the scheduler and the warm command
@@ -186,22 +212,37 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// newSource returns the BI platform (or the simulator), measured.
-func newSource(cfg Config, reg prometheus.Registerer, log zerolog.Logger) (provider.Source, error) {
-	var src provider.Source
+// newSource returns the BI back ends, measured: the BI platform of
+// DASHCACHE_PROVIDER_URL (or the simulator) for the default report, and the
+// catalogue's back ends for its reports; closeAll closes them.
+func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log zerolog.Logger) (src provider.Source, closeAll func(), err error) {
+	var def provider.Source
 	if cfg.ProviderURL == "" {
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
-		src = newSimulator(cfg)
+		def = newSimulator(cfg)
 	} else {
 		c, err := provider.NewClient(provider.ClientConfig{
 			BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes,
 		})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		src = c
+		def = c
 	}
-	return provider.NewMeasured(src, reg)
+	reports, err := provider.OpenReports(ctx, cfg.Reports, cfg.getenv, def,
+		provider.Limits{Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes, Concurrency: cmp.Or(cfg.WorkerConcurrency, jobs.DefaultConcurrency)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("DASHCACHE_REPORTS_FILE: %w", err)
+	}
+	measured, err := provider.NewMeasured(reports, reg)
+	if err != nil {
+		reports.Close()
+		return nil, nil, err
+	}
+	if cfg.Reports != nil {
+		log.Info().Int("reports", len(cfg.Reports.Reports)).Int("backends", len(cfg.Reports.Backends)).Msg("report catalogue")
+	}
+	return measured, reports.Close, nil
 }
 
 // newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
@@ -222,6 +263,7 @@ func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, src provide
 			return customers, err
 		},
 		ReadSince: index.ReadSince,
+		Reports:   reportNames(cfg.Reports),
 		Log:       log,
 		Now:       now,
 	})

@@ -15,13 +15,14 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// runWarm is the one-shot role: it enqueues a fill task per (customer, range)
+// runWarm is the one-shot role: it enqueues a fill task per (customer, report, range)
 // on the warming queue, prints a line per key and a summary, and exits.
 func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dashcache warm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	customers := fs.String("customers", "", "comma-separated customers (required)")
 	ranges := fs.String("ranges", "", "comma-separated presets: "+strings.Join(dashcache.PresetNames, ", "))
+	reports := fs.String("reports", "", "comma-separated reports of DASHCACHE_REPORTS_FILE (default: the default report)")
 	from := fs.String("from", "", "first day YYYY-MM-DD (with --to, instead of --ranges)")
 	to := fs.String("to", "", "last day YYYY-MM-DD")
 	force := fs.Bool("force", false, "refresh reports that are still fresh")
@@ -29,7 +30,8 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 		return ErrUsage
 	}
 	today := time.Now().In(cmp.Or(cfg.Zone, time.UTC))
-	keys, err := dashcache.WarmKeys(splitList(*customers), splitList(*ranges), *from, *to, today, dashcache.Earliest(cfg.EarliestDate, today))
+	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: splitList(*customers), Reports: splitList(*reports), Ranges: splitList(*ranges), From: *from, To: *to},
+		today, dashcache.Earliest(cfg.EarliestDate, today), reportNames(cfg.Reports))
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}

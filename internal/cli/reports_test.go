@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache/internal/redistest"
+)
+
+// TestNamedReportsOnHTTPBackends: with a catalogue, 3 readers of each of
+// two named reports on their own http back ends, and of the default report,
+// are all served, each report at the cost of one call at its own BI server;
+// the answers name their reports. A catalogue naming an unset variable
+// stops a worker at start, naming it and its back end.
+func TestNamedReportsOnHTTPBackends(t *testing.T) {
+	url := redistest.URL(t)
+	def, sales, crm := newBIServer(t, 50*time.Millisecond, ""), newBIServer(t, 50*time.Millisecond, ""), newBIServer(t, 50*time.Millisecond, "")
+	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
+	if err := os.WriteFile(catalogue, []byte(fmt.Sprintf(`
+backends:
+  sales: {type: http, url: %q, rate: 5}
+  crm: {type: http, url: %q, token_env: CRM_TOKEN}
+reports:
+  revenue: {backend: sales}
+  accounts: {backend: crm}
+`, sales.URL, crm.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":     url,
+		"DASHCACHE_LISTEN":        "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL":  def.URL,
+		"DASHCACHE_REPORTS_FILE":  catalogue,
+		"CRM_TOKEN":               "crm-token-0123456789",
+		"DASHCACHE_PROVIDER_RATE": "100",
+	}
+	startRole(t, "worker", env)
+	api := startRole(t, "api", env)
+
+	type result struct {
+		path string
+		r    read
+	}
+	results := make(chan result, 9)
+	for _, path := range []string{"/v1/reports/revenue", "/v1/reports/accounts", "/v1/reports"} {
+		for range 3 {
+			go func() {
+				resp, err := readClient.Get("http://" + api + path + "?customer=acme&from=2025-01-01&to=2025-01-31&wait=20s")
+				if err != nil {
+					t.Error(err)
+					results <- result{path: path}
+					return
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				results <- result{path, read{status: resp.StatusCode, body: string(body)}}
+			}()
+		}
+	}
+	for range 9 {
+		res := <-results
+		want := `{"customer":"acme",`
+		if name, ok := strings.CutPrefix(res.path, "/v1/reports/"); ok {
+			want = `{"report":"` + name + `","customer":"acme",`
+		}
+		if res.r.status != http.StatusOK || !strings.HasPrefix(res.r.body, want) {
+			t.Errorf("%s: %d %s, want 200 starting %s", res.path, res.r.status, res.r.body, want)
+		}
+	}
+	for name, bi := range map[string]*biServer{"default": def, "sales": sales, "crm": crm} {
+		if n := bi.calls.Load(); n != 1 {
+			t.Errorf("the %s BI server got %d calls, want 1", name, n)
+		}
+	}
+
+	env["CRM_TOKEN"] = ""
+	if _, err := LoadConfig("worker", func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	err := Run(t.Context(), []string{"worker"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "CRM_TOKEN") || !strings.Contains(err.Error(), "back end crm") {
+		t.Errorf("a worker whose catalogue names an unset variable: %v", err)
+	}
+}
