@@ -1,8 +1,9 @@
 // Package sqltest gives integration tests a PostgreSQL database of their own
 // (Postgres) on the real server named by DASHCACHE_TEST_POSTGRES_URL, created
-// empty and dropped when the test ends. Without the variable the test is
-// skipped, except under CI=true, where it fails: CI must never pass by
-// skipping (.ci/run sets it).
+// empty and dropped when the test ends, or a private PostgreSQL server that
+// counts every execution (PostgresServer). Without what they need the tests
+// are skipped, except under CI=true, where they fail: CI must never pass by
+// skipping (.ci/run sets the variable).
 package sqltest
 
 import (
@@ -31,10 +32,7 @@ func Postgres(t testing.TB) string {
 	t.Helper()
 	raw := os.Getenv(EnvPostgresURL)
 	if raw == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: integration tests need a real PostgreSQL under CI (.ci/run sets it)", EnvPostgresURL)
-		}
-		t.Skipf("%s is not set; set it to a postgres:// URL of a user that may create databases to run integration tests", EnvPostgresURL)
+		missing(t, EnvPostgresURL+" is not set", "set it to a postgres:// URL of a user that may create databases (.ci/run sets it)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "postgres" && u.Scheme != "postgresql" {
@@ -48,6 +46,16 @@ func Postgres(t testing.TB) string {
 
 	u.Path = "/" + name
 	return u.String()
+}
+
+// missing skips the test for want of what, or fails it under CI=true: CI
+// must never pass by skipping.
+func missing(t testing.TB, what, how string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s: integration tests need it under CI; %s", what, how)
+	}
+	t.Skipf("%s; %s to run this integration test", what, how)
 }
 
 // admin runs one statement on the database of url.

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/sqltest"
+	"github.com/dashcache/dashcache/provider"
+	"github.com/jackc/pgx/v5"
+)
+
+// TestStampedePostgres: 3 API servers and 2 workers, 300 concurrent reads
+// over 2 reports of a PostgreSQL back end x 5 ranges: the database itself
+// (pg_stat_statements) counts exactly one execution of each report's query
+// per range, 10 in all, and every reader is served the rows the query
+// returns (as the back end answers them when asked directly).
+func TestStampedePostgres(t *testing.T) {
+	const apis, workers, ranges, readers = 3, 2, 5, 300
+	dsn := sqltest.PostgresServer(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		`CREATE TABLE sales (customer text, day date, channel text, amount numeric(12,2))`,
+		`INSERT INTO sales SELECT c, date '2025-01-01' + d, ch, (d * 7 + length(ch)) * 1.25
+		   FROM unnest(ARRAY['acme','globex']) c, generate_series(0, 59) d, unnest(ARRAY['web','shop']) ch`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reports := map[string]string{
+		"revenue":  `SELECT day, sum(amount) AS revenue, count(*) AS orders FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY day ORDER BY day`,
+		"channels": `SELECT channel, sum(amount) AS revenue FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY channel ORDER BY channel`,
+	}
+	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
+	var file strings.Builder
+	file.WriteString("backends:\n  warehouse: {type: postgres, dsn_env: WAREHOUSE_DSN, rate: 100}\nreports:\n")
+	for name, sql := range reports {
+		fmt.Fprintf(&file, "  %s:\n    backend: warehouse\n    query: %q\n", name, sql)
+	}
+	if err := os.WriteFile(catalogue, []byte(file.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_stat_statements_reset()"); err != nil {
+		t.Fatal(err)
+	}
+
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":    redistest.URL(t),
+		"DASHCACHE_LISTEN":       "127.0.0.1:0",
+		"DASHCACHE_REPORTS_FILE": catalogue,
+		"WAREHOUSE_DSN":          dsn,
+	}
+	for range workers {
+		startRole(t, "worker", env)
+	}
+	var apiAddrs []string
+	for range apis {
+		apiAddrs = append(apiAddrs, startRole(t, "api", env))
+	}
+	names := []string{"channels", "revenue"}
+	keyOf := func(i int) (report, from, to string) {
+		r := i % (2 * ranges)
+		return names[r%2], day(366 + r/2*7), day(366 + r/2*7 + 13) // two weeks of 2025
+	}
+	bodies := make([]string, readers)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range readers {
+		wg.Go(func() {
+			report, from, to := keyOf(i)
+			<-start
+			resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports/%s?customer=acme&from=%s&to=%s&wait=30s", apiAddrs[i%apis], report, from, to))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("reader %d: %d %s", i, resp.StatusCode, b)
+			}
+			bodies[i] = string(b)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	executions := func() (n int64) {
+		err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%FROM sales WHERE customer = $1%'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := executions(); n != 2*ranges {
+		t.Errorf("PostgreSQL executed the reports' queries %d times for %d reports x ranges, want exactly %d", n, 2*ranges, 2*ranges)
+	}
+
+	// What the back end answers when asked directly, for each key.
+	pg, err := provider.NewPostgres(ctx, dsn, reports, provider.SQLConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	for i, body := range bodies {
+		report, from, to := keyOf(i)
+		k, err := dashcache.ParseReportKey("acme", from, to, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.Report = report
+		rows, err := pg.Query(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(body, `{"report":"`+report+`","customer":"acme","from":"`+from+`","to":"`+to+`"`) || !strings.HasSuffix(body, `"data":`+string(rows)+"}") {
+			t.Fatalf("reader %d of %s: %s\nwant the rows %s", i, k, body, rows)
+		}
+	}
+}
