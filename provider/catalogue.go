@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,11 +37,14 @@ type Catalogue struct {
 // Back end types.
 const (
 	TypePostgres = "postgres"
+	TypeMySQL    = "mysql"
+	TypeCube     = "cube"
+	TypeMetabase = "metabase"
 	TypeHTTP     = "http"
 )
 
 // BackendTypes are the back end types a catalogue may name.
-var BackendTypes = []string{TypePostgres, TypeHTTP}
+var BackendTypes = []string{TypePostgres, TypeMySQL, TypeCube, TypeMetabase, TypeHTTP}
 
 // Backend is one BI back end of the catalogue. Secrets are never in the
 // file: it names the environment variables that hold them.
@@ -48,13 +52,20 @@ type Backend struct {
 	// Type is one of BackendTypes.
 	Type string `yaml:"type"`
 	// DSNEnv names the variable that holds a SQL back end's connection
-	// string (postgres: postgres://user:pass@host/db).
+	// string (postgres: postgres://user:pass@host/db; mysql:
+	// user:pass@tcp(host:3306)/db).
 	DSNEnv string `yaml:"dsn_env"`
-	// URL is an http back end's base URL (the provider contract).
+	// URL is the base URL of an http back end (the provider contract), of
+	// Cube, or of Metabase.
 	URL string `yaml:"url"`
 	// TokenEnv names the variable that holds an http back end's bearer
 	// token, if it wants one.
 	TokenEnv string `yaml:"token_env"`
+	// SecretEnv names the variable that holds Cube's API secret
+	// (CUBEJS_API_SECRET), which signs its tokens.
+	SecretEnv string `yaml:"secret_env"`
+	// APIKeyEnv names the variable that holds a Metabase API key.
+	APIKeyEnv string `yaml:"api_key_env"`
 	// Rate and Burst are the fleet's calls per second to it, and how many
 	// may go at once; default: DASHCACHE_PROVIDER_RATE and _BURST.
 	Rate  int `yaml:"rate"`
@@ -73,8 +84,16 @@ type Report struct {
 	Backend string `yaml:"backend"`
 	// Query is a SQL back end's query, with the named parameters
 	// @customer, @from and @to (dates) bound by the driver; it must use
-	// @customer.
+	// @customer. For Cube, the query of its REST API (JSON), where the
+	// strings "@customer", "@from" and "@to" are replaced by the values.
 	Query string `yaml:"query"`
+	// Card is the ID of a Metabase saved question.
+	Card int `yaml:"card"`
+	// CustomerParameter and RangeParameter name a Metabase question's
+	// template tags for the customer and the date range. Defaults:
+	// customer, range.
+	CustomerParameter string `yaml:"customer_parameter"`
+	RangeParameter    string `yaml:"range_parameter"`
 }
 
 // sqlParams are the named parameters a SQL query may use.
@@ -124,8 +143,8 @@ func explainYAML(err error) error {
 	}
 	r := strings.NewReplacer(
 		"not found in type provider.Catalogue", "is not known; the file accepts backends and reports",
-		"not found in type provider.Backend", "is not known; a back end accepts type, dsn_env, url, token_env, rate, burst and max_rows",
-		"not found in type provider.Report", "is not known; a report accepts backend and query",
+		"not found in type provider.Backend", "is not known; a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
+		"not found in type provider.Report", "is not known; a report accepts backend, query, card, customer_parameter and range_parameter",
 	)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
@@ -149,13 +168,21 @@ func (c *Catalogue) check() error {
 			bad("the name: a back end's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
 		}
 		switch b.Type {
-		case TypePostgres:
+		case TypePostgres, TypeMySQL:
 			if b.DSNEnv == "" {
 				bad("dsn_env is required: the environment variable that holds the connection string")
 			}
 		case TypeHTTP:
 			if b.URL == "" {
 				bad("url is required: the base URL of the provider contract")
+			}
+		case TypeCube:
+			if b.URL == "" || b.SecretEnv == "" {
+				bad("url and secret_env are required: Cube's base URL, and the variable that holds its API secret")
+			}
+		case TypeMetabase:
+			if b.URL == "" || b.APIKeyEnv == "" {
+				bad("url and api_key_env are required: Metabase's base URL, and the variable that holds an API key")
 			}
 		default:
 			bad("type %q: use one of %s", b.Type, strings.Join(BackendTypes, ", "))
@@ -178,14 +205,25 @@ func (c *Catalogue) check() error {
 			continue
 		}
 		switch b.Type {
-		case TypePostgres:
+		case TypePostgres, TypeMySQL:
 			if err := checkSQL(r.Query); err != nil {
 				bad("query: %v", err)
+			}
+		case TypeCube:
+			if err := checkCubeQuery(r.Query); err != nil {
+				bad("query: %v", err)
+			}
+		case TypeMetabase:
+			if r.Card <= 0 {
+				bad("card is required: the ID of the Metabase saved question")
 			}
 		case TypeHTTP:
 			if r.Query != "" {
 				bad("query: an http back end takes no query (it answers its own contract)")
 			}
+		}
+		if b.Type != TypeMetabase && (r.Card != 0 || r.CustomerParameter != "" || r.RangeParameter != "") {
+			bad("card, customer_parameter and range_parameter are a Metabase report's; back end %s is %s", r.Backend, b.Type)
 		}
 	}
 	return errors.Join(errs...)
@@ -207,6 +245,19 @@ func checkSQL(query string) error {
 	}
 	if !used["customer"] {
 		return errors.New("does not use @customer: every report must be limited to the customer it is read for")
+	}
+	return nil
+}
+
+// checkCubeQuery checks a Cube report's query: a JSON object that uses
+// "@customer", so that a report never reads across customers.
+func checkCubeQuery(query string) error {
+	var q map[string]any
+	if err := json.Unmarshal([]byte(query), &q); err != nil {
+		return fmt.Errorf("is not a JSON object (Cube's query format): %v", err)
+	}
+	if !strings.Contains(query, `"@customer"`) {
+		return errors.New(`does not use "@customer": every report must be limited to the customer it is read for`)
 	}
 	return nil
 }

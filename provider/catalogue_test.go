@@ -39,13 +39,15 @@ func TestParseCatalogue(t *testing.T) {
 		want       []string
 	}{
 		{"empty", ``, []string{"empty"}},
-		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend and query"}},
+		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend, query, card, customer_parameter and range_parameter"}},
 		{"no reports", "backends:\n  b: {type: http, url: x}\n", []string{"reports: at least one"}},
 		{"several at once", `
 backends:
   Ware: {type: postgres}
   h: {type: mysql2}
   n: {type: http, rate: -1}
+  c: {type: cube, url: "http://cube"}
+  m: {type: metabase, url: "http://mb", api_key_env: MB_KEY}
 reports:
   no-customer: {backend: Ware, query: "SELECT 1 WHERE day = @from"}
   comment-only: {backend: Ware, query: "SELECT 1 -- @customer"}
@@ -54,17 +56,26 @@ reports:
   lost: {backend: nowhere}
   http-query: {backend: n, query: "SELECT 1"}
   Bad.Name: {backend: n}
+  cube-no-customer: {backend: c, query: '{"measures":["Orders.count"]}'}
+  cube-not-json: {backend: c, query: 'measures: x'}
+  mb-no-card: {backend: m}
+  card-elsewhere: {backend: n, card: 3}
 `, []string{
 			"back end Ware: the name", "back end Ware: dsn_env is required",
-			`back end h: type "mysql2": use one of postgres, http`,
+			`back end h: type "mysql2": use one of postgres, mysql, cube, metabase, http`,
 			"back end n: rate, burst and max_rows must not be negative",
 			"report no-customer: query: does not use @customer",
 			"report comment-only: query: does not use @customer",
 			"report string-only: query: does not use @customer",
 			"report odd-param: query: @tenant is not a parameter",
-			`report lost: backend "nowhere" is not one of the back ends (Ware, h, n)`,
+			`report lost: backend "nowhere" is not one of the back ends (Ware, c, h, m, n)`,
 			"report http-query: query: an http back end takes no query",
 			"report Bad.Name: the name",
+			"back end c: url and secret_env are required",
+			`report cube-no-customer: query: does not use "@customer"`,
+			"report cube-not-json: query: is not a JSON object",
+			"report mb-no-card: card is required",
+			"report card-elsewhere: card, customer_parameter and range_parameter are a Metabase report's",
 		}},
 	} {
 		_, err := ParseCatalogue([]byte(tc.file))
