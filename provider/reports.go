@@ -2,7 +2,11 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -14,6 +18,7 @@ import (
 // Source; its customers are the default source's.
 type Reports struct {
 	def      Source
+	cat      *Catalogue
 	backends map[string]Source // by name
 	reports  map[string]string // report name -> back end name
 }
@@ -31,9 +36,10 @@ type Limits struct {
 
 // OpenReports opens the back ends of cat (nil: none, only the default
 // report), reading their secrets through getenv, with def answering the
-// default report. An error names the back end. Close closes them.
+// default report (nil for Reports that only Check). An error names the back
+// end. Close closes them.
 func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string, def Source, limits Limits) (*Reports, error) {
-	r := &Reports{def: def, backends: map[string]Source{}, reports: map[string]string{}}
+	r := &Reports{def: def, cat: cat, backends: map[string]Source{}, reports: map[string]string{}}
 	if cat == nil {
 		return r, nil
 	}
@@ -126,4 +132,107 @@ func (r *Reports) source(report string) (Source, bool) {
 		return nil, false
 	}
 	return r.backends[name], true
+}
+
+// Checked is what Check found of one report.
+type Checked struct {
+	Report, Backend string
+	// Detail is the report's columns (a SQL back end), that its back end
+	// answers (the others), or what is wrong.
+	Detail string
+	OK     bool
+}
+
+// preparer is a back end that can check its reports on the server without
+// running them (a SQL back end): their columns, or one error per report
+// that names it ("report NAME: ...").
+type preparer interface {
+	Prepare(ctx context.Context) (map[string][]Column, error)
+}
+
+// Check checks every report of the catalogue, in the order of their names:
+// a SQL back end prepares its reports on the server without running them
+// (syntax, tables, columns and their types); another back end must answer
+// HTTP at its URL.
+func (r *Reports) Check(ctx context.Context) []Checked {
+	answers := map[string]error{} // by back end, for those that are not SQL
+	prepared, prepareErrs := map[string]map[string][]Column{}, map[string]error{}
+	for name, src := range r.backends {
+		if p, ok := src.(preparer); ok {
+			prepared[name], prepareErrs[name] = p.Prepare(ctx)
+			continue
+		}
+		answers[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
+	}
+	var out []Checked
+	for _, report := range sortedKeys(r.reports) {
+		name := r.reports[report]
+		c := Checked{Report: report, Backend: name + " (" + r.cat.Backends[name].Type + ")"}
+		if cols, ok := prepared[name]; ok {
+			if msg := reportError(prepareErrs[name], report); msg != "" {
+				c.Detail = msg
+			} else {
+				c.Detail, c.OK = describe(cols[report]), true
+			}
+		} else if err := answers[name]; err != nil {
+			c.Detail = err.Error()
+		} else {
+			c.Detail, c.OK = "answers HTTP", true
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// reportError returns the part of a preparer's joined error that names
+// report, or "".
+func reportError(err error, report string) string {
+	if err == nil {
+		return ""
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		if strings.Contains(e.Error(), "report "+report+":") {
+			return e.Error()
+		}
+	}
+	if len(errs) == 1 && !strings.Contains(err.Error(), "report ") {
+		return err.Error() // the back end as a whole: it did not connect
+	}
+	return ""
+}
+
+// describe lists a report's columns: "day date, revenue numeric".
+func describe(cols []Column) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = c.Name + " " + c.Type
+	}
+	return strings.Join(parts, ", ")
+}
+
+// answersHTTP checks that something answers HTTP at raw (any status; no
+// redirect followed).
+func answersHTTP(ctx context.Context, raw string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("the url is not a valid URL")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("url %s: %w", u.Redacted(), err)
+	}
+	hc := newHTTPClient()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Do(req) // net/http leaves the URL's password out of its errors
+	if err != nil {
+		return fmt.Errorf("no HTTP answer at %s: %w", u.Redacted(), err)
+	}
+	resp.Body.Close()
+	return nil
 }

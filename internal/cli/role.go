@@ -49,6 +49,10 @@ var Roles = []Role{
 			"those read lately, and exit:\n" +
 			"dashcache invalidate --customers acme --from 2026-11-20 [--to 2026-11-21]\n" +
 			"dashcache invalidate --customers '*' --from 2026-11-20"},
+	{Name: "reports", Command: runReports,
+		Does: "check the report catalogue (DASHCACHE_REPORTS_FILE) against its\n" +
+			"back ends, a line per report, and exit 1 if one is not ready:\n" +
+			"dashcache reports check"},
 	{Name: "fakebi", Listen: "127.0.0.1:8081",
 		Does: "a simulated BI platform speaking the provider contract"},
 }
