@@ -15,6 +15,8 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/internal/sqltest"
+	"github.com/dashcache/dashcache/internal/wait"
+	"github.com/dashcache/dashcache/store"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/jackc/pgx/v5"
 )
@@ -26,7 +28,7 @@ import (
 // returns (as the back end answers them when asked directly).
 func TestStampedePostgres(t *testing.T) {
 	const apis, workers, ranges, readers = 3, 2, 5, 300
-	dsn := sqltest.PostgresServer(t)
+	dsn, _ := sqltest.PostgresServer(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -131,5 +133,77 @@ func TestStampedePostgres(t *testing.T) {
 		if !strings.HasPrefix(body, `{"report":"`+report+`","customer":"acme","from":"`+from+`","to":"`+to+`"`) || !strings.HasSuffix(body, `"data":`+string(rows)+"}") {
 			t.Fatalf("reader %d of %s: %s\nwant the rows %s", i, k, body, rows)
 		}
+	}
+}
+
+// TestWarehouseFailures: a report whose SQL does not parse costs one call
+// and answers 502 naming the report and the SQLSTATE; the warehouse stopped
+// mid-run opens its own back end's breaker (misses of its reports: 503),
+// while a report of another back end is still filled (counted at its BI
+// server).
+func TestWarehouseFailures(t *testing.T) {
+	dsn, stopWarehouse := sqltest.PostgresServer(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE sales (customer text, day date, amount numeric(12,2))`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	legacy := newBIServer(t, 0, "")
+	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
+	if err := os.WriteFile(catalogue, []byte(fmt.Sprintf(`
+backends:
+  warehouse: {type: postgres, dsn_env: WAREHOUSE_DSN}
+  legacy: {type: http, url: %q}
+reports:
+  revenue: {backend: warehouse, query: "SELECT day, sum(amount) AS revenue FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY day"}
+  typo: {backend: warehouse, query: "SELEC day FROM sales WHERE customer = @customer"}
+  totals: {backend: legacy}
+`, legacy.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	redisURL, rdb := redistest.URLClient(t)
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":    redisURL,
+		"DASHCACHE_LISTEN":       "127.0.0.1:0",
+		"DASHCACHE_REPORTS_FILE": catalogue,
+		"WAREHOUSE_DSN":          dsn,
+	}
+	worker := startRole(t, "worker", env)
+	api := startRole(t, "api", env)
+	readOf := func(report, customer string) read {
+		return getPath(t, api, "/v1/reports/"+report, customer, "2025-01-01", "2025-01-31", "20s")
+	}
+
+	if r := readOf("typo", "acme"); r.status != http.StatusBadGateway || !strings.Contains(r.body, "report typo") || !strings.Contains(r.body, "42601") {
+		t.Errorf("a report whose SQL does not parse: %d %s; want 502 naming the report and 42601", r.status, r.body)
+	}
+	if n := scrape(t, worker, `dashcache_provider_calls_total{outcome="permanent"}`); n != 1 {
+		t.Errorf("%v permanent calls, want 1", n)
+	}
+	if r := readOf("revenue", "acme"); r.status != http.StatusOK {
+		t.Fatalf("revenue before the warehouse stops: %d %s", r.status, r.body)
+	}
+
+	stopWarehouse()
+	guards := store.New(rdb).Guards
+	for _, c := range []string{"c1", "c2", "c3"} { // the breaker wants 2 customers' failures
+		getPath(t, api, "/v1/reports/revenue", c, "2025-01-01", "2025-01-31", "0s")
+	}
+	wait.For(t, "the warehouse's breaker to open", 60*time.Second, func() bool {
+		left, err := guards.BreakerOpen(ctx, "warehouse")
+		return err == nil && left > 0
+	})
+	if r := readOf("revenue", "c4"); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
+		t.Errorf("a miss of the warehouse's report while its breaker is open: %d %s; want 503 with Retry-After", r.status, r.body)
+	}
+	if left, err := guards.BreakerOpen(ctx, ""); err != nil || left != 0 {
+		t.Errorf("the default back end's breaker: %s, %v; want closed", left, err)
+	}
+	if r := readOf("totals", "acme"); r.status != http.StatusOK || legacy.calls.Load() != 1 {
+		t.Errorf("a report of the other back end: %d %s, %d calls at its BI server; want 200 and 1", r.status, r.body, legacy.calls.Load())
 	}
 }

@@ -114,8 +114,13 @@ type read struct {
 var readClient = &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 400}}
 
 func get(t testing.TB, addr, customer, from, to, wait string) read {
+	return getPath(t, addr, "/v1/reports", customer, from, to, wait)
+}
+
+// getPath reads the report at path (/v1/reports, or a named report's).
+func getPath(t testing.TB, addr, path, customer, from, to, wait string) read {
 	start := time.Now()
-	resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=%s&to=%s&wait=%s", addr, customer, from, to, wait))
+	resp, err := readClient.Get(fmt.Sprintf("http://%s%s?customer=%s&from=%s&to=%s&wait=%s", addr, path, customer, from, to, wait))
 	if err != nil {
 		t.Errorf("reading %s %s..%s: %v", customer, from, to, err)
 		return read{}

@@ -7,18 +7,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 )
 
 // PostgresServer starts a PostgreSQL server of the test's own, with
 // pg_stat_statements loaded (it counts every execution of a query, as the
 // machine's server may not), and returns the URL of its database postgres,
-// where the extension is created. The server is stopped, and its files
-// removed, when the test ends. It needs PostgreSQL's binaries
+// where the extension is created, and stop, which stops the server at once
+// (as a crash would). The server is stopped, and its files removed, when
+// the test ends. It needs PostgreSQL's binaries
 // (/usr/lib/postgresql/*/bin); without them the test is skipped, or fails
 // under CI=true. Run as root, the server runs as the user postgres, as
 // PostgreSQL wants.
-func PostgresServer(t testing.TB) string {
+func PostgresServer(t testing.TB) (url string, stop func()) {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
 	if len(bins) == 0 {
@@ -50,10 +52,12 @@ func PostgresServer(t testing.TB) string {
 	port := freePort(t)
 	run("pg_ctl", "-D", data, "-l", filepath.Join(dir, "log"), "-w", "start", "-o",
 		fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements -c fsync=off -c max_connections=200", port, dir))
-	t.Cleanup(func() { run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop") })
-	url := "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
+	var once sync.Once
+	stop = func() { once.Do(func() { run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop") }) }
+	t.Cleanup(stop)
+	url = "postgres://postgres@127.0.0.1:" + strconv.Itoa(port) + "/postgres?sslmode=disable"
 	admin(t, url, "CREATE EXTENSION pg_stat_statements")
-	return url
+	return url, stop
 }
 
 // freePort returns a loopback port nothing listens on.
