@@ -16,8 +16,8 @@ import (
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/internal/sqltest"
 	"github.com/dashcache/dashcache/internal/wait"
-	"github.com/dashcache/dashcache/store"
 	"github.com/dashcache/dashcache/provider"
+	"github.com/dashcache/dashcache/store"
 	"github.com/jackc/pgx/v5"
 )
 
