@@ -4,6 +4,7 @@
 package dashcache
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -171,12 +172,19 @@ type Refresh struct {
 	Seen time.Time
 }
 
-// TTL returns how long a report filled now stays fresh.
-func (k ReportKey) TTL(today time.Time) time.Duration {
+// Freshness is how long a report filled now stays fresh: Open while its
+// range includes today, Closed once the range has ended. A zero field takes
+// OpenTTL or ClosedTTL.
+type Freshness struct {
+	Open, Closed time.Duration
+}
+
+// TTL returns how long the report of k, filled now, stays fresh.
+func (f Freshness) TTL(k ReportKey, today time.Time) time.Duration {
 	if k.Closed(today) {
-		return ClosedTTL
+		return cmp.Or(f.Closed, ClosedTTL)
 	}
-	return OpenTTL
+	return cmp.Or(f.Open, OpenTTL)
 }
 
 // CheckCustomer returns an error (wrapping ErrInvalidInput) if c is not a valid

@@ -65,8 +65,13 @@ func TestTTL(t *testing.T) {
 	today := time.Date(2025, 3, 10, 8, 0, 0, 0, time.UTC)
 	closed, _ := dashcache.ParseReportKey("acme", "2025-03-01", "2025-03-09", today)
 	open, _ := dashcache.ParseReportKey("acme", "2025-03-01", "2025-03-10", today)
-	if closed.TTL(today) != dashcache.ClosedTTL || open.TTL(today) != dashcache.OpenTTL {
-		t.Errorf("TTL closed %s open %s", closed.TTL(today), open.TTL(today))
+	var def dashcache.Freshness
+	if def.TTL(closed, today) != dashcache.ClosedTTL || def.TTL(open, today) != dashcache.OpenTTL {
+		t.Errorf("TTL closed %s open %s", def.TTL(closed, today), def.TTL(open, today))
+	}
+	hourly := dashcache.Freshness{Open: time.Minute, Closed: time.Hour}
+	if hourly.TTL(closed, today) != time.Hour || hourly.TTL(open, today) != time.Minute {
+		t.Errorf("overridden TTL closed %s open %s", hourly.TTL(closed, today), hourly.TTL(open, today))
 	}
 }
 

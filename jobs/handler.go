@@ -24,6 +24,9 @@ type HandlerConfig struct {
 	Source dashcache.ReportSource // required: the BI platform
 	Log    zerolog.Logger         // default: no logs
 	Now    func() time.Time       // default time.Now
+	// Freshness says how long each report stays fresh (a catalogue's
+	// overrides). Default: OpenTTL and ClosedTTL for every report.
+	Freshness func(report string) dashcache.Freshness
 	Zone   *time.Location         // where "today" is; default UTC
 	// LockTTL is the lock's lifetime without renewal: how soon another worker
 	// can take over from one that died. Default 15 s.
@@ -60,6 +63,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Freshness == nil {
+		cfg.Freshness = func(string) dashcache.Freshness { return dashcache.Freshness{} }
 	}
 	if cfg.Zone == nil {
 		cfg.Zone = time.UTC
@@ -204,7 +210,7 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	if err != nil {
 		return h.failed(ctx, log, lock, k, err, a)
 	}
-	ttl := k.TTL(now.In(h.cfg.Zone))
+	ttl := h.cfg.Freshness(k.Report).TTL(k, now.In(h.cfg.Zone))
 	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}

@@ -492,3 +492,34 @@ func TestInvalidationOutlivesItsCaller(t *testing.T) {
 		t.Errorf("the report after the invalidation: %+v, %v; want it stale", e, err)
 	}
 }
+
+// TestFreshnessOverride: a report's freshness, as the catalogue overrides
+// it, is how long its filled entry stays fresh; other reports keep the
+// defaults.
+func TestFreshnessOverride(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	cfg := handlerConfig(t, rdb, sim, guard.Config{})
+	cfg.Freshness = func(report string) dashcache.Freshness {
+		if report == "hourly" {
+			return dashcache.Freshness{Closed: time.Hour}
+		}
+		return dashcache.Freshness{}
+	}
+	h, err := jobs.NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hourly, def := key(t, "acme"), key(t, "acme")
+	hourly.Report = "hourly"
+	for k, want := range map[dashcache.ReportKey]time.Duration{hourly: time.Hour, def: dashcache.ClosedTTL} {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
+		e, err := store.ParseEntry(raw)
+		if err != nil || e.FreshUntil.Sub(e.ComputedAt) != want {
+			t.Errorf("%s: fresh for %s (%v), want %s", k, e.FreshUntil.Sub(e.ComputedAt), err, want)
+		}
+	}
+}

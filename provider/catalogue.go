@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -87,6 +88,11 @@ type Report struct {
 	// @customer. For Cube, the query of its REST API (JSON), where the
 	// strings "@customer", "@from" and "@to" are replaced by the values.
 	Query string `yaml:"query"`
+	// Fresh and ClosedFresh override how long the report stays fresh while
+	// its range includes today, and once it has ended (Go durations);
+	// default: dashcache.OpenTTL and ClosedTTL.
+	Fresh       time.Duration `yaml:"fresh"`
+	ClosedFresh time.Duration `yaml:"closed_fresh"`
 	// Card is the ID of a Metabase saved question.
 	Card int `yaml:"card"`
 	// CustomerParameter and RangeParameter name a Metabase question's
@@ -98,6 +104,20 @@ type Report struct {
 
 // sqlParams are the named parameters a SQL query may use.
 var sqlParams = []string{"customer", "from", "to"}
+
+// maxFresh bounds a report's freshness: an index entry outlives any
+// report's by a day (store's indexKept).
+const maxFresh = dashcache.ClosedTTL
+
+// Freshness returns how long the report stays fresh: its overrides; none
+// without a catalogue (c nil) or for the default report.
+func (c *Catalogue) Freshness(report string) dashcache.Freshness {
+	if c == nil {
+		return dashcache.Freshness{}
+	}
+	r := c.Reports[report]
+	return dashcache.Freshness{Open: r.Fresh, Closed: r.ClosedFresh}
+}
 
 // LoadCatalogue reads and checks a report catalogue; see ParseCatalogue.
 func LoadCatalogue(path string) (*Catalogue, error) {
@@ -144,7 +164,7 @@ func explainYAML(err error) error {
 	r := strings.NewReplacer(
 		"not found in type provider.Catalogue", "is not known; the file accepts backends and reports",
 		"not found in type provider.Backend", "is not known; a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
-		"not found in type provider.Report", "is not known; a report accepts backend, query, card, customer_parameter and range_parameter",
+		"not found in type provider.Report", "is not known; a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter",
 	)
 	msgs := make([]string, len(te.Errors))
 	for i, m := range te.Errors {
@@ -198,6 +218,9 @@ func (c *Catalogue) check() error {
 		}
 		if err := dashcache.CheckReportName(name); err != nil {
 			bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+		}
+		if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh {
+			bad("fresh and closed_fresh are Go durations up to %s, such as 5m or 24h", maxFresh)
 		}
 		b, ok := c.Backends[r.Backend]
 		if !ok {

@@ -3,6 +3,9 @@ package provider
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
 )
 
 const goodCatalogue = `
@@ -18,6 +21,8 @@ reports:
       GROUP BY day ORDER BY day
   legacy-totals:
     backend: legacy
+    fresh: 1m
+    closed_fresh: 24h
 `
 
 func TestParseCatalogue(t *testing.T) {
@@ -31,6 +36,15 @@ func TestParseCatalogue(t *testing.T) {
 	if r := c.Reports["revenue"]; r.Backend != "warehouse" || !strings.Contains(r.Query, "@customer") {
 		t.Errorf("revenue: %+v", r)
 	}
+	if f := c.Freshness("legacy-totals"); f != (dashcache.Freshness{Open: time.Minute, Closed: 24 * time.Hour}) {
+		t.Errorf("legacy-totals' freshness: %+v", f)
+	}
+	if f := c.Freshness("revenue"); f != (dashcache.Freshness{}) {
+		t.Errorf("revenue's freshness: %+v, want the defaults", f)
+	}
+	if f := (*Catalogue)(nil).Freshness("revenue"); f != (dashcache.Freshness{}) {
+		t.Errorf("no catalogue's freshness: %+v", f)
+	}
 
 	// Every problem is reported, each naming its report or back end and
 	// field.
@@ -39,7 +53,7 @@ func TestParseCatalogue(t *testing.T) {
 		want       []string
 	}{
 		{"empty", ``, []string{"empty"}},
-		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend, query, card, customer_parameter and range_parameter"}},
+		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter"}},
 		{"no reports", "backends:\n  b: {type: http, url: x}\n", []string{"reports: at least one"}},
 		{"several at once", `
 backends:
@@ -60,6 +74,7 @@ reports:
   cube-not-json: {backend: c, query: 'measures: x'}
   mb-no-card: {backend: m}
   card-elsewhere: {backend: n, card: 3}
+  forever: {backend: n, fresh: 720h}
 `, []string{
 			"back end Ware: the name", "back end Ware: dsn_env is required",
 			`back end h: type "mysql2": use one of postgres, mysql, cube, metabase, http`,
@@ -76,6 +91,7 @@ reports:
 			"report cube-not-json: query: is not a JSON object",
 			"report mb-no-card: card is required",
 			"report card-elsewhere: card, customer_parameter and range_parameter are a Metabase report's",
+			"report forever: fresh and closed_fresh are Go durations up to 168h0m0s",
 		}},
 	} {
 		_, err := ParseCatalogue([]byte(tc.file))
