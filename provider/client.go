@@ -74,12 +74,7 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = newHTTPClient()
-	}
-	hc := *cfg.HTTPClient
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cfg.HTTPClient = &hc
+	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -93,19 +88,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 }
 
 func (cfg ClientConfig) validate() error {
-	if cfg.BaseURL == "" {
-		return errors.New("provider: BaseURL is required")
-	}
-	// url.Parse's error quotes the whole URL, password included: don't wrap it.
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil {
-		return errors.New("provider: BaseURL is not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("provider: BaseURL %q must be an absolute http:// or https:// URL", u.Redacted())
-	}
-	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return fmt.Errorf("provider: BaseURL %q must not have a query or fragment", u.Redacted())
+	if err := checkBaseURL("BaseURL", cfg.BaseURL); err != nil {
+		return err
 	}
 	if cfg.Timeout < 0 {
 		return fmt.Errorf("provider: Timeout must not be negative, got %s", cfg.Timeout)
@@ -114,6 +98,39 @@ func (cfg ClientConfig) validate() error {
 		return fmt.Errorf("provider: MaxBodyBytes must not be negative, got %d", cfg.MaxBodyBytes)
 	}
 	return nil
+}
+
+// checkBaseURL checks the base URL of a back end, the setting field: given,
+// absolute http or https, without query or fragment. Its errors never hold a
+// password the URL may carry.
+func checkBaseURL(field, raw string) error {
+	if raw == "" {
+		return fmt.Errorf("provider: %s is required", field)
+	}
+	// url.Parse's error quotes the whole URL, password included: don't wrap it.
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("provider: %s is not a valid URL", field)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("provider: %s %q must be an absolute http:// or https:// URL", field, u.Redacted())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("provider: %s %q must not have a query or fragment", field, u.Redacted())
+	}
+	return nil
+}
+
+// noRedirects returns a copy of hc (nil: the package's own hardened client)
+// that never follows a redirect: a back end's credentials go only to its
+// own URL, and an answer from elsewhere is never taken for a report.
+func noRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = newHTTPClient()
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
 }
 
 func newHTTPClient() *http.Client {
@@ -263,14 +280,24 @@ func (c *Client) statusError(op string, resp *http.Response) error {
 
 // snippet returns the start of a body for logs: one line, printable, short,
 // and without the token should the platform echo it.
-func (c *Client) snippet(b []byte) string {
-	// Cut long bodies early, but not through a token that starts in the part kept.
-	if n := 4*snippetLen + len(c.token); len(b) > n {
+func (c *Client) snippet(b []byte) string { return snippet(b, c.token) }
+
+// snippet returns the start of a body for logs: one line, printable, short,
+// and without any of secrets should the platform echo one.
+func snippet(b []byte, secrets ...string) string {
+	// Cut long bodies early, but not through a secret that starts in the part kept.
+	longest := 0
+	for _, sec := range secrets {
+		longest = max(longest, len(sec))
+	}
+	if n := 4*snippetLen + longest; len(b) > n {
 		b = b[:n]
 	}
 	s := strings.ToValidUTF8(string(b), "?")
-	if c.token != "" {
-		s = strings.ReplaceAll(s, c.token, "[redacted]")
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
 	}
 	s = strings.TrimSpace(strings.Map(func(r rune) rune {
 		if !unicode.IsPrint(r) {

@@ -1,8 +1,8 @@
 // Package provider holds the BI back ends: Client speaks the provider
 // contract over HTTP, Postgres answers the catalogue's named reports from a
-// PostgreSQL database, Simulator stands in for the platform (in process or
-// as an HTTP server), and Measured counts and times the calls of any of
-// them. They know nothing of the cache: package guard protects the platform
+// PostgreSQL database and Cube from Cube's REST API, Simulator stands in for
+// the platform (in process or as an HTTP server), and Measured counts and
+// times the calls of any of them. They know nothing of the cache: package guard protects the platform
 // for the fleet.
 package provider
 
@@ -13,9 +13,10 @@ import (
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Postgres, Simulator and Measured
-// implement it; a back end that has no list of customers (Postgres) fails
-// Customers with ErrNoCustomerList, as a permanent error.
+// queries and lists its customers. Client, Postgres, Cube, Simulator and
+// Measured implement it; a back end that has no list of customers
+// (Postgres, Cube) fails Customers with ErrNoCustomerList, as a permanent
+// error.
 type Source interface {
 	dashcache.ReportSource
 	Customers(ctx context.Context) ([]string, error)
@@ -24,6 +25,7 @@ type Source interface {
 var (
 	_ Source = (*Client)(nil)
 	_ Source = (*Postgres)(nil)
+	_ Source = (*Cube)(nil)
 	_ Source = (*Simulator)(nil)
 	_ Source = (*Measured)(nil)
 )

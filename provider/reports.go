@@ -63,7 +63,7 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 	secret := func(env string) (string, error) {
 		v := getenv(env)
 		if v == "" {
-			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env"}[b.Type])
+			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env", TypeCube: "secret_env"}[b.Type])
 		}
 		return v, nil
 	}
@@ -82,15 +82,27 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 		if err != nil {
 			return nil, err
 		}
-		queries := map[string]string{}
-		for report, spec := range cat.Reports {
-			if spec.Backend == name {
-				queries[report] = spec.Query
-			}
+		return NewPostgres(ctx, dsn, queriesOf(cat, name), SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency})
+	case TypeCube:
+		key, err := secret(b.SecretEnv)
+		if err != nil {
+			return nil, err
 		}
-		return NewPostgres(ctx, dsn, queries, SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency})
+		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: queriesOf(cat, name), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
+}
+
+// queriesOf returns the queries of the reports of cat that back end answers,
+// by report name.
+func queriesOf(cat *Catalogue, backend string) map[string]string {
+	queries := map[string]string{}
+	for report, spec := range cat.Reports {
+		if spec.Backend == backend {
+			queries[report] = spec.Query
+		}
+	}
+	return queries
 }
 
 // Close closes the back ends that hold connections.

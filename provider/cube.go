@@ -1,0 +1,392 @@
+package provider
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/dashcache/dashcache"
+)
+
+// The placeholders of a Cube report's query: a JSON string value equal to
+// one of them is replaced by the key's customer, first or last day.
+const (
+	cubeCustomer = "@customer"
+	cubeFrom     = "@from"
+	cubeTo       = "@to"
+)
+
+// cubeLoadPath is Cube's REST endpoint for data, under its default base
+// path (/cubejs-api).
+const cubeLoadPath = "/cubejs-api/v1/load"
+
+// cubeContinueWait is the error of Cube's 200 answer to a query that is
+// still running: ask again with the same query.
+const cubeContinueWait = "Continue wait"
+
+// How long Query waits before asking again after "Continue wait": the first
+// pause, doubled each time up to the last.
+const (
+	cubeFirstPause = 200 * time.Millisecond
+	cubeMaxPause   = time.Second
+)
+
+// cubeTokenGrace is how much longer than the call's timeout a token is
+// valid: room for clock skew between dashcache and Cube.
+const cubeTokenGrace = time.Minute
+
+// CubeConfig configures a Cube back end.
+type CubeConfig struct {
+	// URL is Cube's absolute http or https base URL, without query or
+	// fragment; "/cubejs-api/v1/load" is appended. Required.
+	URL string
+	// Secret is Cube's API secret (CUBEJS_API_SECRET): it signs the token
+	// (HS256) of each call. Required.
+	Secret string
+	// Reports maps each report's name to its query in Cube's REST query
+	// format (a JSON object), where the JSON strings "@customer", "@from"
+	// and "@to" stand for the key's values. At least one is required.
+	Reports map[string]string
+	// Timeout bounds one call, "Continue wait" answers and the pauses
+	// between them included. Default 60s (DefaultTimeout).
+	Timeout time.Duration
+	// MaxBodyBytes is the largest answer accepted; a larger one is
+	// invalid. Default 16 MiB (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// HTTPClient sends the requests (it never follows a redirect: the
+	// token goes only to URL). Default: the same hardened client as
+	// Client's.
+	HTTPClient *http.Client
+	// Now is the clock the tokens are dated by. Default time.Now.
+	Now func() time.Time
+}
+
+// Cube answers the named reports of the catalogue from Cube's REST API
+// (POST /cubejs-api/v1/load). It is safe for concurrent use.
+//
+// Each call signs a short-lived token whose security context is
+// {"customer": <the key's customer>}, and asks again with the same query
+// and the same x-request-id while Cube answers "Continue wait": to its
+// caller (and the guard's rate and budget) it is one call.
+type Cube struct {
+	loadURL string
+	secret  []byte
+	reports map[string]any // name -> the parsed query
+	timeout time.Duration
+	maxBody int64
+	http    *http.Client
+	now     func() time.Time
+}
+
+// NewCube returns a Cube back end for cfg, with defaults for zero fields. It
+// checks every report (a name as the catalogue accepts, and a JSON object
+// that uses "@customer") and reports every problem at once. It does not
+// connect. Its errors never contain the secret.
+func NewCube(cfg CubeConfig) (*Cube, error) {
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	reports, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	return &Cube{
+		loadURL: strings.TrimRight(cfg.URL, "/") + cubeLoadPath,
+		secret:  []byte(cfg.Secret),
+		reports: reports,
+		timeout: cfg.Timeout,
+		maxBody: cfg.MaxBodyBytes,
+		http:    cfg.HTTPClient,
+		now:     cfg.Now,
+	}, nil
+}
+
+// validate checks cfg and returns its reports' parsed queries.
+func (cfg CubeConfig) validate() (map[string]any, error) {
+	var errs []error
+	if err := checkBaseURL("cube: URL", cfg.URL); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Secret == "" {
+		errs = append(errs, errors.New("provider: cube: Secret is required: Cube's API secret signs every call's token"))
+	}
+	if cfg.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("provider: cube: Timeout must not be negative, got %s", cfg.Timeout))
+	}
+	if cfg.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("provider: cube: MaxBodyBytes must not be negative, got %d", cfg.MaxBodyBytes))
+	}
+	if len(cfg.Reports) == 0 {
+		errs = append(errs, errors.New("provider: cube: at least one report is required"))
+	}
+	reports := make(map[string]any, len(cfg.Reports))
+	for _, name := range sortedKeys(cfg.Reports) {
+		if err := dashcache.CheckReportName(name); err != nil {
+			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
+		}
+		query := cfg.Reports[name]
+		if err := checkCubeQuery(query); err != nil {
+			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
+			continue
+		}
+		// Numbers stay as written (a limit of 10 is sent as 10, not 1e+01).
+		dec := json.NewDecoder(strings.NewReader(query))
+		dec.UseNumber()
+		var q any
+		if err := dec.Decode(&q); err != nil {
+			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
+			continue
+		}
+		reports[name] = q
+	}
+	return reports, errors.Join(errs...)
+}
+
+// Customers fails with ErrNoCustomerList, as a permanent error: Cube's REST
+// API has no list of dashcache's customers.
+func (c *Cube) Customers(context.Context) ([]string, error) {
+	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: noCustomerList{"cube"}}
+}
+
+// noCustomerList is ErrNoCustomerList in the words of a back end that is not
+// SQL.
+type noCustomerList struct{ backend string }
+
+func (e noCustomerList) Error() string {
+	return "provider: a " + e.backend + " back end cannot list its customers; " +
+		"a warming plan with customers: all needs the http back end: name the customers instead"
+}
+
+func (noCustomerList) Is(target error) bool { return target == ErrNoCustomerList }
+
+// cubeRequest is the body of POST /cubejs-api/v1/load.
+type cubeRequest struct {
+	Query any `json:"query"`
+}
+
+// cubeAnswer is what Query reads of Cube's answer: a finished one has data
+// (with query and annotation, not read); one still running, or an error,
+// has error.
+type cubeAnswer struct {
+	Error *string         `json:"error"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// Query asks Cube for report k.Report with "@customer", "@from" and "@to"
+// replaced by k.Customer and k.From and k.To (YYYY-MM-DD), and returns the
+// answer's data array verbatim (Cube gives numbers as strings; they stay
+// so). While Cube answers "Continue wait" it asks again, after a pause of
+// 200ms growing to 1s, until the data comes or ctx or the call's Timeout
+// ends.
+//
+// A failure is a *dashcache.ProviderError: permanent for a report it does
+// not know, and on a 4xx other than 429 (a token Cube refuses is 403);
+// rate_limited on 429 (with RetryAfter); transient on 5xx, timeouts (still
+// "Continue wait" included) and connection errors; invalid on a 200 with no
+// data array, or an answer larger than MaxBodyBytes or not UTF-8 JSON.
+func (c *Cube) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	q, ok := c.reports[k.Report]
+	if !ok {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+			Err: fmt.Errorf("cube: no report named %q", k.Report)}
+	}
+	body, err := json.Marshal(cubeRequest{Query: substitute(q, map[string]string{
+		cubeCustomer: k.Customer,
+		cubeFrom:     k.From.String(),
+		cubeTo:       k.To.String(),
+	})})
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("cube: encoding query: %w", err))
+	}
+
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	now := c.now()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"customer": k.Customer,
+		"iat":      jwt.NewNumericDate(now),
+		"exp":      jwt.NewNumericDate(now.Add(c.timeout + cubeTokenGrace)),
+	}).SignedString(c.secret)
+	if err != nil {
+		// jwt's errors name the method or key type, never the key.
+		return nil, transient(0, fmt.Errorf("cube: signing the token: %w", err))
+	}
+	call := cubeCall{c: c, ctx: ctx, callCtx: callCtx, body: body, token: token, requestID: rand.Text()}
+
+	pause := cubeFirstPause
+	for waits := 0; ; waits++ {
+		data, err := call.load()
+		if err != nil || data != nil {
+			return data, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-callCtx.Done():
+			t.Stop()
+			return nil, transient(0, call.waitError(waits+1))
+		case <-t.C:
+		}
+		pause = min(2*pause, cubeMaxPause)
+	}
+}
+
+// substitute returns a copy of v (decoded JSON) where each string equal to
+// a key of values is replaced by its value. Object keys stay as they are.
+func substitute(v any, values map[string]string) any {
+	switch v := v.(type) {
+	case string:
+		if r, ok := values[v]; ok {
+			return r
+		}
+		return v
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = substitute(e, values)
+		}
+		return out
+	case map[string]any:
+		out := maps.Clone(v)
+		for key, e := range out {
+			out[key] = substitute(e, values)
+		}
+		return out
+	}
+	return v // numbers, booleans, null
+}
+
+// cubeCall is one Query: the same body, token and x-request-id for each
+// request it makes.
+type cubeCall struct {
+	c         *Cube
+	ctx       context.Context // the caller's
+	callCtx   context.Context // bounded by Timeout
+	body      []byte
+	token     string
+	requestID string
+}
+
+// load sends the query once. It returns the data of a finished answer, nil
+// and no error for "Continue wait", or a *dashcache.ProviderError.
+func (cc *cubeCall) load() ([]byte, error) {
+	const op = "cube: POST " + cubeLoadPath
+	req, err := http.NewRequestWithContext(cc.callCtx, http.MethodPost, cc.c.loadURL, bytes.NewReader(cc.body))
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	// Cube's documented form: the token alone, no "Bearer".
+	req.Header.Set("Authorization", cc.token)
+	req.Header.Set("X-Request-Id", cc.requestID)
+
+	resp, err := cc.c.http.Do(req)
+	if err != nil {
+		// net/http strips any password from the URL in its errors; the
+		// token travels in a header and never appears.
+		return nil, transient(0, cc.callError(op, err))
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, cc.statusError(op, resp)
+	}
+
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, cc.c.maxBody+1))
+	if err != nil {
+		return nil, transient(resp.StatusCode, cc.callError(op+": reading answer", err))
+	}
+	if int64(len(answer)) > cc.c.maxBody {
+		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, cc.c.maxBody))
+	}
+	if !utf8.Valid(answer) {
+		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", op, cc.snippet(answer)))
+	}
+	var a cubeAnswer
+	if err := json.Unmarshal(answer, &a); err != nil {
+		return nil, invalid(fmt.Errorf("%s: answer is not a JSON object: %s", op, cc.snippet(answer)))
+	}
+	switch {
+	case a.Error != nil && *a.Error == cubeContinueWait:
+		return nil, nil
+	case a.Error != nil:
+		return nil, invalid(fmt.Errorf("%s: 200 with error %s", op, cc.snippet([]byte(*a.Error))))
+	case len(a.Data) == 0 || a.Data[0] != '[':
+		return nil, invalid(fmt.Errorf("%s: 200 without a data array: %s", op, cc.snippet(answer)))
+	}
+	return a.Data, nil
+}
+
+// statusError classifies a non-200 answer; Cube's error answers are
+// {"error": "..."}.
+func (cc *cubeCall) statusError(op string, resp *http.Response) error {
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4*snippetLen))
+	msg := head
+	var a cubeAnswer
+	if json.Unmarshal(head, &a) == nil && a.Error != nil {
+		msg = []byte(*a.Error)
+	}
+	err := fmt.Errorf("%s: %s: %s", op, resp.Status, cc.snippet(msg))
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		now := time.Now()
+		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+			now = d // an HTTP-date in Retry-After is relative to the server's clock
+		}
+		return &dashcache.ProviderError{
+			Outcome:    dashcache.OutcomeRateLimited,
+			Status:     code,
+			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+			Err:        err,
+		}
+	case code >= 300 && code < 400:
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
+			Err: fmt.Errorf("%s: %s is a redirect; redirects are not followed (check the back end's url)", op, resp.Status)}
+	case code == http.StatusForbidden || code == http.StatusUnauthorized:
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
+			Err: fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", err)}
+	case code >= 400 && code < 500:
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
+	default:
+		return transient(code, err)
+	}
+}
+
+// callError describes a failed round trip, saying so when the call's own
+// timeout (rather than the caller's context) ended it.
+func (cc *cubeCall) callError(op string, err error) error {
+	if cc.ctx.Err() == nil && errors.Is(cc.callCtx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within %s: %w", op, cc.c.timeout, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// waitError is the error of a call that ended while Cube still answered
+// "Continue wait".
+func (cc *cubeCall) waitError(answers int) error {
+	err := fmt.Errorf("cube: still %q after %d answers", cubeContinueWait, answers)
+	if cc.ctx.Err() == nil {
+		return fmt.Errorf("%w: no data within %s: %w", err, cc.c.timeout, cc.callCtx.Err())
+	}
+	return fmt.Errorf("%w: %w", err, context.Cause(cc.ctx))
+}
+
+// snippet is the start of a body for errors, without the secret or the
+// token should Cube echo them.
+func (cc *cubeCall) snippet(b []byte) string {
+	return snippet(b, string(cc.c.secret), cc.token)
+}
