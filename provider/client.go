@@ -74,12 +74,7 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = newHTTPClient()
-	}
-	hc := *cfg.HTTPClient
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	cfg.HTTPClient = &hc
+	cfg.HTTPClient = refuseRedirects(cfg.HTTPClient)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -114,6 +109,18 @@ func (cfg ClientConfig) validate() error {
 		return fmt.Errorf("provider: MaxBodyBytes must not be negative, got %d", cfg.MaxBodyBytes)
 	}
 	return nil
+}
+
+// refuseRedirects returns a copy of hc (nil: the package's own client, see
+// newHTTPClient) that never follows a redirect: a back end's secret goes only
+// to the URL it was configured with. Every HTTP back end sends through one.
+func refuseRedirects(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = newHTTPClient()
+	}
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
 }
 
 func newHTTPClient() *http.Client {
@@ -229,8 +236,16 @@ func (c *Client) callError(parent, call context.Context, op string, err error) e
 
 // statusError classifies a non-200 answer.
 func (c *Client) statusError(op string, resp *http.Response) error {
+	return statusError(op, resp, c.token, "DASHCACHE_PROVIDER_URL")
+}
+
+// statusError classifies an HTTP back end's answer that is not a success:
+// rate_limited on 429 (with RetryAfter), permanent on a redirect (never
+// followed) and any other 4xx, transient on the rest. secret is cut from the
+// body quoted in the error; urlSetting names where the URL is configured.
+func statusError(op string, resp *http.Response, secret, urlSetting string) error {
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*snippetLen))
-	err := fmt.Errorf("%s: %s: %s", op, resp.Status, c.snippet(head))
+	err := fmt.Errorf("%s: %s: %s", op, resp.Status, snippet(head, secret))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests:
 		now := time.Now()
@@ -251,7 +266,7 @@ func (c *Client) statusError(op string, resp *http.Response) error {
 			to = "host " + strconv.Quote(loc.Host)
 		}
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%s: %s redirects to %s; redirects are not followed (check DASHCACHE_PROVIDER_URL)", op, resp.Status, to)}
+			Err: fmt.Errorf("%s: %s redirects to %s; redirects are not followed (check %s)", op, resp.Status, to, urlSetting)}
 	case code >= 400 && code < 500:
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
 	default:
@@ -263,14 +278,18 @@ func (c *Client) statusError(op string, resp *http.Response) error {
 
 // snippet returns the start of a body for logs: one line, printable, short,
 // and without the token should the platform echo it.
-func (c *Client) snippet(b []byte) string {
-	// Cut long bodies early, but not through a token that starts in the part kept.
-	if n := 4*snippetLen + len(c.token); len(b) > n {
+func (c *Client) snippet(b []byte) string { return snippet(b, c.token) }
+
+// snippet returns the start of b for logs: one line, printable, short, and
+// without secret should the back end echo it.
+func snippet(b []byte, secret string) string {
+	// Cut long bodies early, but not through a secret that starts in the part kept.
+	if n := 4*snippetLen + len(secret); len(b) > n {
 		b = b[:n]
 	}
 	s := strings.ToValidUTF8(string(b), "?")
-	if c.token != "" {
-		s = strings.ReplaceAll(s, c.token, "[redacted]")
+	if secret != "" {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
 	}
 	s = strings.TrimSpace(strings.Map(func(r rune) rune {
 		if !unicode.IsPrint(r) {
