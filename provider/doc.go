@@ -1,9 +1,10 @@
 // Package provider holds the BI back ends: Client speaks the provider
 // contract over HTTP, Postgres answers the catalogue's named reports from a
-// PostgreSQL database, Simulator stands in for the platform (in process or
-// as an HTTP server), and Measured counts and times the calls of any of
-// them. They know nothing of the cache: package guard protects the platform
-// for the fleet.
+// PostgreSQL database, Metabase answers them by running Metabase saved
+// questions, Simulator stands in for the platform (in process or as an HTTP
+// server), and Measured counts and times the calls of any of them. They
+// know nothing of the cache: package guard protects the platform for the
+// fleet.
 package provider
 
 import (
@@ -13,8 +14,9 @@ import (
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Postgres, Simulator and Measured
-// implement it; a back end that has no list of customers (Postgres) fails
+// queries and lists its customers. Client, Postgres, Metabase, Simulator and
+// Measured implement it; a back end that has no list of customers (Postgres,
+// Metabase) fails
 // Customers with ErrNoCustomerList, as a permanent error.
 type Source interface {
 	dashcache.ReportSource
@@ -24,6 +26,7 @@ type Source interface {
 var (
 	_ Source = (*Client)(nil)
 	_ Source = (*Postgres)(nil)
+	_ Source = (*Metabase)(nil)
 	_ Source = (*Simulator)(nil)
 	_ Source = (*Measured)(nil)
 )
