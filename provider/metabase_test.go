@@ -345,3 +345,38 @@ func TestNewMetabaseChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenReportsMetabase(t *testing.T) {
+	t.Parallel()
+	f := &fakeMetabase{card: 9, tags: map[string]string{"who": "variable", "range": "dimension"}}
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	cat, err := ParseCatalogue([]byte(fmt.Sprintf(`
+backends:
+  bi: {type: metabase, url: %q, api_key_env: MB_KEY}
+reports:
+  orders: {backend: bi, card: 9, customer_parameter: who}
+`, srv.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"MB_KEY": testAPIKey}
+	r, err := OpenReports(context.Background(), cat, func(k string) string { return env[k] }, nil, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	got, err := r.Query(context.Background(), january("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, bound := f.seen(); !strings.Contains(string(got), `"customer":"category acme"`) || bound["range"] != "date/range 2024-01-01~2024-01-31" {
+		t.Errorf("report %s, bound %q", got, bound)
+	}
+	r.backends["bi"].(*Metabase).http.CloseIdleConnections()
+
+	_, err = OpenReports(context.Background(), cat, func(string) string { return "" }, nil, Limits{})
+	if err == nil || !strings.Contains(err.Error(), "back end bi: the environment variable MB_KEY (api_key_env) is not set") {
+		t.Errorf("OpenReports without the key: %v", err)
+	}
+}

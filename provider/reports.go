@@ -57,7 +57,7 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 	secret := func(env string) (string, error) {
 		v := getenv(env)
 		if v == "" {
-			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env"}[b.Type])
+			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env", TypeMetabase: "api_key_env"}[b.Type])
 		}
 		return v, nil
 	}
@@ -83,6 +83,18 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 			}
 		}
 		return NewPostgres(ctx, dsn, queries, SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency})
+	case TypeMetabase:
+		key, err := secret(b.APIKeyEnv)
+		if err != nil {
+			return nil, err
+		}
+		reports := map[string]MetabaseReport{}
+		for report, spec := range cat.Reports {
+			if spec.Backend == name {
+				reports[report] = MetabaseReport{Card: spec.Card, CustomerParameter: spec.CustomerParameter, RangeParameter: spec.RangeParameter}
+			}
+		}
+		return NewMetabase(MetabaseConfig{URL: b.URL, APIKey: key, Reports: reports, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
 }
