@@ -27,7 +27,7 @@ type HandlerConfig struct {
 	// Freshness says how long each report stays fresh (a catalogue's
 	// overrides). Default: OpenTTL and ClosedTTL for every report.
 	Freshness func(report string) dashcache.Freshness
-	Zone   *time.Location         // where "today" is; default UTC
+	Zone      *time.Location // where "today" is; default UTC
 	// LockTTL is the lock's lifetime without renewal: how soon another worker
 	// can take over from one that died. Default 15 s.
 	LockTTL time.Duration

@@ -246,8 +246,16 @@ func (c *Client) callError(parent, call context.Context, op string, err error) e
 
 // statusError classifies a non-200 answer.
 func (c *Client) statusError(op string, resp *http.Response) error {
+	return statusError(op, resp, c.token, "DASHCACHE_PROVIDER_URL")
+}
+
+// statusError classifies an HTTP back end's answer that is not a success:
+// rate_limited on 429 (with RetryAfter), permanent on a redirect (never
+// followed) and any other 4xx, transient on the rest. secret is cut from the
+// body quoted in the error; urlSetting names where the URL is configured.
+func statusError(op string, resp *http.Response, secret, urlSetting string) error {
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*snippetLen))
-	err := fmt.Errorf("%s: %s: %s", op, resp.Status, c.snippet(head))
+	err := fmt.Errorf("%s: %s: %s", op, resp.Status, snippet(head, secret))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests:
 		now := time.Now()
@@ -268,7 +276,7 @@ func (c *Client) statusError(op string, resp *http.Response) error {
 			to = "host " + strconv.Quote(loc.Host)
 		}
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%s: %s redirects to %s; redirects are not followed (check DASHCACHE_PROVIDER_URL)", op, resp.Status, to)}
+			Err: fmt.Errorf("%s: %s redirects to %s; redirects are not followed (check %s)", op, resp.Status, to, urlSetting)}
 	case code >= 400 && code < 500:
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
 	default:

@@ -1,9 +1,10 @@
 // Package provider holds the BI back ends: Client speaks the provider
 // contract over HTTP, Postgres answers the catalogue's named reports from a
-// PostgreSQL database and Cube from Cube's REST API, Simulator stands in for
-// the platform (in process or as an HTTP server), and Measured counts and
-// times the calls of any of them. They know nothing of the cache: package guard protects the platform
-// for the fleet.
+// PostgreSQL database, Cube from Cube's REST API and Metabase by running its
+// saved questions, Simulator stands in for the platform (in process or as an
+// HTTP server), and Measured counts and times the calls of any of them. They
+// know nothing of the cache: package guard protects the platform for the
+// fleet.
 package provider
 
 import (
@@ -13,10 +14,10 @@ import (
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Postgres, Cube, Simulator and
-// Measured implement it; a back end that has no list of customers
-// (Postgres, Cube) fails Customers with ErrNoCustomerList, as a permanent
-// error.
+// queries and lists its customers. Client, Postgres, Cube, Metabase,
+// Simulator and Measured implement it; a back end that has no list of
+// customers (Postgres, Cube, Metabase) fails Customers with
+// ErrNoCustomerList, as a permanent error.
 type Source interface {
 	dashcache.ReportSource
 	Customers(ctx context.Context) ([]string, error)
@@ -26,6 +27,7 @@ var (
 	_ Source = (*Client)(nil)
 	_ Source = (*Postgres)(nil)
 	_ Source = (*Cube)(nil)
+	_ Source = (*Metabase)(nil)
 	_ Source = (*Simulator)(nil)
 	_ Source = (*Measured)(nil)
 )

@@ -50,9 +50,9 @@ const callGrace = 2 * time.Second
 const cancelDelay = time.Second
 
 // ErrNoCustomerList is the error of Customers on a back end that cannot
-// list its customers, such as a SQL database: a warming plan with
-// customers: all needs the http back end, or a list of names.
-var ErrNoCustomerList = errors.New("provider: a SQL back end cannot list its customers; " +
+// list its customers, such as a SQL database or Metabase: a warming plan
+// with customers: all needs the http back end, or a list of names.
+var ErrNoCustomerList = errors.New("provider: this back end (SQL, Metabase) cannot list its customers; " +
 	"a warming plan with customers: all needs the http back end: name the customers instead")
 
 // Postgres answers the named reports of the catalogue from a PostgreSQL

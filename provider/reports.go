@@ -57,13 +57,17 @@ func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string
 	return r, nil
 }
 
+// secretFields name, by back end type, the catalogue's field that names a
+// secret's variable.
+var secretFields = map[string]string{TypePostgres: "dsn_env", TypeMySQL: "dsn_env", TypeHTTP: "token_env", TypeCube: "secret_env", TypeMetabase: "api_key_env"}
+
 // openBackend opens the back end name of cat.
 func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(string) string, limits Limits) (Source, error) {
 	b := cat.Backends[name]
 	secret := func(env string) (string, error) {
 		v := getenv(env)
 		if v == "" {
-			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env", TypeCube: "secret_env"}[b.Type])
+			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, secretFields[b.Type])
 		}
 		return v, nil
 	}
@@ -89,6 +93,18 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 			return nil, err
 		}
 		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: queriesOf(cat, name), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
+	case TypeMetabase:
+		key, err := secret(b.APIKeyEnv)
+		if err != nil {
+			return nil, err
+		}
+		reports := map[string]MetabaseReport{}
+		for report, spec := range cat.Reports {
+			if spec.Backend == name {
+				reports[report] = MetabaseReport{Card: spec.Card, CustomerParameter: spec.CustomerParameter, RangeParameter: spec.RangeParameter}
+			}
+		}
+		return NewMetabase(MetabaseConfig{URL: b.URL, APIKey: key, Reports: reports, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
 }

@@ -1,0 +1,328 @@
+package provider
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// Defaults of MetabaseReport.
+const (
+	// DefaultCustomerParameter is the default MetabaseReport.CustomerParameter.
+	DefaultCustomerParameter = "customer"
+	// DefaultRangeParameter is the default MetabaseReport.RangeParameter.
+	DefaultRangeParameter = "range"
+)
+
+// MetabaseReport is one named report answered by a Metabase saved question
+// (a card) written in SQL, whose template tags take the customer and the
+// date range.
+type MetabaseReport struct {
+	// Card is the saved question's ID. Required.
+	Card int
+	// CustomerParameter names the card's template tag for the customer: a
+	// Text variable (WHERE customer = {{customer}}), which Metabase binds as
+	// a value. Make it required in Metabase: a tag that matches no parameter
+	// of the request is dropped from an optional clause, which would read
+	// every customer's rows. Default "customer".
+	CustomerParameter string
+	// RangeParameter names the card's template tag for the date range: a
+	// Field Filter on a date column (WHERE {{range}}), given from~to with
+	// both days included. Default "range".
+	RangeParameter string
+}
+
+// MetabaseConfig configures a Metabase back end.
+type MetabaseConfig struct {
+	// URL is Metabase's absolute http or https URL, without query or
+	// fragment; "/api/card/{id}/query" is appended. Required.
+	URL string
+	// APIKey is sent as "x-api-key: <APIKey>" (a Metabase API key, made in
+	// Admin > Settings > Authentication > API keys). Required.
+	APIKey string
+	// Reports are the reports by name (1-32 characters of a-z 0-9 _ -).
+	// At least one is required.
+	Reports map[string]MetabaseReport
+	// Timeout bounds one call, from sending the request to reading the
+	// whole answer. Default 60s (DefaultTimeout).
+	Timeout time.Duration
+	// MaxBodyBytes is the largest answer accepted, and the largest report
+	// made from it; a larger one is invalid. Default 16 MiB
+	// (DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// HTTPClient sends the requests (it never follows a redirect: the API
+	// key goes only to URL). Default: the client Client uses, with dial,
+	// TLS handshake and idle connection timeouts.
+	HTTPClient *http.Client
+}
+
+// Metabase answers the catalogue's named reports by running Metabase saved
+// questions through its API (POST /api/card/{id}/query), the customer and
+// the date range given as the card's parameters. It is safe for concurrent
+// use.
+//
+// A report is a JSON array with one object per row, keyed by the names of
+// the answer's columns in their order, each value as Metabase gives it.
+type Metabase struct {
+	base    string // URL without trailing slash
+	apiKey  string
+	reports map[string]MetabaseReport
+	timeout time.Duration
+	maxBody int64
+	http    *http.Client
+}
+
+// metabaseURLSetting is where a Metabase back end's URL is configured, for
+// errors that ask to check it.
+const metabaseURLSetting = "the back end's url in the report catalogue"
+
+// NewMetabase returns a Metabase back end for cfg, with defaults for zero
+// fields, after checking every field and report (all problems at once). It
+// does not call Metabase. Its errors never contain the API key or a password
+// in URL.
+func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	reports := make(map[string]MetabaseReport, len(cfg.Reports))
+	for name, r := range cfg.Reports {
+		r.CustomerParameter = cmp.Or(r.CustomerParameter, DefaultCustomerParameter)
+		r.RangeParameter = cmp.Or(r.RangeParameter, DefaultRangeParameter)
+		reports[name] = r
+	}
+	cfg.Reports = reports
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Metabase{
+		base:    strings.TrimRight(cfg.URL, "/"),
+		apiKey:  cfg.APIKey,
+		reports: maps.Clone(cfg.Reports),
+		timeout: cfg.Timeout,
+		maxBody: cfg.MaxBodyBytes,
+		http:    noRedirects(cfg.HTTPClient),
+	}, nil
+}
+
+func (cfg MetabaseConfig) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("provider: metabase: "+format, args...))
+	}
+	// url.Parse's error quotes the whole URL, password included: don't wrap it.
+	if cfg.URL == "" {
+		bad("URL is required: Metabase's base URL")
+	} else if u, err := url.Parse(cfg.URL); err != nil {
+		bad("URL is not a valid URL")
+	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		bad("URL %q must be an absolute http:// or https:// URL", u.Redacted())
+	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		bad("URL %q must not have a query or fragment", u.Redacted())
+	}
+	if cfg.APIKey == "" {
+		bad("APIKey is required: a Metabase API key")
+	}
+	if cfg.Timeout < 0 {
+		bad("Timeout must not be negative, got %s", cfg.Timeout)
+	}
+	if cfg.MaxBodyBytes < 0 {
+		bad("MaxBodyBytes must not be negative, got %d", cfg.MaxBodyBytes)
+	}
+	if len(cfg.Reports) == 0 {
+		bad("at least one report is required")
+	}
+	for _, name := range sortedKeys(cfg.Reports) {
+		r := cfg.Reports[name]
+		if err := dashcache.CheckReportName(name); err != nil {
+			bad("report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen)
+		}
+		if r.Card <= 0 {
+			bad("report %s: Card must be the ID of a saved question (a positive number), got %d", name, r.Card)
+		}
+		if r.CustomerParameter == r.RangeParameter {
+			bad("report %s: the customer and the range parameters are both %q; they are two template tags", name, r.CustomerParameter)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Customers fails with ErrNoCustomerList, as a permanent error: Metabase has
+// no list of dashcache's customers.
+func (m *Metabase) Customers(context.Context) ([]string, error) {
+	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+		Err: fmt.Errorf("metabase: %w", ErrNoCustomerList)}
+}
+
+// metabaseParameter is one parameter of a card query, as Metabase's API
+// takes it.
+type metabaseParameter struct {
+	Type   string `json:"type"`
+	Target []any  `json:"target"`
+	Value  string `json:"value"`
+}
+
+// templateTag is the target of a card's template tag: "variable" for a
+// basic variable (Text, Number, Date), "dimension" for a Field Filter.
+// Metabase applies a parameter only to a tag of the matching kind.
+func templateTag(kind, name string) []any {
+	return []any{kind, []any{"template-tag", name}}
+}
+
+// metabaseAnswer is the part of a card query's answer that Query reads.
+type metabaseAnswer struct {
+	Status    string          `json:"status"`
+	Error     json.RawMessage `json:"error"`
+	ErrorType string          `json:"error_type"`
+	Data      *struct {
+		Rows          *[][]json.RawMessage     `json:"rows"`
+		Cols          *[]struct{ Name string } `json:"cols"`
+		RowsTruncated json.RawMessage          `json:"rows_truncated"`
+	} `json:"data"`
+}
+
+// Query runs the card of report k.Report with its customer parameter (a
+// "category" value targeting the Text variable) set to k.Customer and its
+// range parameter (a "date/range" value targeting the Field Filter) to
+// "from~to", and returns the rows as a JSON array of objects keyed by the
+// columns' names in their order ([] for no rows), values verbatim.
+//
+// A failure is a *dashcache.ProviderError: permanent for a report this back
+// end does not have, a query Metabase ran and reports "failed" (its error
+// text in the error), 401, 403, a redirect and any other 4xx; rate_limited
+// on 429 (with RetryAfter); transient on 5xx, timeouts and connection
+// errors; invalid on a success without data, that is not JSON, that
+// Metabase truncated (rows_truncated: it applies its row limit to card
+// queries), or that is larger than MaxBodyBytes.
+func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	r, ok := m.reports[k.Report]
+	if !ok {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+			Err: fmt.Errorf("report %q is not one of this metabase back end's reports (%s)", k.Report, strings.Join(sortedKeys(m.reports), ", "))}
+	}
+	op := fmt.Sprintf("report %s: POST /api/card/%d/query", k.Report, r.Card)
+	body, err := json.Marshal(map[string][]metabaseParameter{"parameters": {
+		{Type: "category", Target: templateTag("variable", r.CustomerParameter), Value: k.Customer},
+		{Type: "date/range", Target: templateTag("dimension", r.RangeParameter), Value: k.From.String() + "~" + k.To.String()},
+	}})
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("%s: encoding parameters: %w", op, err))
+	}
+	data, err := m.post(ctx, op, fmt.Sprintf("/api/card/%d/query", r.Card), body)
+	if err != nil {
+		return nil, err
+	}
+	return m.report(op, data)
+}
+
+// post sends one request and returns the body of a success (200, or the
+// 202 Metabase answers a finished query with), else a
+// *dashcache.ProviderError.
+func (m *Metabase) post(ctx context.Context, op, path string, body []byte) ([]byte, error) {
+	callCtx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, m.base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("x-api-key", m.apiKey)
+
+	resp, err := m.http.Do(req)
+	if err != nil {
+		// net/http strips any password from the URL in its errors; the key
+		// travels in a header and never appears.
+		return nil, transient(0, m.callError(ctx, callCtx, op, err))
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		return nil, statusError(op, resp, m.apiKey, metabaseURLSetting)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
+	if err != nil {
+		return nil, transient(resp.StatusCode, m.callError(ctx, callCtx, op+": reading answer", err))
+	}
+	if int64(len(data)) > m.maxBody {
+		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, m.maxBody))
+	}
+	return data, nil
+}
+
+// callError describes a failed round trip, saying so when this call's own
+// timeout (rather than the caller's context) ended it.
+func (m *Metabase) callError(parent, call context.Context, op string, err error) error {
+	if parent.Err() == nil && errors.Is(call.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: no answer within %s: %w", op, m.timeout, err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// report turns a card query's answer into the report: rows become objects
+// keyed by the columns' names.
+func (m *Metabase) report(op string, data []byte) ([]byte, error) {
+	var a metabaseAnswer
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, invalid(fmt.Errorf("%s: answer is not Metabase's query result: %v: %s", op, err, snippet(data, m.apiKey)))
+	}
+	if a.Status == "failed" {
+		msg := snippet(a.Error, m.apiKey)
+		var text string
+		if json.Unmarshal(a.Error, &text) == nil {
+			msg = snippet([]byte(text), m.apiKey)
+		}
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Code: a.ErrorType,
+			Err: fmt.Errorf("%s: Metabase failed to run the query: %s", op, msg)}
+	}
+	if a.Status != "completed" || a.Data == nil || a.Data.Rows == nil || a.Data.Cols == nil {
+		return nil, invalid(fmt.Errorf("%s: answer has no completed data (status %q): %s", op, a.Status, snippet(data, m.apiKey)))
+	}
+	if len(a.Data.RowsTruncated) > 0 && string(a.Data.RowsTruncated) != "null" {
+		return nil, invalid(fmt.Errorf("%s: Metabase cut the answer at %s rows (its limit for card queries); the report would be incomplete", op, a.Data.RowsTruncated))
+	}
+
+	cols := *a.Data.Cols
+	keys := make([][]byte, len(cols))
+	seen := make(map[string]bool, len(cols))
+	for i, c := range cols {
+		if seen[c.Name] {
+			return nil, invalid(fmt.Errorf("%s: two columns are named %q; give each column of the question its own name", op, c.Name))
+		}
+		seen[c.Name] = true
+		keys[i], _ = json.Marshal(c.Name) // a string always encodes
+	}
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for n, row := range *a.Data.Rows {
+		if len(row) != len(cols) {
+			return nil, invalid(fmt.Errorf("%s: row %d has %d values for %d columns", op, n+1, len(row), len(cols)))
+		}
+		if n > 0 {
+			out.WriteByte(',')
+		}
+		out.WriteByte('{')
+		for i, v := range row {
+			if i > 0 {
+				out.WriteByte(',')
+			}
+			out.Write(keys[i])
+			out.WriteByte(':')
+			out.Write(v)
+		}
+		out.WriteByte('}')
+		if int64(out.Len()) > m.maxBody {
+			return nil, invalid(fmt.Errorf("%s: report is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, m.maxBody))
+		}
+	}
+	out.WriteByte(']')
+	return out.Bytes(), nil
+}
