@@ -57,7 +57,7 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 	secret := func(env string) (string, error) {
 		v := getenv(env)
 		if v == "" {
-			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeHTTP: "token_env"}[b.Type])
+			return "", fmt.Errorf("the environment variable %s (%s) is not set", env, map[string]string{TypePostgres: "dsn_env", TypeMySQL: "dsn_env", TypeHTTP: "token_env"}[b.Type])
 		}
 		return v, nil
 	}
@@ -71,7 +71,7 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 			}
 		}
 		return NewClient(ClientConfig{BaseURL: b.URL, Token: token, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
-	case TypePostgres:
+	case TypePostgres, TypeMySQL:
 		dsn, err := secret(b.DSNEnv)
 		if err != nil {
 			return nil, err
@@ -82,7 +82,11 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 				queries[report] = spec.Query
 			}
 		}
-		return NewPostgres(ctx, dsn, queries, SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency})
+		cfg := SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency}
+		if b.Type == TypeMySQL {
+			return NewMySQL(ctx, dsn, queries, cfg)
+		}
+		return NewPostgres(ctx, dsn, queries, cfg)
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
 }
