@@ -165,7 +165,7 @@ func (cfg SQLConfig) validate(reports map[string]string) error {
 		errs = append(errs, fmt.Errorf("provider: MaxBytes must not be negative, got %d", cfg.MaxBytes))
 	}
 	if len(reports) == 0 {
-		errs = append(errs, errors.New("provider: postgres: at least one report is required"))
+		errs = append(errs, errors.New("provider: a SQL back end needs at least one report"))
 	}
 	for _, name := range sortedKeys(reports) {
 		if err := dashcache.CheckReportName(name); err != nil {

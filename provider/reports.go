@@ -81,12 +81,16 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 			}
 		}
 		return NewClient(ClientConfig{BaseURL: b.URL, Token: token, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
-	case TypePostgres:
+	case TypePostgres, TypeMySQL:
 		dsn, err := secret(b.DSNEnv)
 		if err != nil {
 			return nil, err
 		}
-		return NewPostgres(ctx, dsn, queriesOf(cat, name), SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency})
+		cfg := SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency}
+		if b.Type == TypeMySQL {
+			return NewMySQL(ctx, dsn, queriesOf(cat, name), cfg)
+		}
+		return NewPostgres(ctx, dsn, queriesOf(cat, name), cfg)
 	case TypeCube:
 		key, err := secret(b.SecretEnv)
 		if err != nil {

@@ -1,0 +1,468 @@
+package provider
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/dashcache/dashcache"
+)
+
+// MySQL answers the named reports of the catalogue from a MySQL or MariaDB
+// database: each report is one SQL query whose @customer, @from and @to
+// become ? placeholders, bound as values by the server (server-side
+// prepared statements; the driver never splices a value into the SQL). It
+// is safe for concurrent use.
+//
+// Each call runs in a read-only transaction (START TRANSACTION READ ONLY)
+// that is always rolled back, under the server's statement timeout
+// (MariaDB's max_statement_time, or MySQL's max_execution_time, which
+// bounds SELECTs only), and a call whose context ends has its statement
+// killed on the server (KILL QUERY from another connection: the driver
+// only closes its socket, and the server would run the statement on). The
+// answer is the same JSON as Postgres's; see Query for the types.
+type MySQL struct {
+	db       *sql.DB
+	killer   *sql.DB // one connection for KILL QUERY, apart from the pool
+	reports  map[string]string
+	maxRows  int
+	maxBytes int64
+	timeout  time.Duration
+	secrets  []string // the DSN and its password: cut from every error
+
+	// timeoutVar is the server's statement timeout setting, found on the
+	// first call: "max_statement_time" (MariaDB, seconds) or
+	// "max_execution_time" (MySQL, milliseconds).
+	timeoutVar atomic.Pointer[string]
+	closeOnce  sync.Once
+}
+
+// NewMySQL returns a MySQL back end on the database of dsn
+// (user:password@tcp(host:3306)/database?param=value, the driver's format)
+// answering reports, a map from report name to its SQL, checked as
+// NewPostgres checks them. Whatever the DSN says, values come back as the
+// server's text (parseTime=false), in UTC (loc=UTC and the session's
+// time_zone '+00:00'), in utf8mb4, and parameters are bound by the server
+// (interpolateParams=false). cfg.MaxConns bounds the pool's open
+// connections. It does not connect: the first call, or Prepare, does. Its
+// errors never contain the DSN or its password.
+func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*MySQL, error) {
+	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	if err := cfg.validate(reports); err != nil {
+		return nil, err
+	}
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		// The driver's parse errors may quote the DSN: say nothing of it.
+		return nil, errors.New("provider: mysql: the connection string cannot be parsed; " +
+			"it is user:password@tcp(host:3306)/database?param=value")
+	}
+	secrets := []string{dsn, mc.Passwd}
+	mc.ParseTime = false
+	mc.InterpolateParams = false
+	mc.Loc = time.UTC
+	mc.MultiStatements = false
+	if err := mc.Apply(mysql.Charset("utf8mb4", "")); err != nil {
+		return nil, redact(fmt.Errorf("provider: mysql: %w", err), secrets)
+	}
+	params := map[string]string{}
+	for name, value := range mc.Params {
+		// Session variables the DSN sets; the pinned ones are ours.
+		switch strings.ToLower(name) {
+		case "time_zone", "max_statement_time", "max_execution_time", "sql_mode":
+			continue
+		}
+		params[name] = value
+	}
+	params["time_zone"] = "'+00:00'"
+	mc.Params = params
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, redact(fmt.Errorf("provider: mysql: %w", err), secrets)
+	}
+	db := sql.OpenDB(connector)
+	if cfg.MaxConns > 0 {
+		db.SetMaxOpenConns(cfg.MaxConns)
+		db.SetMaxIdleConns(cfg.MaxConns)
+	}
+	killer := sql.OpenDB(connector)
+	killer.SetMaxOpenConns(1)
+	return &MySQL{
+		db:       db,
+		killer:   killer,
+		reports:  maps.Clone(reports),
+		maxRows:  cfg.MaxRows,
+		maxBytes: cfg.MaxBytes,
+		timeout:  cfg.Timeout,
+		secrets:  secrets,
+	}, nil
+}
+
+// Close closes the pool's connections. Calls in flight fail.
+func (m *MySQL) Close() {
+	m.closeOnce.Do(func() {
+		_ = m.db.Close()
+		_ = m.killer.Close()
+	})
+}
+
+// Customers fails with ErrNoCustomerList, as a permanent error: a SQL
+// database has no list of dashcache's customers.
+func (m *MySQL) Customers(context.Context) ([]string, error) {
+	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: ErrNoCustomerList}
+}
+
+// mysqlSQL rewrites a report's @customer, @from and @to, outside literals
+// and comments, to ? placeholders, and returns the SQL and the values in
+// placeholder order.
+func mysqlSQL(query string, k dashcache.ReportKey) (string, []any) {
+	values := map[string]any{"customer": k.Customer, "from": k.From.String(), "to": k.To.String()}
+	var b strings.Builder
+	var args []any
+	last := 0
+	for _, p := range namedParams(query) {
+		b.WriteString(query[last:p.start])
+		b.WriteByte('?')
+		args = append(args, values[p.name])
+		last = p.end
+	}
+	b.WriteString(query[last:])
+	return b.String(), args
+}
+
+// Query runs the SQL of report k.Report with @customer bound to k.Customer
+// and @from and @to to k.From and k.To (as 'YYYY-MM-DD' text, which the
+// server converts to the type it compares them with), and returns its rows
+// as a JSON array of objects, keyed by column name in the query's column
+// order ([] for no rows).
+//
+// Values become JSON by their column's type (as the driver names it):
+// TINYINT, SMALLINT, MEDIUMINT, INT, BIGINT (signed or not), YEAR and
+// DECIMAL are numbers with every digit the server sent; FLOAT and DOUBLE
+// numbers (the shortest text that reads back as the same float); BOOL,
+// which MySQL keeps as TINYINT(1), is the number 0 or 1; DATE
+// "YYYY-MM-DD"; DATETIME and TIMESTAMP (in the session's time zone, UTC)
+// RFC 3339 in UTC, fractional seconds kept; CHAR, VARCHAR, the TEXTs, ENUM
+// and SET strings; MySQL's JSON the JSON itself (MariaDB's JSON is a
+// LONGTEXT, so it arrives as a string); NULL null. A column of any other
+// type (BLOB, BINARY, VARBINARY, BIT, TIME, GEOMETRY...) is a permanent
+// error that names it: cast it (CAST(x AS CHAR)). A zero date is invalid.
+//
+// A failure is a *dashcache.ProviderError whose Code is the server's error
+// number, if it sent one: transient when the server could not answer now
+// (connection, lock wait timeout 1205, deadlock 1213, too many connections
+// 1040, statement timeout 1969 or 3024, interrupted 1317, server gone 2006
+// or 2013), permanent when the query is wrong (an unknown report, syntax
+// 1064, unknown column 1054, no such table 1146, access denied 1142, 1044
+// or 1045, a write in the read-only transaction 1792), invalid when the
+// answer cannot be stored (more than MaxRows rows, larger than MaxBytes, a
+// value JSON cannot hold).
+func (m *MySQL) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
+	query, ok := m.reports[k.Report]
+	if !ok {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+			Err: fmt.Errorf("report %q is not one of this mysql back end's reports (%s)", k.Report, strings.Join(sortedKeys(m.reports), ", "))}
+	}
+	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
+	defer cancel()
+	data, err := m.query(callCtx, cancel, query, k)
+	if err != nil {
+		return nil, m.failure(ctx, callCtx, "report "+k.Report, err)
+	}
+	return data, nil
+}
+
+// conn returns a connection of the pool with the statement timeout set,
+// and a function that ends the call on it: it stops the watch that kills
+// the connection's statement when ctx ends, and returns it to the pool.
+func (m *MySQL) conn(ctx context.Context) (*sql.Conn, func(), error) {
+	conn, err := m.db.Conn(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting: %w", err)
+	}
+	var id int64
+	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("connecting: %w", err)
+	}
+	if err := m.setTimeout(ctx, conn); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("setting the statement timeout: %w", err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			m.kill(id)
+		}
+	})
+	return conn, func() {
+		close(done)
+		wg.Wait()
+		conn.Close()
+	}, nil
+}
+
+// setTimeout sets the session's statement timeout: MariaDB's
+// max_statement_time (seconds) or, where the server has no such variable
+// (1193), MySQL's max_execution_time (milliseconds).
+func (m *MySQL) setTimeout(ctx context.Context, conn *sql.Conn) error {
+	ms := max(m.timeout.Milliseconds(), 1)
+	set := func(name string) error {
+		value := strconv.FormatInt(ms, 10)
+		if name == "max_statement_time" {
+			value = strconv.FormatFloat(float64(ms)/1000, 'f', 3, 64)
+		}
+		_, err := conn.ExecContext(ctx, "SET SESSION "+name+" = "+value)
+		return err
+	}
+	if name := m.timeoutVar.Load(); name != nil {
+		return set(*name)
+	}
+	name := "max_statement_time"
+	err := set(name)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && me.Number == 1193 { // unknown system variable: MySQL
+		name = "max_execution_time"
+		err = set(name)
+	}
+	if err == nil {
+		m.timeoutVar.Store(&name)
+	}
+	return err
+}
+
+// kill stops the statement of connection id on the server, from a
+// connection of its own: the driver, on a context that ends, closes the
+// socket, and the server would run the statement on until it next writes.
+func (m *MySQL) kill(id int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), cancelDelay+callGrace)
+	defer cancel()
+	_, _ = m.killer.ExecContext(ctx, "KILL QUERY "+strconv.FormatInt(id, 10))
+}
+
+// query runs one report's SQL in a read-only transaction; stop ends ctx,
+// which kills the statement on the server.
+func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string, k dashcache.ReportKey) ([]byte, error) {
+	conn, release, err := m.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("beginning a read-only transaction: %w", err)
+	}
+	// Rolled back, never committed: nothing is to be kept.
+	defer func() { _ = tx.Rollback() }()
+	query, args := mysqlSQL(query, k)
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	cols, err := mysqlColumns(types)
+	if err != nil {
+		stop()
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
+	}
+	return m.rowsJSON(rows, cols, stop)
+}
+
+// rowsJSON reads rows into a JSON array; past a limit, or at a value that
+// cannot be JSON, it stops the statement (stop) rather than read the rest.
+func (m *MySQL) rowsJSON(rows *sql.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
+	raw := make([]sql.RawBytes, len(cols))
+	dest := make([]any, len(cols))
+	for i := range raw {
+		dest[i] = &raw[i]
+	}
+	values := make([][]byte, len(cols))
+	out := append(make([]byte, 0, 4096), '[')
+	n := 0
+	for rows.Next() {
+		if n++; n > m.maxRows {
+			stop()
+			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", m.maxRows))
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		for i, v := range raw {
+			values[i] = v // nil for NULL
+		}
+		if n > 1 {
+			out = append(out, ',')
+		}
+		var err error
+		if out, err = appendRow(out, cols, values); err != nil {
+			stop()
+			return nil, invalidAnswer(err)
+		}
+		if int64(len(out)) >= m.maxBytes { // ']' is still to come
+			stop()
+			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", m.maxBytes))
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return append(out, ']'), nil
+}
+
+// mysqlWriters are the writers of the types Query accepts, by the driver's
+// name of the column's type (ColumnType.DatabaseTypeName).
+var mysqlWriters = map[string]func(dst, text []byte) ([]byte, error){
+	"TINYINT": appendExactNumber, "UNSIGNED TINYINT": appendExactNumber,
+	"SMALLINT": appendExactNumber, "UNSIGNED SMALLINT": appendExactNumber,
+	"MEDIUMINT": appendExactNumber, "UNSIGNED MEDIUMINT": appendExactNumber,
+	"INT": appendExactNumber, "UNSIGNED INT": appendExactNumber,
+	"BIGINT": appendExactNumber, "UNSIGNED BIGINT": appendExactNumber,
+	"YEAR": appendExactNumber, "DECIMAL": appendExactNumber,
+	// No NaN or infinity in MySQL: the driver's text of the float is a number.
+	"FLOAT": appendExactNumber, "DOUBLE": appendExactNumber,
+	"DATE":     appendDate,
+	"DATETIME": appendTimestamp, "TIMESTAMP": appendTimestamp,
+	"CHAR": appendJSONString, "VARCHAR": appendJSONString,
+	"TINYTEXT": appendJSONString, "TEXT": appendJSONString,
+	"MEDIUMTEXT": appendJSONString, "LONGTEXT": appendJSONString,
+	"ENUM": appendJSONString, "SET": appendJSONString,
+	"JSON": appendJSON,
+	"NULL": appendJSON, // never called: its only value is NULL
+}
+
+// mysqlColumns returns how to write each column of a result as JSON. Its
+// error names every column whose type has no JSON form here, and every
+// column name used twice.
+func mysqlColumns(types []*sql.ColumnType) ([]jsonColumn, error) {
+	cols := make([]jsonColumn, len(types))
+	seen := make(map[string]bool, len(types))
+	var errs []error
+	for i, ct := range types {
+		name, typ := ct.Name(), ct.DatabaseTypeName()
+		put := mysqlWriters[typ]
+		if put == nil {
+			errs = append(errs, fmt.Errorf("column %q has type %s, which has no JSON form here: cast it in the query (CAST(%s AS CHAR), say)", name, cmp.Or(typ, "unknown"), name))
+		}
+		if seen[name] {
+			errs = append(errs, fmt.Errorf("column name %q appears more than once: give each column a name of its own (AS ...)", name))
+		}
+		seen[name] = true
+		key, err := appendJSONString(nil, []byte(name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("column name %q: %w", name, err))
+		}
+		cols[i] = jsonColumn{key: append(key, ':'), put: put, name: name, typ: typ}
+	}
+	return cols, errors.Join(errs...)
+}
+
+// failure turns a failed call into a *dashcache.ProviderError whose text
+// starts with what, whose Code is the server's error number, and which
+// contains neither the DSN nor its password. parent is the caller's
+// context, call the call's own.
+func (m *MySQL) failure(parent, call context.Context, what string, err error) error {
+	var pe *dashcache.ProviderError
+	if !errors.As(err, &pe) {
+		outcome, code := classifyMySQL(err)
+		pe = &dashcache.ProviderError{Outcome: outcome, Code: code, Err: err}
+	}
+	switch {
+	case parent.Err() != nil:
+		err = fmt.Errorf("%s: the call was abandoned (%w): %w", what, context.Cause(parent), pe.Err)
+	case errors.Is(call.Err(), context.DeadlineExceeded):
+		err = fmt.Errorf("%s: no answer within %s: %w", what, m.timeout+callGrace, pe.Err)
+	default:
+		err = fmt.Errorf("%s: %w", what, pe.Err)
+	}
+	out := *pe
+	out.Err = redact(err, m.secrets)
+	return &out
+}
+
+// transientMySQLErrors are the error numbers of a server that cannot
+// answer now but may soon.
+var transientMySQLErrors = map[uint16]bool{
+	1040: true, // too many connections
+	1053: true, // server shutdown in progress
+	1203: true, // user has too many connections
+	1205: true, // lock wait timeout
+	1213: true, // deadlock
+	1317: true, // query interrupted (KILL QUERY)
+	1927: true, // connection killed (MariaDB)
+	1969: true, // max_statement_time exceeded (MariaDB)
+	3024: true, // max_execution_time exceeded (MySQL)
+	2006: true, // server has gone away
+	2013: true, // lost connection during query
+}
+
+// classifyMySQL returns the outcome of a failed call, and the server's
+// error number if it sent one. Errors of the server are permanent unless
+// they say it could not answer now; an error without a number (no
+// connection, a broken one, driver.ErrBadConn, an ended context) is
+// transient.
+func classifyMySQL(err error) (dashcache.ProviderOutcome, string) {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return dashcache.OutcomeTransient, ""
+	}
+	code := strconv.Itoa(int(me.Number))
+	if transientMySQLErrors[me.Number] {
+		return dashcache.OutcomeTransient, code
+	}
+	return dashcache.OutcomePermanent, code
+}
+
+// Prepare prepares every report's SQL on the server (COM_STMT_PREPARE)
+// without running it: the server checks its syntax, tables, columns and
+// privileges. Its error joins one *dashcache.ProviderError per report
+// that cannot be prepared, with the server's error number, as Query's.
+//
+// Unlike Postgres's, it cannot say which columns Query could not turn into
+// JSON: the server does send the columns' types in its answer to the
+// prepare, but the driver keeps them to itself (database/sql's Stmt has no
+// columns), so each prepared report maps to nil columns; a column of a type
+// with no JSON form is found by the first Query.
+func (m *MySQL) Prepare(ctx context.Context) (map[string][]Column, error) {
+	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
+	defer cancel()
+	conn, release, err := m.conn(callCtx)
+	if err != nil {
+		return nil, m.failure(ctx, callCtx, "preparing the reports", err)
+	}
+	defer release()
+	out := make(map[string][]Column, len(m.reports))
+	var errs []error
+	for _, name := range sortedKeys(m.reports) {
+		query, _ := mysqlSQL(m.reports[name], dashcache.ReportKey{})
+		stmt, err := conn.PrepareContext(callCtx, query)
+		if err != nil {
+			errs = append(errs, m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err)))
+		} else {
+			_ = stmt.Close()
+			out[name] = nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out, errors.Join(errs...)
+}
