@@ -258,16 +258,7 @@ func statusError(op string, resp *http.Response, secret, urlSetting string) erro
 	err := fmt.Errorf("%s: %s: %s", op, resp.Status, snippet(head, secret))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests:
-		now := time.Now()
-		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
-			now = d // an HTTP-date in Retry-After is relative to the server's clock
-		}
-		return &dashcache.ProviderError{
-			Outcome:    dashcache.OutcomeRateLimited,
-			Status:     code,
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
-			Err:        err,
-		}
+		return rateLimited(resp, err)
 	case code >= 300 && code < 400:
 		// Not followed: the token would go to whatever host it names, and
 		// the answer there would be cached as the report.
@@ -283,6 +274,21 @@ func statusError(op string, resp *http.Response, secret, urlSetting string) erro
 		// 5xx, and anything the contract does not name (1xx, 2xx other
 		// than 200): worth another try later.
 		return transient(code, err)
+	}
+}
+
+// rateLimited is the failure of a 429: rate_limited, for as long as its
+// Retry-After says.
+func rateLimited(resp *http.Response, err error) *dashcache.ProviderError {
+	now := time.Now()
+	if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+		now = d // an HTTP-date in Retry-After is relative to the server's clock
+	}
+	return &dashcache.ProviderError{
+		Outcome:    dashcache.OutcomeRateLimited,
+		Status:     resp.StatusCode,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		Err:        err,
 	}
 }
 

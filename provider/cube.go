@@ -343,16 +343,7 @@ func (cc *cubeCall) statusError(op string, resp *http.Response) error {
 	err := fmt.Errorf("%s: %s: %s", op, resp.Status, cc.snippet(msg))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests:
-		now := time.Now()
-		if d, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
-			now = d // an HTTP-date in Retry-After is relative to the server's clock
-		}
-		return &dashcache.ProviderError{
-			Outcome:    dashcache.OutcomeRateLimited,
-			Status:     code,
-			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
-			Err:        err,
-		}
+		return rateLimited(resp, err)
 	case code >= 300 && code < 400:
 		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
 			Err: fmt.Errorf("%s: %s is a redirect; redirects are not followed (check the back end's url)", op, resp.Status)}

@@ -380,22 +380,7 @@ func mysqlColumns(types []*sql.ColumnType) ([]jsonColumn, error) {
 // contains neither the DSN nor its password. parent is the caller's
 // context, call the call's own.
 func (m *MySQL) failure(parent, call context.Context, what string, err error) error {
-	var pe *dashcache.ProviderError
-	if !errors.As(err, &pe) {
-		outcome, code := classifyMySQL(err)
-		pe = &dashcache.ProviderError{Outcome: outcome, Code: code, Err: err}
-	}
-	switch {
-	case parent.Err() != nil:
-		err = fmt.Errorf("%s: the call was abandoned (%w): %w", what, context.Cause(parent), pe.Err)
-	case errors.Is(call.Err(), context.DeadlineExceeded):
-		err = fmt.Errorf("%s: no answer within %s: %w", what, m.timeout+callGrace, pe.Err)
-	default:
-		err = fmt.Errorf("%s: %w", what, pe.Err)
-	}
-	out := *pe
-	out.Err = redact(err, m.secrets)
-	return &out
+	return sqlFailure(parent, call, what, err, classifyMySQL, m.timeout, m.secrets)
 }
 
 // transientMySQLErrors are the error numbers of a server that cannot

@@ -306,6 +306,14 @@ func invalidAnswer(err error) *dashcache.ProviderError {
 // contains neither the DSN nor its password. parent is the caller's
 // context, call the call's own.
 func (p *Postgres) failure(parent, call context.Context, what string, err error) error {
+	return sqlFailure(parent, call, what, err, classify, p.timeout, p.secrets)
+}
+
+// sqlFailure turns a SQL back end's failed call into a
+// *dashcache.ProviderError classified by classify (outcome, and the
+// server's code), whose text starts with what and says whether the caller
+// gave up or the call ran out of time, and which contains none of secrets.
+func sqlFailure(parent, call context.Context, what string, err error, classify func(error) (dashcache.ProviderOutcome, string), timeout time.Duration, secrets []string) error {
 	var pe *dashcache.ProviderError
 	if !errors.As(err, &pe) {
 		outcome, code := classify(err)
@@ -317,12 +325,12 @@ func (p *Postgres) failure(parent, call context.Context, what string, err error)
 		// statement was cancelled on the server.
 		err = fmt.Errorf("%s: the call was abandoned (%w): %w", what, context.Cause(parent), pe.Err)
 	case errors.Is(call.Err(), context.DeadlineExceeded):
-		err = fmt.Errorf("%s: no answer within %s: %w", what, p.timeout+callGrace, pe.Err)
+		err = fmt.Errorf("%s: no answer within %s: %w", what, timeout+callGrace, pe.Err)
 	default:
 		err = fmt.Errorf("%s: %w", what, pe.Err)
 	}
 	out := *pe
-	out.Err = redact(err, p.secrets)
+	out.Err = redact(err, secrets)
 	return &out
 }
 
