@@ -56,7 +56,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if a.status == http.StatusOK {
 		c.SetBodyString(a.body)
 	}
-	s.metrics.read(result)
+	s.metrics.read(rep.key.Report, result)
 	logRequest(s.cfg.Log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
 	return true
 }

@@ -9,17 +9,25 @@ import (
 
 // metrics are the read endpoint's Prometheus metrics.
 type metrics struct {
-	reads    map[string]prometheus.Counter // by result, resolved once
-	fillWait prometheus.Histogram
+	reads map[string]prometheus.Counter // by result, resolved once
+	// reportReads are the reads of each named report (the catalogue's), by
+	// result.
+	reportReads map[string]map[string]prometheus.Counter
+	fillWait    prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, reports []string) (*metrics, error) {
 	results := []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError}
 	reads := prom.CounterVec("dashcache_reads_total",
 		"Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
 		"result", results...)
+	reportReads := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dashcache_report_reads_total",
+		Help: "Reads of each named report of the catalogue, by result (as dashcache_reads_total, which counts them too).",
+	}, []string{"report", "result"})
 	m := &metrics{
-		reads: map[string]prometheus.Counter{},
+		reads:       map[string]prometheus.Counter{},
+		reportReads: map[string]map[string]prometheus.Counter{},
 		fillWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dashcache_fill_wait_seconds",
 			Help:    "How long a reader of an uncached report waited for its fill.",
@@ -29,10 +37,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range results {
 		m.reads[r] = reads.WithLabelValues(r)
 	}
-	if err := prom.Register(reg, reads, m.fillWait); err != nil {
+	for _, report := range reports {
+		m.reportReads[report] = map[string]prometheus.Counter{}
+		for _, r := range results {
+			m.reportReads[report][r] = reportReads.WithLabelValues(report, r)
+		}
+	}
+	if err := prom.Register(reg, reads, reportReads, m.fillWait); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	return m, nil
 }
 
-func (m *metrics) read(result string) { m.reads[result].Inc() }
+// read counts a read of report ("" the default report) and its result.
+func (m *metrics) read(report, result string) {
+	m.reads[result].Inc()
+	if report != "" {
+		m.reportReads[report][result].Inc()
+	}
+}

@@ -159,7 +159,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Zone = time.UTC
 	}
 	cfg.Log = cfg.Log.With().Str("component", "api").Logger()
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, cfg.Reports)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +289,11 @@ func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 }
 
 func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
-	s.metrics.read(s.readReport(w, r))
+	report, ok := s.reportAt(r.URL.Path)
+	if !ok {
+		report = "" // no report of the catalogue: counted in the total alone
+	}
+	s.metrics.read(report, s.readReport(w, r))
 }
 
 // Results of a read, as in dashcache_reads_total{result}.

@@ -143,7 +143,7 @@ func TestCubeContinueWait(t *testing.T) {
 		}
 		cubeData(w, n)
 	}, CubeConfig{})
-	m, err := NewMeasured(c, prometheus.NewRegistry())
+	m, err := NewMeasured(c, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ reports:
 		"CRM_TOKEN":               "crm-token-0123456789",
 		"DASHCACHE_PROVIDER_RATE": "100",
 	}
-	startRole(t, "worker", env)
+	worker := startRole(t, "worker", env)
 	api := startRole(t, "api", env)
 
 	type result struct {
@@ -77,6 +77,20 @@ reports:
 		if n := bi.calls.Load(); n != 1 {
 			t.Errorf("the %s BI server got %d calls, want 1", name, n)
 		}
+	}
+	// Each named report is counted on its own, as well as in the totals.
+	for _, report := range []string{"revenue", "accounts"} {
+		if n := scrape(t, worker, `dashcache_report_calls_total{outcome="ok",report="`+report+`"}`); n != 1 {
+			t.Errorf("%s: dashcache_report_calls_total %v, want 1", report, n)
+		}
+		reads := scrape(t, api, `dashcache_report_reads_total{report="`+report+`",result="miss"}`) +
+			scrape(t, api, `dashcache_report_reads_total{report="`+report+`",result="hit"}`)
+		if reads != 3 {
+			t.Errorf("%s: dashcache_report_reads_total %v hit+miss, want 3", report, reads)
+		}
+	}
+	if n := scrape(t, worker, `dashcache_provider_calls_total{outcome="ok"}`); n != 3 {
+		t.Errorf("dashcache_provider_calls_total %v, want 3: every report's calls", n)
 	}
 
 	env["CRM_TOKEN"] = ""

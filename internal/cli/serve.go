@@ -235,7 +235,7 @@ func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log z
 	if err != nil {
 		return nil, nil, fmt.Errorf("DASHCACHE_REPORTS_FILE: %w", err)
 	}
-	measured, err := provider.NewMeasured(reports, reg)
+	measured, err := provider.NewMeasured(reports, reg, reportNames(cfg.Reports))
 	if err != nil {
 		reports.Close()
 		return nil, nil, err
