@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dashcache/dashcache"
@@ -229,7 +231,7 @@ func (c *Catalogue) check() error {
 		}
 		switch b.Type {
 		case TypePostgres, TypeMySQL:
-			if err := checkSQL(r.Query); err != nil {
+			if err := checkSQL(r.Query, b.Type); err != nil {
 				bad("query: %v", err)
 			}
 		case TypeCube:
@@ -252,10 +254,12 @@ func (c *Catalogue) check() error {
 	return errors.Join(errs...)
 }
 
-// checkSQL checks a SQL report's query: given, with only the named
-// parameters sqlParams, and @customer among them, so that a report never
-// reads across customers.
-func checkSQL(query string) error {
+// checkSQL checks a SQL report's query for a back end of type typ: given,
+// with only the named parameters sqlParams, and @customer among them, so
+// that a report never reads across customers. The parameters are read as
+// the back end's driver will bind them: PostgreSQL's by pgx itself (whose
+// lexer nests comments as PostgreSQL does), MySQL's by namedParams.
+func checkSQL(query, typ string) error {
 	if strings.TrimSpace(query) == "" {
 		return errors.New("is required: the SQL, with @customer, @from and @to")
 	}
@@ -266,10 +270,42 @@ func checkSQL(query string) error {
 		}
 		used[p.name] = true
 	}
+	if typ == TypePostgres {
+		var err error
+		if used, err = pgxBinds(query); err != nil {
+			return err
+		}
+	}
 	if !used["customer"] {
-		return errors.New("does not use @customer: every report must be limited to the customer it is read for")
+		return errors.New("does not use @customer (outside comments and literals): every report must be limited to the customer it is read for")
 	}
 	return nil
+}
+
+// pgxBinds returns the named parameters that pgx binds in query, as it
+// will run it.
+func pgxBinds(query string) (map[string]bool, error) {
+	sentinels := pgx.NamedArgs{}
+	for _, name := range sqlParams {
+		sentinels[name] = "\x00dashcache:" + name
+	}
+	_, args, err := sentinels.RewriteQuery(context.Background(), nil, query, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot be read as pgx reads it: %v", err)
+	}
+	bound := map[string]bool{}
+	for _, a := range args {
+		found := false
+		for name, v := range sentinels {
+			if a == v {
+				bound[name], found = true, true
+			}
+		}
+		if !found {
+			return nil, errors.New("has a named parameter other than @customer, @from and @to, as pgx reads it")
+		}
+	}
+	return bound, nil
 }
 
 // checkCubeQuery checks a Cube report's query: a JSON object that uses

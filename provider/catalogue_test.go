@@ -128,3 +128,20 @@ func TestNamedParams(t *testing.T) {
 		}
 	}
 }
+
+// TestCustomerAsPgxBindsIt: a PostgreSQL report's @customer counts only
+// where pgx binds it: not in a comment nested in a comment (PostgreSQL
+// nests them), nor in a string; a backslash ends no standard string.
+func TestCustomerAsPgxBindsIt(t *testing.T) {
+	for q, ok := range map[string]bool{
+		"SELECT 1 FROM t WHERE day BETWEEN @from AND @to /* AND r = 'eu' /* old */ AND customer = @customer */": false,
+		"SELECT 1 FROM t WHERE c = @customer /* a /* nested */ comment */":                                      true,
+		`SELECT 1 FROM t WHERE p = 'C:\' AND c = @customer`:                                                     true,
+		"SELECT 1 FROM t WHERE c = '@customer'":                                                                 false,
+	} {
+		err := checkSQL(q, TypePostgres)
+		if (err == nil) != ok {
+			t.Errorf("checkSQL(%q) = %v, want ok=%v", q, err, ok)
+		}
+	}
+}

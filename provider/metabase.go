@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -81,7 +82,14 @@ type Metabase struct {
 	timeout time.Duration
 	maxBody int64
 	http    *http.Client
+	// verified holds, by card, when its template tags were last found fit
+	// (see verify).
+	verified sync.Map
 }
+
+// verifyEvery is how long a card's template tags, once found fit, are
+// trusted before they are read again: someone may change the card.
+const verifyEvery = 5 * time.Minute
 
 // metabaseURLSetting is where a Metabase back end's URL is configured, for
 // errors that ask to check it.
@@ -217,20 +225,74 @@ func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, er
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("%s: encoding parameters: %w", op, err))
 	}
-	data, err := m.post(ctx, op, fmt.Sprintf("/api/card/%d/query", r.Card), body)
+	if err := m.verify(ctx, k.Report, r); err != nil {
+		return nil, err
+	}
+	data, err := m.do(ctx, op, http.MethodPost, fmt.Sprintf("/api/card/%d/query", r.Card), body, m.maxBody)
 	if err != nil {
 		return nil, err
 	}
 	return m.report(op, data)
 }
 
-// post sends one request and returns the body of a success (200, or the
-// 202 Metabase answers a finished query with), else a
-// *dashcache.ProviderError.
-func (m *Metabase) post(ctx context.Context, op, path string, body []byte) ([]byte, error) {
+// verify checks, at most every verifyEvery, that the report's card has the
+// template tags its parameters are aimed at, of the kinds they need:
+// Metabase ignores a parameter aimed at a tag of another kind, and an
+// optional customer filter left without a value would return every
+// customer's rows. So the customer's tag must be a Text or Number variable
+// that is required, and the range's a Field Filter.
+func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) error {
+	if at, ok := m.verified.Load(r.Card); ok && time.Since(at.(time.Time)) < verifyEvery {
+		return nil
+	}
+	op := fmt.Sprintf("report %s: GET /api/card/%d", report, r.Card)
+	data, err := m.do(ctx, op, http.MethodGet, fmt.Sprintf("/api/card/%d", r.Card), nil, maxCardBytes)
+	if err != nil {
+		return err
+	}
+	var card struct {
+		DatasetQuery struct {
+			Native struct {
+				Tags map[string]struct {
+					Type     string `json:"type"`
+					Required bool   `json:"required"`
+				} `json:"template-tags"`
+			} `json:"native"`
+		} `json:"dataset_query"`
+	}
+	if err := json.Unmarshal(data, &card); err != nil {
+		return invalid(fmt.Errorf("%s: the answer is not a card: %v", op, err))
+	}
+	tags := card.DatasetQuery.Native.Tags
+	unfit := func(format string, args ...any) error {
+		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
+			Err: fmt.Errorf("%s: "+format+"; fix the question in Metabase, or customer_parameter/range_parameter in the catalogue", append([]any{op}, args...)...)}
+	}
+	switch c, ok := tags[r.CustomerParameter]; {
+	case !ok:
+		return unfit("the card has no template tag %q for the customer", r.CustomerParameter)
+	case c.Type != "text" && c.Type != "number":
+		return unfit("its tag %q is of type %q; the customer's must be a Text or Number variable", r.CustomerParameter, c.Type)
+	case !c.Required:
+		return unfit("its tag %q is not required; an optional customer filter would let the question return every customer's rows", r.CustomerParameter)
+	}
+	if d, ok := tags[r.RangeParameter]; !ok || d.Type != "dimension" {
+		return unfit("the card has no Field Filter (dimension) tag %q for the date range", r.RangeParameter)
+	}
+	m.verified.Store(r.Card, time.Now())
+	return nil
+}
+
+// maxCardBytes bounds a card's description (GET /api/card/{id}).
+const maxCardBytes = 4 << 20
+
+// do sends one request (a body: JSON) and returns the body of a success
+// (200, or the 202 Metabase answers a finished query with), at most maxBody
+// bytes, else a *dashcache.ProviderError.
+func (m *Metabase) do(ctx context.Context, op, method, path string, body []byte, maxBody int64) ([]byte, error) {
 	callCtx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, http.MethodPost, m.base+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(callCtx, method, m.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
 	}
@@ -248,12 +310,12 @@ func (m *Metabase) post(ctx context.Context, op, path string, body []byte) ([]by
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
 		return nil, statusError(op, resp, m.apiKey, metabaseURLSetting)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, m.maxBody+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
 		return nil, transient(resp.StatusCode, m.callError(ctx, callCtx, op+": reading answer", err))
 	}
-	if int64(len(data)) > m.maxBody {
-		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, m.maxBody))
+	if int64(len(data)) > maxBody {
+		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, maxBody))
 	}
 	return data, nil
 }

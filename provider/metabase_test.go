@@ -26,6 +26,9 @@ const testAPIKey = "mb_SECRETKEY0123456789"
 type fakeMetabase struct {
 	card int
 	tags map[string]string // template tag -> "variable" or "dimension"
+	// optional are the variables that are not required (the card's
+	// GET /api/card/{id} says so).
+	optional map[string]bool
 	// answer writes the answer; nil: answerRows.
 	answer func(w http.ResponseWriter, values map[string]string)
 
@@ -36,14 +39,18 @@ type fakeMetabase struct {
 }
 
 func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
 	if r.Header.Get("x-api-key") != testAPIKey {
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = io.WriteString(w, "Unauthenticated")
 		return
 	}
+	if r.Method == http.MethodGet && r.URL.Path == fmt.Sprintf("/api/card/%d", f.card) {
+		f.serveCard(w)
+		return
+	}
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
 	if r.Method != http.MethodPost || r.URL.Path != fmt.Sprintf("/api/card/%d/query", f.card) {
 		http.Error(w, "Not found.", http.StatusNotFound)
 		return
@@ -97,6 +104,23 @@ func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, `{"data":{"rows":[["2024-01-02",12.50,%s,null],["2024-01-03",1e3,"x",{"a":[1,2]}]],`+
 		`"cols":[{"name":"z_day","display_name":"Day"},{"name":"a_revenue","display_name":"Revenue"},{"name":"customer","display_name":"Customer"},{"name":"extra","display_name":"Extra"}]},`+
 		`"row_count":2,"status":"completed"}`, customer)
+}
+
+// serveCard answers GET /api/card/{id}: the card's native query and its
+// template tags, a "variable" as a Text variable, a "dimension" as a Field
+// Filter.
+func (f *fakeMetabase) serveCard(w http.ResponseWriter) {
+	tags := map[string]any{}
+	for name, kind := range f.tags {
+		typ := "text"
+		if kind == "dimension" {
+			typ = "dimension"
+		}
+		tags[name] = map[string]any{"name": name, "type": typ, "required": !f.optional[name]}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"id": f.card, "dataset_query": map[string]any{
+		"type": "native", "native": map[string]any{"query": "SELECT ...", "template-tags": tags}}})
 }
 
 // seen returns the calls so far, the request bodies of the queries and the
@@ -256,25 +280,33 @@ func TestMetabaseWrongKey(t *testing.T) {
 	}
 }
 
-// TestMetabaseParameterKinds: the customer goes to a Text variable, the
-// range to a Field Filter; a card whose tags are of the other kinds binds
-// neither (Metabase ignores a target of the wrong kind), and one that lacks
-// a tag refuses the query.
+// TestMetabaseParameterKinds: before a card is queried, its template tags
+// are checked (GET /api/card/{id}): the customer's must be a required Text
+// or Number variable, the range's a Field Filter. A card whose tags are of
+// the other kinds (Metabase would ignore the parameters), whose customer
+// variable is optional (it would return every customer's rows) or that
+// lacks a tag is refused, permanently, and never queried.
 func TestMetabaseParameterKinds(t *testing.T) {
 	t.Parallel()
-	f := &fakeMetabase{tags: map[string]string{"customer": "dimension", "range": "variable"}}
-	m := newFakeMetabase(t, f, MetabaseConfig{})
-	if _, err := m.Query(context.Background(), january("revenue")); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, bound := f.seen(); len(bound) != 0 {
-		t.Errorf("tags of the other kinds bound %q", bound)
-	}
-	f2 := &fakeMetabase{tags: map[string]string{"customer": "variable"}}
-	m2 := newFakeMetabase(t, f2, MetabaseConfig{})
-	_, err := m2.Query(context.Background(), january("revenue"))
-	if pe := providerError(t, err, dashcache.OutcomePermanent); pe.Status != http.StatusBadRequest || !strings.Contains(err.Error(), "does not have a template tag") {
-		t.Errorf("error %v: want Metabase's 400", err)
+	for _, tc := range []struct {
+		name string
+		f    *fakeMetabase
+		says string
+	}{
+		{"other kinds", &fakeMetabase{tags: map[string]string{"customer": "dimension", "range": "variable"}}, `tag "customer" is of type "dimension"`},
+		{"optional customer", &fakeMetabase{tags: map[string]string{"customer": "variable", "range": "dimension"}, optional: map[string]bool{"customer": true}}, `tag "customer" is not required`},
+		{"no range tag", &fakeMetabase{tags: map[string]string{"customer": "variable"}}, `no Field Filter (dimension) tag "range"`},
+		{"no customer tag", &fakeMetabase{tags: map[string]string{"range": "dimension"}}, `no template tag "customer"`},
+	} {
+		m := newFakeMetabase(t, tc.f, MetabaseConfig{})
+		_, err := m.Query(context.Background(), january("revenue"))
+		providerError(t, err, dashcache.OutcomePermanent)
+		if !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want it to say %s", tc.name, err, tc.says)
+		}
+		if calls, _, _ := tc.f.seen(); calls != 0 {
+			t.Errorf("%s: the card was queried %d times", tc.name, calls)
+		}
 	}
 }
 

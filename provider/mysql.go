@@ -60,7 +60,7 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
-	if err := cfg.validate(reports); err != nil {
+	if err := cfg.validate(reports, TypeMySQL); err != nil {
 		return nil, err
 	}
 	mc, err := mysql.ParseDSN(dsn)

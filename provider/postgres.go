@@ -100,7 +100,7 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
-	if err := cfg.validate(reports); err != nil {
+	if err := cfg.validate(reports, TypePostgres); err != nil {
 		return nil, err
 	}
 	// pgx's parse error quotes the DSN with the password masked as best it
@@ -153,7 +153,7 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 	}, nil
 }
 
-func (cfg SQLConfig) validate(reports map[string]string) error {
+func (cfg SQLConfig) validate(reports map[string]string, typ string) error {
 	var errs []error
 	if cfg.MaxRows < 0 {
 		errs = append(errs, fmt.Errorf("provider: MaxRows must not be negative, got %d", cfg.MaxRows))
@@ -171,7 +171,7 @@ func (cfg SQLConfig) validate(reports map[string]string) error {
 		if err := dashcache.CheckReportName(name); err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
 		}
-		if err := checkSQL(reports[name]); err != nil {
+		if err := checkSQL(reports[name], typ); err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
 		}
 	}
