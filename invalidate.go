@@ -3,7 +3,6 @@ package dashcache
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -29,8 +28,8 @@ const AllCustomers = "*"
 func ParseChanged(customers, reports []string, from, to string, today time.Time, known []string) (Changed, error) {
 	var ch Changed
 	for _, r := range reports {
-		if !slices.Contains(known, r) {
-			return ch, invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", r, strings.Join(known, ", "))
+		if err := CheckReportKnown(r, known); err != nil {
+			return ch, err
 		}
 	}
 	if len(reports) > 0 {

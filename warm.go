@@ -128,8 +128,8 @@ func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([
 		reports = []string{""}
 	}
 	for _, r := range req.Reports {
-		if !slices.Contains(known, r) {
-			return nil, invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", r, strings.Join(known, ", "))
+		if err := CheckReportKnown(r, known); err != nil {
+			return nil, err
 		}
 	}
 	n := len(req.Customers) * len(reports) * max(len(req.Ranges), 1)
@@ -162,4 +162,17 @@ func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([
 		}
 	}
 	return keys, nil
+}
+
+// CheckReportKnown returns an error (wrapping ErrInvalidInput) if report is
+// not among known, the catalogue's report names: it names them, or says
+// that there is no catalogue.
+func CheckReportKnown(report string, known []string) error {
+	if slices.Contains(known, report) {
+		return nil
+	}
+	if len(known) == 0 {
+		return invalid("report %q: there is no report catalogue (DASHCACHE_REPORTS_FILE is not set); leave reports out for the default report", report)
+	}
+	return invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", report, strings.Join(known, ", "))
 }

@@ -148,13 +148,6 @@ func (r *Reports) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, err
 // Customers lists the default source's customers.
 func (r *Reports) Customers(ctx context.Context) ([]string, error) { return r.def.Customers(ctx) }
 
-// Backend returns the name of the back end that answers a report: "" for
-// the default report.
-func (r *Reports) Backend(report string) string { return r.reports[report] }
-
-// Names returns the catalogue's report names, sorted.
-func (r *Reports) Names() []string { return sortedKeys(r.reports) }
-
 func (r *Reports) source(report string) (Source, bool) {
 	if report == "" {
 		return r.def, true

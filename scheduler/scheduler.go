@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -117,9 +116,8 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, so Config.Customers is required", p.Name)
 		}
 		for _, r := range p.Reports {
-			if !slices.Contains(cfg.Reports, r) {
-				return nil, fmt.Errorf("scheduler: plan %q: report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s",
-					p.Name, r, strings.Join(cfg.Reports, ", "))
+			if err := dashcache.CheckReportKnown(r, cfg.Reports); err != nil {
+				return nil, fmt.Errorf("scheduler: plan %q: %w", p.Name, err)
 			}
 		}
 		if slices.Contains(p.Ranges, RecentlyRead) && cfg.ReadSince == nil {
