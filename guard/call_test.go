@@ -12,6 +12,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -354,5 +356,30 @@ func TestBackendsApart(t *testing.T) {
 	}
 	if err := g.Admit(ctx, anyKey); err != nil {
 		t.Errorf("admitting a report of the other back end: %v", err)
+	}
+}
+
+// TestBreakerGauge: dashcache_breaker_open says, per back end, whether its
+// breaker is open; the default back end's has an empty label.
+func TestBreakerGauge(t *testing.T) {
+	t.Parallel()
+	_, rdb := newRedis(t)
+	state := store.New(rdb).Guards
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{State: state, Backends: map[string]Backend{"": {}, "warehouse": {}}, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	rule := store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Hour}
+	if _, err := state.BreakerRecord(context.Background(), "warehouse", rule, "acme", true); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP dashcache_breaker_open 1 while a back end's breaker keeps every worker from calling it, else 0 (read from Redis at each scrape; backend is empty for the default report's).
+# TYPE dashcache_breaker_open gauge
+dashcache_breaker_open{backend=""} 0
+dashcache_breaker_open{backend="warehouse"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_breaker_open"); err != nil {
+		t.Error(err)
 	}
 }

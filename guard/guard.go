@@ -178,17 +178,6 @@ func New(cfg Config) (*Guard, error) {
 			"result", append([]string{"admitted"}, dashcache.RefusalReasons...)...),
 		sleep: sleep,
 	}
-	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "dashcache_breaker_open",
-		Help: "1 while the fleet's breaker keeps every worker from calling the failing BI platform, else 0 (read from Redis at each scrape).",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if left, err := g.state.BreakerOpen(ctx, ""); err == nil && left > 0 {
-			return 1
-		}
-		return 0
-	})
 	for name, b := range cfg.Backends {
 		rate := cmp.Or(b.Rate, DefaultRate)
 		if name != "" && dashcache.CheckReportName(name) != nil { // a name goes into a hash tag
@@ -209,10 +198,34 @@ func New(cfg Config) (*Guard, error) {
 		}
 	}
 	g.cfg.CustomerShare = cmp.Or(cfg.CustomerShare, (g.backends[""].rate.Rate+1)/2)
-	if err := prom.Register(cfg.Registerer, g.breakers, g.admissions, open); err != nil {
+	if err := prom.Register(cfg.Registerer, g.breakers, g.admissions, breakerGauge{g}); err != nil {
 		return nil, fmt.Errorf("guard: %w", err)
 	}
 	return g, nil
+}
+
+// breakerGauge is dashcache_breaker_open{backend}: 1 while a back end's
+// breaker is open, read from Redis at each scrape. The default back end's
+// label is empty, which Prometheus reads as no label: a query of the metric
+// without one still finds it.
+type breakerGauge struct{ g *Guard }
+
+var breakerOpenDesc = prometheus.NewDesc("dashcache_breaker_open",
+	"1 while a back end's breaker keeps every worker from calling it, else 0 (read from Redis at each scrape; backend is empty for the default report's).",
+	[]string{"backend"}, nil)
+
+func (b breakerGauge) Describe(ch chan<- *prometheus.Desc) { ch <- breakerOpenDesc }
+
+func (b breakerGauge) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for name := range b.g.backends {
+		open := 0.0
+		if left, err := b.g.state.BreakerOpen(ctx, name); err == nil && left > 0 {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(breakerOpenDesc, prometheus.GaugeValue, open, name)
+	}
 }
 
 // backendOf returns the name of the back end that answers k's report.
