@@ -1,19 +1,18 @@
 package provider
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/dashcache/dashcache/internal/yamlfile"
 
 	"github.com/dashcache/dashcache"
 )
@@ -138,41 +137,20 @@ func LoadCatalogue(path string) (*Catalogue, error) {
 // errors, and every problem found is reported, each naming the report or
 // back end and the field, and saying what is accepted.
 func ParseCatalogue(data []byte) (*Catalogue, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c Catalogue
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; it needs backends: and reports: (see the report catalogue in the README)")
-		}
-		return nil, explainYAML(err)
-	}
-	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
-		return nil, errors.New("the file holds more than one YAML document; put every back end and report in one")
+	err := yamlfile.Decode(data, &c, map[string]string{
+		"provider.Catalogue": "the file accepts backends and reports",
+		"provider.Backend":   "a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
+		"provider.Report":    "a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter",
+	}, "the file is empty; it needs backends: and reports: (see the report catalogue in the README)",
+		"the file holds more than one YAML document; put every back end and report in one")
+	if err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, err
 	}
 	return &c, nil
-}
-
-// explainYAML rewrites yaml's "field x not found in type provider.Report"
-// into words that say which fields are accepted.
-func explainYAML(err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	r := strings.NewReplacer(
-		"not found in type provider.Catalogue", "is not known; the file accepts backends and reports",
-		"not found in type provider.Backend", "is not known; a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
-		"not found in type provider.Report", "is not known; a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter",
-	)
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		msgs[i] = r.Replace(m)
-	}
-	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // check reports every problem in c, joined, in the order of the names.

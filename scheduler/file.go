@@ -1,10 +1,8 @@
 package scheduler
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"slices"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/yamlfile"
 )
 
 // File is a warming plan file (DASHCACHE_SCHEDULE_FILE):
@@ -131,40 +130,19 @@ func LoadFile(path string) (*File, error) {
 // and every problem found is reported, each naming the plan and the field and
 // saying what is accepted.
 func Parse(data []byte) (*File, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var f File
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; it needs a plans: list (see the warming plan in the README)")
-		}
-		return nil, explainYAML(err)
-	}
-	if err := dec.Decode(new(yaml.Node)); !errors.Is(err, io.EOF) {
-		return nil, errors.New("the file holds more than one YAML document; put every plan under one plans: list")
+	err := yamlfile.Decode(data, &f, map[string]string{
+		"scheduler.File": "the file accepts timezone and plans",
+		"scheduler.Plan": "a plan accepts name, cron, customers, reports, ranges and read_within",
+	}, "the file is empty; it needs a plans: list (see the warming plan in the README)",
+		"the file holds more than one YAML document; put every plan under one plans: list")
+	if err != nil {
+		return nil, err
 	}
 	if err := f.validate(); err != nil {
 		return nil, err
 	}
 	return &f, nil
-}
-
-// explainYAML rewrites yaml's "field x not found in type scheduler.Plan" into
-// words that say which fields are accepted.
-func explainYAML(err error) error {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	r := strings.NewReplacer(
-		"not found in type scheduler.File", "is not known; the file accepts timezone and plans",
-		"not found in type scheduler.Plan", "is not known; a plan accepts name, cron, customers, reports, ranges and read_within",
-	)
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		msgs[i] = r.Replace(m)
-	}
-	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // validate reports every problem in f, joined.
