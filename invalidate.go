@@ -23,12 +23,15 @@ const AllCustomers = "*"
 
 // ParseChanged checks an invalidation's input: customers (AllCustomers
 // alone: every customer), reports (none: every report; else names among
-// known, the catalogue's) and the days from..to, none after today. Every
-// error wraps ErrInvalidInput and says what is accepted.
-func ParseChanged(customers, reports []string, from, to string, today time.Time, known []string) (Changed, error) {
+// served's) and the days from..to, none after today. Every error wraps
+// ErrInvalidInput and says what is accepted.
+func ParseChanged(customers, reports []string, from, to string, today time.Time, served Served) (Changed, error) {
 	var ch Changed
 	for _, r := range reports {
-		if err := CheckReportKnown(r, known); err != nil {
+		if r == "" {
+			return ch, invalid("reports: a report's name is 1-%d characters; leave reports out for every report", MaxReportNameLen)
+		}
+		if err := served.Check(r); err != nil {
 			return ch, err
 		}
 	}

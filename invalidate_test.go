@@ -20,7 +20,7 @@ func TestChangedReports(t *testing.T) {
 	}
 	revenue, orders := jan, jan
 	revenue.Report, orders.Report = "revenue", "orders"
-	known := []string{"orders", "revenue"}
+	known := dashcache.Served{Named: []string{"orders", "revenue"}}
 
 	all, err := dashcache.ParseChanged([]string{"acme"}, nil, "2025-01-15", "2025-01-15", today, known)
 	if err != nil {

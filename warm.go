@@ -113,9 +113,9 @@ type WarmRequest struct {
 }
 
 // WarmKeys returns the keys of a WarmRequest, checked as a read would be
-// (earliest: see Earliest); known are the report names that may be warmed
-// (the catalogue's). Exactly one of Ranges or From/To must be given.
-func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([]ReportKey, error) {
+// (earliest: see Earliest); served are the reports that may be warmed.
+// Exactly one of Ranges or From/To must be given.
+func WarmKeys(req WarmRequest, today time.Time, earliest Day, served Served) ([]ReportKey, error) {
 	if len(req.Customers) == 0 {
 		return nil, invalid("customers is required: at least one customer")
 	}
@@ -127,8 +127,8 @@ func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([
 	if len(reports) == 0 {
 		reports = []string{""}
 	}
-	for _, r := range req.Reports {
-		if err := CheckReportKnown(r, known); err != nil {
+	for _, r := range reports {
+		if err := served.Check(r); err != nil {
 			return nil, err
 		}
 	}
@@ -164,15 +164,29 @@ func WarmKeys(req WarmRequest, today time.Time, earliest Day, known []string) ([
 	return keys, nil
 }
 
-// CheckReportKnown returns an error (wrapping ErrInvalidInput) if report is
-// not among known, the catalogue's report names: it names them, or says
+// Served names the reports a service serves: the catalogue's, and the
+// default report unless NoDefault. The zero Served is a service without a
+// catalogue: the default report alone.
+type Served struct {
+	// Named are the catalogue's report names (DASHCACHE_REPORTS_FILE).
+	Named []string
+	// NoDefault is set when there is no default report: the catalogue names
+	// the reports, and no BI platform of the provider contract
+	// (DASHCACHE_PROVIDER_URL) answers the default one.
+	NoDefault bool
+}
+
+// Check returns an error (wrapping ErrInvalidInput) unless report (""
+// the default report) is served: it names the reports that are, or says
 // that there is no catalogue.
-func CheckReportKnown(report string, known []string) error {
-	if slices.Contains(known, report) {
+func (s Served) Check(report string) error {
+	switch {
+	case report == "" && !s.NoDefault, report != "" && slices.Contains(s.Named, report):
 		return nil
-	}
-	if len(known) == 0 {
+	case report == "":
+		return invalid("reports is required: there is no default report (DASHCACHE_PROVIDER_URL is not set); the reports are: %s", strings.Join(s.Named, ", "))
+	case len(s.Named) == 0:
 		return invalid("report %q: there is no report catalogue (DASHCACHE_REPORTS_FILE is not set); leave reports out for the default report", report)
 	}
-	return invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", report, strings.Join(known, ", "))
+	return invalid("report %q is not in the report catalogue (DASHCACHE_REPORTS_FILE); its reports are: %s", report, strings.Join(s.Named, ", "))
 }

@@ -37,7 +37,7 @@ func (q *queue) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refre
 
 func TestWarmAll(t *testing.T) {
 	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
-	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: []string{"a", "b", "c", "d"}, Ranges: []string{"yesterday"}}, today, 0, nil)
+	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: []string{"a", "b", "c", "d"}, Ranges: []string{"yesterday"}}, today, 0, dashcache.Served{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestWarmAll(t *testing.T) {
 func TestWarmKeysOfReports(t *testing.T) {
 	today := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
 	req := dashcache.WarmRequest{Customers: []string{"a", "b"}, Reports: []string{"orders", "revenue"}, Ranges: []string{"yesterday", "last_7_days"}}
-	keys, err := dashcache.WarmKeys(req, today, 0, []string{"orders", "revenue", "funnel"})
+	keys, err := dashcache.WarmKeys(req, today, 0, dashcache.Served{Named: []string{"orders", "revenue", "funnel"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +109,13 @@ func TestWarmKeysOfReports(t *testing.T) {
 		t.Errorf("keys %v, want %v", got, want)
 	}
 	req.Reports = []string{"revenue", "churn"}
-	if _, err := dashcache.WarmKeys(req, today, 0, []string{"orders", "revenue"}); !errors.Is(err, dashcache.ErrInvalidInput) ||
+	if _, err := dashcache.WarmKeys(req, today, 0, dashcache.Served{Named: []string{"orders", "revenue"}}); !errors.Is(err, dashcache.ErrInvalidInput) ||
 		!strings.Contains(err.Error(), `"churn"`) || !strings.Contains(err.Error(), "orders, revenue") {
 		t.Errorf("an unknown report: %v", err)
+	}
+	req.Reports = nil // the default report, which a catalogue without DASHCACHE_PROVIDER_URL has not
+	if _, err := dashcache.WarmKeys(req, today, 0, dashcache.Served{Named: []string{"orders"}, NoDefault: true}); !errors.Is(err, dashcache.ErrInvalidInput) ||
+		!strings.Contains(err.Error(), "reports is required: there is no default report") || !strings.Contains(err.Error(), "orders") {
+		t.Errorf("the default report when there is none: %v", err)
 	}
 }

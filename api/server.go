@@ -100,9 +100,10 @@ type Config struct {
 	// L1Bytes bounds the reports this process holds in memory to serve hits
 	// without Redis (DefaultL1Bytes is the setting's default); 0: none.
 	L1Bytes int64
-	// Reports are the names of the catalogue's reports, read at
-	// GET /v1/reports/{name}; nil: only the default report.
-	Reports []string
+	// Reports are the reports served: the catalogue's, read at
+	// GET /v1/reports/{name}, and the default report at GET /v1/reports
+	// unless Reports.NoDefault. Default: the default report alone.
+	Reports dashcache.Served
 	// ReadWithin is how lately a report must have been read for an
 	// invalidation to refresh it at once (dashcache.DefaultReadWithin is the
 	// setting's default); 0: reads are not tracked, and invalidations
@@ -159,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Zone = time.UTC
 	}
 	cfg.Log = cfg.Log.With().Str("component", "api").Logger()
-	m, err := newMetrics(cfg.Registerer, cfg.Reports)
+	m, err := newMetrics(cfg.Registerer, cfg.Reports.Named)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +174,7 @@ func New(cfg Config) (*Server, error) {
 		s.reads = new(reads)
 	}
 	s.reports = map[string]bool{}
-	for _, name := range cfg.Reports {
+	for _, name := range cfg.Reports.Named {
 		s.reports[name] = true
 	}
 	s.mux = http.NewServeMux()
@@ -699,10 +700,11 @@ func acceptsGzip(header string) bool {
 }
 
 // reportAt returns the report read at path: "" at readsPath, the name at
-// readsPath/{name}; ok is false for a name the catalogue does not have.
+// readsPath/{name}; ok is false for a name the catalogue does not have, and
+// at readsPath when there is no default report.
 func (s *Server) reportAt(path string) (report string, ok bool) {
 	if path == readsPath {
-		return "", true
+		return "", !s.cfg.Reports.NoDefault
 	}
 	name, found := strings.CutPrefix(path, readsPath+"/")
 	return name, found && s.reports[name]
@@ -713,7 +715,11 @@ func (s *Server) noReport(path string) string {
 	if len(s.reports) == 0 {
 		return fmt.Sprintf("there is no report at %s: this service has no report catalogue (DASHCACHE_REPORTS_FILE); read the default report at GET %s?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", path, readsPath)
 	}
-	return fmt.Sprintf("there is no report at %s; the reports are GET %s/{%s} and the default report at %s", path, readsPath, strings.Join(slices.Sorted(maps.Keys(s.reports)), "|"), readsPath)
+	named := fmt.Sprintf("the reports are GET %s/{%s}", readsPath, strings.Join(slices.Sorted(maps.Keys(s.reports)), "|"))
+	if s.cfg.Reports.NoDefault {
+		return fmt.Sprintf("there is no report at %s: %s (there is no default report: DASHCACHE_PROVIDER_URL is not set)", path, named)
+	}
+	return fmt.Sprintf("there is no report at %s; %s and the default report at %s", path, named, readsPath)
 }
 
 // parseQuery parses a read's raw query of report (its name; "" the

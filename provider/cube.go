@@ -157,23 +157,6 @@ func (cfg CubeConfig) validate() (map[string]any, error) {
 	return reports, errors.Join(errs...)
 }
 
-// Customers fails with ErrNoCustomerList, as a permanent error: Cube's REST
-// API has no list of dashcache's customers.
-func (c *Cube) Customers(context.Context) ([]string, error) {
-	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: noCustomerList{"cube"}}
-}
-
-// noCustomerList is ErrNoCustomerList in the words of a back end that is not
-// SQL.
-type noCustomerList struct{ backend string }
-
-func (e noCustomerList) Error() string {
-	return "provider: a " + e.backend + " back end cannot list its customers; " +
-		"a warming plan with customers: all needs the http back end: name the customers instead"
-}
-
-func (noCustomerList) Is(target error) bool { return target == ErrNoCustomerList }
-
 // cubeRequest is the body of POST /cubejs-api/v1/load.
 type cubeRequest struct {
 	Query any `json:"query"`

@@ -350,18 +350,6 @@ func TestCubeContinueWaitCallerContext(t *testing.T) {
 	}
 }
 
-func TestCubeCustomers(t *testing.T) {
-	t.Parallel()
-	c, _ := newTestCube(t, testCubeSecret, cubeData, CubeConfig{})
-	names, err := c.Customers(t.Context())
-	if names != nil || !errors.Is(err, ErrNoCustomerList) || dashcache.Outcome(err) != dashcache.OutcomePermanent {
-		t.Errorf("Customers: %v, %v; want ErrNoCustomerList, permanent", names, err)
-	}
-	if !strings.Contains(err.Error(), "cube") {
-		t.Errorf("error %q does not name cube", err)
-	}
-}
-
 func TestNewCubeChecks(t *testing.T) {
 	t.Parallel()
 	_, err := NewCube(CubeConfig{

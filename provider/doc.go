@@ -10,27 +10,34 @@ package provider
 
 import (
 	"context"
+	"errors"
 
 	"github.com/dashcache/dashcache"
 )
 
 // Source is a BI platform as this package's parts see it: it answers report
-// queries and lists its customers. Client, Postgres, MySQL, Cube, Metabase,
-// Reports, Simulator and Measured implement it; a back end that has no list
-// of customers (Postgres, MySQL, Cube, Metabase) fails Customers with
-// ErrNoCustomerList, as a permanent error.
+// queries and lists its customers. Client, Reports and Simulator implement
+// it; Measured only answers queries. The catalogue's other back ends (Postgres, MySQL, Cube,
+// Metabase) only answer queries: they have no list of dashcache's
+// customers.
 type Source interface {
 	dashcache.ReportSource
 	Customers(ctx context.Context) ([]string, error)
 }
 
+// ErrNoCustomerList is the error of Reports.Customers when there is no BI
+// platform of the provider contract (DASHCACHE_PROVIDER_URL) to list the
+// customers: a warming plan names them instead.
+var ErrNoCustomerList = errors.New("provider: no BI platform lists the customers: customers: all lists those of " +
+	"DASHCACHE_PROVIDER_URL (the provider contract's GET /customers), which is not set; name the customers instead")
+
 var (
-	_ Source = (*Client)(nil)
-	_ Source = (*Postgres)(nil)
-	_ Source = (*MySQL)(nil)
-	_ Source = (*Reports)(nil)
-	_ Source = (*Cube)(nil)
-	_ Source = (*Metabase)(nil)
-	_ Source = (*Simulator)(nil)
-	_ Source = (*Measured)(nil)
+	_ Source                 = (*Client)(nil)
+	_ dashcache.ReportSource = (*Postgres)(nil)
+	_ dashcache.ReportSource = (*MySQL)(nil)
+	_ Source                 = (*Reports)(nil)
+	_ dashcache.ReportSource = (*Cube)(nil)
+	_ dashcache.ReportSource = (*Metabase)(nil)
+	_ Source                 = (*Simulator)(nil)
+	_ dashcache.ReportSource = (*Measured)(nil)
 )

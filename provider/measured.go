@@ -10,13 +10,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Measured is a Source that counts and times the calls that reach the BI
+// Measured is a report source that counts and times the calls that reach the BI
 // platform: dashcache_provider_calls_total{outcome} and
 // dashcache_provider_call_seconds, and those of each named report,
 // dashcache_report_calls_total{report,outcome}. Waits of the guard are not
 // call time: it calls a Measured source when every guard lets it.
 type Measured struct {
-	src         Source
+	src         dashcache.ReportSource
 	calls       *prometheus.CounterVec
 	reportCalls *prometheus.CounterVec // label values bounded by reports
 	reports     map[string]bool
@@ -25,7 +25,7 @@ type Measured struct {
 
 // NewMeasured returns src measured into reg (nil: not exported); reports
 // are the named reports (the catalogue's) counted each on its own.
-func NewMeasured(src Source, reg prometheus.Registerer, reports []string) (*Measured, error) {
+func NewMeasured(src dashcache.ReportSource, reg prometheus.Registerer, reports []string) (*Measured, error) {
 	m := &Measured{
 		src:     src,
 		reports: map[string]bool{},
@@ -62,9 +62,4 @@ func (m *Measured) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, 
 		m.reportCalls.WithLabelValues(key.Report, outcome).Inc()
 	}
 	return data, err
-}
-
-// Customers lists the platform's customers (not counted as a report query).
-func (m *Measured) Customers(ctx context.Context) ([]string, error) {
-	return m.src.Customers(ctx)
 }

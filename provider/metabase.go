@@ -164,13 +164,6 @@ func (cfg MetabaseConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-// Customers fails with ErrNoCustomerList, as a permanent error: Metabase has
-// no list of dashcache's customers.
-func (m *Metabase) Customers(context.Context) ([]string, error) {
-	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-		Err: fmt.Errorf("metabase: %w", ErrNoCustomerList)}
-}
-
 // metabaseParameter is one parameter of a card query, as Metabase's API
 // takes it.
 type metabaseParameter struct {

@@ -3,7 +3,6 @@ package provider
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -334,15 +333,6 @@ func TestMetabaseUnknownReport(t *testing.T) {
 	}
 	if calls, _, _ := f.seen(); calls != 0 {
 		t.Errorf("%d calls to Metabase for unknown reports, want 0", calls)
-	}
-}
-
-func TestMetabaseCustomers(t *testing.T) {
-	t.Parallel()
-	m := newFakeMetabase(t, &fakeMetabase{}, MetabaseConfig{})
-	names, err := m.Customers(context.Background())
-	if names != nil || !errors.Is(err, ErrNoCustomerList) || dashcache.Outcome(err) != dashcache.OutcomePermanent {
-		t.Errorf("Customers: %v, %v; want ErrNoCustomerList, permanent", names, err)
 	}
 }
 

@@ -118,12 +118,6 @@ func (m *MySQL) Close() {
 	})
 }
 
-// Customers fails with ErrNoCustomerList, as a permanent error: a SQL
-// database has no list of dashcache's customers.
-func (m *MySQL) Customers(context.Context) ([]string, error) {
-	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: ErrNoCustomerList}
-}
-
 // mysqlSQL rewrites a report's @customer, @from and @to, outside literals
 // and comments, to ? placeholders, and returns the SQL and the values in
 // placeholder order.

@@ -49,12 +49,6 @@ const callGrace = 2 * time.Second
 // connection.
 const cancelDelay = time.Second
 
-// ErrNoCustomerList is the error of Customers on a back end that cannot
-// list its customers, such as a SQL database or Metabase: a warming plan
-// with customers: all needs the http back end, or a list of names.
-var ErrNoCustomerList = errors.New("provider: this back end (SQL, Metabase) cannot list its customers; " +
-	"a warming plan with customers: all needs the http back end: name the customers instead")
-
 // Postgres answers the named reports of the catalogue from a PostgreSQL
 // database: each report is one SQL query, with @customer, @from and @to
 // bound as values by the driver. It is safe for concurrent use.
@@ -180,12 +174,6 @@ func (cfg SQLConfig) validate(reports map[string]string, typ string) error {
 
 // Close closes the pool's connections. Calls in flight fail.
 func (p *Postgres) Close() { p.pool.Close() }
-
-// Customers fails with ErrNoCustomerList, as a permanent error: a SQL
-// database has no list of dashcache's customers.
-func (p *Postgres) Customers(context.Context) ([]string, error) {
-	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: ErrNoCustomerList}
-}
 
 // Query runs the SQL of report k.Report with @customer bound to k.Customer
 // and @from and @to to k.From and k.To (as 'YYYY-MM-DD' text, which the

@@ -593,19 +593,6 @@ func TestPostgresUnknownReport(t *testing.T) {
 	}
 }
 
-func TestPostgresCustomers(t *testing.T) {
-	t.Parallel()
-	p, err := NewPostgres(context.Background(), "postgres://127.0.0.1:1/none", map[string]string{"revenue": revenueSQL}, SQLConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	names, err := p.Customers(context.Background())
-	if names != nil || !errors.Is(err, ErrNoCustomerList) || dashcache.Outcome(err) != dashcache.OutcomePermanent {
-		t.Errorf("Customers: %v, %v; want ErrNoCustomerList, permanent", names, err)
-	}
-}
-
 // TestNewPostgresChecks: every problem of the reports and the config is
 // reported at once, each naming its report.
 func TestNewPostgresChecks(t *testing.T) {

@@ -17,10 +17,10 @@ import (
 // simulator), and each report of the catalogue from its back end's. It is a
 // Source; its customers are the default source's.
 type Reports struct {
-	def      Source
+	def      Source // nil: no default report
 	cat      *Catalogue
-	backends map[string]Source // by name
-	reports  map[string]string // report name -> back end name
+	backends map[string]dashcache.ReportSource // by name
+	reports  map[string]string                 // report name -> back end name
 }
 
 // Limits are what every back end's calls are bounded by.
@@ -36,10 +36,10 @@ type Limits struct {
 
 // OpenReports opens the back ends of cat (nil: none, only the default
 // report), reading their secrets through getenv, with def answering the
-// default report (nil for Reports that only Check). An error names the back
-// end. Close closes them.
+// default report and listing the customers (nil: there is no default
+// report, and no list). An error names the back end. Close closes them.
 func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string, def Source, limits Limits) (*Reports, error) {
-	r := &Reports{def: def, cat: cat, backends: map[string]Source{}, reports: map[string]string{}}
+	r := &Reports{def: def, cat: cat, backends: map[string]dashcache.ReportSource{}, reports: map[string]string{}}
 	if cat == nil {
 		return r, nil
 	}
@@ -62,7 +62,7 @@ func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string
 var secretFields = map[string]string{TypePostgres: "dsn_env", TypeMySQL: "dsn_env", TypeHTTP: "token_env", TypeCube: "secret_env", TypeMetabase: "api_key_env"}
 
 // openBackend opens the back end name of cat.
-func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(string) string, limits Limits) (Source, error) {
+func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(string) string, limits Limits) (dashcache.ReportSource, error) {
 	b := cat.Backends[name]
 	secret := func(env string) (string, error) {
 		v := getenv(env)
@@ -135,28 +135,29 @@ func (r *Reports) Close() {
 }
 
 // Query answers k from its report's back end; a report the catalogue does
-// not name is a permanent failure.
+// not name, or the default report when there is none, is a permanent
+// failure.
 func (r *Reports) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
-	src, ok := r.source(k.Report)
-	if !ok {
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-			Err: fmt.Errorf("no report named %q in the report catalogue", k.Report)}
+	if k.Report == "" && r.def != nil {
+		return r.def.Query(ctx, k)
 	}
-	return src.Query(ctx, k)
+	if name, ok := r.reports[k.Report]; ok {
+		return r.backends[name].Query(ctx, k)
+	}
+	err := fmt.Errorf("no report named %q in the report catalogue", k.Report)
+	if k.Report == "" {
+		err = errors.New("there is no default report: DASHCACHE_PROVIDER_URL is not set, and the report catalogue names the reports")
+	}
+	return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 }
 
-// Customers lists the default source's customers.
-func (r *Reports) Customers(ctx context.Context) ([]string, error) { return r.def.Customers(ctx) }
-
-func (r *Reports) source(report string) (Source, bool) {
-	if report == "" {
-		return r.def, true
+// Customers lists the default source's customers; ErrNoCustomerList, as a
+// permanent error, without one.
+func (r *Reports) Customers(ctx context.Context) ([]string, error) {
+	if r.def == nil {
+		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: ErrNoCustomerList}
 	}
-	name, ok := r.reports[report]
-	if !ok {
-		return nil, false
-	}
-	return r.backends[name], true
+	return r.def.Customers(ctx)
 }
 
 // Checked is what Check found of one report.

@@ -42,9 +42,10 @@ type Config struct {
 	// (store.Index.ReadSince), for plans with ranges: [recently_read].
 	// Required only if some plan uses it.
 	ReadSince func(ctx context.Context, customer string, since time.Time) ([]dashcache.ReportKey, error)
-	// Reports are the names of the catalogue's reports, which plans may
-	// name. Default: none.
-	Reports []string
+	// Reports are the reports plans may warm: the catalogue's, which
+	// plans name, and the default report, which plans without reports:
+	// warm. Default: the default report alone.
+	Reports dashcache.Served
 	// Log receives one line per firing and cron's own messages. Default: no
 	// logs.
 	Log zerolog.Logger
@@ -113,10 +114,15 @@ func New(cfg Config) (*Scheduler, error) {
 	s.cron = cron.New(cron.WithLocation(zone), cron.WithLogger(cronLogger{s.log}))
 	for _, p := range cfg.File.Plans {
 		if p.Customers.All && cfg.Customers == nil {
-			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, so Config.Customers is required", p.Name)
+			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, but no BI platform lists the customers "+
+				"(the provider contract's GET /customers): name them", p.Name)
 		}
-		for _, r := range p.Reports {
-			if err := dashcache.CheckReportKnown(r, cfg.Reports); err != nil {
+		reports := p.Reports
+		if len(reports) == 0 {
+			reports = []string{""} // the default report
+		}
+		for _, r := range reports {
+			if err := cfg.Reports.Check(r); err != nil {
 				return nil, fmt.Errorf("scheduler: plan %q: %w", p.Name, err)
 			}
 		}

@@ -495,7 +495,7 @@ plans:
     ranges: [yesterday, previous_month]
 `
 	var r recorder
-	s, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: []string{"orders", "revenue"},
+	s, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: dashcache.Served{Named: []string{"orders", "revenue"}},
 		Now: func() time.Time { return time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC) }})
 	if err != nil {
 		t.Fatal(err)
@@ -508,8 +508,24 @@ plans:
 	if got := r.got(); !slices.Equal(got, want) {
 		t.Errorf("enqueued %q, want %q", got, want)
 	}
-	if _, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: []string{"revenue"}}); err == nil ||
+	if _, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: dashcache.Served{Named: []string{"revenue"}}}); err == nil ||
 		!strings.Contains(err.Error(), `report "orders" is not in the report catalogue`) {
 		t.Errorf("a plan naming a report not in the catalogue: %v", err)
+	}
+	// Without a default report, a plan must name its reports, and cannot
+	// list the customers without a BI platform that lists them.
+	noDefault := dashcache.Served{Named: []string{"orders", "revenue"}, NoDefault: true}
+	if _, err := scheduler.New(scheduler.Config{File: file(t, plans), Warmer: &r, Reports: noDefault}); err != nil {
+		t.Errorf("a plan naming its reports, without a default report: %v", err)
+	}
+	unnamed := "plans:\n  - {name: p, cron: \"@daily\", customers: [acme], ranges: [yesterday]}\n"
+	if _, err := scheduler.New(scheduler.Config{File: file(t, unnamed), Warmer: &r, Reports: noDefault}); err == nil ||
+		!strings.Contains(err.Error(), `plan "p": reports is required: there is no default report`) {
+		t.Errorf("a plan of the default report, without one: %v", err)
+	}
+	all := "plans:\n  - {name: p, cron: \"@daily\", customers: all, reports: [orders], ranges: [yesterday]}\n"
+	if _, err := scheduler.New(scheduler.Config{File: file(t, all), Warmer: &r, Reports: noDefault}); err == nil ||
+		!strings.Contains(err.Error(), "no BI platform lists the customers") {
+		t.Errorf("customers: all without a list: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []s
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
-	ch, err := dashcache.ParseChanged(splitList(*customers), splitList(*reports), *from, cmp.Or(*to, *from), time.Now().In(cmp.Or(cfg.Zone, time.UTC)), reportNames(cfg.Reports))
+	ch, err := dashcache.ParseChanged(splitList(*customers), splitList(*reports), *from, cmp.Or(*to, *from), time.Now().In(cmp.Or(cfg.Zone, time.UTC)), cfg.served())
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/prom"
@@ -56,8 +57,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		}
 	}
-	var src provider.Source
-	if role.Worker || runScheduler {
+	var src dashcache.ReportSource
+	if role.Worker {
 		var closeSource func()
 		if src, closeSource, err = newSource(startCtx, cfg, reg, log); err != nil {
 			return err
@@ -81,7 +82,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, src, st.Index, now, log)
+		sc, err := newScheduler(cfg, queue, bi, st.Index, now, log)
 		if err != nil {
 			return err
 		}
@@ -124,7 +125,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Earliest:   cfg.EarliestDate,
 		L1Bytes:    cfg.L1Bytes,
 		ReadWithin: cfg.ReadWithin,
-		Reports:    reportNames(cfg.Reports),
+		Reports:    cfg.served(),
 	})
 	if err != nil {
 		return err
@@ -183,12 +184,14 @@ func newGuard(cfg Config, r *redisParts, reg prometheus.Registerer) (*guard.Guar
 	})
 }
 
-// reportNames returns the names of the catalogue's reports; none without one.
-func reportNames(cat *provider.Catalogue) []string {
-	if cat == nil {
-		return nil
+// served returns the reports of cfg: the catalogue's, and the default
+// report unless the catalogue names the reports and DASHCACHE_PROVIDER_URL
+// is unset (then the simulator would answer it).
+func (cfg Config) served() dashcache.Served {
+	if cfg.Reports == nil {
+		return dashcache.Served{}
 	}
-	return slices.Sorted(maps.Keys(cat.Reports))
+	return dashcache.Served{Named: slices.Sorted(maps.Keys(cfg.Reports.Reports)), NoDefault: cfg.ProviderURL == ""}
 }
 
 // newQueue returns the queue that readers, the scheduler and the warm command
@@ -213,29 +216,37 @@ func newSimulator(cfg Config) *provider.Simulator {
 	})
 }
 
-// newSource returns the BI back ends, measured: the BI platform of
-// DASHCACHE_PROVIDER_URL (or the simulator) for the default report, and the
-// catalogue's back ends for its reports; closeAll closes them.
-func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log zerolog.Logger) (src provider.Source, closeAll func(), err error) {
-	var def provider.Source
-	if cfg.ProviderURL == "" {
+// defaultSource returns the BI platform of the default report, which lists
+// the customers: DASHCACHE_PROVIDER_URL's, or the simulator without one;
+// nil when there is no default report (cfg.served).
+func defaultSource(cfg Config, log zerolog.Logger) (provider.Source, error) {
+	switch {
+	case cfg.served().NoDefault:
+		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the report catalogue names the reports, and there is no default report")
+		return nil, nil
+	case cfg.ProviderURL == "":
 		log.Info().Msg("no DASHCACHE_PROVIDER_URL: the built-in simulated BI platform answers queries")
-		def = newSimulator(cfg)
-	} else {
-		c, err := provider.NewClient(provider.ClientConfig{
-			BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes,
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		def = c
+		return newSimulator(cfg), nil
+	}
+	return provider.NewClient(provider.ClientConfig{
+		BaseURL: cfg.ProviderURL, Token: cfg.ProviderToken, Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes,
+	})
+}
+
+// newSource returns the BI back ends, measured: defaultSource for the
+// default report, and the catalogue's back ends for its reports; closeAll
+// closes them.
+func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log zerolog.Logger) (src dashcache.ReportSource, closeAll func(), err error) {
+	def, err := defaultSource(cfg, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	reports, err := provider.OpenReports(ctx, cfg.Reports, cfg.getenv, def,
 		provider.Limits{Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes, Concurrency: cmp.Or(cfg.WorkerConcurrency, jobs.DefaultConcurrency)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("DASHCACHE_REPORTS_FILE: %w", err)
 	}
-	measured, err := provider.NewMeasured(reports, reg, reportNames(cfg.Reports))
+	measured, err := provider.NewMeasured(reports, reg, cfg.served().Named)
 	if err != nil {
 		reports.Close()
 		return nil, nil, err
@@ -246,25 +257,34 @@ func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log z
 	return measured, reports.Close, nil
 }
 
-// newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, src provider.Source, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
+// newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE; the
+// customers of plans with customers: all are those defaultSource lists.
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
 	file, err := scheduler.LoadFile(cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
 	}
-	sc, err := scheduler.New(scheduler.Config{
-		File:        file,
-		DefaultZone: cfg.Zone,
-		Warmer:      queue,
-		Customers: func(ctx context.Context) (customers []string, err error) {
+	src, err := defaultSource(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	var customers func(context.Context) ([]string, error) // none without a default source
+	if src != nil {
+		customers = func(ctx context.Context) (customers []string, err error) {
 			err = bi.Do(ctx, "", func(ctx context.Context) error { // a BI call too
 				customers, err = src.Customers(ctx)
 				return err
 			})
 			return customers, err
-		},
+		}
+	}
+	sc, err := scheduler.New(scheduler.Config{
+		File:        file,
+		DefaultZone: cfg.Zone,
+		Warmer:      queue,
+		Customers:   customers,
 		ReadSince: index.ReadSince,
-		Reports:   reportNames(cfg.Reports),
+		Reports:   cfg.served(),
 		Log:       log,
 		Now:       now,
 	})

@@ -22,7 +22,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	fs.SetOutput(stderr)
 	customers := fs.String("customers", "", "comma-separated customers (required)")
 	ranges := fs.String("ranges", "", "comma-separated presets: "+strings.Join(dashcache.PresetNames, ", "))
-	reports := fs.String("reports", "", "comma-separated reports of DASHCACHE_REPORTS_FILE (default: the default report)")
+	reports := fs.String("reports", "", "comma-separated reports of DASHCACHE_REPORTS_FILE (default: the default report, if there is one)")
 	from := fs.String("from", "", "first day YYYY-MM-DD (with --to, instead of --ranges)")
 	to := fs.String("to", "", "last day YYYY-MM-DD")
 	force := fs.Bool("force", false, "refresh reports that are still fresh")
@@ -31,7 +31,7 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	}
 	today := time.Now().In(cmp.Or(cfg.Zone, time.UTC))
 	keys, err := dashcache.WarmKeys(dashcache.WarmRequest{Customers: splitList(*customers), Reports: splitList(*reports), Ranges: splitList(*ranges), From: *from, To: *to},
-		today, dashcache.Earliest(cfg.EarliestDate, today), reportNames(cfg.Reports))
+		today, dashcache.Earliest(cfg.EarliestDate, today), cfg.served())
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}
