@@ -180,9 +180,11 @@ func (x *Index) ReadSince(ctx context.Context, customer string, since time.Time)
 // were running when it was announced: longer than any fill runs.
 const changesKept = time.Hour
 
-// RecordChange remembers that the data of customers (nil: of every
-// customer) changed on the days ch.From..ch.To, announced at at, so that a
-// fill whose call began before then marks its report stale (ChangedSince).
+// RecordChange remembers that the data of ch's customers (nil: of every
+// customer) and reports changed on the days ch.From..ch.To, announced at
+// at, so that a fill whose call began before then marks its report stale
+// (ChangedSince). A change of every report is logged as a range alone
+// ("from|to"), one of named reports as a range of each ("report|from|to").
 func (x *Index) RecordChange(ctx context.Context, ch dashcache.Changed, at time.Time) error {
 	keys := []string{allChangesKey}
 	if ch.Customers != nil {
@@ -191,10 +193,16 @@ func (x *Index) RecordChange(ctx context.Context, ch dashcache.Changed, at time.
 			keys = append(keys, changesKey(c))
 		}
 	}
-	member := scored(at, rangeMember(dashcache.ReportKey{From: ch.From, To: ch.To}))
+	members := []redis.Z{scored(at, rangeMember(dashcache.ReportKey{From: ch.From, To: ch.To}))}
+	if ch.Reports != nil {
+		members = members[:0]
+		for _, report := range ch.Reports {
+			members = append(members, scored(at, rangeMember(dashcache.ReportKey{Report: report, From: ch.From, To: ch.To})))
+		}
+	}
 	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, key := range keys {
-			addTrimmed(ctx, p, key, at.Add(-changesKept), changesKept, member)
+			addTrimmed(ctx, p, key, at.Add(-changesKept), changesKept, members...)
 		}
 		return nil
 	})
@@ -218,7 +226,11 @@ func (x *Index) ChangedSince(ctx context.Context, k dashcache.ReportKey, since t
 	}
 	for _, c := range cmds {
 		for _, changed := range keysOf(k.Customer, c.Val()) {
-			if (dashcache.Changed{From: changed.From, To: changed.To}).Overlaps(k) {
+			ch := dashcache.Changed{From: changed.From, To: changed.To} // of every report
+			if changed.Report != "" {
+				ch.Reports = []string{changed.Report}
+			}
+			if ch.Overlaps(k) {
 				return true, nil
 			}
 		}

@@ -196,5 +196,26 @@ func TestChanges(t *testing.T) {
 		if got, _ := s.Index.ChangedSince(ctx, mustKey(t, "globex", "2025-01-01", "2025-01-31"), at); !got {
 			t.Error("a change of every customer did not count for globex")
 		}
+
+		// A change of named reports counts for those alone; one of every
+		// report (above) for named ones too.
+		named := func(report string, k dashcache.ReportKey) dashcache.ReportKey { k.Report = report; return k }
+		initech := mustKey(t, "initech", "2025-02-01", "2025-02-28")
+		if err := s.Index.RecordChange(ctx, dashcache.Changed{Customers: []string{"initech"}, Reports: []string{"revenue", "orders"},
+			From: day("2025-02-10"), To: day("2025-02-10")}, at); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			k    dashcache.ReportKey
+			want bool
+		}{
+			{named("revenue", initech), true}, {named("orders", initech), true},
+			{named("funnel", initech), false}, {initech, false},
+			{named("funnel", jan), true},
+		} {
+			if got, err := s.Index.ChangedSince(ctx, c.k, at); err != nil || got != c.want {
+				t.Errorf("ChangedSince(%s) = %v, %v; want %v", c.k, got, err, c.want)
+			}
+		}
 	})
 }
