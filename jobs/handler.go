@@ -24,6 +24,11 @@ type HandlerConfig struct {
 	Source dashcache.ReportSource // required: the BI platform
 	Log    zerolog.Logger         // default: no logs
 	Now    func() time.Time       // default time.Now
+	// Reports are the reports this worker fills; a task of another (from a
+	// process with another catalogue, as in a rolling deploy) fails, as a
+	// permanent failure, without a BI call. Default: the default report
+	// alone.
+	Reports dashcache.Served
 	// Freshness says how long each report stays fresh (a catalogue's
 	// overrides). Default: OpenTTL and ClosedTTL for every report.
 	Freshness func(report string) dashcache.Freshness
@@ -171,6 +176,10 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	if current(cached, refresh, h.cfg.Now()) {
 		log.Debug().Msg("already cached")
 		return nil
+	}
+	if err := h.cfg.Reports.Check(k.Report); err != nil {
+		// Not charged to any back end's rate or breaker.
+		return h.failed(ctx, log, lock, k, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}, a)
 	}
 
 	callCtx := held

@@ -500,6 +500,7 @@ func TestFreshnessOverride(t *testing.T) {
 	rdb := redisClient(t)
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
 	cfg := handlerConfig(t, rdb, sim, guard.Config{})
+	cfg.Reports = dashcache.Served{Named: []string{"hourly"}}
 	cfg.Freshness = func(report string) dashcache.Freshness {
 		if report == "hourly" {
 			return dashcache.Freshness{Closed: time.Hour}
@@ -521,5 +522,36 @@ func TestFreshnessOverride(t *testing.T) {
 		if err != nil || e.FreshUntil.Sub(e.ComputedAt) != want {
 			t.Errorf("%s: fresh for %s (%v), want %s", k, e.FreshUntil.Sub(e.ComputedAt), err, want)
 		}
+	}
+}
+
+// TestUnservedReport: a task of a report this worker does not serve (its
+// catalogue has no such report, or there is no default report) makes no
+// BI call and takes no rate token: its failure is remembered at once.
+func TestUnservedReport(t *testing.T) {
+	rdb := redisClient(t)
+	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
+	cfg := handlerConfig(t, rdb, sim, guard.Config{})
+	cfg.Reports = dashcache.Served{Named: []string{"revenue"}, NoDefault: true}
+	h, err := jobs.NewHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(rdb)
+	orders := key(t, "acme")
+	orders.Report = "orders"
+	for _, k := range []dashcache.ReportKey{orders, key(t, "acme")} {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+			t.Fatalf("%s: %v; want the failure remembered, not retried", k, err)
+		}
+		if _, failure, err := st.Cache.Lookup(context.Background(), k); err != nil || failure == "" {
+			t.Errorf("%s: failure %q, %v; want one remembered", k, failure, err)
+		}
+	}
+	if sim.Calls() != 0 {
+		t.Errorf("%d BI calls for reports not served", sim.Calls())
+	}
+	if n := rdb.Keys(context.Background(), "dashcache:{provider*").Val(); len(n) != 0 {
+		t.Errorf("back end keys %q written for reports not served", n)
 	}
 }

@@ -69,7 +69,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if role.Worker {
 		h, err := jobs.NewHandler(jobs.HandlerConfig{
 			Cache: st.Cache, Index: st.Index, Guard: bi, Source: src, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
-			Freshness: cfg.Reports.Freshness,
+			Reports: cfg.served(), Freshness: cfg.Reports.Freshness,
 			Inspector: asynq.NewInspectorFromRedisClient(rdb),
 		})
 		if err != nil {
