@@ -62,5 +62,6 @@ type Usage struct {
 // by reason (RefusalReasons).
 type CustomerUsage struct {
 	Calls   int64
+	Reports map[string]int64 // the calls of each named report, among Calls
 	Refused map[string]int64
 }

@@ -104,17 +104,17 @@ func TestDataHorizon(t *testing.T) {
 	}
 }
 
-// TestUsage: GET /v1/usage shows today's BI calls and refusals per customer,
-// the busiest first.
+// TestUsage: GET /v1/usage shows today's BI calls (and those of each named
+// report) and refusals per customer, the busiest first.
 func TestUsage(t *testing.T) {
 	f := newFixture(t) // with a daily budget of 100 calls
 	ctx := context.Background()
 	today := dashcache.DayOf(now)
 	for range 3 {
-		f.store.Guards.Spend(ctx, today, "globex", 0)
+		f.store.Guards.Spend(ctx, today, "globex", "", 0)
 	}
-	f.store.Guards.Spend(ctx, today, "acme", 0)
-	f.store.Guards.Spend(ctx, today-1, "acme", 0) // yesterday
+	f.store.Guards.Spend(ctx, today, "acme", "revenue", 0)
+	f.store.Guards.Spend(ctx, today-1, "acme", "", 0) // yesterday
 	f.store.Guards.CountRefusal(ctx, today, "acme", dashcache.ReasonPending)
 	resp, body := f.do(t, http.MethodGet, "/v1/usage", "")
 	var got struct {
@@ -123,6 +123,7 @@ func TestUsage(t *testing.T) {
 		Customers  []struct {
 			Customer string
 			Calls    int64
+			Reports  map[string]int64
 			Refused  map[string]int64
 		}
 	}
@@ -131,7 +132,8 @@ func TestUsage(t *testing.T) {
 	}
 	if got.Date != "2025-03-10" || got.DailyCalls != 100 || len(got.Customers) != 2 ||
 		got.Customers[0].Customer != "globex" || got.Customers[0].Calls != 3 ||
-		got.Customers[1].Calls != 1 || got.Customers[1].Refused["pending"] != 1 || got.Customers[1].Refused["budget"] != 0 {
+		got.Customers[1].Calls != 1 || got.Customers[1].Refused["pending"] != 1 || got.Customers[1].Refused["budget"] != 0 ||
+		got.Customers[1].Reports["revenue"] != 1 || got.Customers[0].Reports != nil {
 		t.Errorf("usage %s", body)
 	}
 }

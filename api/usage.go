@@ -11,7 +11,8 @@ import (
 type customerUsage struct {
 	Customer string           `json:"customer"`
 	Calls    int64            `json:"calls"`
-	Refused  map[string]int64 `json:"refused"` // by reason: pending, budget, breaker
+	Reports  map[string]int64 `json:"reports,omitempty"` // the calls of each named report, among calls
+	Refused  map[string]int64 `json:"refused"`           // by reason: pending, budget, breaker
 }
 
 // getUsage answers GET /v1/usage: every customer's BI calls today (in the
@@ -34,7 +35,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 		Customers  []customerUsage `json:"customers"`
 	}{Date: usage.Day.String(), Timezone: usage.Zone.String(), DailyCalls: usage.DailyCalls, Customers: []customerUsage{}}
 	for c, u := range usage.Customers {
-		out.Customers = append(out.Customers, customerUsage{Customer: c, Calls: u.Calls, Refused: u.Refused})
+		out.Customers = append(out.Customers, customerUsage{Customer: c, Calls: u.Calls, Reports: u.Reports, Refused: u.Refused})
 	}
 	// The busiest customers first.
 	slices.SortFunc(out.Customers, func(a, b customerUsage) int {

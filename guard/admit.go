@@ -106,7 +106,7 @@ func (g *Guard) Usage(ctx context.Context) (dashcache.Usage, error) {
 	}
 	u := dashcache.Usage{Day: day, Zone: g.cfg.Zone, DailyCalls: g.cfg.DailyCalls, Customers: map[string]dashcache.CustomerUsage{}}
 	for c, cu := range byCustomer {
-		line := dashcache.CustomerUsage{Calls: cu.Calls, Refused: map[string]int64{}}
+		line := dashcache.CustomerUsage{Calls: cu.Calls, Reports: cu.Reports, Refused: map[string]int64{}}
 		for _, reason := range dashcache.RefusalReasons {
 			line.Refused[reason] = cu.Refused[reason]
 		}

@@ -78,7 +78,7 @@ func (g *Guard) Call(ctx context.Context, k dashcache.ReportKey, warming bool, q
 		_ = slot.Release(rctx) // if Redis fails here, the slot frees itself
 	}()
 	day, now := g.today()
-	spent, err := g.state.Spend(ctx, day, k.Customer, g.cfg.DailyCalls)
+	spent, err := g.state.Spend(ctx, day, k.Customer, k.Report, g.cfg.DailyCalls)
 	if err != nil {
 		return nil, waitError(ctx, "counting the call", err)
 	}

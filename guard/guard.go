@@ -69,7 +69,7 @@ type State interface {
 	NextDeferred(ctx context.Context, customer string) (string, error)
 	Admit(ctx context.Context, k dashcache.ReportKey, limit int, ttl time.Duration) (bool, error)
 	EndAdmitted(ctx context.Context, k dashcache.ReportKey) error
-	Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (bool, error)
+	Spend(ctx context.Context, day dashcache.Day, customer, report string, budget int) (bool, error)
 	Calls(ctx context.Context, day dashcache.Day, customer string) (int64, error)
 	CountRefusal(ctx context.Context, day dashcache.Day, customer, reason string) error
 	UsageOn(ctx context.Context, day dashcache.Day) (map[string]store.Usage, error)

@@ -228,7 +228,7 @@ func TestAdmission(t *testing.T) {
 
 	st := store.New(rdb)
 	for range 2 {
-		st.Guards.Spend(ctx, dashcache.DayOf(today), "spender", 0)
+		st.Guards.Spend(ctx, dashcache.DayOf(today), "spender", "", 0)
 	}
 	if _, err := enq.Ensure(ctx, key(t, "spender")); refusal(err) != dashcache.ReasonBudget {
 		t.Errorf("past the daily budget: %v", err)

@@ -5,6 +5,8 @@
 -- ARGV[2]: the daily budget; 0 for none
 -- ARGV[3]: how long the day's usage is kept, in seconds
 -- ARGV[4]: the customer's field of refusals for its budget
+-- ARGV[5]: the customer's calls field of the named report; "" for the
+--          default report (its calls are the customer's others)
 -- Returns 1 when the call is counted, 0 when the budget is used up (the
 -- refusal is counted instead).
 local calls = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -15,6 +17,9 @@ if budget > 0 and calls >= budget then
   ok = 0
 else
   redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+  if ARGV[5] ~= '' then
+    redis.call('HINCRBY', KEYS[1], ARGV[5], 1)
+  end
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return ok

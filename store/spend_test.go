@@ -110,14 +110,23 @@ func TestSpendAndUsage(t *testing.T) {
 	st, _ := clocked(t)
 	day := dashcache.CivilDay(2025, 3, 1)
 	for i, want := range []bool{true, true, false} {
-		if ok, err := st.Guards.Spend(ctx, day, "acme", 2); ok != want || err != nil {
+		if ok, err := st.Guards.Spend(ctx, day, "acme", "", 2); ok != want || err != nil {
 			t.Errorf("call %d of a budget of 2: %v %v, want %v", i+1, ok, err, want)
 		}
 	}
-	if ok, _ := st.Guards.Spend(ctx, day, "globex", 0); !ok {
+	if ok, _ := st.Guards.Spend(ctx, day, "globex", "", 0); !ok {
 		t.Error("a call without a budget was refused")
 	}
-	if ok, _ := st.Guards.Spend(ctx, day+1, "acme", 2); !ok {
+	// Named reports share the customer's budget and are counted each.
+	for _, report := range []string{"revenue", "revenue", "orders"} {
+		if ok, _ := st.Guards.Spend(ctx, day, "initech", report, 3); !ok {
+			t.Errorf("a call of %s within the budget was refused", report)
+		}
+	}
+	if ok, _ := st.Guards.Spend(ctx, day, "initech", "", 3); ok {
+		t.Error("the default report's call past the budget the named reports used up was let through")
+	}
+	if ok, _ := st.Guards.Spend(ctx, day+1, "acme", "", 2); !ok {
 		t.Error("the budget did not reset the next day")
 	}
 	if err := st.Guards.CountRefusal(ctx, day, "acme", dashcache.ReasonPending); err != nil {
@@ -130,8 +139,9 @@ func TestSpendAndUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, g := u["acme"], u["globex"]; len(u) != 2 || a.Calls != 2 || a.Refused[dashcache.ReasonBudget] != 1 ||
-		a.Refused[dashcache.ReasonPending] != 1 || g.Calls != 1 || len(g.Refused) != 0 {
+	if a, g, i := u["acme"], u["globex"], u["initech"]; len(u) != 3 || a.Calls != 2 || a.Refused[dashcache.ReasonBudget] != 1 ||
+		a.Refused[dashcache.ReasonPending] != 1 || g.Calls != 1 || len(g.Refused) != 0 || a.Reports != nil ||
+		i.Calls != 3 || len(i.Reports) != 2 || i.Reports["revenue"] != 2 || i.Reports["orders"] != 1 || i.Refused[dashcache.ReasonBudget] != 1 {
 		t.Errorf("UsageOn = %+v", u)
 	}
 }

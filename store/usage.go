@@ -23,7 +23,8 @@ var (
 // whole day, in any zone.
 const usageKept = 48 * time.Hour
 
-// The fields of a day's usage hash: "<customer>:calls" and
+// The fields of a day's usage hash: "<customer>:calls",
+// "<customer>:calls:<report>" (a named report's share of them) and
 // "<customer>:refused_<reason>".
 const (
 	callsField   = "calls"
@@ -32,19 +33,26 @@ const (
 
 func usageField(customer, what string) string { return customer + ":" + what }
 
-// Usage is one customer's BI calls on a day and the fills refused, by reason
-// (dashcache.ReasonPending, ReasonBudget, ReasonBreaker).
+// Usage is one customer's BI calls on a day, those of each named report
+// among them, and the fills refused, by reason (dashcache.ReasonPending,
+// ReasonBudget, ReasonBreaker).
 type Usage struct {
 	Calls   int64
+	Reports map[string]int64
 	Refused map[string]int64
 }
 
-// Spend counts one BI call of the customer on day against budget (0: none).
-// ok is false, and nothing is counted but the refusal, when the budget is
-// used up.
-func (g *GuardState) Spend(ctx context.Context, day dashcache.Day, customer string, budget int) (ok bool, err error) {
+// Spend counts one BI call of the customer for report ("" the default) on
+// day against budget (0: none), which spans the customer's reports. ok is
+// false, and nothing is counted but the refusal, when the budget is used
+// up.
+func (g *GuardState) Spend(ctx context.Context, day dashcache.Day, customer, report string, budget int) (ok bool, err error) {
+	reportField := ""
+	if report != "" {
+		reportField = usageField(customer, callsField+":"+report)
+	}
 	n, err := spendScript.Run(ctx, g.rdb, []string{usageKey(day)}, usageField(customer, callsField), budget, int(usageKept/time.Second),
-		usageField(customer, refusedField+dashcache.ReasonBudget)).Int()
+		usageField(customer, refusedField+dashcache.ReasonBudget), reportField).Int()
 	if err != nil {
 		return false, fmt.Errorf("counting a BI call of %s: %w", customer, err)
 	}
@@ -93,6 +101,11 @@ func (g *GuardState) UsageOn(ctx context.Context, day dashcache.Day) (map[string
 				u.Refused = map[string]int64{}
 			}
 			u.Refused[reason] = n
+		} else if report, named := strings.CutPrefix(what, callsField+":"); named {
+			if u.Reports == nil {
+				u.Reports = map[string]int64{}
+			}
+			u.Reports[report] = n
 		} else if what == callsField {
 			u.Calls = n
 		}
