@@ -137,7 +137,9 @@ func TestStampedePostgres(t *testing.T) {
 }
 
 // TestWarehouseFailures: a report whose SQL does not parse costs one call
-// and answers 502 naming the report and the SQLSTATE; the warehouse stopped
+// and answers 502 naming the report and the SQLSTATE; a query that runs
+// past the call's timeout is cancelled on the server, a transient failure,
+// and retried by the worker until it answers; the warehouse stopped
 // mid-run opens its own back end's breaker (misses of its reports: 503),
 // while a report of another back end is still filled (counted at its BI
 // server).
@@ -148,10 +150,15 @@ func TestWarehouseFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE sales (customer text, day date, amount numeric(12,2))`); err != nil {
-		t.Fatal(err)
+	for _, sql := range []string{
+		`CREATE TABLE sales (customer text, day date, amount numeric(12,2))`,
+		`CREATE TABLE delay (seconds float8)`, `INSERT INTO delay VALUES (30)`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
 	}
-	conn.Close(ctx)
+	defer conn.Close(ctx)
 	legacy := newBIServer(t, 0, "")
 	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
 	if err := os.WriteFile(catalogue, []byte(fmt.Sprintf(`
@@ -161,6 +168,7 @@ backends:
 reports:
   revenue: {backend: warehouse, query: "SELECT day, sum(amount) AS revenue FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY day"}
   typo: {backend: warehouse, query: "SELEC day FROM sales WHERE customer = @customer"}
+  slow: {backend: warehouse, query: "SELECT @customer::text AS customer, pg_sleep((SELECT seconds FROM delay))::text AS slept"}
   totals: {backend: legacy}
 `, legacy.URL)), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,6 +179,8 @@ reports:
 		"DASHCACHE_LISTEN":       "127.0.0.1:0",
 		"DASHCACHE_REPORTS_FILE": catalogue,
 		"WAREHOUSE_DSN":          dsn,
+		// The slow report's first call ends at its statement_timeout.
+		"DASHCACHE_PROVIDER_TIMEOUT": "2s",
 	}
 	worker := startRole(t, "worker", env)
 	api := startRole(t, "api", env)
@@ -186,6 +196,29 @@ reports:
 	}
 	if r := readOf("revenue", "acme"); r.status != http.StatusOK {
 		t.Fatalf("revenue before the warehouse stops: %d %s", r.status, r.body)
+	}
+
+	transient := `dashcache_provider_calls_total{outcome="transient"}`
+	if r := getPath(t, api, "/v1/reports/slow", "acme", "2025-01-01", "2025-01-31", "0s"); r.status != http.StatusAccepted {
+		t.Errorf("a query past the timeout: %d %s; want 202, the fill still going", r.status, r.body)
+	}
+	wait.For(t, "the slow query's call to time out", 30*time.Second, func() bool { return scrape(t, worker, transient) == 1 })
+	if _, err := conn.Exec(ctx, `UPDATE delay SET seconds = 0`); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "the worker's retry to answer", 60*time.Second, func() bool {
+		r := readOf("slow", "acme")
+		if r.status != http.StatusOK && r.status != http.StatusAccepted {
+			t.Fatalf("the slow report while it is retried: %d %s", r.status, r.body)
+		}
+		return r.status == http.StatusOK && strings.Contains(r.body, `"data":[{"customer":"acme","slept":""}]`)
+	})
+	var sleeping int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()`).Scan(&sleeping); err != nil || sleeping != 0 {
+		t.Errorf("%d statements still sleeping on the server (%v); want the timed-out one cancelled", sleeping, err)
+	}
+	if n, ok := scrape(t, worker, transient), scrape(t, worker, `dashcache_report_calls_total{outcome="ok",report="slow"}`); n != 1 || ok != 1 {
+		t.Errorf("slow: %v transient and %v ok calls; want 1 and 1 (the retry)", n, ok)
 	}
 
 	stopWarehouse()
