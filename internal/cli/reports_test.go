@@ -102,3 +102,38 @@ reports:
 		t.Errorf("a worker whose catalogue names an unset variable: %v", err)
 	}
 }
+
+// TestCatalogueWithoutDefaultReport: a catalogue and no
+// DASHCACHE_PROVIDER_URL serve the named reports alone: GET /v1/reports is
+// a 404 that says why (no simulator answers in production), a plan with
+// customers: all stops the scheduler at start, naming it.
+func TestCatalogueWithoutDefaultReport(t *testing.T) {
+	sales := newBIServer(t, 0, "")
+	dir := t.TempDir()
+	catalogue, plans := filepath.Join(dir, "reports.yaml"), filepath.Join(dir, "plans.yaml")
+	if err := os.WriteFile(catalogue, []byte(fmt.Sprintf("backends:\n  sales: {type: http, url: %q}\nreports:\n  revenue: {backend: sales}\n", sales.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":    redistest.URL(t),
+		"DASHCACHE_LISTEN":       "127.0.0.1:0",
+		"DASHCACHE_REPORTS_FILE": catalogue,
+	}
+	addr := startRole(t, "all", env)
+	if r := getPath(t, addr, "/v1/reports", "acme", "2025-01-01", "2025-01-31", "5s"); r.status != http.StatusNotFound ||
+		!strings.Contains(r.body, "DASHCACHE_PROVIDER_URL") || !strings.Contains(r.body, "/v1/reports/{revenue}") {
+		t.Errorf("the default report: %d %s; want 404 naming DASHCACHE_PROVIDER_URL and the reports", r.status, r.body)
+	}
+	if r := getPath(t, addr, "/v1/reports/revenue", "acme", "2025-01-01", "2025-01-31", "20s"); r.status != http.StatusOK || sales.calls.Load() != 1 {
+		t.Errorf("revenue: %d %s, %d BI calls; want 200 and 1", r.status, r.body, sales.calls.Load())
+	}
+
+	if err := os.WriteFile(plans, []byte("plans:\n  - {name: nightly, cron: \"@daily\", customers: all, reports: [revenue], ranges: [yesterday]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env["DASHCACHE_SCHEDULE_FILE"] = plans
+	err := Run(t.Context(), []string{"scheduler"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `plan "nightly" uses customers: all, but no BI platform lists the customers`) {
+		t.Errorf("a plan of every customer with no list of them: %v", err)
+	}
+}
