@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -68,6 +69,9 @@ func BenchmarkHit(b *testing.B) {
 	k, _ := dashcache.ParseReportKey("acme", "2025-01-01", "2025-01-31", now)
 	data, _ := provider.NewSimulator(provider.SimConfig{MaxLatency: -1}).Query(context.Background(), k)
 	fill(b, st, k, string(data))
+	revenue := k
+	revenue.Report = "revenue"
+	fill(b, st, revenue, string(data))
 	redisKey := store.EntryKey(k)
 	stored, err := rdb.Get(context.Background(), redisKey).Result()
 	if err != nil {
@@ -75,8 +79,9 @@ func BenchmarkHit(b *testing.B) {
 	}
 	e, _ := store.ParseEntry(stored)
 
-	newAPI := func(l1 int64, log zerolog.Logger) *api.Server {
-		return hitServer(b, st, api.Config{Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin})
+	newAPI := func(l1 int64, log zerolog.Logger, reports ...string) *api.Server {
+		return hitServer(b, st, api.Config{Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin,
+			Reports: dashcache.Served{Named: reports}})
 	}
 	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,34 +104,39 @@ func BenchmarkHit(b *testing.B) {
 	}
 	withL1, withoutL1 := newAPI(api.DefaultL1Bytes, logged), newAPI(0, logged)
 	unlogged := newAPI(api.DefaultL1Bytes, zerolog.Nop())
+	named := newAPI(api.DefaultL1Bytes, logged, "orders", "revenue")
 	for _, c := range []struct {
 		name string
 		h    http.Handler
 		fast func(*fasthttp.RequestCtx) bool // nil: net/http alone
 		gzip bool
+		path string // default hitPath
 	}{
-		{"bare", bare, nil, true},
-		{"memory", memory, nil, true},
-		{"memory-fasthttp", nil, memoryFast, true},
-		{"l1", withL1.Handler(), withL1.ServeFast, true},
-		{"l1-nethttp", withL1.Handler(), nil, true},
-		{"redis", withoutL1.Handler(), withoutL1.ServeFast, true},
-		{"l1-identity", withL1.Handler(), withL1.ServeFast, false},
-		{"l1-nolog", unlogged.Handler(), unlogged.ServeFast, true},
+		{"bare", bare, nil, true, ""},
+		{"memory", memory, nil, true, ""},
+		{"memory-fasthttp", nil, memoryFast, true, ""},
+		{"l1", withL1.Handler(), withL1.ServeFast, true, ""},
+		{"l1-nethttp", withL1.Handler(), nil, true, ""},
+		{"redis", withoutL1.Handler(), withoutL1.ServeFast, true, ""},
+		{"l1-identity", withL1.Handler(), withL1.ServeFast, false, ""},
+		{"l1-nolog", unlogged.Handler(), unlogged.ServeFast, true, ""},
+		// A named report: its path and its own reads counter.
+		{"l1-named", named.Handler(), named.ServeFast, true, "/v1/reports/revenue?customer=acme&from=2025-01-01&to=2025-01-31"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			addr := listen(b, c.h, c.fast)
+			path := cmp.Or(c.path, hitPath)
 			for b.Loop() {
 				commands.Store(0)
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				l, err := generateLoad(addr, c.gzip, 3*time.Second, 0)
+				l, err := generateLoad(addr, path, c.gzip, 3*time.Second, 0)
 				runtime.ReadMemStats(&after)
 				cmds := commands.Load()
 				if err != nil {
 					b.Fatal(err)
 				}
-				paced, err := generateLoad(addr, c.gzip, 3*time.Second, pause)
+				paced, err := generateLoad(addr, path, c.gzip, 3*time.Second, pause)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -169,12 +179,12 @@ const hitPath = "/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31"
 // waits for a core make their p99.
 const pause = 5 * time.Millisecond
 
-// generateLoad sends hits to addr over 50 keep-alive connections for d, each
+// generateLoad sends hits of path to addr over 50 keep-alive connections for d, each
 // waiting pause between its requests, with wrk -t2 -c50 when it is installed
 // (as the figures in the issue were taken; its allocations are not counted
 // with the server's), else with a minimal client of its own, which takes a
 // larger part of the machine.
-func generateLoad(addr string, gzip bool, d, pause time.Duration) (load, error) {
+func generateLoad(addr, path string, gzip bool, d, pause time.Duration) (load, error) {
 	if wrk, err := exec.LookPath("wrk"); err == nil {
 		args := []string{"-t2", "-c50", "-d" + d.String(), "--latency", "-H", "Host: localhost"}
 		if gzip {
@@ -187,13 +197,13 @@ func generateLoad(addr string, gzip bool, d, pause time.Duration) (load, error) 
 			}
 			args = append(args, "-s", script)
 		}
-		out, err := exec.Command(wrk, append(args, "http://"+addr+hitPath)...).CombinedOutput()
+		out, err := exec.Command(wrk, append(args, "http://"+addr+path)...).CombinedOutput()
 		if err != nil {
 			return load{}, fmt.Errorf("wrk: %v\n%s", err, out)
 		}
 		return parseWrk(string(out))
 	}
-	req := "GET " + hitPath + " HTTP/1.1\r\nHost: localhost\r\n"
+	req := "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n"
 	if gzip {
 		req += "Accept-Encoding: gzip\r\n"
 	}
