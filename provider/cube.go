@@ -1,19 +1,16 @@
 package provider
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -81,12 +78,9 @@ type CubeConfig struct {
 // and the same x-request-id while Cube answers "Continue wait": to its
 // caller (and the guard's rate and budget) it is one call.
 type Cube struct {
-	loadURL string
+	httpBackend
 	secret  []byte
 	reports map[string]any // name -> the parsed query
-	timeout time.Duration
-	maxBody int64
-	http    *http.Client
 	now     func() time.Time
 }
 
@@ -97,7 +91,6 @@ type Cube struct {
 func NewCube(cfg CubeConfig) (*Cube, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -106,21 +99,18 @@ func NewCube(cfg CubeConfig) (*Cube, error) {
 		return nil, err
 	}
 	return &Cube{
-		loadURL: strings.TrimRight(cfg.URL, "/") + cubeLoadPath,
-		secret:  []byte(cfg.Secret),
-		reports: reports,
-		timeout: cfg.Timeout,
-		maxBody: cfg.MaxBodyBytes,
-		http:    cfg.HTTPClient,
-		now:     cfg.Now,
+		httpBackend: newHTTPBackend(cfg.URL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, catalogueURLSetting),
+		secret:      []byte(cfg.Secret),
+		reports:     reports,
+		now:         cfg.Now,
 	}, nil
 }
 
 // validate checks cfg and returns its reports' parsed queries.
 func (cfg CubeConfig) validate() (map[string]any, error) {
 	var errs []error
-	if err := checkBaseURL("cube: URL", cfg.URL); err != nil {
-		errs = append(errs, err)
+	if err := checkBaseURL("URL", cfg.URL); err != nil {
+		errs = append(errs, fmt.Errorf("provider: cube: %w", err))
 	}
 	if cfg.Secret == "" {
 		errs = append(errs, errors.New("provider: cube: Secret is required: Cube's API secret signs every call's token"))
@@ -268,36 +258,18 @@ type cubeCall struct {
 // and no error for "Continue wait", or a *dashcache.ProviderError.
 func (cc *cubeCall) load() ([]byte, error) {
 	const op = "cube: POST " + cubeLoadPath
-	req, err := http.NewRequestWithContext(cc.callCtx, http.MethodPost, cc.c.loadURL, bytes.NewReader(cc.body))
-	if err != nil {
-		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Content-Type", "application/json")
+	header := http.Header{}
 	// Cube's documented form: the token alone, no "Bearer".
-	req.Header.Set("Authorization", cc.token)
-	req.Header.Set("X-Request-Id", cc.requestID)
-
-	resp, err := cc.c.http.Do(req)
+	header.Set("Authorization", cc.token)
+	header.Set("X-Request-Id", cc.requestID)
+	answer, err := cc.c.send(cc.ctx, cc.callCtx, exchange{op: op, method: http.MethodPost, path: cubeLoadPath,
+		body: cc.body, header: header, secrets: []string{string(cc.c.secret), cc.token}})
 	if err != nil {
-		// net/http strips any password from the URL in its errors; the
-		// token travels in a header and never appears.
-		return nil, transient(0, cc.callError(op, err))
-	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return nil, cc.statusError(op, resp)
-	}
-
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, cc.c.maxBody+1))
-	if err != nil {
-		return nil, transient(resp.StatusCode, cc.callError(op+": reading answer", err))
-	}
-	if int64(len(answer)) > cc.c.maxBody {
-		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, cc.c.maxBody))
-	}
-	if !utf8.Valid(answer) {
-		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", op, cc.snippet(answer)))
+		var pe *dashcache.ProviderError
+		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
+			pe.Err = fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", pe.Err)
+		}
+		return nil, err
 	}
 	var a cubeAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {
@@ -312,41 +284,6 @@ func (cc *cubeCall) load() ([]byte, error) {
 		return nil, invalid(fmt.Errorf("%s: 200 without a data array: %s", op, cc.snippet(answer)))
 	}
 	return a.Data, nil
-}
-
-// statusError classifies a non-200 answer; Cube's error answers are
-// {"error": "..."}.
-func (cc *cubeCall) statusError(op string, resp *http.Response) error {
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4*snippetLen))
-	msg := head
-	var a cubeAnswer
-	if json.Unmarshal(head, &a) == nil && a.Error != nil {
-		msg = []byte(*a.Error)
-	}
-	err := fmt.Errorf("%s: %s: %s", op, resp.Status, cc.snippet(msg))
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests:
-		return rateLimited(resp, err)
-	case code >= 300 && code < 400:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%s: %s is a redirect; redirects are not followed (check the back end's url)", op, resp.Status)}
-	case code == http.StatusForbidden || code == http.StatusUnauthorized:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", err)}
-	case code >= 400 && code < 500:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
-	default:
-		return transient(code, err)
-	}
-}
-
-// callError describes a failed round trip, saying so when the call's own
-// timeout (rather than the caller's context) ended it.
-func (cc *cubeCall) callError(op string, err error) error {
-	if cc.ctx.Err() == nil && errors.Is(cc.callCtx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", op, cc.c.timeout, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }
 
 // waitError is the error of a call that ended while Cube still answered
