@@ -166,7 +166,7 @@ func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, er
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("encoding query: %w", err))
 	}
-	key.Report = "" // the contract's canonical key
+	key.Report = "" // docs/provider.md's key, customer|from|to: every report of this back end sends this same request
 	return c.do(ctx, http.MethodPost, "/query", body, key.String())
 }
 
