@@ -87,7 +87,7 @@ reports:
 			"report http-query: query: an http back end takes no query",
 			"report Bad.Name: the name",
 			"back end c: url and secret_env are required",
-			`report cube-no-customer: query: does not use "@customer"`,
+			`report cube-no-customer: query: is not limited to the customer`,
 			"report cube-not-json: query: is not a JSON object",
 			"report mb-no-card: card is required",
 			"report card-elsewhere: card, customer_parameter and range_parameter are a Metabase report's",

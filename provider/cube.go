@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -54,7 +55,8 @@ type CubeConfig struct {
 	Secret string
 	// Reports maps each report's name to its query in Cube's REST query
 	// format (a JSON object), where the JSON strings "@customer", "@from"
-	// and "@to" stand for the key's values. At least one is required.
+	// and "@to" stand for the key's values; each must be limited to the
+	// customer (see parseCubeQuery). At least one is required.
 	Reports map[string]string
 	// Timeout bounds one call, "Continue wait" answers and the pauses
 	// between them included. Default 60s (DefaultTimeout).
@@ -86,7 +88,8 @@ type Cube struct {
 
 // NewCube returns a Cube back end for cfg, with defaults for zero fields. It
 // checks every report (a name as the catalogue accepts, and a JSON object
-// that uses "@customer") and reports every problem at once. It does not
+// limited to the customer by a filter: parseCubeQuery) and reports every
+// problem at once. It does not
 // connect. Its errors never contain the secret.
 func NewCube(cfg CubeConfig) (*Cube, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
@@ -129,22 +132,93 @@ func (cfg CubeConfig) validate() (map[string]any, error) {
 		if err := dashcache.CheckReportName(name); err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
 		}
-		query := cfg.Reports[name]
-		if err := checkCubeQuery(query); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
-			continue
-		}
-		// Numbers stay as written (a limit of 10 is sent as 10, not 1e+01).
-		dec := json.NewDecoder(strings.NewReader(query))
-		dec.UseNumber()
-		var q any
-		if err := dec.Decode(&q); err != nil {
+		q, err := parseCubeQuery(cfg.Reports[name])
+		if err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
 			continue
 		}
 		reports[name] = q
 	}
 	return reports, errors.Join(errs...)
+}
+
+// cubeCustomerFilter is the filter that limits a Cube report to the customer
+// it is read for, as errors show it.
+const cubeCustomerFilter = `{"member": "<Cube>.<customer dimension>", "operator": "equals", "values": ["@customer"]}`
+
+// parseCubeQuery decodes a Cube report's query, in Cube's REST query format
+// (a JSON object), keeping numbers as written (a limit of 10 is sent as 10,
+// not 1e+01). Both the catalogue's check and NewCube read a query with it.
+//
+// It checks that the query's structure limits it to the customer, since
+// "@customer" found anywhere does not: in a dimension list it limits
+// nothing, and in an "or" another branch reads every customer's rows. Cube
+// ANDs the filters at the top level of "filters", so one of them, or one
+// inside an "and" there, must be cubeCustomerFilter, and "@customer" must
+// be nowhere else.
+func parseCubeQuery(query string) (map[string]any, error) {
+	dec := json.NewDecoder(strings.NewReader(query))
+	dec.UseNumber()
+	var q map[string]any
+	if err := dec.Decode(&q); err != nil {
+		return nil, fmt.Errorf("is not a JSON object (Cube's query format): %v", err)
+	}
+	if _, err := dec.Token(); q == nil || err != io.EOF {
+		return nil, errors.New("is not one JSON object (Cube's query format)")
+	}
+	filters, _ := q["filters"].([]any)
+	limited := cubeCustomerFilters(filters)
+	if limited == 0 {
+		return nil, fmt.Errorf(`is not limited to the customer: put %s in its top-level "filters" (Cube ANDs them), or in an "and" there; not in an "or", where another branch reads every customer's rows`, cubeCustomerFilter)
+	}
+	if cubePlaceholders(q, cubeCustomer) > limited {
+		return nil, fmt.Errorf(`uses "@customer" outside its customer filter: "@customer" may only be the one value of %s in the top-level "filters" or an "and" there`, cubeCustomerFilter)
+	}
+	return q, nil
+}
+
+// cubeCustomerFilters counts the filters among filters, and inside an
+// "and" among them (at any depth: all are ANDed), that are
+// cubeCustomerFilter.
+func cubeCustomerFilters(filters []any) int {
+	n := 0
+	for _, f := range filters {
+		f, _ := f.(map[string]any)
+		if and, ok := f["and"].([]any); ok && len(f) == 1 {
+			n += cubeCustomerFilters(and)
+			continue
+		}
+		member, _ := f["member"].(string)
+		values, _ := f["values"].([]any)
+		if len(f) == 3 && member != "" && f["operator"] == "equals" && len(values) == 1 && values[0] == cubeCustomer {
+			n++
+		}
+	}
+	return n
+}
+
+// cubePlaceholders counts the JSON strings equal to placeholder in v
+// (decoded JSON), where substitute would put a value; object keys are not.
+func cubePlaceholders(v any, placeholder string) int {
+	switch v := v.(type) {
+	case string:
+		if v == placeholder {
+			return 1
+		}
+	case []any:
+		n := 0
+		for _, e := range v {
+			n += cubePlaceholders(e, placeholder)
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for _, e := range v {
+			n += cubePlaceholders(e, placeholder)
+		}
+		return n
+	}
+	return 0
 }
 
 // cubeRequest is the body of POST /cubejs-api/v1/load.
