@@ -113,7 +113,8 @@ func checkBaseURL(field, raw string) error {
 		return fmt.Errorf("%s %q must be an absolute http:// or https:// URL", field, u.Redacted())
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return fmt.Errorf("%s %q must not have a query or fragment", field, u.Redacted())
+		// Not quoted: a query may hold a token.
+		return fmt.Errorf("%s must not have a query or fragment (?... or #...): paths are appended to it", field)
 	}
 	return nil
 }

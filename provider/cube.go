@@ -157,6 +157,9 @@ const cubeCustomerFilter = `{"member": "<Cube>.<customer dimension>", "operator"
 // inside an "and" there, must be cubeCustomerFilter, and "@customer" must
 // be nowhere else.
 func parseCubeQuery(query string) (map[string]any, error) {
+	if strings.TrimSpace(query) == "" {
+		return nil, fmt.Errorf(`is required: Cube's JSON query, with the filter %s`, cubeCustomerFilter)
+	}
 	dec := json.NewDecoder(strings.NewReader(query))
 	dec.UseNumber()
 	var q map[string]any

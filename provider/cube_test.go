@@ -397,6 +397,7 @@ func TestParseCubeQuery(t *testing.T) {
 		{"an and beside other keys", `{"filters": [{"and": [` + customer + `], "or": [` + paid + `]}]}`, notLimited},
 		{"a filter and an or", `{"filters": [` + customer + `, {"or": [` + customer + `, ` + paid + `]}]}`, elsewhere},
 		{"a filter and a dimension", `{"dimensions": ["@customer"], "filters": [` + customer + `]}`, elsewhere},
+		{"empty", " \n", "is required"},
 		{"a list", `[` + customer + `]`, notJSON},
 		{"null", `null`, "is not one JSON object"},
 		{"two objects", `{"filters": [` + customer + `]} {}`, "is not one JSON object"},
