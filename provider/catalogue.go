@@ -2,10 +2,11 @@ package provider
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -58,7 +59,8 @@ type Backend struct {
 	// user:pass@tcp(host:3306)/db).
 	DSNEnv string `yaml:"dsn_env"`
 	// URL is the base URL of an http back end (the provider contract), of
-	// Cube, or of Metabase.
+	// Cube, or of Metabase: absolute http or https, without query,
+	// fragment, user or password.
 	URL string `yaml:"url"`
 	// TokenEnv names the variable that holds an http back end's bearer
 	// token, if it wants one.
@@ -87,7 +89,8 @@ type Report struct {
 	// Query is a SQL back end's query, with the named parameters
 	// @customer, @from and @to (dates) bound by the driver; it must use
 	// @customer. For Cube, the query of its REST API (JSON), where the
-	// strings "@customer", "@from" and "@to" are replaced by the values.
+	// strings "@customer", "@from" and "@to" are replaced by the values;
+	// it must filter on "@customer" as parseCubeQuery says.
 	Query string `yaml:"query"`
 	// Fresh and ClosedFresh override how long the report stays fresh while
 	// its range includes today, and once it has ended (Go durations);
@@ -153,83 +156,169 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 	return &c, nil
 }
 
+// fieldsOf are, by back end type, the fields that apply to a back end of
+// that type and to a report of it, besides those every one takes (type,
+// rate, burst; backend, fresh, closed_fresh). Any other is refused: a field
+// that would do nothing is a mistake, such as a report written for another
+// back end, or a secret's variable under the wrong name.
+var fieldsOf = map[string]struct{ backend, report []string }{
+	TypePostgres: {backend: []string{"dsn_env", "max_rows"}, report: []string{"query"}},
+	TypeMySQL:    {backend: []string{"dsn_env", "max_rows"}, report: []string{"query"}},
+	TypeCube:     {backend: []string{"url", "secret_env"}, report: []string{"query"}},
+	TypeMetabase: {backend: []string{"url", "api_key_env"}, report: []string{"card", "customer_parameter", "range_parameter"}},
+	TypeHTTP:     {backend: []string{"url", "token_env"}},
+}
+
+// given returns the fields of b that fieldsOf decides on, and whether each
+// is set.
+func (b Backend) given() map[string]bool {
+	return map[string]bool{"dsn_env": b.DSNEnv != "", "url": b.URL != "", "token_env": b.TokenEnv != "",
+		"secret_env": b.SecretEnv != "", "api_key_env": b.APIKeyEnv != "", "max_rows": b.MaxRows != 0}
+}
+
+// given returns the fields of r that fieldsOf decides on, and whether each
+// is set.
+func (r Report) given() map[string]bool {
+	return map[string]bool{"query": r.Query != "", "card": r.Card != 0,
+		"customer_parameter": r.CustomerParameter != "", "range_parameter": r.RangeParameter != ""}
+}
+
+// envName is what an environment variable's name looks like. A value of
+// dsn_env, token_env, secret_env or api_key_env that does not is most likely
+// the secret itself, pasted into the file.
+var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
 // check reports every problem in c, joined, in the order of the names.
 func (c *Catalogue) check() error {
 	var errs []error
 	if len(c.Reports) == 0 {
 		errs = append(errs, errors.New("reports: at least one report is required"))
 	}
+	used := map[string]bool{}
+	for _, r := range c.Reports {
+		used[r.Backend] = true
+	}
 	for _, name := range sortedKeys(c.Backends) {
-		b := c.Backends[name]
-		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("back end %s: "+format, append([]any{name}, args...)...))
-		}
-		if err := dashcache.CheckReportName(name); err != nil {
-			bad("the name: a back end's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
-		}
-		switch b.Type {
-		case TypePostgres, TypeMySQL:
-			if b.DSNEnv == "" {
-				bad("dsn_env is required: the environment variable that holds the connection string")
-			}
-		case TypeHTTP:
-			if b.URL == "" {
-				bad("url is required: the base URL of the provider contract")
-			}
-		case TypeCube:
-			if b.URL == "" || b.SecretEnv == "" {
-				bad("url and secret_env are required: Cube's base URL, and the variable that holds its API secret")
-			}
-		case TypeMetabase:
-			if b.URL == "" || b.APIKeyEnv == "" {
-				bad("url and api_key_env are required: Metabase's base URL, and the variable that holds an API key")
-			}
-		default:
-			bad("type %q: use one of %s", b.Type, strings.Join(BackendTypes, ", "))
-		}
-		if b.Rate < 0 || b.Burst < 0 || b.MaxRows < 0 {
-			bad("rate, burst and max_rows must not be negative")
-		}
+		errs = append(errs, checkBackend(name, c.Backends[name], used[name])...)
 	}
 	for _, name := range sortedKeys(c.Reports) {
-		r := c.Reports[name]
-		bad := func(format string, args ...any) {
-			errs = append(errs, fmt.Errorf("report %s: "+format, append([]any{name}, args...)...))
-		}
-		if err := dashcache.CheckReportName(name); err != nil {
-			bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
-		}
-		if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh {
-			bad("fresh and closed_fresh are Go durations up to %s, such as 5m or 24h", maxFresh)
-		}
-		b, ok := c.Backends[r.Backend]
-		if !ok {
-			bad("backend %q is not one of the back ends (%s)", r.Backend, strings.Join(sortedKeys(c.Backends), ", "))
-			continue
-		}
-		switch b.Type {
-		case TypePostgres, TypeMySQL:
-			if err := checkSQL(r.Query, b.Type); err != nil {
-				bad("query: %v", err)
-			}
-		case TypeCube:
-			if err := checkCubeQuery(r.Query); err != nil {
-				bad("query: %v", err)
-			}
-		case TypeMetabase:
-			if r.Card <= 0 {
-				bad("card is required: the ID of the Metabase saved question")
-			}
-		case TypeHTTP:
-			if r.Query != "" {
-				bad("query: an http back end takes no query (it answers its own contract)")
-			}
-		}
-		if b.Type != TypeMetabase && (r.Card != 0 || r.CustomerParameter != "" || r.RangeParameter != "") {
-			bad("card, customer_parameter and range_parameter are a Metabase report's; back end %s is %s", r.Backend, b.Type)
-		}
+		errs = append(errs, c.checkReport(name)...)
 	}
 	return errors.Join(errs...)
+}
+
+// checkBackend reports every problem of back end name, b; used says
+// whether a report uses it.
+func checkBackend(name string, b Backend, used bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("back end %s: "+format, append([]any{name}, args...)...))
+	}
+	if err := dashcache.CheckReportName(name); err != nil {
+		bad("the name: a back end's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+	}
+	fields, ok := fieldsOf[b.Type]
+	if !ok {
+		bad("type %q: use one of %s", b.Type, strings.Join(BackendTypes, ", "))
+	}
+	given := b.given()
+	for _, f := range sortedKeys(given) {
+		if given[f] && ok && !slices.Contains(fields.backend, f) {
+			bad("%s does not apply to a back end of type %s, which takes %s", f, b.Type, sentence(slices.Concat([]string{"type"}, fields.backend, []string{"rate", "burst"})))
+		}
+	}
+	switch b.Type {
+	case TypePostgres, TypeMySQL:
+		if b.DSNEnv == "" {
+			bad("dsn_env is required: the environment variable that holds the connection string")
+		}
+	case TypeCube:
+		if b.SecretEnv == "" {
+			bad("secret_env is required: the environment variable that holds Cube's API secret (CUBEJS_API_SECRET)")
+		}
+	case TypeMetabase:
+		if b.APIKeyEnv == "" {
+			bad("api_key_env is required: the environment variable that holds a Metabase API key")
+		}
+	}
+	if slices.Contains(fields.backend, "url") {
+		raw := b.URL
+		if u, err := url.Parse(raw); err == nil && u.User != nil {
+			bad("url must not carry a user or password (not shown here): secrets are never in the file; the credential goes in the environment variable that %s names", secretFields[b.Type])
+			u.User = nil // so that no error below shows them
+			raw = u.String()
+		}
+		// As the back end's constructor will check it.
+		if err := checkBaseURL("url", raw); err != nil {
+			bad("%v", err)
+		}
+	}
+	for _, env := range []struct{ field, name string }{
+		{"dsn_env", b.DSNEnv}, {"token_env", b.TokenEnv}, {"secret_env", b.SecretEnv}, {"api_key_env", b.APIKeyEnv},
+	} {
+		if env.name != "" && !envName.MatchString(env.name) {
+			// The value is not quoted: it may be the secret.
+			bad("%s must name an environment variable ([A-Z_][A-Z0-9_]*), the one that holds the secret, never hold the secret itself (its value is not shown here)", env.field)
+		}
+	}
+	if b.Rate < 0 || b.Burst < 0 || b.MaxRows < 0 {
+		bad("rate, burst and max_rows must not be negative")
+	}
+	if !used {
+		bad("no report uses it: remove it, or add a report")
+	}
+	return errs
+}
+
+// checkReport reports every problem of report name.
+func (c *Catalogue) checkReport(name string) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("report %s: "+format, append([]any{name}, args...)...))
+	}
+	r := c.Reports[name]
+	if err := dashcache.CheckReportName(name); err != nil {
+		bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+	}
+	if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh {
+		bad("fresh and closed_fresh are Go durations up to %s, such as 5m or 24h", maxFresh)
+	}
+	b, ok := c.Backends[r.Backend]
+	if !ok {
+		bad("backend %q is not one of the back ends (%s)", r.Backend, strings.Join(sortedKeys(c.Backends), ", "))
+		return errs
+	}
+	if fields, ok := fieldsOf[b.Type]; ok {
+		given := r.given()
+		for _, f := range sortedKeys(given) {
+			if given[f] && !slices.Contains(fields.report, f) {
+				bad("%s does not apply to a report of back end %s (%s), which takes %s", f, r.Backend, b.Type, sentence(slices.Concat([]string{"backend"}, fields.report, []string{"fresh", "closed_fresh"})))
+			}
+		}
+	}
+	switch b.Type {
+	case TypePostgres, TypeMySQL:
+		if err := checkSQL(r.Query, b.Type); err != nil {
+			bad("query: %v", err)
+		}
+	case TypeCube:
+		if _, err := parseCubeQuery(r.Query); err != nil {
+			bad("query: %v", err)
+		}
+	case TypeMetabase:
+		if r.Card <= 0 {
+			bad("card is required: the ID of the Metabase saved question")
+		}
+	}
+	return errs
+}
+
+// sentence lists words as a sentence does: "a, b and c".
+func sentence(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " and " + words[len(words)-1]
 }
 
 // checkSQL checks a SQL report's query for a back end of type typ: given,
@@ -284,19 +373,6 @@ func pgxBinds(query string) (map[string]bool, error) {
 		}
 	}
 	return bound, nil
-}
-
-// checkCubeQuery checks a Cube report's query: a JSON object that uses
-// "@customer", so that a report never reads across customers.
-func checkCubeQuery(query string) error {
-	var q map[string]any
-	if err := json.Unmarshal([]byte(query), &q); err != nil {
-		return fmt.Errorf("is not a JSON object (Cube's query format): %v", err)
-	}
-	if !strings.Contains(query, `"@customer"`) {
-		return errors.New(`does not use "@customer": every report must be limited to the customer it is read for`)
-	}
-	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

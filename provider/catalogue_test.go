@@ -84,27 +84,136 @@ reports:
 			"report string-only: query: does not use @customer",
 			"report odd-param: query: @tenant is not a parameter",
 			`report lost: backend "nowhere" is not one of the back ends (Ware, c, h, m, n)`,
-			"report http-query: query: an http back end takes no query",
+			"report http-query: query does not apply to a report of back end n (http), which takes backend, fresh and closed_fresh",
 			"report Bad.Name: the name",
-			"back end c: url and secret_env are required",
-			`report cube-no-customer: query: does not use "@customer"`,
+			"back end c: secret_env is required",
+			"back end n: url is required: an absolute http:// or https:// URL",
+			"back end h: no report uses it: remove it, or add a report",
+			`report cube-no-customer: query: is not limited to the customer`,
 			"report cube-not-json: query: is not a JSON object",
 			"report mb-no-card: card is required",
-			"report card-elsewhere: card, customer_parameter and range_parameter are a Metabase report's",
+			"report card-elsewhere: card does not apply to a report of back end n (http)",
 			"report forever: fresh and closed_fresh are Go durations up to 168h0m0s",
 		}},
 	} {
 		_, err := ParseCatalogue([]byte(tc.file))
-		if err == nil {
-			t.Errorf("%s: accepted", tc.name)
+		wantErrors(t, tc.name, err, tc.want)
+	}
+}
+
+// TestParseCatalogueStrict: a back end's url is checked as its constructor
+// checks it, and holds no user or password; a field that does not apply to
+// the back end's type is refused; a secret's variable looks like one; every
+// back end answers a report. No error shows a secret.
+func TestParseCatalogueStrict(t *testing.T) {
+	const secret = "pa55-W0rd"
+	for _, tc := range []struct {
+		name, backends, reports string
+		want                    []string
+	}{
+		{"urls", `
+  rel: {type: http, url: "bi.internal:8080"}
+  ftp: {type: cube, url: "ftp://cube.internal", secret_env: CUBE_SECRET}
+  query: {type: metabase, url: "https://mb.internal/?token=` + secret + `", api_key_env: MB_KEY}
+  user: {type: http, url: "https://bi:` + secret + `@bi.internal"}
+  user-and-ftp: {type: http, url: "ftp://bi:` + secret + `@bi.internal"}
+  bare-user: {type: http, url: "https://` + secret + `@bi.internal"}
+  garbled: {type: http, url: "http://u:` + secret + `@bi internal/%zz"}`, `
+  a: {backend: rel}
+  b: {backend: ftp, query: '{"filters": [{"member": "O.c", "operator": "equals", "values": ["@customer"]}]}'}
+  c: {backend: query, card: 1}
+  d: {backend: user}
+  e: {backend: user-and-ftp}
+  f: {backend: bare-user}
+  g: {backend: garbled}`, []string{
+			`back end rel: url "bi.internal:8080" must be an absolute http:// or https:// URL`,
+			`back end ftp: url "ftp://cube.internal" must be an absolute http:// or https:// URL`,
+			"back end query: url must not have a query or fragment",
+			"back end user: url must not carry a user or password (not shown here): secrets are never in the file; the credential goes in the environment variable that token_env names",
+			"back end user-and-ftp: url must not carry a user or password",
+			`back end user-and-ftp: url "ftp://bi.internal" must be an absolute http:// or https:// URL`,
+			"back end bare-user: url must not carry a user or password",
+			"back end garbled: url is not a valid URL",
+		}},
+		{"fields that do not apply", `
+  pg: {type: postgres, dsn_env: PG_DSN, url: "https://pg.internal", token_env: PG_TOKEN}
+  my: {type: mysql, dsn_env: MY_DSN, api_key_env: MY_KEY, secret_env: MY_SECRET}
+  cube: {type: cube, url: "https://cube.internal", secret_env: CUBE_SECRET, token_env: CUBE_TOKEN, max_rows: 10}
+  mb: {type: metabase, url: "https://mb.internal", api_key_env: MB_KEY, dsn_env: MB_DSN}
+  legacy: {type: http, url: "https://bi.internal", secret_env: BI_SECRET, max_rows: 5}`, `
+  sql: {backend: pg, query: "SELECT 1 WHERE c = @customer", card: 3}
+  card: {backend: mb, card: 4, query: "SELECT 1"}
+  cube: {backend: cube, customer_parameter: who, query: '{"filters": [{"member": "O.c", "operator": "equals", "values": ["@customer"]}]}'}
+  my: {backend: my, query: "SELECT 1 WHERE c = @customer", range_parameter: period}
+  totals: {backend: legacy, query: "SELECT 1"}`, []string{
+			"back end pg: url does not apply to a back end of type postgres, which takes type, dsn_env, max_rows, rate and burst",
+			"back end pg: token_env does not apply to a back end of type postgres",
+			"back end my: api_key_env does not apply to a back end of type mysql",
+			"back end my: secret_env does not apply to a back end of type mysql",
+			"back end cube: token_env does not apply to a back end of type cube, which takes type, url, secret_env, rate and burst",
+			"back end cube: max_rows does not apply to a back end of type cube",
+			"back end mb: dsn_env does not apply to a back end of type metabase, which takes type, url, api_key_env, rate and burst",
+			"back end legacy: secret_env does not apply to a back end of type http, which takes type, url, token_env, rate and burst",
+			"back end legacy: max_rows does not apply to a back end of type http",
+			"report sql: card does not apply to a report of back end pg (postgres), which takes backend, query, fresh and closed_fresh",
+			"report card: query does not apply to a report of back end mb (metabase), which takes backend, card, customer_parameter, range_parameter, fresh and closed_fresh",
+			"report cube: customer_parameter does not apply to a report of back end cube (cube)",
+			"report my: range_parameter does not apply to a report of back end my (mysql)",
+			"report totals: query does not apply to a report of back end legacy (http), which takes backend, fresh and closed_fresh",
+		}},
+		{"variable names", `
+  pg: {type: postgres, dsn_env: "postgres://dashcache:` + secret + `@db/analytics"}
+  my: {type: mysql, dsn_env: shop_dsn}
+  cube: {type: cube, url: "https://cube.internal", secret_env: "` + secret + `"}
+  mb: {type: metabase, url: "https://mb.internal", api_key_env: "1MB_KEY"}
+  legacy: {type: http, url: "https://bi.internal", token_env: "BI TOKEN"}`, `
+  a: {backend: pg, query: "SELECT 1 WHERE c = @customer"}
+  b: {backend: my, query: "SELECT 1 WHERE c = @customer"}
+  c: {backend: cube, query: '{"filters": [{"member": "O.c", "operator": "equals", "values": ["@customer"]}]}'}
+  d: {backend: mb, card: 1}
+  e: {backend: legacy}`, []string{
+			"back end pg: dsn_env must name an environment variable ([A-Z_][A-Z0-9_]*), the one that holds the secret, never hold the secret itself",
+			"back end my: dsn_env must name an environment variable",
+			"back end cube: secret_env must name an environment variable",
+			"back end mb: api_key_env must name an environment variable",
+			"back end legacy: token_env must name an environment variable",
+		}},
+		{"unused back ends", `
+  pg: {type: postgres, dsn_env: PG_DSN}
+  spare: {type: http, url: "https://bi.internal"}
+  old: {type: metabase, url: "https://mb.internal", api_key_env: MB_KEY}`, `
+  a: {backend: pg, query: "SELECT 1 WHERE c = @customer"}`, []string{
+			"back end old: no report uses it: remove it, or add a report",
+			"back end spare: no report uses it: remove it, or add a report",
+		}},
+	} {
+		_, err := ParseCatalogue([]byte("backends:" + tc.backends + "\nreports:" + tc.reports + "\n"))
+		if !wantErrors(t, tc.name, err, tc.want) {
 			continue
 		}
-		for _, w := range tc.want {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("%s: error %q does not say %q", tc.name, err, w)
-			}
+		if n := strings.Count(err.Error(), "\n") + 1; n != len(tc.want) {
+			t.Errorf("%s: %d errors, want %d: %v", tc.name, n, len(tc.want), err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: error %q shows the secret", tc.name, err)
 		}
 	}
+}
+
+// wantErrors checks that err, of the case name, says each of want, and
+// returns whether there was an error.
+func wantErrors(t *testing.T, name string, err error, want []string) bool {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: accepted", name)
+		return false
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("%s: error %q does not say %q", name, err, w)
+		}
+	}
+	return true
 }
 
 func TestNamedParams(t *testing.T) {

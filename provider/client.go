@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,16 +58,16 @@ type ClientConfig struct {
 	// goes only to BaseURL). Default: a client of the package's own with
 	// dial, TLS handshake and idle connection timeouts.
 	HTTPClient *http.Client
+	// URLSetting names where BaseURL is configured, for errors that ask to
+	// check it. Default "DASHCACHE_PROVIDER_URL".
+	URLSetting string
 }
 
 // Client calls the BI platform over HTTP, following the provider contract.
 // It is safe for concurrent use.
 type Client struct {
-	base    string // BaseURL without trailing slash
-	token   string
-	timeout time.Duration
-	maxBody int64
-	http    *http.Client
+	httpBackend
+	token string
 }
 
 // NewClient returns a Client for cfg, with defaults for zero fields. Its errors
@@ -74,22 +75,18 @@ type Client struct {
 func NewClient(cfg ClientConfig) (*Client, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return &Client{
-		base:    strings.TrimRight(cfg.BaseURL, "/"),
-		token:   cfg.Token,
-		timeout: cfg.Timeout,
-		maxBody: cfg.MaxBodyBytes,
-		http:    cfg.HTTPClient,
+		httpBackend: newHTTPBackend(cfg.BaseURL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, cmp.Or(cfg.URLSetting, "DASHCACHE_PROVIDER_URL")),
+		token:       cfg.Token,
 	}, nil
 }
 
 func (cfg ClientConfig) validate() error {
 	if err := checkBaseURL("BaseURL", cfg.BaseURL); err != nil {
-		return err
+		return fmt.Errorf("provider: %w", err)
 	}
 	if cfg.Timeout < 0 {
 		return fmt.Errorf("provider: Timeout must not be negative, got %s", cfg.Timeout)
@@ -101,22 +98,23 @@ func (cfg ClientConfig) validate() error {
 }
 
 // checkBaseURL checks the base URL of a back end, the setting field: given,
-// absolute http or https, without query or fragment. Its errors never hold a
-// password the URL may carry.
+// absolute http or https, without query or fragment. Its errors start with
+// field and never hold a password the URL may carry.
 func checkBaseURL(field, raw string) error {
 	if raw == "" {
-		return fmt.Errorf("provider: %s is required", field)
+		return fmt.Errorf("%s is required: an absolute http:// or https:// URL", field)
 	}
 	// url.Parse's error quotes the whole URL, password included: don't wrap it.
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("provider: %s is not a valid URL", field)
+		return fmt.Errorf("%s is not a valid URL", field)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("provider: %s %q must be an absolute http:// or https:// URL", field, u.Redacted())
+		return fmt.Errorf("%s %q must be an absolute http:// or https:// URL", field, u.Redacted())
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return fmt.Errorf("provider: %s %q must not have a query or fragment", field, u.Redacted())
+		// Not quoted: a query may hold a token.
+		return fmt.Errorf("%s must not have a query or fragment (?... or #...): paths are appended to it", field)
 	}
 	return nil
 }
@@ -169,7 +167,7 @@ func (c *Client) Query(ctx context.Context, key dashcache.ReportKey) ([]byte, er
 	if err != nil {
 		return nil, transient(0, fmt.Errorf("encoding query: %w", err))
 	}
-	key.Report = "" // the contract's canonical key
+	key.Report = "" // docs/provider.md's key, customer|from|to: every report of this back end sends this same request
 	return c.do(ctx, http.MethodPost, "/query", body, key.String())
 }
 
@@ -187,75 +185,126 @@ func (c *Client) Customers(ctx context.Context) ([]string, error) {
 	return customers, nil
 }
 
-// do sends one request and classifies the answer. It returns the body of a 200
-// that is valid JSON, else a *dashcache.ProviderError.
+// do sends one request and returns the body of a 200 that is valid JSON,
+// else a *dashcache.ProviderError.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, idempotencyKey string) ([]byte, error) {
 	op := method + " " + path
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-
-	req, err := http.NewRequestWithContext(callCtx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	header := http.Header{}
 	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
+		header.Set("Authorization", "Bearer "+c.token)
 	}
 	if idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", idempotencyKey)
+		header.Set("Idempotency-Key", idempotencyKey)
 	}
-
-	resp, err := c.http.Do(req)
+	data, err := c.send(ctx, callCtx, exchange{op: op, method: method, path: path, body: body, header: header, secrets: []string{c.token}})
 	if err != nil {
-		// net/http strips any password from the URL in its errors; the token
-		// travels in a header and never appears.
-		return nil, transient(0, c.callError(ctx, callCtx, op, err))
+		return nil, err
 	}
-	defer drainClose(resp.Body)
-
-	if resp.StatusCode != http.StatusOK {
-		return nil, c.statusError(op, resp)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		return nil, transient(resp.StatusCode, c.callError(ctx, callCtx, op+": reading answer", err))
-	}
-	switch {
-	case int64(len(data)) > c.maxBody:
-		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, c.maxBody))
-	case !utf8.Valid(data):
-		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", op, c.snippet(data)))
-	case !json.Valid(data):
-		return nil, invalid(fmt.Errorf("%s: answer is not valid JSON: %s", op, c.snippet(data)))
+	if !json.Valid(data) {
+		return nil, invalid(fmt.Errorf("%s: answer is not valid JSON: %s", op, snippet(data, c.token)))
 	}
 	return data, nil
 }
 
-// callError describes a failed round trip, saying so when this call's own
-// timeout (rather than the caller's context) ended it.
-func (c *Client) callError(parent, call context.Context, op string, err error) error {
+// httpBackend is what the HTTP back ends (Client, Cube, Metabase) share: the
+// base URL, the client that sends their requests (it never follows a
+// redirect), the bounds of one call, and where the URL is configured, for
+// errors that ask to check it.
+type httpBackend struct {
+	base       string // without trailing slash
+	http       *http.Client
+	timeout    time.Duration
+	maxBody    int64
+	urlSetting string
+}
+
+// newHTTPBackend returns the httpBackend of a back end at baseURL, whose
+// requests hc (nil: the package's own) sends without following redirects.
+func newHTTPBackend(baseURL string, hc *http.Client, timeout time.Duration, maxBody int64, urlSetting string) httpBackend {
+	return httpBackend{base: strings.TrimRight(baseURL, "/"), http: noRedirects(hc), timeout: timeout, maxBody: maxBody, urlSetting: urlSetting}
+}
+
+// catalogueURLSetting is where a catalogue back end's URL is configured,
+// for errors that ask to check it.
+const catalogueURLSetting = "the back end's url in the report catalogue"
+
+// exchange is one request of an HTTP back end, and what it accepts in answer.
+type exchange struct {
+	op           string // what errors call it: "POST /query"
+	method, path string // path under the base URL
+	body         []byte // JSON; nil: none
+	header       http.Header
+	// accepted is a status other than 200 that is a success too; 0: none.
+	accepted int
+	// maxBody bounds the answer; 0: the back end's own bound.
+	maxBody int64
+	// secrets are cut from any answer quoted in an error.
+	secrets []string
+}
+
+// send makes the request of x within call (the call's own timeout, within
+// the caller's parent context) and returns the body of a success: valid
+// UTF-8, at most maxBody bytes. Anything else is a *dashcache.ProviderError:
+// transient without an answer, as statusError classifies another status, and
+// invalid for a body too large or not UTF-8.
+func (h *httpBackend) send(parent, call context.Context, x exchange) ([]byte, error) {
+	maxBody := cmp.Or(x.maxBody, h.maxBody)
+	req, err := http.NewRequestWithContext(call, x.method, h.base+x.path, bytes.NewReader(x.body))
+	if err != nil {
+		return nil, transient(0, fmt.Errorf("%s: building request: %w", x.op, err))
+	}
+	maps.Copy(req.Header, x.header)
+	req.Header.Set("Accept", "application/json")
+	if x.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	resp, err := h.http.Do(req)
+	if err != nil {
+		// net/http strips any password from the URL in its errors; the
+		// secrets travel in headers and never appear.
+		return nil, transient(0, h.callError(parent, call, x.op, err))
+	}
+	defer drainClose(resp.Body)
+	if resp.StatusCode != http.StatusOK && (x.accepted == 0 || resp.StatusCode != x.accepted) {
+		return nil, statusError(x.op, resp, h.urlSetting, x.secrets...)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	switch {
+	case err != nil:
+		return nil, transient(resp.StatusCode, h.callError(parent, call, x.op+": reading answer", err))
+	case int64(len(data)) > maxBody:
+		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", x.op, maxBody))
+	case !utf8.Valid(data):
+		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", x.op, snippet(data, x.secrets...)))
+	}
+	return data, nil
+}
+
+// callError describes a failed round trip, saying so when the call's own
+// timeout (rather than the caller's parent context) ended it.
+func (h *httpBackend) callError(parent, call context.Context, op string, err error) error {
 	if parent.Err() == nil && errors.Is(call.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", op, c.timeout, err)
+		return fmt.Errorf("%s: no answer within %s: %w", op, h.timeout, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 
-// statusError classifies a non-200 answer.
-func (c *Client) statusError(op string, resp *http.Response) error {
-	return statusError(op, resp, c.token, "DASHCACHE_PROVIDER_URL")
-}
-
 // statusError classifies an HTTP back end's answer that is not a success:
 // rate_limited on 429 (with RetryAfter), permanent on a redirect (never
-// followed) and any other 4xx, transient on the rest. secret is cut from the
-// body quoted in the error; urlSetting names where the URL is configured.
-func statusError(op string, resp *http.Response, secret, urlSetting string) error {
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 2*snippetLen))
-	err := fmt.Errorf("%s: %s: %s", op, resp.Status, snippet(head, secret))
+// followed) and any other 4xx, transient on the rest. The error quotes the
+// answer's start, or its message if it is {"error": "..."} (the provider
+// contract's and Cube's form), without secrets; urlSetting names where the
+// URL is configured.
+func statusError(op string, resp *http.Response, urlSetting string, secrets ...string) *dashcache.ProviderError {
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4*snippetLen))
+	var answer struct{ Error *string }
+	if json.Unmarshal(head, &answer) == nil && answer.Error != nil {
+		head = []byte(*answer.Error)
+	}
+	err := fmt.Errorf("%s: %s: %s", op, resp.Status, snippet(head, secrets...))
 	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests:
 		return rateLimited(resp, err)
@@ -291,10 +340,6 @@ func rateLimited(resp *http.Response, err error) *dashcache.ProviderError {
 		Err:        err,
 	}
 }
-
-// snippet returns the start of a body for logs: one line, printable, short,
-// and without the token should the platform echo it.
-func (c *Client) snippet(b []byte) string { return snippet(b, c.token) }
 
 // snippet returns the start of a body for logs: one line, printable, short,
 // and without any of secrets should the platform echo one.

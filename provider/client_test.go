@@ -149,6 +149,7 @@ func TestClientQueryClassifies(t *testing.T) {
 		{name: "500", status: 500, body: "boom", wantOutcome: dashcache.OutcomeTransient, wantInErr: `"boom"`},
 		{name: "503", status: 503, wantOutcome: dashcache.OutcomeTransient},
 		{name: "400 with snippet", status: 400, body: "unknown\ncustomer", wantOutcome: dashcache.OutcomePermanent, wantInErr: `400 Bad Request: "unknown customer"`},
+		{name: "400 with a JSON error", status: 400, body: `{"error":"unknown customer"}`, wantOutcome: dashcache.OutcomePermanent, wantInErr: `400 Bad Request: "unknown customer"`},
 		{name: "404", status: 404, wantOutcome: dashcache.OutcomePermanent, wantInErr: "(empty body)"},
 		{name: "401 echoing the token", status: 401, body: "bad token s3cret", wantOutcome: dashcache.OutcomePermanent, wantInErr: `"bad token [redacted]"`},
 		{name: "403 long body truncated", status: 403, body: strings.Repeat("x", 5000), wantOutcome: dashcache.OutcomePermanent, wantInErr: strings.Repeat("x", snippetLen) + `..."`},
@@ -434,9 +435,16 @@ func TestClientNeverFollowsRedirects(t *testing.T) {
 		c := newTestClient(t, h, ClientConfig{Token: "tok-0123456789abcdef"})
 		_, err := c.Query(context.Background(), anyKey)
 		pe := asProviderError(t, err)
-		if pe.Outcome != dashcache.OutcomePermanent || pe.Status != status || !strings.Contains(err.Error(), strings.TrimPrefix(elsewhere.URL, "http://")) {
-			t.Errorf("%d: %v; want a permanent failure naming the Location host", status, err)
+		if pe.Outcome != dashcache.OutcomePermanent || pe.Status != status || !strings.Contains(err.Error(), strings.TrimPrefix(elsewhere.URL, "http://")) ||
+			!strings.Contains(err.Error(), "check DASHCACHE_PROVIDER_URL") {
+			t.Errorf("%d: %v; want a permanent failure naming the Location host and DASHCACHE_PROVIDER_URL", status, err)
 		}
+	}
+	// A catalogue's back end says where its URL is configured.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, elsewhere.URL, 302) })
+	c := newTestClient(t, h, ClientConfig{URLSetting: catalogueURLSetting})
+	if _, err := c.Query(context.Background(), anyKey); err == nil || !strings.Contains(err.Error(), "check the back end's url in the report catalogue") {
+		t.Errorf("a catalogue back end's redirect: %v; want it to name the catalogue's url", err)
 	}
 	if n := reached.Load(); n != 0 {
 		t.Errorf("the redirect target was reached %d times", n)

@@ -1,7 +1,6 @@
 package provider
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -57,7 +55,8 @@ type CubeConfig struct {
 	Secret string
 	// Reports maps each report's name to its query in Cube's REST query
 	// format (a JSON object), where the JSON strings "@customer", "@from"
-	// and "@to" stand for the key's values. At least one is required.
+	// and "@to" stand for the key's values; each must be limited to the
+	// customer (see parseCubeQuery). At least one is required.
 	Reports map[string]string
 	// Timeout bounds one call, "Continue wait" answers and the pauses
 	// between them included. Default 60s (DefaultTimeout).
@@ -81,23 +80,20 @@ type CubeConfig struct {
 // and the same x-request-id while Cube answers "Continue wait": to its
 // caller (and the guard's rate and budget) it is one call.
 type Cube struct {
-	loadURL string
+	httpBackend
 	secret  []byte
 	reports map[string]any // name -> the parsed query
-	timeout time.Duration
-	maxBody int64
-	http    *http.Client
 	now     func() time.Time
 }
 
 // NewCube returns a Cube back end for cfg, with defaults for zero fields. It
 // checks every report (a name as the catalogue accepts, and a JSON object
-// that uses "@customer") and reports every problem at once. It does not
+// limited to the customer by a filter: parseCubeQuery) and reports every
+// problem at once. It does not
 // connect. Its errors never contain the secret.
 func NewCube(cfg CubeConfig) (*Cube, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
-	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -106,21 +102,18 @@ func NewCube(cfg CubeConfig) (*Cube, error) {
 		return nil, err
 	}
 	return &Cube{
-		loadURL: strings.TrimRight(cfg.URL, "/") + cubeLoadPath,
-		secret:  []byte(cfg.Secret),
-		reports: reports,
-		timeout: cfg.Timeout,
-		maxBody: cfg.MaxBodyBytes,
-		http:    cfg.HTTPClient,
-		now:     cfg.Now,
+		httpBackend: newHTTPBackend(cfg.URL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, catalogueURLSetting),
+		secret:      []byte(cfg.Secret),
+		reports:     reports,
+		now:         cfg.Now,
 	}, nil
 }
 
 // validate checks cfg and returns its reports' parsed queries.
 func (cfg CubeConfig) validate() (map[string]any, error) {
 	var errs []error
-	if err := checkBaseURL("cube: URL", cfg.URL); err != nil {
-		errs = append(errs, err)
+	if err := checkBaseURL("URL", cfg.URL); err != nil {
+		errs = append(errs, fmt.Errorf("provider: cube: %w", err))
 	}
 	if cfg.Secret == "" {
 		errs = append(errs, errors.New("provider: cube: Secret is required: Cube's API secret signs every call's token"))
@@ -139,22 +132,96 @@ func (cfg CubeConfig) validate() (map[string]any, error) {
 		if err := dashcache.CheckReportName(name); err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
 		}
-		query := cfg.Reports[name]
-		if err := checkCubeQuery(query); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
-			continue
-		}
-		// Numbers stay as written (a limit of 10 is sent as 10, not 1e+01).
-		dec := json.NewDecoder(strings.NewReader(query))
-		dec.UseNumber()
-		var q any
-		if err := dec.Decode(&q); err != nil {
+		q, err := parseCubeQuery(cfg.Reports[name])
+		if err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
 			continue
 		}
 		reports[name] = q
 	}
 	return reports, errors.Join(errs...)
+}
+
+// cubeCustomerFilter is the filter that limits a Cube report to the customer
+// it is read for, as errors show it.
+const cubeCustomerFilter = `{"member": "<Cube>.<customer dimension>", "operator": "equals", "values": ["@customer"]}`
+
+// parseCubeQuery decodes a Cube report's query, in Cube's REST query format
+// (a JSON object), keeping numbers as written (a limit of 10 is sent as 10,
+// not 1e+01). Both the catalogue's check and NewCube read a query with it.
+//
+// It checks that the query's structure limits it to the customer, since
+// "@customer" found anywhere does not: in a dimension list it limits
+// nothing, and in an "or" another branch reads every customer's rows. Cube
+// ANDs the filters at the top level of "filters", so one of them, or one
+// inside an "and" there, must be cubeCustomerFilter, and "@customer" must
+// be nowhere else.
+func parseCubeQuery(query string) (map[string]any, error) {
+	if strings.TrimSpace(query) == "" {
+		return nil, fmt.Errorf(`is required: Cube's JSON query, with the filter %s`, cubeCustomerFilter)
+	}
+	dec := json.NewDecoder(strings.NewReader(query))
+	dec.UseNumber()
+	var q map[string]any
+	if err := dec.Decode(&q); err != nil {
+		return nil, fmt.Errorf("is not a JSON object (Cube's query format): %v", err)
+	}
+	if _, err := dec.Token(); q == nil || err != io.EOF {
+		return nil, errors.New("is not one JSON object (Cube's query format)")
+	}
+	filters, _ := q["filters"].([]any)
+	limited := cubeCustomerFilters(filters)
+	if limited == 0 {
+		return nil, fmt.Errorf(`is not limited to the customer: put %s in its top-level "filters" (Cube ANDs them), or in an "and" there; not in an "or", where another branch reads every customer's rows`, cubeCustomerFilter)
+	}
+	if cubePlaceholders(q, cubeCustomer) > limited {
+		return nil, fmt.Errorf(`uses "@customer" outside its customer filter: "@customer" may only be the one value of %s in the top-level "filters" or an "and" there`, cubeCustomerFilter)
+	}
+	return q, nil
+}
+
+// cubeCustomerFilters counts the filters among filters, and inside an
+// "and" among them (at any depth: all are ANDed), that are
+// cubeCustomerFilter.
+func cubeCustomerFilters(filters []any) int {
+	n := 0
+	for _, f := range filters {
+		f, _ := f.(map[string]any)
+		if and, ok := f["and"].([]any); ok && len(f) == 1 {
+			n += cubeCustomerFilters(and)
+			continue
+		}
+		member, _ := f["member"].(string)
+		values, _ := f["values"].([]any)
+		if len(f) == 3 && member != "" && f["operator"] == "equals" && len(values) == 1 && values[0] == cubeCustomer {
+			n++
+		}
+	}
+	return n
+}
+
+// cubePlaceholders counts the JSON strings equal to placeholder in v
+// (decoded JSON), where substitute would put a value; object keys are not.
+func cubePlaceholders(v any, placeholder string) int {
+	switch v := v.(type) {
+	case string:
+		if v == placeholder {
+			return 1
+		}
+	case []any:
+		n := 0
+		for _, e := range v {
+			n += cubePlaceholders(e, placeholder)
+		}
+		return n
+	case map[string]any:
+		n := 0
+		for _, e := range v {
+			n += cubePlaceholders(e, placeholder)
+		}
+		return n
+	}
+	return 0
 }
 
 // cubeRequest is the body of POST /cubejs-api/v1/load.
@@ -268,36 +335,18 @@ type cubeCall struct {
 // and no error for "Continue wait", or a *dashcache.ProviderError.
 func (cc *cubeCall) load() ([]byte, error) {
 	const op = "cube: POST " + cubeLoadPath
-	req, err := http.NewRequestWithContext(cc.callCtx, http.MethodPost, cc.c.loadURL, bytes.NewReader(cc.body))
-	if err != nil {
-		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Content-Type", "application/json")
+	header := http.Header{}
 	// Cube's documented form: the token alone, no "Bearer".
-	req.Header.Set("Authorization", cc.token)
-	req.Header.Set("X-Request-Id", cc.requestID)
-
-	resp, err := cc.c.http.Do(req)
+	header.Set("Authorization", cc.token)
+	header.Set("X-Request-Id", cc.requestID)
+	answer, err := cc.c.send(cc.ctx, cc.callCtx, exchange{op: op, method: http.MethodPost, path: cubeLoadPath,
+		body: cc.body, header: header, secrets: []string{string(cc.c.secret), cc.token}})
 	if err != nil {
-		// net/http strips any password from the URL in its errors; the
-		// token travels in a header and never appears.
-		return nil, transient(0, cc.callError(op, err))
-	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return nil, cc.statusError(op, resp)
-	}
-
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, cc.c.maxBody+1))
-	if err != nil {
-		return nil, transient(resp.StatusCode, cc.callError(op+": reading answer", err))
-	}
-	if int64(len(answer)) > cc.c.maxBody {
-		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, cc.c.maxBody))
-	}
-	if !utf8.Valid(answer) {
-		return nil, invalid(fmt.Errorf("%s: answer is not valid UTF-8: %s", op, cc.snippet(answer)))
+		var pe *dashcache.ProviderError
+		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
+			pe.Err = fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", pe.Err)
+		}
+		return nil, err
 	}
 	var a cubeAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {
@@ -312,41 +361,6 @@ func (cc *cubeCall) load() ([]byte, error) {
 		return nil, invalid(fmt.Errorf("%s: 200 without a data array: %s", op, cc.snippet(answer)))
 	}
 	return a.Data, nil
-}
-
-// statusError classifies a non-200 answer; Cube's error answers are
-// {"error": "..."}.
-func (cc *cubeCall) statusError(op string, resp *http.Response) error {
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4*snippetLen))
-	msg := head
-	var a cubeAnswer
-	if json.Unmarshal(head, &a) == nil && a.Error != nil {
-		msg = []byte(*a.Error)
-	}
-	err := fmt.Errorf("%s: %s: %s", op, resp.Status, cc.snippet(msg))
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests:
-		return rateLimited(resp, err)
-	case code >= 300 && code < 400:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%s: %s is a redirect; redirects are not followed (check the back end's url)", op, resp.Status)}
-	case code == http.StatusForbidden || code == http.StatusUnauthorized:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code,
-			Err: fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", err)}
-	case code >= 400 && code < 500:
-		return &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Status: code, Err: err}
-	default:
-		return transient(code, err)
-	}
-}
-
-// callError describes a failed round trip, saying so when the call's own
-// timeout (rather than the caller's context) ended it.
-func (cc *cubeCall) callError(op string, err error) error {
-	if cc.ctx.Err() == nil && errors.Is(cc.callCtx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", op, cc.c.timeout, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
 }
 
 // waitError is the error of a call that ended while Cube still answered

@@ -370,6 +370,52 @@ func TestNewCubeChecks(t *testing.T) {
 	}
 }
 
+// TestParseCubeQuery: a Cube query is limited to the customer by its
+// structure: an equals filter on "@customer" alone, where Cube ANDs it with
+// the rest; "@customer" anywhere else, or only inside an "or", is refused.
+func TestParseCubeQuery(t *testing.T) {
+	t.Parallel()
+	const customer = `{"member": "Orders.customer", "operator": "equals", "values": ["@customer"]}`
+	const paid = `{"member": "Orders.status", "operator": "equals", "values": ["paid"]}`
+	const notLimited, elsewhere, notJSON = "is not limited to the customer", `uses "@customer" outside its customer filter`, "is not a JSON object"
+	for _, tc := range []struct {
+		name, query, refused string // refused: "" if accepted
+	}{
+		{"the test query", testCubeQuery, ""},
+		{"top level", `{"measures": ["Orders.count"], "filters": [` + paid + `, ` + customer + `]}`, ""},
+		{"in an and", `{"measures": ["Orders.count"], "filters": [{"and": [` + paid + `, ` + customer + `]}]}`, ""},
+		{"in an and in an and", `{"filters": [{"and": [{"and": [` + customer + `]}]}]}`, ""},
+		{"no filter", `{"measures": ["Orders.count"]}`, notLimited},
+		{"as a dimension", `{"measures": ["Orders.count"], "dimensions": ["@customer"]}`, notLimited},
+		{"only in an or", `{"filters": [{"or": [` + customer + `, ` + paid + `]}]}`, notLimited},
+		{"in an and in an or", `{"filters": [{"or": [{"and": [` + customer + `]}, ` + paid + `]}]}`, notLimited},
+		{"notEquals", `{"filters": [{"member": "Orders.customer", "operator": "notEquals", "values": ["@customer"]}]}`, notLimited},
+		{"contains", `{"filters": [{"member": "Orders.customer", "operator": "contains", "values": ["@customer"]}]}`, notLimited},
+		{"another customer too", `{"filters": [{"member": "Orders.customer", "operator": "equals", "values": ["@customer", "globex"]}]}`, notLimited},
+		{"no member", `{"filters": [{"operator": "equals", "values": ["@customer"]}]}`, notLimited},
+		{"filters not a list", `{"filters": ` + customer + `}`, notLimited},
+		{"an and beside other keys", `{"filters": [{"and": [` + customer + `], "or": [` + paid + `]}]}`, notLimited},
+		{"a filter and an or", `{"filters": [` + customer + `, {"or": [` + customer + `, ` + paid + `]}]}`, elsewhere},
+		{"a filter and a dimension", `{"dimensions": ["@customer"], "filters": [` + customer + `]}`, elsewhere},
+		{"empty", " \n", "is required"},
+		{"a list", `[` + customer + `]`, notJSON},
+		{"null", `null`, "is not one JSON object"},
+		{"two objects", `{"filters": [` + customer + `]} {}`, "is not one JSON object"},
+	} {
+		q, err := parseCubeQuery(tc.query)
+		switch {
+		case tc.refused == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.refused == "" && q == nil:
+			t.Errorf("%s: no query returned", tc.name)
+		case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.refused)
+		case (tc.refused == notLimited || tc.refused == elsewhere) && !strings.Contains(err.Error(), `"operator": "equals", "values": ["@customer"]`):
+			t.Errorf("%s: error %q does not say what to write", tc.name, err)
+		}
+	}
+}
+
 // TestOpenReportsCube: a catalogue's cube back end answers its reports, its
 // secret read through getenv; without the variable, the error names it.
 func TestOpenReportsCube(t *testing.T) {

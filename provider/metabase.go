@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -76,12 +74,9 @@ type MetabaseConfig struct {
 // A report is a JSON array with one object per row, keyed by the names of
 // the answer's columns in their order, each value as Metabase gives it.
 type Metabase struct {
-	base    string // URL without trailing slash
+	httpBackend
 	apiKey  string
 	reports map[string]MetabaseReport
-	timeout time.Duration
-	maxBody int64
-	http    *http.Client
 	// verified holds, by card, when its template tags were last found fit
 	// (see verify).
 	verified sync.Map
@@ -90,10 +85,6 @@ type Metabase struct {
 // verifyEvery is how long a card's template tags, once found fit, are
 // trusted before they are read again: someone may change the card.
 const verifyEvery = 5 * time.Minute
-
-// metabaseURLSetting is where a Metabase back end's URL is configured, for
-// errors that ask to check it.
-const metabaseURLSetting = "the back end's url in the report catalogue"
 
 // NewMetabase returns a Metabase back end for cfg, with defaults for zero
 // fields, after checking every field and report (all problems at once). It
@@ -113,12 +104,9 @@ func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
 		return nil, err
 	}
 	return &Metabase{
-		base:    strings.TrimRight(cfg.URL, "/"),
-		apiKey:  cfg.APIKey,
-		reports: maps.Clone(cfg.Reports),
-		timeout: cfg.Timeout,
-		maxBody: cfg.MaxBodyBytes,
-		http:    noRedirects(cfg.HTTPClient),
+		httpBackend: newHTTPBackend(cfg.URL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, catalogueURLSetting),
+		apiKey:      cfg.APIKey,
+		reports:     maps.Clone(cfg.Reports),
 	}, nil
 }
 
@@ -127,15 +115,8 @@ func (cfg MetabaseConfig) validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("provider: metabase: "+format, args...))
 	}
-	// url.Parse's error quotes the whole URL, password included: don't wrap it.
-	if cfg.URL == "" {
-		bad("URL is required: Metabase's base URL")
-	} else if u, err := url.Parse(cfg.URL); err != nil {
-		bad("URL is not a valid URL")
-	} else if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		bad("URL %q must be an absolute http:// or https:// URL", u.Redacted())
-	} else if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		bad("URL %q must not have a query or fragment", u.Redacted())
+	if err := checkBaseURL("URL", cfg.URL); err != nil {
+		bad("%v", err)
 	}
 	if cfg.APIKey == "" {
 		bad("APIKey is required: a Metabase API key")
@@ -201,9 +182,9 @@ type metabaseAnswer struct {
 // end does not have, a query Metabase ran and reports "failed" (its error
 // text in the error), 401, 403, a redirect and any other 4xx; rate_limited
 // on 429 (with RetryAfter); transient on 5xx, timeouts and connection
-// errors; invalid on a success without data, that is not JSON, that
-// Metabase truncated (rows_truncated: it applies its row limit to card
-// queries), or that is larger than MaxBodyBytes.
+// errors; invalid on a success without data, that is not JSON or not
+// UTF-8, that Metabase truncated (rows_truncated: it applies its row limit
+// to card queries), or that is larger than MaxBodyBytes.
 func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
 	r, ok := m.reports[k.Report]
 	if !ok {
@@ -285,41 +266,8 @@ const maxCardBytes = 4 << 20
 func (m *Metabase) do(ctx context.Context, op, method, path string, body []byte, maxBody int64) ([]byte, error) {
 	callCtx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(callCtx, method, m.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, transient(0, fmt.Errorf("%s: building request: %w", op, err))
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("x-api-key", m.apiKey)
-
-	resp, err := m.http.Do(req)
-	if err != nil {
-		// net/http strips any password from the URL in its errors; the key
-		// travels in a header and never appears.
-		return nil, transient(0, m.callError(ctx, callCtx, op, err))
-	}
-	defer drainClose(resp.Body)
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
-		return nil, statusError(op, resp, m.apiKey, metabaseURLSetting)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, transient(resp.StatusCode, m.callError(ctx, callCtx, op+": reading answer", err))
-	}
-	if int64(len(data)) > maxBody {
-		return nil, invalid(fmt.Errorf("%s: answer is larger than %d bytes (DASHCACHE_PROVIDER_MAX_BYTES)", op, maxBody))
-	}
-	return data, nil
-}
-
-// callError describes a failed round trip, saying so when this call's own
-// timeout (rather than the caller's context) ended it.
-func (m *Metabase) callError(parent, call context.Context, op string, err error) error {
-	if parent.Err() == nil && errors.Is(call.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: no answer within %s: %w", op, m.timeout, err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
+	return m.send(ctx, callCtx, exchange{op: op, method: method, path: path, body: body,
+		header: http.Header{"X-Api-Key": {m.apiKey}}, accepted: http.StatusAccepted, maxBody: maxBody, secrets: []string{m.apiKey}})
 }
 
 // report turns a card query's answer into the report: rows become objects

@@ -240,6 +240,7 @@ func TestMetabaseQueryClassifies(t *testing.T) {
 		{name: "2xx without data", answer: answer(202, nil, `{"status":"completed"}`), want: dashcache.OutcomeInvalid, says: "no completed data"},
 		{name: "2xx without status", answer: answer(200, nil, `{"data":{"rows":[],"cols":[]}}`), want: dashcache.OutcomeInvalid},
 		{name: "2xx not JSON", answer: answer(202, nil, `<html>`), want: dashcache.OutcomeInvalid},
+		{name: "2xx not UTF-8", answer: answer(202, nil, "{\"data\":{\"rows\":[[\"\xff\"]],\"cols\":[{\"name\":\"a\"}]},\"status\":\"completed\"}"), want: dashcache.OutcomeInvalid, says: "not valid UTF-8"},
 		{name: "truncated", answer: answer(202, nil, `{"data":{"rows":[[1]],"cols":[{"name":"a"}],"rows_truncated":2000},"status":"completed"}`), want: dashcache.OutcomeInvalid, says: "2000 rows"},
 		{name: "short row", answer: answer(202, nil, `{"data":{"rows":[[1]],"cols":[{"name":"a"},{"name":"b"}]},"status":"completed"}`), want: dashcache.OutcomeInvalid},
 		{name: "duplicate column", answer: answer(202, nil, `{"data":{"rows":[[1,2]],"cols":[{"name":"a"},{"name":"a"}]},"status":"completed"}`), want: dashcache.OutcomeInvalid},

@@ -80,7 +80,8 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 				return nil, err
 			}
 		}
-		return NewClient(ClientConfig{BaseURL: b.URL, Token: token, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
+		return NewClient(ClientConfig{BaseURL: b.URL, Token: token, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes,
+			URLSetting: catalogueURLSetting})
 	case TypePostgres, TypeMySQL:
 		dsn, err := secret(b.DSNEnv)
 		if err != nil {
