@@ -110,7 +110,8 @@ func checkBaseURL(field, raw string) error {
 		return fmt.Errorf("%s is not a valid URL", field)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("%s %q must be an absolute http:// or https:// URL", field, u.Redacted())
+		u.User = nil // a token may be given as the user
+		return fmt.Errorf("%s %q must be an absolute http:// or https:// URL", field, u.String())
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		// Not quoted: a query may hold a token.
