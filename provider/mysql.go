@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +33,7 @@ import (
 type MySQL struct {
 	db       *sql.DB
 	killer   *sql.DB // one connection for KILL QUERY, apart from the pool
-	reports  map[string]string
+	reports  map[string]mysqlQuery
 	maxRows  int
 	maxBytes int64
 	timeout  time.Duration
@@ -50,10 +49,11 @@ type MySQL struct {
 // NewMySQL returns a MySQL back end on the database of dsn
 // (user:password@tcp(host:3306)/database?param=value, the driver's format)
 // answering reports, a map from report name to its SQL, checked as
-// NewPostgres checks them. Whatever the DSN says, values come back as the
-// server's text (parseTime=false), in UTC (loc=UTC and the session's
-// time_zone '+00:00'), in utf8mb4, and parameters are bound by the server
-// (interpolateParams=false). cfg.MaxConns bounds the pool's open
+// NewPostgres checks them, but read by MySQL's lexical rules (mysqlParams).
+// Whatever the DSN says, values come back as the server's text
+// (parseTime=false), in UTC (loc=UTC and the session's time_zone
+// '+00:00'), in utf8mb4, the server reads the SQL under mysqlSQLMode, and
+// parameters are bound by the server (interpolateParams=false). cfg.MaxConns bounds the pool's open
 // connections. It does not connect: the first call, or Prepare, does. Its
 // errors never contain the DSN or its password.
 func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*MySQL, error) {
@@ -87,6 +87,7 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 		params[name] = value
 	}
 	params["time_zone"] = "'+00:00'"
+	params["sql_mode"] = mysqlSQLMode
 	mc.Params = params
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
@@ -99,10 +100,16 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 	}
 	killer := sql.OpenDB(connector)
 	killer.SetMaxOpenConns(1)
+	queries := make(map[string]mysqlQuery, len(reports))
+	for name, query := range reports {
+		if queries[name], err = newMySQLQuery(query); err != nil {
+			return nil, fmt.Errorf("provider: report %s: query: %w", name, err) // validate refused it first
+		}
+	}
 	return &MySQL{
 		db:       db,
 		killer:   killer,
-		reports:  maps.Clone(reports),
+		reports:  queries,
 		maxRows:  cfg.MaxRows,
 		maxBytes: cfg.MaxBytes,
 		timeout:  cfg.Timeout,
@@ -118,23 +125,15 @@ func (m *MySQL) Close() {
 	})
 }
 
-// mysqlSQL rewrites a report's @customer, @from and @to, outside literals
-// and comments, to ? placeholders, and returns the SQL and the values in
-// placeholder order.
-func mysqlSQL(query string, k dashcache.ReportKey) (string, []any) {
-	values := map[string]any{"customer": k.Customer, "from": k.From.String(), "to": k.To.String()}
-	var b strings.Builder
-	var args []any
-	last := 0
-	for _, p := range namedParams(query) {
-		b.WriteString(query[last:p.start])
-		b.WriteByte('?')
-		args = append(args, values[p.name])
-		last = p.end
-	}
-	b.WriteString(query[last:])
-	return b.String(), args
-}
+// mysqlSQLMode is the sql_mode of every session: the modes that MySQL's
+// and MariaDB's defaults share. Above all it is pinned without
+// NO_BACKSLASH_ESCAPES and ANSI_QUOTES, which a server's or a DSN's mode
+// may have: with them the server would read a backslash in a string as a
+// backslash, and "..." as a name, and so find code (an OR, a comment) where
+// mysqlParams found a string, or bind @customer where mysqlParams found
+// none. It also keeps modes that change answers (PAD_CHAR_TO_FULL_LENGTH,
+// PIPES_AS_CONCAT) from the reports.
+const mysqlSQLMode = "'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 
 // Query runs the SQL of report k.Report with @customer bound to k.Customer
 // and @from and @to to k.From and k.To (as 'YYYY-MM-DD' text, which the
@@ -251,7 +250,7 @@ func (m *MySQL) kill(id int64) {
 
 // query runs one report's SQL in a read-only transaction; stop ends ctx,
 // which kills the statement on the server.
-func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string, k dashcache.ReportKey) ([]byte, error) {
+func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query mysqlQuery, k dashcache.ReportKey) ([]byte, error) {
 	conn, release, err := m.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -263,8 +262,7 @@ func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string
 	}
 	// Rolled back, never committed: nothing is to be kept.
 	defer func() { _ = tx.Rollback() }()
-	query, args := mysqlSQL(query, k)
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := tx.QueryContext(ctx, query.sql, query.args(k)...)
 	if err != nil {
 		return nil, err
 	}
@@ -431,8 +429,7 @@ func (m *MySQL) Prepare(ctx context.Context) (map[string][]Column, error) {
 	out := make(map[string][]Column, len(m.reports))
 	var errs []error
 	for _, name := range sortedKeys(m.reports) {
-		query, _ := mysqlSQL(m.reports[name], dashcache.ReportKey{})
-		stmt, err := conn.PrepareContext(callCtx, query)
+		stmt, err := conn.PrepareContext(callCtx, m.reports[name].sql)
 		if err != nil {
 			errs = append(errs, m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err)))
 		} else {

@@ -610,7 +610,7 @@ func TestNewPostgresChecks(t *testing.T) {
 		"MaxRows must not be negative",
 		"report everyone: query: does not use @customer",
 		`report "Bad Name": the name`,
-		"report extraparam: query: @region is not a parameter",
+		"report extraparam: query: has a named parameter other than @customer, @from and @to",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
