@@ -410,15 +410,18 @@ func classifyMySQL(err error) (dashcache.ProviderOutcome, string) {
 
 // Prepare prepares every report's SQL on the server (COM_STMT_PREPARE)
 // without running it: the server checks its syntax, tables, columns and
-// privileges. Its error joins one *dashcache.ProviderError per report
-// that cannot be prepared, with the server's error number, as Query's.
+// privileges. It returns what it found of each report, every report of the
+// back end included: a report that cannot be prepared has a
+// *dashcache.ProviderError with the server's error number, as Query's. Its
+// error is the back end's as a whole (no connection): then no report was
+// prepared.
 //
 // Unlike Postgres's, it cannot say which columns Query could not turn into
 // JSON: the server does send the columns' types in its answer to the
 // prepare, but the driver keeps them to itself (database/sql's Stmt has no
-// columns), so each prepared report maps to nil columns; a column of a type
-// with no JSON form is found by the first Query.
-func (m *MySQL) Prepare(ctx context.Context) (map[string][]Column, error) {
+// columns), so a prepared report has no columns; a column of a type with no
+// JSON form is found by the first Query.
+func (m *MySQL) Prepare(ctx context.Context) (map[string]Prepared, error) {
 	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
 	defer cancel()
 	conn, release, err := m.conn(callCtx)
@@ -426,19 +429,15 @@ func (m *MySQL) Prepare(ctx context.Context) (map[string][]Column, error) {
 		return nil, m.failure(ctx, callCtx, "preparing the reports", err)
 	}
 	defer release()
-	out := make(map[string][]Column, len(m.reports))
-	var errs []error
+	out := make(map[string]Prepared, len(m.reports))
 	for _, name := range sortedKeys(m.reports) {
 		stmt, err := conn.PrepareContext(callCtx, m.reports[name].sql)
 		if err != nil {
-			errs = append(errs, m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err)))
+			err = m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err))
 		} else {
 			_ = stmt.Close()
-			out[name] = nil
 		}
-		if ctx.Err() != nil {
-			break
-		}
+		out[name] = Prepared{Err: err}
 	}
-	return out, errors.Join(errs...)
+	return out, nil
 }

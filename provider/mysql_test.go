@@ -399,7 +399,7 @@ func TestMySQLLimits(t *testing.T) {
 	}
 }
 
-// TestMySQLPrepare: every report is prepared, none is run; a wrong one is
+// TestMySQLPrepare: every report is prepared, none is run; a wrong one has
 // a permanent error naming it, with the server's number.
 func TestMySQLPrepare(t *testing.T) {
 	t.Parallel()
@@ -409,15 +409,16 @@ func TestMySQLPrepare(t *testing.T) {
 		"write":   "INSERT INTO sales VALUES (@customer, '2024-01-01', 1)",
 		"table":   "SELECT 1 FROM nowhere WHERE customer = @customer",
 	}, SQLConfig{})
-	cols, err := m.Prepare(context.Background())
-	if _, ok := cols["revenue"]; !ok {
-		t.Errorf("revenue not prepared: %v", cols)
+	prepared, err := m.Prepare(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := cols["table"]; ok {
-		t.Errorf("table prepared: %v", cols)
+	if len(prepared) != 3 || prepared["revenue"].Err != nil || prepared["write"].Err != nil {
+		t.Errorf("prepared %v, want revenue and write ready", prepared)
 	}
-	if err == nil || !strings.Contains(err.Error(), "report table") || !strings.Contains(err.Error(), "nowhere") {
-		t.Errorf("error %v, want one naming report table", err)
+	pe := providerError(t, prepared["table"].Err, dashcache.OutcomePermanent)
+	if pe.Code != "1146" || !strings.Contains(pe.Error(), "report table") || !strings.Contains(pe.Error(), "nowhere") {
+		t.Errorf("table: %v, want 1146 naming report table", pe)
 	}
 	if n := mysqlCount(t, db, "SELECT count(*) FROM sales"); n != 5 {
 		t.Errorf("%d sales rows after Prepare, want 5", n)

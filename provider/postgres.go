@@ -364,14 +364,23 @@ type Column struct {
 	Type string
 }
 
+// Prepared is what a SQL back end's Prepare found of one report.
+type Prepared struct {
+	// Columns are the report's columns, those without a JSON form
+	// included; none where it could not be prepared, or where the back end
+	// cannot tell (MySQL).
+	Columns []Column
+	// Err says why the report is not ready, naming it: a
+	// *dashcache.ProviderError with the server's code, as Query's, or one
+	// that names each column Query cannot turn into JSON, with its type.
+	Err error
+}
+
 // Prepare prepares every report's SQL on the server without running it,
-// and returns each report's columns. Its error joins one error per report
-// that cannot be prepared (a *dashcache.ProviderError with the SQLSTATE, as
-// Query's) or that has columns Query cannot turn into JSON; each names the
-// report, and the latter every such column with its type. A report with
-// such columns still has them in the map; one that failed to prepare has
-// none.
-func (p *Postgres) Prepare(ctx context.Context) (map[string][]Column, error) {
+// and returns what it found of each report, every report of the back end
+// included. Its error is the back end's as a whole (no connection): then no
+// report was prepared.
+func (p *Postgres) Prepare(ctx context.Context) (map[string]Prepared, error) {
 	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
 	defer cancel()
 	conn, err := p.pool.Acquire(callCtx)
@@ -380,21 +389,15 @@ func (p *Postgres) Prepare(ctx context.Context) (map[string][]Column, error) {
 	}
 	defer conn.Release()
 
-	out := make(map[string][]Column, len(p.reports))
-	var errs []error
+	out := make(map[string]Prepared, len(p.reports))
 	for _, name := range sortedKeys(p.reports) {
 		cols, err := p.prepare(callCtx, conn.Conn(), p.reports[name])
-		if cols != nil {
-			out[name] = cols
-		}
 		if err != nil {
-			errs = append(errs, p.failure(ctx, callCtx, "report "+name, err))
+			err = p.failure(ctx, callCtx, "report "+name, err)
 		}
-		if ctx.Err() != nil {
-			break
-		}
+		out[name] = Prepared{Columns: cols, Err: err}
 	}
-	return out, errors.Join(errs...)
+	return out, nil
 }
 
 // prepare prepares one report's SQL, rewritten as Query's pgx.NamedArgs
