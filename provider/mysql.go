@@ -31,13 +31,9 @@ import (
 // only closes its socket, and the server would run the statement on). The
 // answer is the same JSON as Postgres's; see Query for the types.
 type MySQL struct {
-	db       *sql.DB
-	killer   *sql.DB // one connection for KILL QUERY, apart from the pool
-	reports  map[string]mysqlQuery
-	maxRows  int
-	maxBytes int64
-	timeout  time.Duration
-	secrets  []string // the DSN and its password: cut from every error
+	sqlBackend[mysqlQuery]
+	db     *sql.DB
+	killer *sql.DB // one connection for KILL QUERY, apart from the pool
 
 	// timeoutVar is the server's statement timeout setting, found on the
 	// first call: "max_statement_time" (MariaDB, seconds) or
@@ -53,13 +49,12 @@ type MySQL struct {
 // Whatever the DSN says, values come back as the server's text
 // (parseTime=false), in UTC (loc=UTC and the session's time_zone
 // '+00:00'), in utf8mb4, the server reads the SQL under mysqlSQLMode, and
-// parameters are bound by the server (interpolateParams=false). cfg.MaxConns bounds the pool's open
-// connections. It does not connect: the first call, or Prepare, does. Its
-// errors never contain the DSN or its password.
+// parameters are bound by the server (interpolateParams=false).
+// cfg.MaxConns bounds the pool's open connections. It does not connect:
+// the first call, or Prepare, does. Its errors never contain the DSN or its
+// password.
 func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*MySQL, error) {
-	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
-	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
-	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(reports, TypeMySQL); err != nil {
 		return nil, err
 	}
@@ -107,13 +102,9 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 		}
 	}
 	return &MySQL{
-		db:       db,
-		killer:   killer,
-		reports:  queries,
-		maxRows:  cfg.MaxRows,
-		maxBytes: cfg.MaxBytes,
-		timeout:  cfg.Timeout,
-		secrets:  secrets,
+		sqlBackend: sqlBackend[mysqlQuery]{typ: TypeMySQL, reports: queries, cfg: cfg, secrets: secrets, classify: classifyMySQL},
+		db:         db,
+		killer:     killer,
 	}, nil
 }
 
@@ -163,18 +154,7 @@ const mysqlSQLMode = "'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_
 // answer cannot be stored (more than MaxRows rows, larger than MaxBytes, a
 // value JSON cannot hold).
 func (m *MySQL) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
-	query, ok := m.reports[k.Report]
-	if !ok {
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-			Err: fmt.Errorf("report %q is not one of this mysql back end's reports (%s)", k.Report, strings.Join(sortedKeys(m.reports), ", "))}
-	}
-	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
-	defer cancel()
-	data, err := m.query(callCtx, cancel, query, k)
-	if err != nil {
-		return nil, m.failure(ctx, callCtx, "report "+k.Report, err)
-	}
-	return data, nil
+	return m.call(ctx, k, m.query)
 }
 
 // conn returns a connection of the pool with the statement timeout set,
@@ -214,7 +194,7 @@ func (m *MySQL) conn(ctx context.Context) (*sql.Conn, func(), error) {
 // max_statement_time (seconds) or, where the server has no such variable
 // (1193), MySQL's max_execution_time (milliseconds).
 func (m *MySQL) setTimeout(ctx context.Context, conn *sql.Conn) error {
-	ms := max(m.timeout.Milliseconds(), 1)
+	ms := max(m.cfg.Timeout.Milliseconds(), 1)
 	set := func(name string) error {
 		value := strconv.FormatInt(ms, 10)
 		if name == "max_statement_time" {
@@ -276,48 +256,30 @@ func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query mysqlQ
 		stop()
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 	}
-	return m.rowsJSON(rows, cols, stop)
+	return m.rowsJSON(newSQLTextRows(rows, len(cols)), cols, stop)
 }
 
-// rowsJSON reads rows into a JSON array; past a limit, or at a value that
-// cannot be JSON, it stops the statement (stop) rather than read the rest.
-func (m *MySQL) rowsJSON(rows *sql.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
-	for i := range raw {
-		dest[i] = &raw[i]
+// sqlTextRows are database/sql's rows as the driver's text (with
+// parseTime=false it decodes no value), scanned without a copy.
+type sqlTextRows struct {
+	*sql.Rows
+	dest   []any
+	values [][]byte // nil for NULL
+}
+
+func newSQLTextRows(rows *sql.Rows, columns int) *sqlTextRows {
+	r := &sqlTextRows{Rows: rows, dest: make([]any, columns), values: make([][]byte, columns)}
+	for i := range r.values {
+		r.dest[i] = (*sql.RawBytes)(&r.values[i])
 	}
-	values := make([][]byte, len(cols))
-	out := append(make([]byte, 0, 4096), '[')
-	n := 0
-	for rows.Next() {
-		if n++; n > m.maxRows {
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", m.maxRows))
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		for i, v := range raw {
-			values[i] = v // nil for NULL
-		}
-		if n > 1 {
-			out = append(out, ',')
-		}
-		var err error
-		if out, err = appendRow(out, cols, values); err != nil {
-			stop()
-			return nil, invalidAnswer(err)
-		}
-		if int64(len(out)) >= m.maxBytes { // ']' is still to come
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", m.maxBytes))
-		}
-	}
-	if err := rows.Err(); err != nil {
+	return r
+}
+
+func (r *sqlTextRows) Text() ([][]byte, error) {
+	if err := r.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	return append(out, ']'), nil
+	return r.values, nil
 }
 
 // mysqlWriters are the writers of the types Query accepts, by the driver's
@@ -341,38 +303,15 @@ var mysqlWriters = map[string]func(dst, text []byte) ([]byte, error){
 	"NULL": appendJSON, // never called: its only value is NULL
 }
 
-// mysqlColumns returns how to write each column of a result as JSON. Its
-// error names every column whose type has no JSON form here, and every
-// column name used twice.
+// mysqlColumns returns how to write each column of a result as JSON; its
+// error is keyColumns'.
 func mysqlColumns(types []*sql.ColumnType) ([]jsonColumn, error) {
 	cols := make([]jsonColumn, len(types))
-	seen := make(map[string]bool, len(types))
-	var errs []error
 	for i, ct := range types {
-		name, typ := ct.Name(), ct.DatabaseTypeName()
-		put := mysqlWriters[typ]
-		if put == nil {
-			errs = append(errs, fmt.Errorf("column %q has type %s, which has no JSON form here: cast it in the query (CAST(%s AS CHAR), say)", name, cmp.Or(typ, "unknown"), name))
-		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("column name %q appears more than once: give each column a name of its own (AS ...)", name))
-		}
-		seen[name] = true
-		key, err := appendJSONString(nil, []byte(name))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("column name %q: %w", name, err))
-		}
-		cols[i] = jsonColumn{key: append(key, ':'), put: put, name: name, typ: typ}
+		typ := ct.DatabaseTypeName()
+		cols[i] = jsonColumn{name: ct.Name(), typ: cmp.Or(typ, "unknown"), put: mysqlWriters[typ]}
 	}
-	return cols, errors.Join(errs...)
-}
-
-// failure turns a failed call into a *dashcache.ProviderError whose text
-// starts with what, whose Code is the server's error number, and which
-// contains neither the DSN nor its password. parent is the caller's
-// context, call the call's own.
-func (m *MySQL) failure(parent, call context.Context, what string, err error) error {
-	return sqlFailure(parent, call, what, err, classifyMySQL, m.timeout, m.secrets)
+	return cols, keyColumns(cols, "CAST(%s AS CHAR)")
 }
 
 // transientMySQLErrors are the error numbers of a server that cannot
@@ -422,22 +361,19 @@ func classifyMySQL(err error) (dashcache.ProviderOutcome, string) {
 // columns), so a prepared report has no columns; a column of a type with no
 // JSON form is found by the first Query.
 func (m *MySQL) Prepare(ctx context.Context) (map[string]Prepared, error) {
-	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
+	callCtx, cancel := context.WithTimeout(ctx, m.cfg.Timeout+callGrace)
 	defer cancel()
 	conn, release, err := m.conn(callCtx)
 	if err != nil {
 		return nil, m.failure(ctx, callCtx, "preparing the reports", err)
 	}
 	defer release()
-	out := make(map[string]Prepared, len(m.reports))
-	for _, name := range sortedKeys(m.reports) {
-		stmt, err := conn.PrepareContext(callCtx, m.reports[name].sql)
+	return m.prepareEach(ctx, callCtx, func(ctx context.Context, q mysqlQuery) ([]Column, error) {
+		stmt, err := conn.PrepareContext(ctx, q.sql)
 		if err != nil {
-			err = m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err))
-		} else {
-			_ = stmt.Close()
+			return nil, fmt.Errorf("preparing: %w", err)
 		}
-		out[name] = Prepared{Err: err}
-	}
-	return out, nil
+		_ = stmt.Close() // prepared: that is all there is to know
+		return nil, nil
+	}), nil
 }

@@ -1,14 +1,12 @@
 package provider
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,12 +26,9 @@ import (
 // object per row, keyed by column name in the query's column order; see
 // Query for the types it accepts.
 type Postgres struct {
-	pool     *pgxpool.Pool
-	reports  map[string]string
-	maxRows  int
-	maxBytes int64
-	timeout  time.Duration
-	secrets  []string // the DSN and its password: cut from every error
+	// Each report's SQL as written: pgx rewrites its parameters.
+	sqlBackend[string]
+	pool *pgxpool.Pool
 }
 
 // Session settings every connection starts with, so that the text of the
@@ -60,9 +55,7 @@ const applicationName = "dashcache"
 // problem at once. It does not connect: the first call, or Prepare, does.
 // Its errors never contain the DSN or its password.
 func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*Postgres, error) {
-	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
-	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
-	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(reports, TypePostgres); err != nil {
 		return nil, err
 	}
@@ -107,12 +100,8 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 		return nil, redact(fmt.Errorf("provider: postgres: %w", err), secrets)
 	}
 	return &Postgres{
-		pool:     pool,
-		reports:  maps.Clone(reports),
-		maxRows:  cfg.MaxRows,
-		maxBytes: cfg.MaxBytes,
-		timeout:  cfg.Timeout,
-		secrets:  secrets,
+		sqlBackend: sqlBackend[string]{typ: TypePostgres, reports: maps.Clone(reports), cfg: cfg, secrets: secrets, classify: classify},
+		pool:       pool,
 	}, nil
 }
 
@@ -142,18 +131,7 @@ func (p *Postgres) Close() { p.pool.Close() }
 // invalid when the answer cannot be stored (more than MaxRows rows, larger
 // than MaxBytes, a value JSON cannot hold).
 func (p *Postgres) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
-	sql, ok := p.reports[k.Report]
-	if !ok {
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-			Err: fmt.Errorf("report %q is not one of this postgres back end's reports (%s)", k.Report, strings.Join(sortedKeys(p.reports), ", "))}
-	}
-	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
-	defer cancel()
-	data, err := p.query(callCtx, cancel, sql, k)
-	if err != nil {
-		return nil, p.failure(ctx, callCtx, "report "+k.Report, err)
-	}
-	return data, nil
+	return p.call(ctx, k, p.query)
 }
 
 // query runs one report's SQL in a read-only transaction; stop ends ctx,
@@ -176,7 +154,7 @@ func (p *Postgres) query(ctx context.Context, stop context.CancelFunc, sql strin
 		defer cancel()
 		_ = tx.Rollback(rctx) // on failure pgx closes the connection, and the pool drops it
 	}()
-	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(max(p.timeout.Milliseconds(), 1), 10)); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(max(p.cfg.Timeout.Milliseconds(), 1), 10)); err != nil {
 		return nil, fmt.Errorf("setting statement_timeout: %w", err)
 	}
 	// Text results for every column: Query turns PostgreSQL's own text
@@ -195,46 +173,13 @@ func (p *Postgres) query(ctx context.Context, stop context.CancelFunc, sql strin
 		stop()
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 	}
-	return p.rowsJSON(rows, cols, stop)
+	return p.rowsJSON(pgxTextRows{rows}, cols, stop)
 }
 
-// rowsJSON reads rows into a JSON array. When the answer grows past a
-// limit, or a value cannot be JSON, it stops the statement on the server
-// (stop), rather than reading the rest of its rows for nothing.
-func (p *Postgres) rowsJSON(rows pgx.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
-	out := append(make([]byte, 0, 4096), '[')
-	n := 0
-	for rows.Next() {
-		if n++; n > p.maxRows {
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", p.maxRows))
-		}
-		if n > 1 {
-			out = append(out, ',')
-		}
-		var err error
-		if out, err = appendRow(out, cols, rows.RawValues()); err != nil {
-			stop()
-			return nil, invalidAnswer(err)
-		}
-		if int64(len(out)) >= p.maxBytes { // ']' is still to come
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", p.maxBytes))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return append(out, ']'), nil
-}
+// pgxTextRows are pgx's rows as text: query asks for text results.
+type pgxTextRows struct{ pgx.Rows }
 
-// failure turns a failed call into a *dashcache.ProviderError whose text
-// starts with what (the report, say), whose Code is the SQLSTATE, and which
-// contains neither the DSN nor its password. parent is the caller's
-// context, call the call's own.
-func (p *Postgres) failure(parent, call context.Context, what string, err error) error {
-	return sqlFailure(parent, call, what, err, classify, p.timeout, p.secrets)
-}
+func (r pgxTextRows) Text() ([][]byte, error) { return r.RawValues(), nil }
 
 // transientSQLStates are the SQLSTATEs, by class (two characters) or in
 // full, of a server that cannot answer now but may soon.
@@ -275,23 +220,16 @@ func classify(err error) (dashcache.ProviderOutcome, string) {
 // included. Its error is the back end's as a whole (no connection): then no
 // report was prepared.
 func (p *Postgres) Prepare(ctx context.Context) (map[string]Prepared, error) {
-	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
+	callCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout+callGrace)
 	defer cancel()
 	conn, err := p.pool.Acquire(callCtx)
 	if err != nil {
 		return nil, p.failure(ctx, callCtx, "preparing the reports", fmt.Errorf("connecting: %w", err))
 	}
 	defer conn.Release()
-
-	out := make(map[string]Prepared, len(p.reports))
-	for _, name := range sortedKeys(p.reports) {
-		cols, err := p.prepare(callCtx, conn.Conn(), p.reports[name])
-		if err != nil {
-			err = p.failure(ctx, callCtx, "report "+name, err)
-		}
-		out[name] = Prepared{Columns: cols, Err: err}
-	}
-	return out, nil
+	return p.prepareEach(ctx, callCtx, func(ctx context.Context, sql string) ([]Column, error) {
+		return p.prepare(ctx, conn.Conn(), sql)
+	}), nil
 }
 
 // prepare prepares one report's SQL, rewritten as Query's pgx.NamedArgs
