@@ -283,10 +283,10 @@ func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, index *stor
 		DefaultZone: cfg.Zone,
 		Warmer:      queue,
 		Customers:   customers,
-		ReadSince: index.ReadSince,
-		Reports:   cfg.served(),
-		Log:       log,
-		Now:       now,
+		ReadSince:   index.ReadSince,
+		Reports:     cfg.served(),
+		Log:         log,
+		Now:         now,
 	})
 	if err != nil {
 		return nil, err
