@@ -22,18 +22,21 @@ type SQLConfig struct {
 	// MaxRows bounds a report's rows: an answer with more is invalid
 	// (dashcache.OutcomeInvalid). Default DefaultMaxRows.
 	MaxRows int
-	// Timeout bounds a report's statement on the server (its
-	// statement_timeout); the whole call, connecting included, gets 2s
+	// Timeout bounds a report's statement on the server (PostgreSQL's
+	// statement_timeout, MariaDB's max_statement_time, MySQL's
+	// max_execution_time); the whole call, connecting included, gets 2s
 	// more, so that the server's own timeout, which says what it is
-	// (SQLSTATE 57014), comes first. Default 60s (DefaultTimeout).
+	// (SQLSTATE 57014, error 1969 or 3024), comes first. Default 60s
+	// (DefaultTimeout).
 	Timeout time.Duration
 	// MaxBytes bounds a report's JSON: a larger answer is invalid, as the
 	// http back end's larger than DASHCACHE_PROVIDER_MAX_BYTES is.
 	// Default 16 MiB (DefaultMaxBodyBytes).
 	MaxBytes int64
-	// MaxConns bounds the pool's connections, unless the DSN names its
-	// own pool_max_conns: a worker needs one per task it runs at once.
-	// Default: pgxpool's (the larger of 4 and the number of CPUs).
+	// MaxConns bounds the pool's connections, unless a PostgreSQL DSN
+	// names its own pool_max_conns: a worker needs one per task it runs at
+	// once. Default: the driver's (pgxpool: the larger of 4 and the number
+	// of CPUs; database/sql: no bound).
 	MaxConns int
 }
 
