@@ -324,24 +324,21 @@ func sentence(words []string) string {
 // checkSQL checks a SQL report's query for a back end of type typ: given,
 // with only the named parameters sqlParams, and @customer among them, so
 // that a report never reads across customers. The parameters are read as
-// the back end's driver will bind them: PostgreSQL's by pgx itself (whose
-// lexer nests comments as PostgreSQL does), MySQL's by namedParams.
+// the back end will bind them: PostgreSQL's by pgx itself (whose lexer
+// nests comments as PostgreSQL does), MySQL's by MySQL's lexical rules
+// (mysqlBinds), which also refuse what MySQL would run that they cannot
+// read (an executable comment /*! ... */).
 func checkSQL(query, typ string) error {
 	if strings.TrimSpace(query) == "" {
 		return errors.New("is required: the SQL, with @customer, @from and @to")
 	}
-	used := map[string]bool{}
-	for _, p := range namedParams(query) {
-		if !slices.Contains(sqlParams, p.name) {
-			return fmt.Errorf("@%s is not a parameter; use @customer, @from and @to", p.name)
-		}
-		used[p.name] = true
+	binds := pgxBinds
+	if typ == TypeMySQL {
+		binds = mysqlBinds
 	}
-	if typ == TypePostgres {
-		var err error
-		if used, err = pgxBinds(query); err != nil {
-			return err
-		}
+	used, err := binds(query)
+	if err != nil {
+		return err
 	}
 	if !used["customer"] {
 		return errors.New("does not use @customer (outside comments and literals): every report must be limited to the customer it is read for")

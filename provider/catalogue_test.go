@@ -82,7 +82,7 @@ reports:
 			"report no-customer: query: does not use @customer",
 			"report comment-only: query: does not use @customer",
 			"report string-only: query: does not use @customer",
-			"report odd-param: query: @tenant is not a parameter",
+			"report odd-param: query: has a named parameter other than @customer, @from and @to",
 			`report lost: backend "nowhere" is not one of the back ends (Ware, c, h, m, n)`,
 			"report http-query: query does not apply to a report of back end n (http), which takes backend, fresh and closed_fresh",
 			"report Bad.Name: the name",
@@ -214,28 +214,6 @@ func wantErrors(t *testing.T, name string, err error, want []string) bool {
 		}
 	}
 	return true
-}
-
-func TestNamedParams(t *testing.T) {
-	for q, want := range map[string]string{
-		"SELECT @customer, @from, @to":                             "customer from to",
-		"SELECT '@x', \"@y\", `@z`, @customer":                     "customer",
-		"SELECT 'it''s @x', E'\\'@y', @from -- @z\n, @to /* @w */": "from to",
-		"SELECT $$ @x $$, $t$ @y $t$, $1, @customer":               "customer",
-		"SELECT a@b, @_c1, @9, @":                                  "b _c1",
-		"SELECT '@unclosed":                                        "",
-	} {
-		var got []string
-		for _, p := range namedParams(q) {
-			if q[p.start:p.end] != "@"+p.name {
-				t.Errorf("%q: %+v does not span @%s", q, p, p.name)
-			}
-			got = append(got, p.name)
-		}
-		if strings.Join(got, " ") != want {
-			t.Errorf("namedParams(%q) = %q, want %q", q, got, want)
-		}
-	}
 }
 
 // TestCustomerAsPgxBindsIt: a PostgreSQL report's @customer counts only

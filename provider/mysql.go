@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,13 +31,9 @@ import (
 // only closes its socket, and the server would run the statement on). The
 // answer is the same JSON as Postgres's; see Query for the types.
 type MySQL struct {
-	db       *sql.DB
-	killer   *sql.DB // one connection for KILL QUERY, apart from the pool
-	reports  map[string]string
-	maxRows  int
-	maxBytes int64
-	timeout  time.Duration
-	secrets  []string // the DSN and its password: cut from every error
+	sqlBackend[mysqlQuery]
+	db     *sql.DB
+	killer *sql.DB // one connection for KILL QUERY, apart from the pool
 
 	// timeoutVar is the server's statement timeout setting, found on the
 	// first call: "max_statement_time" (MariaDB, seconds) or
@@ -50,16 +45,16 @@ type MySQL struct {
 // NewMySQL returns a MySQL back end on the database of dsn
 // (user:password@tcp(host:3306)/database?param=value, the driver's format)
 // answering reports, a map from report name to its SQL, checked as
-// NewPostgres checks them. Whatever the DSN says, values come back as the
-// server's text (parseTime=false), in UTC (loc=UTC and the session's
-// time_zone '+00:00'), in utf8mb4, and parameters are bound by the server
-// (interpolateParams=false). cfg.MaxConns bounds the pool's open
-// connections. It does not connect: the first call, or Prepare, does. Its
-// errors never contain the DSN or its password.
+// NewPostgres checks them, but read by MySQL's lexical rules (mysqlParams).
+// Whatever the DSN says, values come back as the server's text
+// (parseTime=false), in UTC (loc=UTC and the session's time_zone
+// '+00:00'), in utf8mb4, the server reads the SQL under mysqlSQLMode, and
+// parameters are bound by the server (interpolateParams=false).
+// cfg.MaxConns bounds the pool's open connections. It does not connect:
+// the first call, or Prepare, does. Its errors never contain the DSN or its
+// password.
 func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*MySQL, error) {
-	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
-	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
-	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(reports, TypeMySQL); err != nil {
 		return nil, err
 	}
@@ -87,6 +82,7 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 		params[name] = value
 	}
 	params["time_zone"] = "'+00:00'"
+	params["sql_mode"] = mysqlSQLMode
 	mc.Params = params
 	connector, err := mysql.NewConnector(mc)
 	if err != nil {
@@ -99,14 +95,16 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 	}
 	killer := sql.OpenDB(connector)
 	killer.SetMaxOpenConns(1)
+	queries := make(map[string]mysqlQuery, len(reports))
+	for name, query := range reports {
+		if queries[name], err = newMySQLQuery(query); err != nil {
+			return nil, fmt.Errorf("provider: report %s: query: %w", name, err) // validate refused it first
+		}
+	}
 	return &MySQL{
-		db:       db,
-		killer:   killer,
-		reports:  maps.Clone(reports),
-		maxRows:  cfg.MaxRows,
-		maxBytes: cfg.MaxBytes,
-		timeout:  cfg.Timeout,
-		secrets:  secrets,
+		sqlBackend: sqlBackend[mysqlQuery]{typ: TypeMySQL, reports: queries, cfg: cfg, secrets: secrets, classify: classifyMySQL},
+		db:         db,
+		killer:     killer,
 	}, nil
 }
 
@@ -118,23 +116,15 @@ func (m *MySQL) Close() {
 	})
 }
 
-// mysqlSQL rewrites a report's @customer, @from and @to, outside literals
-// and comments, to ? placeholders, and returns the SQL and the values in
-// placeholder order.
-func mysqlSQL(query string, k dashcache.ReportKey) (string, []any) {
-	values := map[string]any{"customer": k.Customer, "from": k.From.String(), "to": k.To.String()}
-	var b strings.Builder
-	var args []any
-	last := 0
-	for _, p := range namedParams(query) {
-		b.WriteString(query[last:p.start])
-		b.WriteByte('?')
-		args = append(args, values[p.name])
-		last = p.end
-	}
-	b.WriteString(query[last:])
-	return b.String(), args
-}
+// mysqlSQLMode is the sql_mode of every session: the modes that MySQL's
+// and MariaDB's defaults share. Above all it is pinned without
+// NO_BACKSLASH_ESCAPES and ANSI_QUOTES, which a server's or a DSN's mode
+// may have: with them the server would read a backslash in a string as a
+// backslash, and "..." as a name, and so find code (an OR, a comment) where
+// mysqlParams found a string, or bind @customer where mysqlParams found
+// none. It also keeps modes that change answers (PAD_CHAR_TO_FULL_LENGTH,
+// PIPES_AS_CONCAT) from the reports.
+const mysqlSQLMode = "'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 
 // Query runs the SQL of report k.Report with @customer bound to k.Customer
 // and @from and @to to k.From and k.To (as 'YYYY-MM-DD' text, which the
@@ -164,18 +154,7 @@ func mysqlSQL(query string, k dashcache.ReportKey) (string, []any) {
 // answer cannot be stored (more than MaxRows rows, larger than MaxBytes, a
 // value JSON cannot hold).
 func (m *MySQL) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
-	query, ok := m.reports[k.Report]
-	if !ok {
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-			Err: fmt.Errorf("report %q is not one of this mysql back end's reports (%s)", k.Report, strings.Join(sortedKeys(m.reports), ", "))}
-	}
-	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
-	defer cancel()
-	data, err := m.query(callCtx, cancel, query, k)
-	if err != nil {
-		return nil, m.failure(ctx, callCtx, "report "+k.Report, err)
-	}
-	return data, nil
+	return m.call(ctx, k, m.query)
 }
 
 // conn returns a connection of the pool with the statement timeout set,
@@ -215,7 +194,7 @@ func (m *MySQL) conn(ctx context.Context) (*sql.Conn, func(), error) {
 // max_statement_time (seconds) or, where the server has no such variable
 // (1193), MySQL's max_execution_time (milliseconds).
 func (m *MySQL) setTimeout(ctx context.Context, conn *sql.Conn) error {
-	ms := max(m.timeout.Milliseconds(), 1)
+	ms := max(m.cfg.Timeout.Milliseconds(), 1)
 	set := func(name string) error {
 		value := strconv.FormatInt(ms, 10)
 		if name == "max_statement_time" {
@@ -251,7 +230,7 @@ func (m *MySQL) kill(id int64) {
 
 // query runs one report's SQL in a read-only transaction; stop ends ctx,
 // which kills the statement on the server.
-func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string, k dashcache.ReportKey) ([]byte, error) {
+func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query mysqlQuery, k dashcache.ReportKey) ([]byte, error) {
 	conn, release, err := m.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -263,8 +242,7 @@ func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string
 	}
 	// Rolled back, never committed: nothing is to be kept.
 	defer func() { _ = tx.Rollback() }()
-	query, args := mysqlSQL(query, k)
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rows, err := tx.QueryContext(ctx, query.sql, query.args(k)...)
 	if err != nil {
 		return nil, err
 	}
@@ -278,48 +256,30 @@ func (m *MySQL) query(ctx context.Context, stop context.CancelFunc, query string
 		stop()
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 	}
-	return m.rowsJSON(rows, cols, stop)
+	return m.rowsJSON(newSQLTextRows(rows, len(cols)), cols, stop)
 }
 
-// rowsJSON reads rows into a JSON array; past a limit, or at a value that
-// cannot be JSON, it stops the statement (stop) rather than read the rest.
-func (m *MySQL) rowsJSON(rows *sql.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
-	raw := make([]sql.RawBytes, len(cols))
-	dest := make([]any, len(cols))
-	for i := range raw {
-		dest[i] = &raw[i]
+// sqlTextRows are database/sql's rows as the driver's text (with
+// parseTime=false it decodes no value), scanned without a copy.
+type sqlTextRows struct {
+	*sql.Rows
+	dest   []any
+	values [][]byte // nil for NULL
+}
+
+func newSQLTextRows(rows *sql.Rows, columns int) *sqlTextRows {
+	r := &sqlTextRows{Rows: rows, dest: make([]any, columns), values: make([][]byte, columns)}
+	for i := range r.values {
+		r.dest[i] = (*sql.RawBytes)(&r.values[i])
 	}
-	values := make([][]byte, len(cols))
-	out := append(make([]byte, 0, 4096), '[')
-	n := 0
-	for rows.Next() {
-		if n++; n > m.maxRows {
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", m.maxRows))
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		for i, v := range raw {
-			values[i] = v // nil for NULL
-		}
-		if n > 1 {
-			out = append(out, ',')
-		}
-		var err error
-		if out, err = appendRow(out, cols, values); err != nil {
-			stop()
-			return nil, invalidAnswer(err)
-		}
-		if int64(len(out)) >= m.maxBytes { // ']' is still to come
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", m.maxBytes))
-		}
-	}
-	if err := rows.Err(); err != nil {
+	return r
+}
+
+func (r *sqlTextRows) Text() ([][]byte, error) {
+	if err := r.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	return append(out, ']'), nil
+	return r.values, nil
 }
 
 // mysqlWriters are the writers of the types Query accepts, by the driver's
@@ -343,38 +303,15 @@ var mysqlWriters = map[string]func(dst, text []byte) ([]byte, error){
 	"NULL": appendJSON, // never called: its only value is NULL
 }
 
-// mysqlColumns returns how to write each column of a result as JSON. Its
-// error names every column whose type has no JSON form here, and every
-// column name used twice.
+// mysqlColumns returns how to write each column of a result as JSON; its
+// error is keyColumns'.
 func mysqlColumns(types []*sql.ColumnType) ([]jsonColumn, error) {
 	cols := make([]jsonColumn, len(types))
-	seen := make(map[string]bool, len(types))
-	var errs []error
 	for i, ct := range types {
-		name, typ := ct.Name(), ct.DatabaseTypeName()
-		put := mysqlWriters[typ]
-		if put == nil {
-			errs = append(errs, fmt.Errorf("column %q has type %s, which has no JSON form here: cast it in the query (CAST(%s AS CHAR), say)", name, cmp.Or(typ, "unknown"), name))
-		}
-		if seen[name] {
-			errs = append(errs, fmt.Errorf("column name %q appears more than once: give each column a name of its own (AS ...)", name))
-		}
-		seen[name] = true
-		key, err := appendJSONString(nil, []byte(name))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("column name %q: %w", name, err))
-		}
-		cols[i] = jsonColumn{key: append(key, ':'), put: put, name: name, typ: typ}
+		typ := ct.DatabaseTypeName()
+		cols[i] = jsonColumn{name: ct.Name(), typ: cmp.Or(typ, "unknown"), put: mysqlWriters[typ]}
 	}
-	return cols, errors.Join(errs...)
-}
-
-// failure turns a failed call into a *dashcache.ProviderError whose text
-// starts with what, whose Code is the server's error number, and which
-// contains neither the DSN nor its password. parent is the caller's
-// context, call the call's own.
-func (m *MySQL) failure(parent, call context.Context, what string, err error) error {
-	return sqlFailure(parent, call, what, err, classifyMySQL, m.timeout, m.secrets)
+	return cols, keyColumns(cols, "CAST(%s AS CHAR)")
 }
 
 // transientMySQLErrors are the error numbers of a server that cannot
@@ -412,36 +349,31 @@ func classifyMySQL(err error) (dashcache.ProviderOutcome, string) {
 
 // Prepare prepares every report's SQL on the server (COM_STMT_PREPARE)
 // without running it: the server checks its syntax, tables, columns and
-// privileges. Its error joins one *dashcache.ProviderError per report
-// that cannot be prepared, with the server's error number, as Query's.
+// privileges. It returns what it found of each report, every report of the
+// back end included: a report that cannot be prepared has a
+// *dashcache.ProviderError with the server's error number, as Query's. Its
+// error is the back end's as a whole (no connection): then no report was
+// prepared.
 //
 // Unlike Postgres's, it cannot say which columns Query could not turn into
 // JSON: the server does send the columns' types in its answer to the
 // prepare, but the driver keeps them to itself (database/sql's Stmt has no
-// columns), so each prepared report maps to nil columns; a column of a type
-// with no JSON form is found by the first Query.
-func (m *MySQL) Prepare(ctx context.Context) (map[string][]Column, error) {
-	callCtx, cancel := context.WithTimeout(ctx, m.timeout+callGrace)
+// columns), so a prepared report has no columns; a column of a type with no
+// JSON form is found by the first Query.
+func (m *MySQL) Prepare(ctx context.Context) (map[string]Prepared, error) {
+	callCtx, cancel := context.WithTimeout(ctx, m.cfg.Timeout+callGrace)
 	defer cancel()
 	conn, release, err := m.conn(callCtx)
 	if err != nil {
 		return nil, m.failure(ctx, callCtx, "preparing the reports", err)
 	}
 	defer release()
-	out := make(map[string][]Column, len(m.reports))
-	var errs []error
-	for _, name := range sortedKeys(m.reports) {
-		query, _ := mysqlSQL(m.reports[name], dashcache.ReportKey{})
-		stmt, err := conn.PrepareContext(callCtx, query)
+	return m.prepareEach(ctx, callCtx, func(ctx context.Context, q mysqlQuery) ([]Column, error) {
+		stmt, err := conn.PrepareContext(ctx, q.sql)
 		if err != nil {
-			errs = append(errs, m.failure(ctx, callCtx, "report "+name, fmt.Errorf("preparing: %w", err)))
-		} else {
-			_ = stmt.Close()
-			out[name] = nil
+			return nil, fmt.Errorf("preparing: %w", err)
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return out, errors.Join(errs...)
+		_ = stmt.Close() // prepared: that is all there is to know
+		return nil, nil
+	}), nil
 }

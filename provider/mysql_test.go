@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/sqltest"
 	"github.com/dashcache/dashcache/internal/wait"
@@ -183,15 +185,24 @@ func mysqlArgs(stmt string) []any {
 	return nil
 }
 
-// TestMySQLTenantIsolation: a customer made of SQL metacharacters is a
-// value, never SQL: it reads no other customer's rows and drops nothing.
+// TestMySQLTenantIsolation: a customer made of SQL metacharacters (quotes,
+// backslashes, MySQL's comments) is a value, never SQL: it reads its own
+// rows and no other customer's, and drops nothing.
 func TestMySQLTenantIsolation(t *testing.T) {
 	t.Parallel()
 	dsn, db := mysqlWarehouse(t)
+	const odd = `o'brien\' "x" \ # -- /*! OR 1 */ ; --`
+	if _, err := db.Exec("INSERT INTO sales VALUES (?, '2024-01-05', 7.00)", odd); err != nil {
+		t.Fatal(err)
+	}
 	m := newMySQL(t, dsn, map[string]string{"revenue": mysqlRevenueSQL}, SQLConfig{})
 	ctx := context.Background()
+	got, err := m.Query(ctx, reportKey("revenue", odd, "2024-01-01", "2024-01-31"))
+	if want := `[{"day":"2024-01-05","revenue":7.00,"orders":1}]`; err != nil || string(got) != want {
+		t.Errorf("customer %q: got %s, %v; want %s", odd, got, err, want)
+	}
 
-	got, err := m.Query(ctx, january("revenue"))
+	got, err = m.Query(ctx, january("revenue"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +214,9 @@ func TestMySQLTenantIsolation(t *testing.T) {
 		`acme' OR customer <> '`,
 		`\' OR 1=1 -- `,
 		"acme'; DROP TABLE sales; -- ",
+		"acme' # ",
+		"acme\\' OR 1=1 #",
+		"acme' /*! OR 1=1 */ '",
 		`" OR ""="`,
 		"acme\x00",
 		"?",
@@ -217,23 +231,57 @@ func TestMySQLTenantIsolation(t *testing.T) {
 			t.Errorf("customer %q read rows: %s", customer, got)
 		}
 	}
-	if n := mysqlCount(t, db, "SELECT count(*) FROM sales"); n != 5 {
-		t.Errorf("%d sales rows, want 5", n)
+	if n := mysqlCount(t, db, "SELECT count(*) FROM sales"); n != 6 {
+		t.Errorf("%d sales rows, want 6", n)
 	}
 }
 
-// TestMySQLParamsInLiterals: @customer in a literal, a quoted name or a
-// comment is text, not a parameter.
+// TestMySQLParamsInLiterals: the server reads a report as mysqlParams
+// does: @customer in a literal, a quoted name or a comment (#, -- and a
+// space, /* */, a hint) is text, and 10--@to is arithmetic. Were one
+// placeholder where the server reads none, or the reverse, the server
+// would refuse the count of values.
 func TestMySQLParamsInLiterals(t *testing.T) {
 	t.Parallel()
 	dsn, _ := mysqlWarehouse(t)
-	m := newMySQL(t, dsn, map[string]string{"r": "SELECT '@customer' AS `@to`, @customer AS c /* @from */ -- @to\n FROM sales LIMIT 1"}, SQLConfig{})
+	m := newMySQL(t, dsn, map[string]string{"r": "SELECT /*+ @from */ '@customer' AS `@to`, " +
+		`"it\"s @to" AS s, 'a\'@from' AS e, ` + "@customer AS c, 10--LENGTH(@customer) AS n /* @from /* @to */ # @to\n" +
+		"-- @to\n FROM sales LIMIT 1"}, SQLConfig{})
 	got, err := m.Query(context.Background(), january("r"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `[{"@to":"@customer","c":"acme"}]`; string(got) != want {
+	if want := `[{"@to":"@customer","s":"it\"s @to","e":"a'@from","c":"acme","n":14}]`; string(got) != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+// TestMySQLSQLMode: whatever sql_mode the DSN (or the server) would give a
+// session, the back end's sessions have mysqlSQLMode, without
+// NO_BACKSLASH_ESCAPES and ANSI_QUOTES, and read a query as mysqlParams
+// does: a backslash escapes in a string, so the OR 1=1 after it stays in
+// the string, and "x" is a string.
+func TestMySQLSQLMode(t *testing.T) {
+	t.Parallel()
+	dsn, _ := mysqlWarehouse(t)
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Params = map[string]string{"sql_mode": "'NO_BACKSLASH_ESCAPES,ANSI_QUOTES'"}
+	m := newMySQL(t, cfg.FormatDSN(), map[string]string{
+		"mode":      "SELECT @@SESSION.sql_mode AS m, @customer AS c",
+		"backslash": `SELECT day FROM sales WHERE customer = @customer OR customer = 'a\' OR 1=1 -- ' ORDER BY day`,
+		"ansi":      `SELECT "x" AS q, @customer AS c`,
+	}, SQLConfig{})
+	for report, want := range map[string]string{
+		"mode":      `[{"m":` + strings.ReplaceAll(mysqlSQLMode, "'", `"`) + `,"c":"acme"}]`,
+		"backslash": `[{"day":"2024-01-01"},{"day":"2024-01-02"},{"day":"2024-02-01"}]`,
+		"ansi":      `[{"q":"x","c":"acme"}]`,
+	} {
+		if got, err := m.Query(context.Background(), january(report)); err != nil || string(got) != want {
+			t.Errorf("%s: %s, %v; want %s", report, got, err, want)
+		}
 	}
 }
 
@@ -351,7 +399,7 @@ func TestMySQLLimits(t *testing.T) {
 	}
 }
 
-// TestMySQLPrepare: every report is prepared, none is run; a wrong one is
+// TestMySQLPrepare: every report is prepared, none is run; a wrong one has
 // a permanent error naming it, with the server's number.
 func TestMySQLPrepare(t *testing.T) {
 	t.Parallel()
@@ -361,15 +409,16 @@ func TestMySQLPrepare(t *testing.T) {
 		"write":   "INSERT INTO sales VALUES (@customer, '2024-01-01', 1)",
 		"table":   "SELECT 1 FROM nowhere WHERE customer = @customer",
 	}, SQLConfig{})
-	cols, err := m.Prepare(context.Background())
-	if _, ok := cols["revenue"]; !ok {
-		t.Errorf("revenue not prepared: %v", cols)
+	prepared, err := m.Prepare(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := cols["table"]; ok {
-		t.Errorf("table prepared: %v", cols)
+	if len(prepared) != 3 || prepared["revenue"].Err != nil || prepared["write"].Err != nil {
+		t.Errorf("prepared %v, want revenue and write ready", prepared)
 	}
-	if err == nil || !strings.Contains(err.Error(), "report table") || !strings.Contains(err.Error(), "nowhere") {
-		t.Errorf("error %v, want one naming report table", err)
+	pe := providerError(t, prepared["table"].Err, dashcache.OutcomePermanent)
+	if pe.Code != "1146" || !strings.Contains(pe.Error(), "report table") || !strings.Contains(pe.Error(), "nowhere") {
+		t.Errorf("table: %v, want 1146 naming report table", pe)
 	}
 	if n := mysqlCount(t, db, "SELECT count(*) FROM sales"); n != 5 {
 		t.Errorf("%d sales rows after Prepare, want 5", n)

@@ -1,15 +1,12 @@
 package provider
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,36 +15,6 @@ import (
 
 	"github.com/dashcache/dashcache"
 )
-
-// SQLConfig configures a SQL back end (Postgres).
-type SQLConfig struct {
-	// MaxRows bounds a report's rows: an answer with more is invalid
-	// (dashcache.OutcomeInvalid). Default DefaultMaxRows.
-	MaxRows int
-	// Timeout bounds a report's statement on the server (its
-	// statement_timeout); the whole call, connecting included, gets 2s
-	// more, so that the server's own timeout, which says what it is
-	// (SQLSTATE 57014), comes first. Default 60s (DefaultTimeout).
-	Timeout time.Duration
-	// MaxBytes bounds a report's JSON: a larger answer is invalid, as the
-	// http back end's larger than DASHCACHE_PROVIDER_MAX_BYTES is.
-	// Default 16 MiB (DefaultMaxBodyBytes).
-	MaxBytes int64
-	// MaxConns bounds the pool's connections, unless the DSN names its
-	// own pool_max_conns: a worker needs one per task it runs at once.
-	// Default: pgxpool's (the larger of 4 and the number of CPUs).
-	MaxConns int
-}
-
-// callGrace is how much longer than SQLConfig.Timeout a call may take:
-// time to connect, begin and set the timeout before the statement starts,
-// and for the server's timeout error to arrive.
-const callGrace = 2 * time.Second
-
-// cancelDelay is how long a call whose context has ended waits for the
-// server to confirm the cancellation of its statement before it closes the
-// connection.
-const cancelDelay = time.Second
 
 // Postgres answers the named reports of the catalogue from a PostgreSQL
 // database: each report is one SQL query, with @customer, @from and @to
@@ -59,12 +26,9 @@ const cancelDelay = time.Second
 // object per row, keyed by column name in the query's column order; see
 // Query for the types it accepts.
 type Postgres struct {
-	pool     *pgxpool.Pool
-	reports  map[string]string
-	maxRows  int
-	maxBytes int64
-	timeout  time.Duration
-	secrets  []string // the DSN and its password: cut from every error
+	// Each report's SQL as written: pgx rewrites its parameters.
+	sqlBackend[string]
+	pool *pgxpool.Pool
 }
 
 // Session settings every connection starts with, so that the text of the
@@ -91,9 +55,7 @@ const applicationName = "dashcache"
 // problem at once. It does not connect: the first call, or Prepare, does.
 // Its errors never contain the DSN or its password.
 func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg SQLConfig) (*Postgres, error) {
-	cfg.MaxRows = cmp.Or(cfg.MaxRows, DefaultMaxRows)
-	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
-	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, DefaultMaxBodyBytes)
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(reports, TypePostgres); err != nil {
 		return nil, err
 	}
@@ -138,38 +100,9 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 		return nil, redact(fmt.Errorf("provider: postgres: %w", err), secrets)
 	}
 	return &Postgres{
-		pool:     pool,
-		reports:  maps.Clone(reports),
-		maxRows:  cfg.MaxRows,
-		maxBytes: cfg.MaxBytes,
-		timeout:  cfg.Timeout,
-		secrets:  secrets,
+		sqlBackend: sqlBackend[string]{typ: TypePostgres, reports: maps.Clone(reports), cfg: cfg, secrets: secrets, classify: classify},
+		pool:       pool,
 	}, nil
-}
-
-func (cfg SQLConfig) validate(reports map[string]string, typ string) error {
-	var errs []error
-	if cfg.MaxRows < 0 {
-		errs = append(errs, fmt.Errorf("provider: MaxRows must not be negative, got %d", cfg.MaxRows))
-	}
-	if cfg.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("provider: Timeout must not be negative, got %s", cfg.Timeout))
-	}
-	if cfg.MaxBytes < 0 {
-		errs = append(errs, fmt.Errorf("provider: MaxBytes must not be negative, got %d", cfg.MaxBytes))
-	}
-	if len(reports) == 0 {
-		errs = append(errs, errors.New("provider: a SQL back end needs at least one report"))
-	}
-	for _, name := range sortedKeys(reports) {
-		if err := dashcache.CheckReportName(name); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
-		}
-		if err := checkSQL(reports[name], typ); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // Close closes the pool's connections. Calls in flight fail.
@@ -198,18 +131,7 @@ func (p *Postgres) Close() { p.pool.Close() }
 // invalid when the answer cannot be stored (more than MaxRows rows, larger
 // than MaxBytes, a value JSON cannot hold).
 func (p *Postgres) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
-	sql, ok := p.reports[k.Report]
-	if !ok {
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent,
-			Err: fmt.Errorf("report %q is not one of this postgres back end's reports (%s)", k.Report, strings.Join(sortedKeys(p.reports), ", "))}
-	}
-	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
-	defer cancel()
-	data, err := p.query(callCtx, cancel, sql, k)
-	if err != nil {
-		return nil, p.failure(ctx, callCtx, "report "+k.Report, err)
-	}
-	return data, nil
+	return p.call(ctx, k, p.query)
 }
 
 // query runs one report's SQL in a read-only transaction; stop ends ctx,
@@ -232,7 +154,7 @@ func (p *Postgres) query(ctx context.Context, stop context.CancelFunc, sql strin
 		defer cancel()
 		_ = tx.Rollback(rctx) // on failure pgx closes the connection, and the pool drops it
 	}()
-	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(max(p.timeout.Milliseconds(), 1), 10)); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT set_config('statement_timeout', $1, true)", strconv.FormatInt(max(p.cfg.Timeout.Milliseconds(), 1), 10)); err != nil {
 		return nil, fmt.Errorf("setting statement_timeout: %w", err)
 	}
 	// Text results for every column: Query turns PostgreSQL's own text
@@ -251,76 +173,13 @@ func (p *Postgres) query(ctx context.Context, stop context.CancelFunc, sql strin
 		stop()
 		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 	}
-	return p.rowsJSON(rows, cols, stop)
+	return p.rowsJSON(pgxTextRows{rows}, cols, stop)
 }
 
-// rowsJSON reads rows into a JSON array. When the answer grows past a
-// limit, or a value cannot be JSON, it stops the statement on the server
-// (stop), rather than reading the rest of its rows for nothing.
-func (p *Postgres) rowsJSON(rows pgx.Rows, cols []jsonColumn, stop context.CancelFunc) ([]byte, error) {
-	out := append(make([]byte, 0, 4096), '[')
-	n := 0
-	for rows.Next() {
-		if n++; n > p.maxRows {
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the query returned more than %d rows (max_rows)", p.maxRows))
-		}
-		if n > 1 {
-			out = append(out, ',')
-		}
-		var err error
-		if out, err = appendRow(out, cols, rows.RawValues()); err != nil {
-			stop()
-			return nil, invalidAnswer(err)
-		}
-		if int64(len(out)) >= p.maxBytes { // ']' is still to come
-			stop()
-			return nil, invalidAnswer(fmt.Errorf("the answer is larger than %d bytes", p.maxBytes))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return append(out, ']'), nil
-}
+// pgxTextRows are pgx's rows as text: query asks for text results.
+type pgxTextRows struct{ pgx.Rows }
 
-// invalidAnswer is an answer that cannot be stored.
-func invalidAnswer(err error) *dashcache.ProviderError {
-	return &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Err: err}
-}
-
-// failure turns a failed call into a *dashcache.ProviderError whose text
-// starts with what (the report, say), whose Code is the SQLSTATE, and which
-// contains neither the DSN nor its password. parent is the caller's
-// context, call the call's own.
-func (p *Postgres) failure(parent, call context.Context, what string, err error) error {
-	return sqlFailure(parent, call, what, err, classify, p.timeout, p.secrets)
-}
-
-// sqlFailure turns a SQL back end's failed call into a
-// *dashcache.ProviderError classified by classify (outcome, and the
-// server's code), whose text starts with what and says whether the caller
-// gave up or the call ran out of time, and which contains none of secrets.
-func sqlFailure(parent, call context.Context, what string, err error, classify func(error) (dashcache.ProviderOutcome, string), timeout time.Duration, secrets []string) error {
-	var pe *dashcache.ProviderError
-	if !errors.As(err, &pe) {
-		outcome, code := classify(err)
-		pe = &dashcache.ProviderError{Outcome: outcome, Code: code, Err: err}
-	}
-	switch {
-	case parent.Err() != nil:
-		// The caller gave up (the worker lost its lock, say): the
-		// statement was cancelled on the server.
-		err = fmt.Errorf("%s: the call was abandoned (%w): %w", what, context.Cause(parent), pe.Err)
-	case errors.Is(call.Err(), context.DeadlineExceeded):
-		err = fmt.Errorf("%s: no answer within %s: %w", what, timeout+callGrace, pe.Err)
-	default:
-		err = fmt.Errorf("%s: %w", what, pe.Err)
-	}
-	out := *pe
-	out.Err = redact(err, secrets)
-	return &out
-}
+func (r pgxTextRows) Text() ([][]byte, error) { return r.RawValues(), nil }
 
 // transientSQLStates are the SQLSTATEs, by class (two characters) or in
 // full, of a server that cannot answer now but may soon.
@@ -356,45 +215,21 @@ func classify(err error) (dashcache.ProviderOutcome, string) {
 	}
 }
 
-// Column is a column of a report's answer, as Prepare finds it.
-type Column struct {
-	// Name is the column's name: its key in each row's object.
-	Name string
-	// Type is its PostgreSQL type, as format_type names it.
-	Type string
-}
-
 // Prepare prepares every report's SQL on the server without running it,
-// and returns each report's columns. Its error joins one error per report
-// that cannot be prepared (a *dashcache.ProviderError with the SQLSTATE, as
-// Query's) or that has columns Query cannot turn into JSON; each names the
-// report, and the latter every such column with its type. A report with
-// such columns still has them in the map; one that failed to prepare has
-// none.
-func (p *Postgres) Prepare(ctx context.Context) (map[string][]Column, error) {
-	callCtx, cancel := context.WithTimeout(ctx, p.timeout+callGrace)
+// and returns what it found of each report, every report of the back end
+// included. Its error is the back end's as a whole (no connection): then no
+// report was prepared.
+func (p *Postgres) Prepare(ctx context.Context) (map[string]Prepared, error) {
+	callCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout+callGrace)
 	defer cancel()
 	conn, err := p.pool.Acquire(callCtx)
 	if err != nil {
 		return nil, p.failure(ctx, callCtx, "preparing the reports", fmt.Errorf("connecting: %w", err))
 	}
 	defer conn.Release()
-
-	out := make(map[string][]Column, len(p.reports))
-	var errs []error
-	for _, name := range sortedKeys(p.reports) {
-		cols, err := p.prepare(callCtx, conn.Conn(), p.reports[name])
-		if cols != nil {
-			out[name] = cols
-		}
-		if err != nil {
-			errs = append(errs, p.failure(ctx, callCtx, "report "+name, err))
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return out, errors.Join(errs...)
+	return p.prepareEach(ctx, callCtx, func(ctx context.Context, sql string) ([]Column, error) {
+		return p.prepare(ctx, conn.Conn(), sql)
+	}), nil
 }
 
 // prepare prepares one report's SQL, rewritten as Query's pgx.NamedArgs
@@ -426,32 +261,4 @@ func (p *Postgres) prepare(ctx context.Context, conn *pgx.Conn, sql string) ([]C
 		return cols, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
 	}
 	return cols, nil
-}
-
-// redacted is an error whose text has the secrets cut out; it unwraps to
-// the error, so that errors.As still finds a *pgconn.PgError.
-type redacted struct {
-	err     error
-	secrets []string
-}
-
-func (e *redacted) Error() string {
-	msg := e.err.Error()
-	for _, s := range e.secrets {
-		if s != "" {
-			msg = strings.ReplaceAll(msg, s, "[redacted]")
-		}
-	}
-	return msg
-}
-
-func (e *redacted) Unwrap() error { return e.err }
-
-// redact returns err with the secrets cut out of its text. The longest
-// secret goes first, so that a password inside the DSN leaves no piece of
-// the DSN behind.
-func redact(err error, secrets []string) error {
-	s := slices.Clone(secrets)
-	slices.SortFunc(s, func(a, b string) int { return len(b) - len(a) })
-	return &redacted{err: err, secrets: s}
 }

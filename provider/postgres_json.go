@@ -25,13 +25,10 @@ type jsonColumn struct {
 	name, typ string
 }
 
-// jsonColumns returns how to write each column of a result as JSON. Its
-// error names every column whose type has no JSON form here, and every
-// column name used twice (a JSON object has each key once).
+// jsonColumns returns how to write each column of a result as JSON; its
+// error is keyColumns'.
 func jsonColumns(fields []pgconn.FieldDescription, types *pgtype.Map) ([]jsonColumn, error) {
 	cols := make([]jsonColumn, len(fields))
-	seen := make(map[string]bool, len(fields))
-	var errs []error
 	for i, f := range fields {
 		typ := fmt.Sprintf("type OID %d", f.DataTypeOID)
 		if t, ok := types.TypeForOID(f.DataTypeOID); ok {
@@ -40,21 +37,33 @@ func jsonColumns(fields []pgconn.FieldDescription, types *pgtype.Map) ([]jsonCol
 				typ = elem + "[]"
 			}
 		}
-		put := jsonWriters[f.DataTypeOID]
-		if put == nil {
-			errs = append(errs, fmt.Errorf("column %q has type %s, which has no JSON form here: cast it in the query (%s::text, say)", f.Name, typ, f.Name))
-		}
-		if seen[f.Name] {
-			errs = append(errs, fmt.Errorf("column name %q appears more than once: give each column a name of its own (AS ...)", f.Name))
-		}
-		seen[f.Name] = true
-		key, err := appendJSONString(nil, []byte(f.Name))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("column name %q: %w", f.Name, err))
-		}
-		cols[i] = jsonColumn{key: append(key, ':'), put: put, name: f.Name, typ: typ}
+		cols[i] = jsonColumn{name: f.Name, typ: typ, put: jsonWriters[f.DataTypeOID]}
 	}
-	return cols, errors.Join(errs...)
+	return cols, keyColumns(cols, "%s::text")
+}
+
+// keyColumns sets the key of each column, given its name, type and writer.
+// Its error names every column whose type has no writer, with how to cast
+// it in the query (cast, a format of the column's name), and every column
+// name used twice (a JSON object has each key once).
+func keyColumns(cols []jsonColumn, cast string) error {
+	seen := make(map[string]bool, len(cols))
+	var errs []error
+	for i, c := range cols {
+		if c.put == nil {
+			errs = append(errs, fmt.Errorf("column %q has type %s, which has no JSON form here: cast it in the query (%s, say)", c.name, c.typ, fmt.Sprintf(cast, c.name)))
+		}
+		if seen[c.name] {
+			errs = append(errs, fmt.Errorf("column name %q appears more than once: give each column a name of its own (AS ...)", c.name))
+		}
+		seen[c.name] = true
+		key, err := appendJSONString(nil, []byte(c.name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("column name %q: %w", c.name, err))
+		}
+		cols[i].key = append(key, ':')
+	}
+	return errors.Join(errs...)
 }
 
 // appendRow appends one row, values as text (nil for NULL), as a JSON object.

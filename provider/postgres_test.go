@@ -610,7 +610,7 @@ func TestNewPostgresChecks(t *testing.T) {
 		"MaxRows must not be negative",
 		"report everyone: query: does not use @customer",
 		`report "Bad Name": the name`,
-		"report extraparam: query: @region is not a parameter",
+		"report extraparam: query: has a named parameter other than @customer, @from and @to",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
@@ -678,8 +678,8 @@ func TestPostgresSecrets(t *testing.T) {
 }
 
 // TestPostgresPrepare: Prepare prepares each report without running it,
-// names each report's columns and types, and reports those that cannot be
-// prepared or have columns with no JSON form, each by name.
+// names each report's columns and types, and says of each report that
+// cannot be prepared, or has columns with no JSON form, what is wrong.
 func TestPostgresPrepare(t *testing.T) {
 	t.Parallel()
 	dsn, conn := warehouse(t)
@@ -698,47 +698,44 @@ func TestPostgresPrepare(t *testing.T) {
 		"missing": "SELECT amount FROM salez WHERE customer = @customer",
 	}, SQLConfig{Timeout: 10 * time.Second})
 
-	cols, err := p.Prepare(ctx)
-	if err == nil {
-		t.Fatal("no error for reports shapes, broken and missing")
+	prepared, err := p.Prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if n := count(t, conn, "SELECT count(*) FROM bumps"); n != 0 {
 		t.Errorf("Prepare ran report bump: %d rows in bumps", n)
+	}
+	if len(prepared) != 5 {
+		t.Errorf("%d reports prepared, want 5: %v", len(prepared), prepared)
 	}
 	want := map[string][]Column{
 		"revenue": {{"day", "date"}, {"revenue", "numeric"}, {"orders", "bigint"}},
 		"bump":    {{"n", "bigint"}, {"slept", "text"}},
 		"shapes":  {{"n", "integer"}, {"p", "point"}, {"i", "interval"}},
-	}
-	if len(cols) != len(want) {
-		t.Errorf("columns of %d reports, want %d: %v", len(cols), len(want), cols)
+		"broken":  nil,
+		"missing": nil,
 	}
 	for name, w := range want {
-		if got := cols[name]; !equalColumns(got, w) {
+		if got := prepared[name].Columns; !equalColumns(got, w) {
 			t.Errorf("%s: columns %v, want %v", name, got, w)
 		}
 	}
-
-	errs := err.(interface{ Unwrap() []error }).Unwrap()
-	byReport := map[string]*dashcache.ProviderError{}
-	for _, e := range errs {
-		pe := providerError(t, e, dashcache.OutcomePermanent)
-		name, _, _ := strings.Cut(strings.TrimPrefix(pe.Err.Error(), "report "), ":")
-		byReport[name] = pe
-	}
-	if len(byReport) != 3 || byReport["shapes"] == nil || byReport["broken"] == nil || byReport["missing"] == nil {
-		t.Fatalf("errors for %v, want shapes, broken and missing: %v", byReport, err)
-	}
-	for _, w := range []string{`column "p" has type point`, `column "i" has type interval`, "::text"} {
-		if !strings.Contains(byReport["shapes"].Error(), w) {
-			t.Errorf("shapes: error %q does not say %q", byReport["shapes"].Error(), w)
+	for _, name := range []string{"revenue", "bump"} {
+		if err := prepared[name].Err; err != nil {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if c := byReport["broken"].Code; c != "42601" {
-		t.Errorf("broken: code %q, want 42601", c)
+	shapes := providerError(t, prepared["shapes"].Err, dashcache.OutcomePermanent)
+	for _, w := range []string{"report shapes:", `column "p" has type point`, `column "i" has type interval`, "::text"} {
+		if !strings.Contains(shapes.Error(), w) {
+			t.Errorf("shapes: error %q does not say %q", shapes.Error(), w)
+		}
 	}
-	if c := byReport["missing"].Code; c != "42P01" {
-		t.Errorf("missing: code %q, want 42P01", c)
+	for name, code := range map[string]string{"broken": "42601", "missing": "42P01"} {
+		pe := providerError(t, prepared[name].Err, dashcache.OutcomePermanent)
+		if pe.Code != code || !strings.Contains(pe.Error(), "report "+name+":") {
+			t.Errorf("%s: code %q, want %s: %v", name, pe.Code, code, pe)
+		}
 	}
 }
 

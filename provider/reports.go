@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -171,10 +172,10 @@ type Checked struct {
 }
 
 // preparer is a back end that can check its reports on the server without
-// running them (a SQL back end): their columns, or one error per report
-// that names it ("report NAME: ...").
+// running them (a SQL back end): what it found of each report, or why it
+// could check none.
 type preparer interface {
-	Prepare(ctx context.Context) (map[string][]Column, error)
+	Prepare(ctx context.Context) (map[string]Prepared, error)
 }
 
 // Check checks every report of the catalogue, in the order of their names:
@@ -182,54 +183,35 @@ type preparer interface {
 // (syntax, tables, columns and their types); another back end must answer
 // HTTP at its URL.
 func (r *Reports) Check(ctx context.Context) []Checked {
-	answers := map[string]error{} // by back end, for those that are not SQL
-	prepared, prepareErrs := map[string]map[string][]Column{}, map[string]error{}
+	failed := map[string]error{}      // by back end: why it answers none of its reports
+	prepared := map[string]Prepared{} // by report, of the SQL back ends
 	for name, src := range r.backends {
 		if p, ok := src.(preparer); ok {
-			prepared[name], prepareErrs[name] = p.Prepare(ctx)
+			var reports map[string]Prepared
+			reports, failed[name] = p.Prepare(ctx)
+			maps.Copy(prepared, reports)
 			continue
 		}
-		answers[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
+		failed[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
 	}
 	var out []Checked
 	for _, report := range sortedKeys(r.reports) {
 		name := r.reports[report]
 		c := Checked{Report: report, Backend: name + " (" + r.cat.Backends[name].Type + ")"}
-		if cols, ok := prepared[name]; ok {
-			if msg := reportError(prepareErrs[name], report); msg != "" {
-				c.Detail = msg
-			} else {
-				c.Detail, c.OK = describe(cols[report]), true
-			}
-		} else if err := answers[name]; err != nil {
-			c.Detail = err.Error()
-		} else {
+		_, isSQL := r.backends[name].(preparer)
+		switch p := prepared[report]; {
+		case failed[name] != nil:
+			c.Detail = failed[name].Error()
+		case p.Err != nil:
+			c.Detail = p.Err.Error()
+		case isSQL:
+			c.Detail, c.OK = describe(p.Columns), true
+		default:
 			c.Detail, c.OK = "answers HTTP", true
 		}
 		out = append(out, c)
 	}
 	return out
-}
-
-// reportError returns the part of a preparer's joined error that names
-// report, or "".
-func reportError(err error, report string) string {
-	if err == nil {
-		return ""
-	}
-	errs := []error{err}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	}
-	for _, e := range errs {
-		if strings.Contains(e.Error(), "report "+report+":") {
-			return e.Error()
-		}
-	}
-	if len(errs) == 1 && !strings.Contains(err.Error(), "report ") {
-		return err.Error() // the back end as a whole: it did not connect
-	}
-	return ""
 }
 
 // describe lists a report's columns: "day date, revenue numeric".

@@ -1,58 +1,90 @@
 package provider
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
-// namedParam is a named parameter (@name) of a SQL query, at query[start:end].
+	"github.com/dashcache/dashcache"
+)
+
+// A MySQL report's @customer, @from and @to become ? placeholders, which
+// the server binds by position: so they must be found where MySQL's own
+// lexer finds code, never in a comment or a literal. PostgreSQL's reports
+// are pgx's to rewrite (pgxBinds), by PostgreSQL's rules.
+
+// namedParam is a user variable (@name) of a MySQL query, at query[start:end].
 type namedParam struct {
 	name       string
 	start, end int
 }
 
-// namedParams returns the named parameters of a SQL query: @ followed by a
-// letter or _, then letters, digits or _, outside string literals ('...',
-// E'...', $tag$...$tag$), quoted identifiers ("..." and `...`) and comments
-// (-- and /* */), as pgx's NamedArgs reads them.
-func namedParams(query string) []namedParam {
+// mysqlParams returns the user variables of a MySQL query: @ and a name of
+// letters, digits, _, $, . or non-ASCII bytes (as MySQL reads @customer.x
+// or @customer$ as one name). It reads the query as MySQL's lexer does
+// under the sql_mode every connection pins (mysqlSQLMode):
+//   - '...' and "..." are strings, where a backslash escapes the next byte
+//     and a doubled quote is one; `...` is a name, where a doubled backtick
+//     is one;
+//   - # starts a comment to the end of the line, and so does -- when a
+//     space or a control character follows it (1--@to is 1 minus minus @to);
+//   - /* starts a comment that ends at the first */ (they do not nest), an
+//     optimizer hint /*+ ... */ too;
+//   - @@name is a system variable, not a user variable;
+//   - there is no dollar quoting.
+//
+// It refuses what would make the server bind otherwise than it reads: an
+// executable comment (/*! ... */, /*!50110 ... */, MariaDB's /*M! ... */),
+// whose text the server runs as SQL, and a ? of the query's own, which
+// would take a parameter's place.
+func mysqlParams(query string) ([]namedParam, error) {
 	var out []namedParam
 	for i := 0; i < len(query); {
-		c := query[i]
+		rest := query[i:]
 		switch {
-		case c == '\'' || c == '"' || c == '`':
-			i = skipQuoted(query, i, c)
-		case c == '-' && strings.HasPrefix(query[i:], "--"):
-			if j := strings.IndexByte(query[i:], '\n'); j >= 0 {
+		case rest[0] == '\'' || rest[0] == '"' || rest[0] == '`':
+			i = skipQuoted(query, i)
+		case rest[0] == '#' || isDashComment(rest):
+			if j := strings.IndexByte(rest, '\n'); j >= 0 {
 				i += j + 1
 			} else {
 				i = len(query)
 			}
-		case c == '/' && strings.HasPrefix(query[i:], "/*"):
-			if j := strings.Index(query[i+2:], "*/"); j >= 0 {
+		case strings.HasPrefix(rest, "/*!") || strings.HasPrefix(rest, "/*M!"):
+			return nil, errors.New("has an executable comment (/*! ... */ or /*M! ... */), whose text MySQL runs as SQL: " +
+				"write that SQL without the comment's markers, or remove the comment")
+		case strings.HasPrefix(rest, "/*"):
+			if j := strings.Index(rest[2:], "*/"); j >= 0 {
 				i += j + 4
 			} else {
 				i = len(query)
 			}
-		case c == '$':
-			i = skipDollarQuoted(query, i)
-		case c == '@' && i+1 < len(query) && isNameStart(query[i+1]):
-			j := i + 1
-			for j < len(query) && isNamePart(query[j]) {
-				j++
+		case rest[0] == '?':
+			return nil, errors.New("has a ? placeholder of its own: a report's values are @customer, @from and @to")
+		case strings.HasPrefix(rest, "@@"):
+			i = nameEnd(query, i+2)
+		case rest[0] == '@':
+			j := nameEnd(query, i+1)
+			if j > i+1 {
+				out = append(out, namedParam{name: query[i+1 : j], start: i, end: j})
 			}
-			out = append(out, namedParam{name: query[i+1 : j], start: i, end: j})
 			i = j
 		default:
 			i++
 		}
 	}
-	return out
+	return out, nil
 }
 
-// skipQuoted returns the index after the quoted text that starts at i with
-// quote q; a doubled quote, or a backslash in a '...' literal, escapes.
-func skipQuoted(query string, i int, q byte) int {
+// skipQuoted returns the index after the string or quoted name that starts
+// at i: a doubled quote is a quote, and in a string ('...' or "...") a
+// backslash escapes the next byte.
+func skipQuoted(query string, i int) int {
+	q := query[i]
 	for j := i + 1; j < len(query); j++ {
 		switch {
-		case query[j] == '\\' && q == '\'':
+		case query[j] == '\\' && q != '`':
 			j++
 		case query[j] == q && j+1 < len(query) && query[j+1] == q:
 			j++
@@ -63,25 +95,77 @@ func skipQuoted(query string, i int, q byte) int {
 	return len(query)
 }
 
-// skipDollarQuoted returns the index after a $tag$...$tag$ string that
-// starts at i, or i+1 when $ starts none ($1, a lone $).
-func skipDollarQuoted(query string, i int) int {
-	j := i + 1
-	for j < len(query) && isNamePart(query[j]) && !(j == i+1 && query[j] >= '0' && query[j] <= '9') {
-		j++
-	}
-	if j >= len(query) || query[j] != '$' {
-		return i + 1
-	}
-	tag := query[i : j+1]
-	if k := strings.Index(query[j+1:], tag); k >= 0 {
-		return j + 1 + k + len(tag)
-	}
-	return len(query)
+// isDashComment reports whether s starts with a -- comment: MySQL wants a
+// space or a control character after the dashes (or the query's end).
+func isDashComment(s string) bool {
+	return strings.HasPrefix(s, "--") && (len(s) == 2 || s[2] <= ' ' || s[2] == 0x7f)
 }
 
-func isNameStart(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_'
+// nameEnd returns the index after the name of a variable that starts at i.
+func nameEnd(query string, i int) int {
+	for i < len(query) {
+		c := query[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '$' || c == '.' || c >= 0x80) {
+			break
+		}
+		i++
+	}
+	return i
 }
 
-func isNamePart(c byte) bool { return isNameStart(c) || c >= '0' && c <= '9' }
+// mysqlBinds returns the parameters of sqlParams that a MySQL query binds;
+// any other user variable is an error.
+func mysqlBinds(query string) (map[string]bool, error) {
+	params, err := mysqlParams(query)
+	if err != nil {
+		return nil, err
+	}
+	bound := map[string]bool{}
+	for _, p := range params {
+		if !slices.Contains(sqlParams, p.name) {
+			return nil, fmt.Errorf("@%s is not a parameter; use @customer, @from and @to", p.name)
+		}
+		bound[p.name] = true
+	}
+	return bound, nil
+}
+
+// mysqlQuery is a MySQL report's SQL with its parameters rewritten to ?
+// placeholders, and their names in placeholder order.
+type mysqlQuery struct {
+	sql    string
+	params []string
+}
+
+// newMySQLQuery rewrites the parameters of query, as mysqlParams finds
+// them, to ? placeholders.
+func newMySQLQuery(query string) (mysqlQuery, error) {
+	params, err := mysqlParams(query)
+	if err != nil {
+		return mysqlQuery{}, err
+	}
+	var b strings.Builder
+	var q mysqlQuery
+	last := 0
+	for _, p := range params {
+		b.WriteString(query[last:p.start])
+		b.WriteByte('?')
+		q.params = append(q.params, p.name)
+		last = p.end
+	}
+	b.WriteString(query[last:])
+	q.sql = b.String()
+	return q, nil
+}
+
+// args returns the values of q's placeholders for k, the dates as
+// 'YYYY-MM-DD' text.
+func (q mysqlQuery) args(k dashcache.ReportKey) []any {
+	values := map[string]any{"customer": k.Customer, "from": k.From.String(), "to": k.To.String()}
+	args := make([]any, len(q.params))
+	for i, name := range q.params {
+		args[i] = values[name]
+	}
+	return args
+}
