@@ -355,11 +355,9 @@ func classifyMySQL(err error) (dashcache.ProviderOutcome, string) {
 // error is the back end's as a whole (no connection): then no report was
 // prepared.
 //
-// Unlike Postgres's, it cannot say which columns Query could not turn into
-// JSON: the server does send the columns' types in its answer to the
-// prepare, but the driver keeps them to itself (database/sql's Stmt has no
-// columns), so a prepared report has no columns; a column of a type with no
-// JSON form is found by the first Query.
+// The server sends the columns' types in its answer to the prepare, but
+// the driver keeps them to itself (database/sql's Stmt has no columns): so
+// the columns of a prepared report are read as columns reads them.
 func (m *MySQL) Prepare(ctx context.Context) (map[string]Prepared, error) {
 	callCtx, cancel := context.WithTimeout(ctx, m.cfg.Timeout+callGrace)
 	defer cancel()
@@ -373,7 +371,41 @@ func (m *MySQL) Prepare(ctx context.Context) (map[string]Prepared, error) {
 		if err != nil {
 			return nil, fmt.Errorf("preparing: %w", err)
 		}
-		_ = stmt.Close() // prepared: that is all there is to know
-		return nil, nil
+		_ = stmt.Close()
+		return m.columns(ctx, conn, q)
 	}), nil
+}
+
+// columns returns a report's columns, and an error naming each that Query
+// could not turn into JSON. It runs the report inside a query of no rows,
+// which the server answers from its plan without reading a row: "LIMIT 0
+// ... can be employed to obtain the types of the result columns" (MySQL's
+// manual, LIMIT Query Optimization; MariaDB's alike). A constant subquery
+// may still be evaluated while the plan is made; the statement timeout
+// bounds it, and the transaction is read-only.
+func (m *MySQL) columns(ctx context.Context, conn *sql.Conn, q mysqlQuery) ([]Column, error) {
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("beginning a read-only transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	// On lines of their own: the report may end in a -- comment.
+	zeroRows := "SELECT * FROM (\n" + strings.TrimRight(q.sql, "; \t\r\n") + "\n) AS dashcache_columns LIMIT 0"
+	rows, err := tx.QueryContext(ctx, zeroRows, q.args(dashcache.ReportKey{})...)
+	if err != nil {
+		return nil, fmt.Errorf("reading its columns (SELECT * FROM (the query) LIMIT 0; a report must be one SELECT): %w", err)
+	}
+	defer rows.Close()
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]Column, len(types))
+	for i, ct := range types {
+		cols[i] = Column{Name: ct.Name(), Type: strings.ToLower(ct.DatabaseTypeName())}
+	}
+	if _, err := mysqlColumns(types); err != nil {
+		return cols, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}
+	}
+	return cols, rows.Err()
 }

@@ -399,26 +399,43 @@ func TestMySQLLimits(t *testing.T) {
 	}
 }
 
-// TestMySQLPrepare: every report is prepared, none is run; a wrong one has
-// a permanent error naming it, with the server's number.
+// TestMySQLPrepare: every report is prepared, none is run (not even one
+// that sleeps); each has its columns; a wrong one has a permanent error
+// naming it, with the server's number, and one whose column has no JSON
+// form names the column, as a PostgreSQL report's does.
 func TestMySQLPrepare(t *testing.T) {
 	t.Parallel()
 	dsn, db := mysqlWarehouse(t)
 	m := newMySQL(t, dsn, map[string]string{
-		"revenue": mysqlRevenueSQL,
+		"revenue": mysqlRevenueSQL + " -- by day",
+		"sleepy":  "SELECT customer, SLEEP(5) AS slept FROM sales WHERE @customer IS NOT NULL;", // 25 s if run
 		"write":   "INSERT INTO sales VALUES (@customer, '2024-01-01', 1)",
 		"table":   "SELECT 1 FROM nowhere WHERE customer = @customer",
-	}, SQLConfig{})
+		"blob":    "SELECT customer, CAST(customer AS BINARY) AS raw FROM sales WHERE customer = @customer",
+	}, SQLConfig{Timeout: 3 * time.Second})
+	start := time.Now()
 	prepared, err := m.Prepare(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(prepared) != 3 || prepared["revenue"].Err != nil || prepared["write"].Err != nil {
-		t.Errorf("prepared %v, want revenue and write ready", prepared)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("Prepare took %s: it ran a report", took)
+	}
+	if len(prepared) != 5 || prepared["revenue"].Err != nil || prepared["sleepy"].Err != nil {
+		t.Errorf("prepared %v, want revenue and sleepy ready", prepared)
+	}
+	if got := describe(prepared["sleepy"].Columns); got != "customer varchar, slept int" && got != "customer varchar, slept bigint" {
+		t.Errorf("sleepy's columns: %q", got)
 	}
 	pe := providerError(t, prepared["table"].Err, dashcache.OutcomePermanent)
 	if pe.Code != "1146" || !strings.Contains(pe.Error(), "report table") || !strings.Contains(pe.Error(), "nowhere") {
 		t.Errorf("table: %v, want 1146 naming report table", pe)
+	}
+	if err := prepared["write"].Err; err == nil || !strings.Contains(err.Error(), "report write") || !strings.Contains(err.Error(), "one SELECT") {
+		t.Errorf("write: %v, want refused: a report is one SELECT", err)
+	}
+	if err := prepared["blob"].Err; err == nil || !strings.Contains(err.Error(), `column "raw"`) || len(prepared["blob"].Columns) != 2 {
+		t.Errorf("blob: %v %v, want the column raw named", err, prepared["blob"].Columns)
 	}
 	if n := mysqlCount(t, db, "SELECT count(*) FROM sales"); n != 5 {
 		t.Errorf("%d sales rows after Prepare, want 5", n)

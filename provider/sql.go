@@ -209,15 +209,15 @@ func (b *sqlBackend[Q]) prepareEach(parent, ctx context.Context, prepare func(co
 type Column struct {
 	// Name is the column's name: its key in each row's object.
 	Name string
-	// Type is its PostgreSQL type, as format_type names it.
+	// Type is its type as the server names it (PostgreSQL's format_type;
+	// MySQL's column type, in lower case).
 	Type string
 }
 
 // Prepared is what a SQL back end's Prepare found of one report.
 type Prepared struct {
 	// Columns are the report's columns, those without a JSON form
-	// included; none where it could not be prepared, or where the back end
-	// cannot tell (MySQL).
+	// included; none where it could not be prepared.
 	Columns []Column
 	// Err says why the report is not ready, naming it: a
 	// *dashcache.ProviderError with the server's code, as Query's, or one
