@@ -233,7 +233,10 @@ func (e *Enqueuer) Invalidate(ctx context.Context, ch dashcache.Changed, readWit
 			return res, err
 		}
 		res.MarkedStale += len(marked)
-		read, err := e.readAmong(ctx, marked, now, readWithin)
+		// Those already stale are refreshed too if read: the data changed
+		// under them as well (a fill that ended as the change was logged
+		// marks its report stale itself: see store.ChangedSince).
+		read, err := e.readAmong(ctx, cached, now, readWithin)
 		if err != nil {
 			return res, err
 		}

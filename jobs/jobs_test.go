@@ -493,6 +493,37 @@ func TestInvalidationOutlivesItsCaller(t *testing.T) {
 	}
 }
 
+// TestInvalidationRefreshesStaleReads: a report read a moment ago that was
+// already stale when the change was announced (its fill, ending as the
+// change was logged, marked it itself) is refreshed at once too: the data
+// changed under it as well.
+func TestInvalidationRefreshesStaleReads(t *testing.T) {
+	rdb := redisClient(t)
+	st, ctx, now := store.New(rdb), context.Background(), time.Now()
+	k := key(t, "acme")
+	lock, err := st.Cache.Obtain(ctx, k, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Fill(ctx, store.NewEntry(k, []byte(`1`), now.Add(-time.Hour), time.Second, time.Minute), 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	lock.Release(ctx)
+	if err := st.Index.IndexFill(ctx, k, now, now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Index.RecordReads(ctx, map[dashcache.ReportKey]time.Time{k: now}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := newEnqueuer(t, rdb).Invalidate(ctx, dashcache.Changed{Customers: []string{"acme"}, From: k.From, To: k.From}, time.Hour)
+	if want := (dashcache.Invalidation{Matched: 1, MarkedStale: 0, Refreshed: 1}); err != nil || res != want {
+		t.Fatalf("Invalidate = %+v, %v; want %+v", res, err, want)
+	}
+	if _, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(jobs.QueueWarming, k.TaskID()); err != nil {
+		t.Errorf("no refresh task of %s on the warming queue: %v", k, err)
+	}
+}
+
 // TestFreshnessOverride: a report's freshness, as the catalogue overrides
 // it, is how long its filled entry stays fresh; other reports keep the
 // defaults.

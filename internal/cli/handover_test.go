@@ -12,6 +12,7 @@ import (
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/internal/wait"
+	"github.com/dashcache/dashcache/store"
 )
 
 // TestInvalidationAcrossAPIs: a report read on API a2 just before an
@@ -20,7 +21,7 @@ import (
 // its own only every 10 s: the invalidation asks every API process for its
 // reads first, and says that both answered. Counted at the BI server.
 func TestInvalidationAcrossAPIs(t *testing.T) {
-	url := redistest.URL(t)
+	url, rdb := redistest.URLClient(t)
 	bi := newBIServer(t, 20*time.Millisecond, "")
 	env := map[string]string{
 		"DASHCACHE_REDIS_URL":     url,
@@ -38,6 +39,14 @@ func TestInvalidationAcrossAPIs(t *testing.T) {
 		if xc := readCache(t, a2, "acme", from, to); xc != "miss" || calls() != 2*i+1 {
 			t.Fatalf("the first read on a2: %s, %d BI calls", xc, calls())
 		}
+		// The fill's end: after its write (which answered the read) it
+		// indexes the report and checks the change log, and one logged by
+		// then marks the report stale itself, not the invalidation.
+		k, err := dashcache.ParseReportKey("acme", from, to, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait.For(t, "the fill to release its lock", 10*time.Second, func() bool { return rdb.Exists(ctx, store.LockKey(k)).Val() == 0 })
 		if xc := readCache(t, a2, "acme", from, to); xc != "hit" {
 			t.Fatalf("the read on a2: %s, want hit", xc)
 		}
