@@ -316,9 +316,13 @@ func TestInvalidateCommand(t *testing.T) {
 		t.Errorf("warming queue %+v, %v; want the one refresh", q, err)
 	}
 	out, err = invalidate("--customers", "*", "--from", "2025-01-01", "--to", "2025-03-01")
-	// The first two are stale already; the third, read, is refreshed.
-	if err != nil || out != "3 matched, 1 marked stale, 1 refreshed now (reads of 0 API processes, 0 did not answer)\n" {
+	// The first two are stale already; the third is marked. The read ones,
+	// the first (whose refresh is still queued) and the third, are refreshed.
+	if err != nil || out != "3 matched, 1 marked stale, 2 refreshed now (reads of 0 API processes, 0 did not answer)\n" {
 		t.Fatalf("invalidate every customer: %v, output %q", err, out)
+	}
+	if q, err := insp.GetQueueInfo(jobs.QueueWarming); err != nil || q.Size != 2 {
+		t.Errorf("warming queue %+v, %v; want the two refreshes, one each", q, err)
 	}
 	for _, bad := range [][]string{
 		{},
