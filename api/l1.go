@@ -173,6 +173,13 @@ func (c *l1) setUp(up bool) {
 	c.size = 0
 }
 
+// isUp reports whether the subscription is up (setUp).
+func (c *l1) isUp() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.up
+}
+
 func (c *l1) remove(el *list.Element) {
 	it := c.lru.Remove(el).(*l1Item)
 	delete(c.items, it.rep.key)

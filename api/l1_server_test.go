@@ -16,6 +16,7 @@ import (
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -55,6 +56,40 @@ func TestL1FollowsFills(t *testing.T) {
 		if _, body := f.get(t, q); !strings.Contains(body, `"n":2`) {
 			t.Fatalf("the old bytes after the new ones: %s", body)
 		}
+	}
+}
+
+// TestL1SubscriptionMetric: dashcache_l1_subscription_up is 1 while the
+// subscription to fill notifications is up, 0 while Redis is away and after
+// Shutdown.
+func TestL1SubscriptionMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, func(c *api.Config) { c.Registerer = reg })
+	up := func() float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "dashcache_l1_subscription_up" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no dashcache_l1_subscription_up")
+		return 0
+	}
+	if v := up(); v != 1 {
+		t.Fatalf("dashcache_l1_subscription_up = %v once started, want 1", v)
+	}
+	f.mini.Close()
+	wait.For(t, "the metric to show the subscription down", 10*time.Second, func() bool { return up() == 0 })
+	if err := f.mini.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "the metric to show the subscription back", 10*time.Second, func() bool { return up() == 1 })
+	f.srv.Shutdown(t.Context())
+	if v := up(); v != 0 {
+		t.Errorf("dashcache_l1_subscription_up = %v after Shutdown, want 0", v)
 	}
 }
 

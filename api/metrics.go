@@ -16,7 +16,7 @@ type metrics struct {
 	fillWait    prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, reports []string) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, reports []string, local *l1) (*metrics, error) {
 	results := []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError}
 	reads := prom.CounterVec("dashcache_reads_total",
 		"Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
@@ -43,7 +43,17 @@ func newMetrics(reg prometheus.Registerer, reports []string) (*metrics, error) {
 			m.reportReads[report][r] = reportReads.WithLabelValues(report, r)
 		}
 	}
-	if err := prom.Register(reg, reads, reportReads, m.fillWait); err != nil {
+	subscribed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dashcache_l1_subscription_up",
+		Help: "1 while this API process's subscription to fill notifications is up, so that its L1 serves hits; " +
+			"0 while it is down: L1 is empty and unused, and waiting readers learn of fills only by looking again (every 2 s).",
+	}, func() float64 {
+		if local.isUp() {
+			return 1
+		}
+		return 0
+	})
+	if err := prom.Register(reg, reads, reportReads, m.fillWait, subscribed); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	return m, nil

@@ -88,8 +88,9 @@ type Config struct {
 	Monitoring http.Handler
 	// Metrics, when set, is served at /metrics (Prometheus).
 	Metrics http.Handler
-	// Registerer receives dashcache_reads_total and
-	// dashcache_fill_wait_seconds. Default: not exported.
+	// Registerer receives dashcache_reads_total,
+	// dashcache_report_reads_total, dashcache_fill_wait_seconds and
+	// dashcache_l1_subscription_up. Default: not exported.
 	Registerer prometheus.Registerer
 	Log        zerolog.Logger   // default: no logs
 	Now        func() time.Time // default time.Now
@@ -160,7 +161,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Zone = time.UTC
 	}
 	cfg.Log = cfg.Log.With().Str("component", "api").Logger()
-	m, err := newMetrics(cfg.Registerer, cfg.Reports.Named)
+	local := newL1(cfg.L1Bytes)
+	m, err := newMetrics(cfg.Registerer, cfg.Reports.Named, local)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, auth: auth, l1: newL1(cfg.L1Bytes), waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
+	s := &Server{cfg: cfg, auth: auth, l1: local, waiters: waiters{m: map[string]*wait{}}, closing: make(chan struct{}), metrics: m, random: rand.Float64, reassertEvery: 2 * time.Second}
 	if cfg.ReadWithin > 0 {
 		s.reads = new(reads)
 	}

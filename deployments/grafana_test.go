@@ -135,6 +135,7 @@ func TestMetricNames(t *testing.T) {
 		`histogram_quantile(0.99, sum by (le) (rate(a_bucket{x="y{"}[$__rate_interval])))`:         {"a_bucket"},
 		`sum(rate(b_total{result=~"hit|stale"}[5m])) / on (job) group_left c offset 1h > bool 1e3`: {"b_total", "c"},
 		`max by (queue, state) (d) unless e`:                                                       {"d", "e"},
+		`sum(max by (state) (f{state=~"a|b"})) > 0 and on () hour() == 5`:                          {"f"},
 	} {
 		if got := metricNames(expr); !slices.Equal(got, want) {
 			t.Errorf("metricNames(%s) = %q, want %q", expr, got, want)
@@ -145,7 +146,8 @@ func TestMetricNames(t *testing.T) {
 // TestDashboardMetricsExist builds the binary with the Dockerfile's own
 // command, runs it (role all: embedded Redis, a quick simulated BI platform),
 // makes one read so that histograms and queues have samples, and checks that
-// every metric the Grafana dashboard queries is on its /metrics.
+// every metric the Grafana dashboard or an alert rule queries is on its
+// /metrics.
 func TestDashboardMetricsExist(t *testing.T) {
 	t.Parallel()
 	exprs := promQL(t, "grafana/dashcache.json")
@@ -197,6 +199,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 			used[n] = true
 			if !exported(n) {
 				t.Errorf("grafana/dashcache.json, %s: %s is not on dashcache's /metrics", where, n)
+			}
+		}
+	}
+	for _, r := range alertRules(t) {
+		for _, n := range metricNames(r.Expr) {
+			if !exported(n) {
+				t.Errorf("prometheus/alerts.yml, alert %s: %s is not on dashcache's /metrics", r.Alert, n)
 			}
 		}
 	}

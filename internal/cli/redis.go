@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 )
@@ -59,12 +62,13 @@ func newClient(opt *redis.Options) *redis.Client {
 
 // redisParts is a process's Redis: the queue's (and the fleet's guards'
 // and the index's), the cache's (the same Redis, or the one of
-// DASHCACHE_CACHE_REDIS_URL), the store's parts over them, and the Redis
-// server's clock.
+// DASHCACHE_CACHE_REDIS_URL), the store's parts over them, the Redis
+// server's clock, and the count of their failed commands.
 type redisParts struct {
 	queue, cache redis.UniversalClient
 	store        store.Store
 	clock        *store.Clock
+	errors       *prometheus.CounterVec
 	close        func()
 }
 
@@ -79,6 +83,54 @@ func (p *redisParts) Ping(ctx context.Context) error {
 	return p.store.Cache.Ping(ctx)
 }
 
+// newRedisErrors returns dashcache_redis_errors_total{redis}.
+func newRedisErrors() *prometheus.CounterVec {
+	return prom.CounterVec("dashcache_redis_errors_total",
+		"Redis commands that failed (a pipeline counts once): no connection, a timeout, an error reply such as OOM; "+
+			"not a missing key, nor a command whose caller gave up. redis: queue (DASHCACHE_REDIS_URL or the cluster) or cache (DASHCACHE_CACHE_REDIS_URL).",
+		"redis", "queue", "cache")
+}
+
+// errorCounter is a go-redis hook that counts the client's failed commands.
+type errorCounter struct{ errors prometheus.Counter }
+
+func (h errorCounter) DialHook(next redis.DialHook) redis.DialHook { return next } // a dial's failure fails its command
+
+func (h errorCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd) // cmd.Err() is set after the hooks return
+		if failed(ctx, cmd, err) {
+			h.errors.Inc()
+		}
+		return err
+	}
+}
+
+func (h errorCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			if failed(ctx, cmd, cmd.Err()) {
+				h.errors.Inc()
+				break
+			}
+		}
+		return err
+	}
+}
+
+// failed tells whether err, the outcome of cmd, is a failure of Redis. It is
+// not for a missing key (redis.Nil), for NOSCRIPT (a script's first run on a
+// server: go-redis then sends the script), when the caller's context ended,
+// nor for the commands go-redis sends on each new connection (HELLO, CLIENT
+// SETINFO...), whose errors it ignores: older servers lack some of them.
+func failed(ctx context.Context, cmd redis.Cmder, err error) bool {
+	if err == nil || ctx.Err() != nil || errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return false
+	}
+	return cmd.Name() != "hello" && cmd.Name() != "client"
+}
+
 // connect opens the Redis of cfg, checks that the queue's cannot evict, and
 // starts the clock. An unreachable Redis (the queue's or the reports') is an
 // error.
@@ -87,7 +139,8 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	if err != nil {
 		return nil, err
 	}
-	p := &redisParts{queue: queue, cache: queue, close: closeQueue}
+	p := &redisParts{queue: queue, cache: queue, errors: newRedisErrors(), close: closeQueue}
+	queue.AddHook(errorCounter{p.errors.WithLabelValues("queue")})
 	fail := func(err error) (*redisParts, error) {
 		p.close()
 		return nil, err
@@ -106,6 +159,7 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 			return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
 		}
 		p.cache = newClient(opt)
+		p.cache.AddHook(errorCounter{p.errors.WithLabelValues("cache")})
 		closeOthers := p.close
 		p.close = func() { p.cache.Close(); closeOthers() }
 		log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password

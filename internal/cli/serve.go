@@ -43,7 +43,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer r.close()
 	rdb, st, now := r.queue, r.store, r.clock.Now // every part reads Redis's clock
-	reg, err := newRegistry(rdb)
+	reg, err := newRegistry(r)
 	if err != nil {
 		return err
 	}
@@ -140,13 +140,15 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
-// the process's and asynq's queue metrics (read at each scrape).
-func newRegistry(rdb redis.UniversalClient) (*prometheus.Registry, error) {
+// the process's, asynq's queue metrics (read at each scrape) and r's failed
+// Redis commands.
+func newRegistry(r *redisParts) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	if err := prom.Register(reg,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(rdb)),
+		metrics.NewQueueMetricsCollector(asynq.NewInspectorFromRedisClient(r.queue)),
+		r.errors,
 	); err != nil {
 		return nil, err
 	}
