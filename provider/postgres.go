@@ -66,6 +66,13 @@ func NewPostgres(ctx context.Context, dsn string, reports map[string]string, cfg
 		return nil, errors.New("provider: postgres: the connection string cannot be parsed; " +
 			"it is postgres://user:password@host:port/database?sslmode=... or host=... dbname=... key=value pairs")
 	}
+	if pc.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeSimpleProtocol {
+		// pgx would splice the values into the SQL text, and the simple
+		// protocol runs several statements: a report's "; COMMIT; ..." would
+		// end its read-only transaction.
+		return nil, errors.New("provider: postgres: default_query_exec_mode=simple_protocol in the connection string: " +
+			"reports bind their parameters on the server; behind PgBouncer use exec or describe_exec")
+	}
 	secrets := []string{dsn, pc.ConnConfig.Password}
 	if cfg.MaxConns > 0 && !strings.Contains(dsn, "pool_max_conns") {
 		pc.MaxConns = int32(cfg.MaxConns)

@@ -622,6 +622,21 @@ func TestNewPostgresChecks(t *testing.T) {
 	if _, err := NewPostgres(context.Background(), "postgres://127.0.0.1/db", nil, SQLConfig{}); err == nil {
 		t.Error("no error for no reports")
 	}
+	// The simple protocol would splice @customer into the text and run a
+	// report's several statements.
+	_, err = NewPostgres(context.Background(), "postgres://u:pw@127.0.0.1/db?default_query_exec_mode=simple_protocol",
+		map[string]string{"ok": revenueSQL}, SQLConfig{})
+	if err == nil || !strings.Contains(err.Error(), "simple_protocol") || strings.Contains(err.Error(), "pw") {
+		t.Errorf("a DSN asking for the simple protocol: %v", err)
+	}
+	for _, mode := range []string{"exec", "describe_exec"} { // PgBouncer's
+		p, err := NewPostgres(context.Background(), "postgres://127.0.0.1/db?default_query_exec_mode="+mode, map[string]string{"ok": revenueSQL}, SQLConfig{})
+		if err != nil {
+			t.Errorf("default_query_exec_mode=%s: %v", mode, err)
+			continue
+		}
+		p.Close()
+	}
 }
 
 // TestPostgresSecrets: no error shows the DSN or its password: not one
