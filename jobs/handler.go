@@ -25,9 +25,9 @@ type HandlerConfig struct {
 	Log    zerolog.Logger         // default: no logs
 	Now    func() time.Time       // default time.Now
 	// Reports are the reports this worker fills; a task of another (from a
-	// process with another catalogue, as in a rolling deploy) fails, as a
-	// permanent failure, without a BI call. Default: the default report
-	// alone.
+	// process with another catalogue, as in a rolling deploy) fails without
+	// a BI call, as a transient failure: retried, in case another worker
+	// serves it. Default: the default report alone.
 	Reports dashcache.Served
 	// Freshness says how long each report stays fresh (a catalogue's
 	// overrides). Default: OpenTTL and ClosedTTL for every report.
@@ -178,8 +178,10 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return nil
 	}
 	if err := h.cfg.Reports.Check(k.Report); err != nil {
-		// Not charged to any back end's rate or breaker.
-		return h.failed(ctx, log, lock, k, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Err: err}, a)
+		// A worker of another catalogue (a rolling deploy that adds the
+		// report) may serve it: retried, and remembered as a failure on the
+		// last attempt only. Not charged to any back end's rate or breaker.
+		return h.failed(ctx, log, lock, k, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Err: err}, a)
 	}
 
 	callCtx := held

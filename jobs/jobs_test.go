@@ -558,7 +558,9 @@ func TestFreshnessOverride(t *testing.T) {
 
 // TestUnservedReport: a task of a report this worker does not serve (its
 // catalogue has no such report, or there is no default report) makes no
-// BI call and takes no rate token: its failure is remembered at once.
+// BI call and takes no rate token; on its last attempt (as here: no asynq
+// retry count) its failure is remembered. Earlier attempts are retried as
+// a transient failure is (TestFailureIsRememberedNotArchived).
 func TestUnservedReport(t *testing.T) {
 	rdb := redisClient(t)
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
