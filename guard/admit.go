@@ -24,16 +24,21 @@ const pendingTTL = 15 * time.Minute
 // outstanding already (a report that is outstanding is always admitted).
 // An admitted fill counts as outstanding until FillEnded.
 func (g *Guard) Admit(ctx context.Context, k dashcache.ReportKey) error {
-	left, err := g.state.BreakerOpen(ctx, g.backendOf(k))
+	backend := g.backendOf(k)
+	left, err := g.state.BreakerOpen(ctx, backend)
 	if err != nil {
 		return err
 	}
 	if left > 0 {
+		platform := "the BI platform"
+		if backend != "" {
+			platform = fmt.Sprintf("back end %s (of report %s)", backend, k.Report)
+		}
 		return g.refuse(ctx, k.Customer, &dashcache.Refusal{
 			Reason:     dashcache.ReasonBreaker,
 			RetryAfter: left,
-			Detail: fmt.Sprintf("the BI platform is failing for every customer, so dashcache stopped calling it; "+
-				"it tries again in %s. Cached reports are still served", left.Round(time.Second)),
+			Detail: fmt.Sprintf("%s is failing for every customer, so dashcache stopped calling it; "+
+				"it tries again in %s. Cached reports are still served", platform, left.Round(time.Second)),
 		})
 	}
 	if err := g.CheckBudget(ctx, k.Customer); err != nil {

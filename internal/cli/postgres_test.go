@@ -230,8 +230,8 @@ reports:
 		left, err := guards.BreakerOpen(ctx, "warehouse")
 		return err == nil && left > 0
 	})
-	if r := readOf("revenue", "c4"); r.status != http.StatusServiceUnavailable || r.retryAfter == "" {
-		t.Errorf("a miss of the warehouse's report while its breaker is open: %d %s; want 503 with Retry-After", r.status, r.body)
+	if r := readOf("revenue", "c4"); r.status != http.StatusServiceUnavailable || r.retryAfter == "" || !strings.Contains(r.body, "back end warehouse (of report revenue)") {
+		t.Errorf("a miss of the warehouse's report while its breaker is open: %d %s; want 503 with Retry-After, naming the back end", r.status, r.body)
 	}
 	if left, err := guards.BreakerOpen(ctx, ""); err != nil || left != 0 {
 		t.Errorf("the default back end's breaker: %s, %v; want closed", left, err)
