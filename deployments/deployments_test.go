@@ -127,16 +127,29 @@ func TestScheduleExample(t *testing.T) {
 	}
 }
 
-// TestReportsExample checks the example report catalogue with the service's
-// own loader.
+// TestReportsExample checks the example report catalogue, and the one in
+// the README, with the service's own loader: each has a report of every
+// back end type.
 func TestReportsExample(t *testing.T) {
 	t.Parallel()
-	cat, err := provider.LoadCatalogue("reports.example.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cat.Reports) == 0 || len(cat.Backends) == 0 {
-		t.Errorf("the example catalogue has %d reports and %d back ends", len(cat.Reports), len(cat.Backends))
+	_, readme, _ := strings.Cut(string(readFile(t, "../README.md")), "```yaml\nbackends:\n")
+	readme, _, _ = strings.Cut(readme, "```")
+	for name, data := range map[string][]byte{
+		"reports.example.yaml": readFile(t, "reports.example.yaml"),
+		"README.md":            []byte("backends:\n" + readme),
+	} {
+		cat, err := provider.ParseCatalogue(data)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		types := map[string]bool{}
+		for _, b := range cat.Backends {
+			types[b.Type] = true
+		}
+		if len(types) != len(provider.BackendTypes) {
+			t.Errorf("%s: back ends of types %v, want one of each of %v", name, types, provider.BackendTypes)
+		}
 	}
 }
 

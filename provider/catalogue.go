@@ -113,6 +113,10 @@ var sqlParams = []string{"customer", "from", "to"}
 // report's by a day (store's indexKept).
 const maxFresh = dashcache.ClosedTTL
 
+// minFresh bounds it below: a report fresh for less would be refreshed,
+// a BI call each time, by nearly every read.
+const minFresh = 10 * time.Second
+
 // Freshness returns how long the report stays fresh: its overrides; none
 // without a catalogue (c nil) or for the default report.
 func (c *Catalogue) Freshness(report string) dashcache.Freshness {
@@ -280,8 +284,9 @@ func (c *Catalogue) checkReport(name string) []error {
 	if err := dashcache.CheckReportName(name); err != nil {
 		bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
 	}
-	if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh {
-		bad("fresh and closed_fresh are Go durations up to %s, such as 5m or 24h", maxFresh)
+	if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh ||
+		r.Fresh > 0 && r.Fresh < minFresh || r.ClosedFresh > 0 && r.ClosedFresh < minFresh {
+		bad("fresh and closed_fresh are Go durations from %s to %s, such as 5m or 24h", minFresh, maxFresh)
 	}
 	b, ok := c.Backends[r.Backend]
 	if !ok {

@@ -75,6 +75,7 @@ reports:
   mb-no-card: {backend: m}
   card-elsewhere: {backend: n, card: 3}
   forever: {backend: n, fresh: 720h}
+  twitchy: {backend: n, closed_fresh: 1ms}
 `, []string{
 			"back end Ware: the name", "back end Ware: dsn_env is required",
 			`back end h: type "mysql2": use one of postgres, mysql, cube, metabase, http`,
@@ -93,7 +94,8 @@ reports:
 			"report cube-not-json: query: is not a JSON object",
 			"report mb-no-card: card is required",
 			"report card-elsewhere: card does not apply to a report of back end n (http)",
-			"report forever: fresh and closed_fresh are Go durations up to 168h0m0s",
+			"report forever: fresh and closed_fresh are Go durations from 10s to 168h0m0s",
+			"report twitchy: fresh and closed_fresh are Go durations from 10s to 168h0m0s",
 		}},
 	} {
 		_, err := ParseCatalogue([]byte(tc.file))

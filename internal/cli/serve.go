@@ -57,10 +57,16 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		}
 	}
+	var def provider.Source // the default report's, and the customers'
+	if role.Worker || runScheduler {
+		if def, err = defaultSource(cfg, log); err != nil {
+			return err
+		}
+	}
 	var src dashcache.ReportSource
 	if role.Worker {
 		var closeSource func()
-		if src, closeSource, err = newSource(startCtx, cfg, reg, log); err != nil {
+		if src, closeSource, err = newSource(startCtx, cfg, def, reg, log); err != nil {
 			return err
 		}
 		defer closeSource()
@@ -82,7 +88,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, st.Index, now, log)
+		sc, err := newScheduler(cfg, queue, bi, def, st.Index, now, log)
 		if err != nil {
 			return err
 		}
@@ -235,14 +241,10 @@ func defaultSource(cfg Config, log zerolog.Logger) (provider.Source, error) {
 	})
 }
 
-// newSource returns the BI back ends, measured: defaultSource for the
-// default report, and the catalogue's back ends for its reports; closeAll
-// closes them.
-func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log zerolog.Logger) (src dashcache.ReportSource, closeAll func(), err error) {
-	def, err := defaultSource(cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
+// newSource returns the BI back ends, measured: def (defaultSource's) for
+// the default report, and the catalogue's back ends for its reports;
+// closeAll closes them.
+func newSource(ctx context.Context, cfg Config, def provider.Source, reg prometheus.Registerer, log zerolog.Logger) (src dashcache.ReportSource, closeAll func(), err error) {
 	reports, err := provider.OpenReports(ctx, cfg.Reports, cfg.getenv, def,
 		provider.Limits{Timeout: cfg.ProviderTimeout, MaxBodyBytes: cfg.ProviderMaxBytes, Concurrency: cmp.Or(cfg.WorkerConcurrency, jobs.DefaultConcurrency)})
 	if err != nil {
@@ -260,21 +262,18 @@ func newSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log z
 }
 
 // newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE; the
-// customers of plans with customers: all are those defaultSource lists.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
+// customers of plans with customers: all are those def (defaultSource's)
+// lists; none without one.
+func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, def provider.Source, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
 	file, err := scheduler.LoadFile(cfg.ScheduleFile)
 	if err != nil {
 		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
 	}
-	src, err := defaultSource(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	var customers func(context.Context) ([]string, error) // none without a default source
-	if src != nil {
+	var customers func(context.Context) ([]string, error)
+	if def != nil {
 		customers = func(ctx context.Context) (customers []string, err error) {
 			err = bi.Do(ctx, "", func(ctx context.Context) error { // a BI call too
-				customers, err = src.Customers(ctx)
+				customers, err = def.Customers(ctx)
 				return err
 			})
 			return customers, err
