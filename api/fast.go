@@ -1,11 +1,17 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"time"
 	"unsafe"
 
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/tracing"
+	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // readsPath is where reports are read.
@@ -57,9 +63,42 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		c.SetBodyString(a.body)
 	}
 	s.metrics.read(rep.key.Report, result)
-	logRequest(s.cfg.Log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
+	log := s.cfg.Log
+	if s.tracer != nil {
+		log = s.traceFast(c, start, rep.key, a.status, result)
+	}
+	logRequest(log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
 	return true
 }
+
+// traceFast records the span of a read that ServeFast answered, as
+// otelhttp records one on the net/http path: a server span named by the
+// route, a child of the caller's trace context, if any. It returns the
+// access log with the span's IDs.
+func (s *Server) traceFast(c *fasthttp.RequestCtx, start time.Time, k dashcache.ReportKey, status int, result string) zerolog.Logger {
+	ctx := tracing.Propagator().Extract(context.Background(), fastHeaders{&c.Request.Header})
+	path := readsPath
+	if k.Report != "" {
+		path = readsPath + "/{name}"
+	}
+	ctx, span := s.tracer.Start(ctx, http.MethodGet+" "+path, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start),
+		trace.WithAttributes(
+			attribute.String("http.request.method", http.MethodGet),
+			attribute.String("http.route", path),
+			attribute.Int("http.response.status_code", status),
+			attribute.String("dashcache.report", k.Report),
+			attribute.String("dashcache.x_cache", result),
+		))
+	span.End()
+	return tracing.Log(ctx, s.cfg.Log)
+}
+
+// fastHeaders reads a fasthttp request's headers for a propagator.
+type fastHeaders struct{ h *fasthttp.RequestHeader }
+
+func (f fastHeaders) Get(key string) string { return string(f.h.Peek(key)) }
+func (f fastHeaders) Set(string, string)    {}
+func (f fastHeaders) Keys() []string        { return nil }
 
 // transient is b as a string without a copy, for a request's bytes that
 // fasthttp reuses after the request: it must not outlive the call it is

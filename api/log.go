@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/rs/zerolog"
 )
 
@@ -31,7 +32,7 @@ func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 		if v := w.Header()["X-Cache"]; len(v) > 0 { // set canonical by serve
 			xcache = v[0]
 		}
-		logRequest(log, r.Method, r.URL.Path, r.URL.RawQuery, r.UserAgent(), rec.status, rec.bytes, xcache, time.Since(start))
+		logRequest(tracing.Log(r.Context(), log), r.Method, r.URL.Path, r.URL.RawQuery, r.UserAgent(), rec.status, rec.bytes, xcache, time.Since(start))
 	})
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // waiters lets the readers of one report inside this process share one wait:
@@ -14,8 +16,9 @@ type waiters struct {
 }
 
 type wait struct {
-	done    chan struct{} // closed when the report is filled or failed
-	readers int           // guarded by waiters.mu
+	done    chan struct{}     // closed when the report is filled or failed
+	fill    trace.SpanContext // the fill's span, if traced: set before done is closed
+	readers int               // guarded by waiters.mu
 
 	enqueueMu  sync.Mutex
 	enqueuedAt time.Time // zero until the first enqueue succeeds
@@ -45,11 +48,13 @@ func (ws *waiters) leave(key string, w *wait) {
 	}
 }
 
-// wake ends the wait on key, if any: its readers look the report up again.
-func (ws *waiters) wake(key string) {
+// wake ends the wait on key, if any: its readers look the report up again,
+// and link their spans to the fill's.
+func (ws *waiters) wake(key string, fill trace.SpanContext) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if w := ws.m[key]; w != nil {
+		w.fill = fill
 		close(w.done)
 		delete(ws.m, key)
 	}
@@ -71,4 +76,14 @@ func (w *wait) enqueue(ctx context.Context, every time.Duration, fn func(context
 	}
 	w.enqueuedAt = time.Now()
 	return asked, nil
+}
+
+// closed reports whether done is closed.
+func closed(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }

@@ -231,6 +231,10 @@ func (b breakerGauge) Collect(ch chan<- prometheus.Metric) {
 // backendOf returns the name of the back end that answers k's report.
 func (g *Guard) backendOf(k dashcache.ReportKey) string { return g.cfg.BackendOf(k.Report) }
 
+// Backend returns the name of the back end that answers report ("": the
+// default one).
+func (g *Guard) Backend(report string) string { return g.cfg.BackendOf(report) }
+
 // rules returns the rules of a back end, or an error naming it.
 func (g *Guard) rules(name string) (backend, error) {
 	b, ok := g.backends[name]

@@ -46,6 +46,8 @@ type Guard interface {
 	Call(ctx context.Context, k dashcache.ReportKey, warming bool, query func(context.Context) ([]byte, error)) ([]byte, error)
 	// FillEnded ends the count of an admitted fill: its task ended.
 	FillEnded(ctx context.Context, k dashcache.ReportKey) error
+	// Backend names the back end that answers report ("": the default).
+	Backend(report string) string
 	// WaitForShare and NextWaiting keep the tasks of a customer that wait
 	// for a slot of its share.
 	WaitForShare(ctx context.Context, customer, task string) error

@@ -90,7 +90,7 @@ func (e *Enqueuer) Warm(ctx context.Context, k dashcache.ReportKey, r dashcache.
 	if err := e.cfg.Admission.CheckBudget(ctx, k.Customer); err != nil {
 		return false, err
 	}
-	return e.enqueue(ctx, k, NewTask(k, QueueWarming, r))
+	return e.enqueue(ctx, k, NewTask(ctx, k, QueueWarming, r))
 }
 
 // Ensure makes sure that a report a reader waits for is being filled: it
@@ -110,7 +110,7 @@ func (e *Enqueuer) Ensure(ctx context.Context, k dashcache.ReportKey) (enqueued 
 	if err := e.cfg.Admission.Admit(ctx, k); err != nil {
 		return false, err
 	}
-	task := NewTask(k, QueueInteractive, dashcache.Refresh{})
+	task := NewTask(ctx, k, QueueInteractive, dashcache.Refresh{})
 	if enqueued, err = e.enqueue(ctx, k, task); enqueued || err != nil {
 		return enqueued, err
 	}

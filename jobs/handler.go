@@ -10,10 +10,14 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/internal/prom"
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/dashcache/dashcache/store"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HandlerConfig configures the fill task handler.
@@ -45,11 +49,16 @@ type HandlerConfig struct {
 	// Registerer receives dashcache_lock_total{result} and
 	// dashcache_deferrals_total{reason}. Default: not exported.
 	Registerer prometheus.Registerer
+	// Tracing, when set, traces each fill: a span of its own, linked to
+	// the trace that enqueued it, with the lock, the guard's waits, the BI
+	// call and the fenced write as children. Default: none.
+	Tracing trace.TracerProvider
 }
 
 // Handler fills reports: it is the asynq handler of TypeFill.
 type Handler struct {
 	cfg       HandlerConfig
+	tracer    trace.Tracer
 	locks     *prometheus.CounterVec
 	deferrals *prometheus.CounterVec
 	// draining is cancelled, with cause errShutdown, when the worker's
@@ -79,7 +88,8 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	cfg.FailureTTL = cmp.Or(cfg.FailureTTL, 30*time.Second)
 	cfg.Log = cfg.Log.With().Str("component", "worker").Logger()
 	h := &Handler{
-		cfg: cfg,
+		cfg:    cfg,
+		tracer: tracing.Tracer(cfg.Tracing, "jobs"),
 		locks: prom.CounterVec("dashcache_lock_total",
 			"Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
 			"result", "acquired", "contended", "lost"),
@@ -108,7 +118,14 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("fill task payload: %w: %w", err, asynq.SkipRetry)
 	}
 	queue, _ := asynq.GetQueueName(ctx)
-	log := h.cfg.Log.With().Str("key", k.String()).Logger()
+	// Its own trace, linked to the one that enqueued it: one fill serves
+	// readers of many traces (each links to the fill it was woken by).
+	ctx, span := h.tracer.Start(ctx, "fill", trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(trace.Link{SpanContext: tracing.Extract(t.Headers())}),
+		trace.WithAttributes(attribute.String("dashcache.key", k.String()), attribute.String("dashcache.report", k.Report),
+			attribute.String("dashcache.customer", k.Customer), attribute.String("messaging.destination.name", queue)))
+	defer span.End()
+	log := tracing.Log(ctx, h.cfg.Log.With().Str("key", k.String()).Logger())
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, _ := asynq.GetMaxRetry(ctx)
 	a := attempt{queue: queue, retried: retried, final: retried >= maxRetry-1}
@@ -144,7 +161,9 @@ type attempt struct {
 // renewing the lock, and writes the report fenced by the lock, which wakes its
 // readers.
 func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.ReportKey, refresh dashcache.Refresh, a attempt) (err error) {
-	lock, err := h.cfg.Cache.Obtain(ctx, k, h.cfg.LockTTL)
+	lctx, span := h.tracer.Start(ctx, "lock")
+	lock, err := h.cfg.Cache.Obtain(lctx, k, h.cfg.LockTTL)
+	endSpan(span, err)
 	if errors.Is(err, store.ErrLockContended) {
 		h.locks.WithLabelValues("contended").Inc()
 		log.Debug().Msg("another worker is filling this report")
@@ -194,9 +213,15 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	defer cut(nil)
 	defer context.AfterFunc(h.draining, func() { cut(context.Cause(h.draining)) })()
 	start := h.cfg.Now()
-	data, err := h.cfg.Guard.Call(callCtx, k, a.queue == QueueWarming, func(ctx context.Context) ([]byte, error) {
-		return h.cfg.Source.Query(ctx, k)
+	gctx, guardSpan := h.tracer.Start(callCtx, "guard") // its time outside the BI call is the guard's waits
+	data, err := h.cfg.Guard.Call(gctx, k, a.queue == QueueWarming, func(ctx context.Context) ([]byte, error) {
+		ctx, span := h.tracer.Start(ctx, "bi call", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("dashcache.backend", cmp.Or(h.cfg.Guard.Backend(k.Report), "default")), attribute.String("dashcache.report", k.Report)))
+		data, err := h.cfg.Source.Query(ctx, k)
+		endSpan(span, err)
+		return data, err
 	})
+	endSpan(guardSpan, err)
 	now := h.cfg.Now()
 	if err != nil && errors.Is(context.Cause(callCtx), errShutdown) {
 		// Not a failure of the BI platform: another worker fills it.
@@ -222,7 +247,12 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return h.failed(ctx, log, lock, k, err, a)
 	}
 	ttl := h.cfg.Freshness(k.Report).TTL(k, now.In(h.cfg.Zone))
-	if err := lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor); err != nil {
+	// The write's notification carries held's span, the fill's: the
+	// readers it wakes link to the fill.
+	_, write := h.tracer.Start(held, "fenced write")
+	err = lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor)
+	endSpan(write, err)
+	if err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
 	}
 	log.Info().Int("bytes", len(data)).Msg("report filled")
@@ -347,4 +377,13 @@ func (h *Handler) wakeDeferred(ctx context.Context, log zerolog.Logger, customer
 // to the queue.
 func (h *Handler) drainAfter(grace time.Duration) {
 	time.AfterFunc(grace, func() { h.drain(errShutdown) })
+}
+
+// endSpan ends a span of the fill, marked as failed with err.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }

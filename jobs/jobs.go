@@ -12,12 +12,14 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/hibiken/asynq"
 )
 
@@ -61,14 +63,16 @@ const (
 
 // NewTask returns the fill task of a report for queue. Its ID is derived from the
 // canonical key, so a second task for the same report is refused while the first
-// is pending or running. r says whether a cached report is refreshed.
+// is pending or running. r says whether a cached report is refreshed. Its
+// headers carry the trace context of ctx's span, if any.
 //
 // asynq archives a task that errs once its retries are used, even for an
 // error that does not count as a failure; so the task allows one retry more
 // than MaxRetry, which only a deferral (on the last attempt) can take: the
 // handler ends the last attempt itself.
-func NewTask(k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Task {
+func NewTask(ctx context.Context, k dashcache.ReportKey, queue string, r dashcache.Refresh) *asynq.Task {
 	headers := map[string]string{}
+	tracing.Inject(ctx, headers) // the fill's span links to the trace that asked for it
 	if r.Force {
 		headers[forceHeader] = "true"
 	}

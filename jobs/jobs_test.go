@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"strings"
 	"testing"
 	"time"
@@ -96,7 +97,7 @@ func TestHandlerFillsOnceThenFindsCache(t *testing.T) {
 	h := newHandler(t, rdb, sim)
 	k := key(t, "acme")
 	for range 2 {
-		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -127,14 +128,14 @@ func TestHandlerContendedMakesNoCall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 		t.Fatalf("contended task: %v, want nil (someone else is filling)", err)
 	}
 	if sim.Calls() != 0 {
 		t.Fatalf("BI calls %d while another worker held the lock", sim.Calls())
 	}
 	other.Release(context.Background())
-	if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+	if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 		t.Fatal(err)
 	}
 	want := `
@@ -246,7 +247,7 @@ func TestFailureIsRememberedNotArchived(t *testing.T) {
 			st, filled := subscribed(t, rdb)
 			k := key(t, "failing")
 			client := asynq.NewClientFromRedisClient(rdb)
-			if _, err := client.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(c.maxRetry)); err != nil {
+			if _, err := client.Enqueue(jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(c.maxRetry)); err != nil {
 				t.Fatal(err)
 			}
 			runWorker(t, rdb, sim)
@@ -277,7 +278,7 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 			return 503, 0
 		}})
 	c := asynq.NewClientFromRedisClient(rdb)
-	if _, err := c.Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(0)); err != nil {
+	if _, err := c.Enqueue(jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(0)); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
@@ -301,7 +302,7 @@ func TestForcedTaskRefreshesFreshReport(t *testing.T) {
 	rdb := redisClient(t)
 	sim := provider.NewSimulator(provider.SimConfig{MaxLatency: -1})
 	k := key(t, "fresh")
-	if err := newHandler(t, rdb, sim).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, dashcache.Refresh{})); err != nil {
+	if err := newHandler(t, rdb, sim).ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueWarming, dashcache.Refresh{})); err != nil {
 		t.Fatal(err)
 	}
 	runWorker(t, rdb, sim)
@@ -356,7 +357,7 @@ func TestRefreshRules(t *testing.T) {
 		{"fresh again", staleTime, func() dashcache.Refresh { return dashcache.Refresh{} }, 4},
 	}
 	for _, s := range steps {
-		if err := at(s.now).ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueWarming, s.r())); err != nil {
+		if err := at(s.now).ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueWarming, s.r())); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 		if got := sim.Calls(); got != s.calls {
@@ -473,7 +474,7 @@ func TestInvalidationOutlivesItsCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An API process that hears the ask and never answers.
-	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(string) {}, HandOver: func(string) {}})
+	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(string, trace.SpanContext) {}, HandOver: func(string) {}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,7 +546,7 @@ func TestFreshnessOverride(t *testing.T) {
 	hourly, def := key(t, "acme"), key(t, "acme")
 	hourly.Report = "hourly"
 	for k, want := range map[dashcache.ReportKey]time.Duration{hourly: time.Hour, def: dashcache.ClosedTTL} {
-		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 			t.Fatal(err)
 		}
 		raw, _ := store.New(rdb).Cache.Get(context.Background(), k)
@@ -574,7 +575,7 @@ func TestUnservedReport(t *testing.T) {
 	orders := key(t, "acme")
 	orders.Report = "orders"
 	for _, k := range []dashcache.ReportKey{orders, key(t, "acme")} {
-		if err := h.ProcessTask(context.Background(), jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
+		if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 			t.Fatalf("%s: %v; want the failure remembered, not retried", k, err)
 		}
 		if _, failure, err := st.Cache.Lookup(context.Background(), k); err != nil || failure == "" {

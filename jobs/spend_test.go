@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,7 @@ func subscribed(t *testing.T, rdb *redis.Client) (store.Store, <-chan string) {
 	t.Helper()
 	st := store.New(rdb)
 	filled := make(chan string, 100)
-	sub, err := st.Cache.Subscribe(context.Background(), store.Listener{Filled: func(c string) {
+	sub, err := st.Cache.Subscribe(context.Background(), store.Listener{Filled: func(c string, _ trace.SpanContext) {
 		select {
 		case filled <- c:
 		default:
@@ -160,7 +161,7 @@ func TestDeferralOnTheLastAttempt(t *testing.T) {
 	runHandler(t, rdb, handlerFor(t, rdb, src, guard.Config{}))
 	k := key(t, "acme")
 	// MaxRetry 1: the first attempt is the last (NewTask keeps one spare).
-	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(jobs.NewTask(k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(1)); err != nil {
+	if _, err := asynq.NewClientFromRedisClient(rdb).Enqueue(jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{}), asynq.MaxRetry(1)); err != nil {
 		t.Fatal(err)
 	}
 	if f := waitFailure(t, filled, st, k); !strings.Contains(f, "HTTP 503") {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ func TestHandOverReads(t *testing.T) {
 		t.Fatalf("with no API process: %d asked, %d answered, %v", asked, answered, err)
 	}
 	listen := func(st store.Store, answer bool) {
-		sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(string) {}, HandOver: func(reply string) {
+		sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(string, trace.SpanContext) {}, HandOver: func(reply string) {
 			if answer {
 				st.Cache.AnswerHandOver(ctx, reply)
 			}

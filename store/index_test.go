@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace"
 	"slices"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestMarkStale(t *testing.T) {
 		ttl, _ := rdb.PTTL(ctx, store.EntryKey(fresh)).Result()
 
 		told := make(chan string, 3)
-		sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string) { told <- c }})
+		sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string, _ trace.SpanContext) { told <- c }})
 		if err != nil {
 			t.Fatal(err)
 		}

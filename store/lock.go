@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/tracing"
 )
 
 var (
@@ -77,7 +78,7 @@ func (l *Lock) RememberFailure(ctx context.Context, detail string, ttl time.Dura
 
 func (l *Lock) fencedWrite(ctx context.Context, value any, ttl time.Duration, keys ...string) error {
 	keys = append([]string{LockKey(l.key)}, keys...)
-	n, err := fencedWriteScript.Run(ctx, l.c.rdb, keys, l.token, value, ttl.Milliseconds(), FillChannel, l.key.String()).Int()
+	n, err := fencedWriteScript.Run(ctx, l.c.rdb, keys, l.token, value, ttl.Milliseconds(), FillChannel, fillMessage(ctx, l.key)).Int()
 	return l.result(n, err)
 }
 
@@ -128,4 +129,16 @@ func (l *Lock) Hold(ctx context.Context) (held context.Context, stop func()) {
 			<-done
 		})
 	}
+}
+
+// fillMessage is the fill notification of k: its canonical key, and when
+// the fill is traced, a space and the traceparent of ctx's span, so that
+// the readers it wakes can link their spans to it. (Processes that read
+// the message as a key alone must not run while tracing is on: turn it on
+// once every process runs this version.)
+func fillMessage(ctx context.Context, k dashcache.ReportKey) string {
+	if tp := tracing.Traceparent(ctx); tp != "" {
+		return k.String() + " " + tp
+	}
+	return k.String()
 }

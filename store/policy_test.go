@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/trace"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func TestSubscriptionSurvivesRestart(t *testing.T) {
 	st := store.New(rdb)
 	ctx := context.Background()
 	got := make(chan string, 10)
-	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(k string) { got <- k }})
+	sub, err := st.Cache.Subscribe(ctx, store.Listener{Filled: func(k string, _ trace.SpanContext) { got <- k }})
 	if err != nil {
 		t.Fatal(err)
 	}

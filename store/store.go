@@ -21,10 +21,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -125,8 +128,9 @@ func (c *Cache) Ping(ctx context.Context) error {
 // Listener is told what a Subscription hears.
 type Listener struct {
 	// Filled is called with the canonical key of every report filled (or
-	// failed) anywhere in the fleet. Required.
-	Filled func(canonical string)
+	// failed, or marked stale) anywhere in the fleet, and the span of the
+	// fill when it was traced (else an invalid one). Required.
+	Filled func(canonical string, fill trace.SpanContext)
 	// HandOver, if set, is called when an invalidation asks every API
 	// process to hand the reads it saw over to the index, and to answer
 	// with AnswerHandOver(reply) once it has; the subscription then counts
@@ -208,7 +212,8 @@ func (sub *Subscription) Run(ctx context.Context) {
 		case *redis.Message:
 			set(true)
 			if m.Channel == FillChannel {
-				sub.l.Filled(m.Payload)
+				canonical, traceparent, _ := strings.Cut(m.Payload, " ")
+				sub.l.Filled(canonical, tracing.ParseTraceparent(traceparent))
 			} else {
 				sub.l.HandOver(m.Payload)
 			}

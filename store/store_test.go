@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"testing"
 	"time"
 
@@ -218,7 +219,7 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 	k := mustKey(t, "globex", "2025-01-01", "2025-01-01")
 
 	got := make(chan string, 2)
-	sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string) { got <- c }})
+	sub, err := s.Cache.Subscribe(ctx, store.Listener{Filled: func(c string, _ trace.SpanContext) { got <- c }})
 	if err != nil {
 		t.Fatal(err)
 	}

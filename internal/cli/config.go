@@ -12,6 +12,7 @@ import (
 
 	"github.com/dashcache/dashcache"
 	"github.com/dashcache/dashcache/api"
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -49,7 +50,7 @@ type Config struct {
 	MonitoringReadOnly   bool                // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string              // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
-	getenv               func(string) string // reads the back ends' secrets, which the catalogue names
+	getenv               func(string) string // reads the back ends' secrets, which the catalogue names, and OTEL_*
 	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
 	LogLevel             zerolog.Level       // DASHCACHE_LOG_LEVEL; default info
 	LogConsole           bool                // DASHCACHE_LOG_FORMAT=console; default json
@@ -80,6 +81,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		ProviderToken: env("PROVIDER_TOKEN"),
 		ScheduleFile:  env("SCHEDULE_FILE"),
 		AdminToken:    env("ADMIN_TOKEN"),
+		getenv:        getenv,
 		LogLevel:      zerolog.InfoLevel,
 		L1Bytes:       api.DefaultL1Bytes,
 		ReadWithin:    dashcache.DefaultReadWithin,
@@ -139,12 +141,12 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	})
 	set("BREAKER_COOLDOWN", duration(&c.BreakerCooldown))
 	set("REPORTS_FILE", func(v string) (err error) {
-		if c.Reports, err = provider.LoadCatalogue(v); err != nil {
-			return err
-		}
-		c.getenv = getenv // for the back ends' secrets, named by the file
-		return nil
+		c.Reports, err = provider.LoadCatalogue(v)
+		return err
 	})
+	if err := tracing.Check(getenv); err != nil {
+		errs = append(errs, err)
+	}
 	set("L1_BYTES", func(v string) (err error) {
 		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
 			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)

@@ -27,6 +27,13 @@ const testSecret = "bi-secret-7f3a"
 // (and must exit cleanly) when the test ends.
 func startRole(t testing.TB, role string, env map[string]string) string {
 	t.Helper()
+	return startRoleLogging(t, role, env, nil)
+}
+
+// startRoleLogging starts a role as startRole does, and passes each of its
+// log lines to logged (nil: none).
+func startRoleLogging(t testing.TB, role string, env map[string]string, logged func(line string)) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	addrc := make(chan string, 1)
@@ -36,6 +43,9 @@ func startRole(t testing.TB, role string, env map[string]string) string {
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), testSecret) {
 				t.Errorf("%s logged a secret: %s", role, sc.Text())
+			}
+			if logged != nil {
+				logged(sc.Text())
 			}
 			var line struct{ Message, Addr, Level string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil {

@@ -10,8 +10,10 @@ import (
 	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Every Redis call has these bounds, so an unreachable Redis shows as an error
@@ -70,6 +72,20 @@ type redisParts struct {
 	clock        *store.Clock
 	errors       *prometheus.CounterVec
 	close        func()
+}
+
+// trace traces the commands of every Redis of the process with tp: their
+// names, never their arguments (a connection's AUTH carries the password).
+func (p *redisParts) trace(tp trace.TracerProvider) {
+	for _, rdb := range []redis.UniversalClient{p.queue, p.cache} {
+		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp),
+			redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+			panic(err) // it fails only for a client type go-redis does not have
+		}
+		if p.cache == p.queue {
+			return
+		}
+	}
 }
 
 // Ping checks that every Redis of the process answers.

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -193,7 +194,7 @@ func TestMemoryPressure(t *testing.T) {
 	cacheRdb := redis.NewClient(&redis.Options{Addr: cache.Addr})
 	defer cacheRdb.Close()
 	filled := make(chan string, 1000)
-	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Cache.Subscribe(context.Background(), store.Listener{Filled: func(k string) { filled <- k }})
+	sub, err := store.New(queueRdb, store.WithCache(cacheRdb)).Cache.Subscribe(context.Background(), store.Listener{Filled: func(k string, _ trace.SpanContext) { filled <- k }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/prom"
+	"github.com/dashcache/dashcache/internal/tracing"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/dashcache/dashcache/provider"
 	"github.com/dashcache/dashcache/scheduler"
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // serve runs a role of cfg.Role's parts (API, worker, scheduler) until ctx
@@ -37,11 +39,30 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 
 	startCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	tp, err := tracing.New(startCtx, cfg.getenv, role.Name)
+	if err != nil {
+		return err
+	}
+	var tracer trace.TracerProvider // nil: tracing is off
+	if tp != nil {
+		tracer = tp
+		log.Info().Msg("tracing: spans are exported over OTLP (OTEL_* settings)")
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(sctx); err != nil {
+				log.Warn().Err(err).Msg("tracing: the last spans were not exported")
+			}
+		}()
+	}
 	r, err := connect(startCtx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer r.close()
+	if tp != nil {
+		r.trace(tracing.InTracesOnly(tp))
+	}
 	rdb, st, now := r.queue, r.store, r.clock.Now // every part reads Redis's clock
 	reg, err := newRegistry(r)
 	if err != nil {
@@ -76,7 +97,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		h, err := jobs.NewHandler(jobs.HandlerConfig{
 			Cache: st.Cache, Index: st.Index, Guard: bi, Source: src, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
 			Reports: cfg.served(), Freshness: cfg.Reports.Freshness,
-			Inspector: asynq.NewInspectorFromRedisClient(rdb),
+			Inspector: asynq.NewInspectorFromRedisClient(rdb), Tracing: tracer,
 		})
 		if err != nil {
 			return err
@@ -131,6 +152,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		Earliest:   cfg.EarliestDate,
 		L1Bytes:    cfg.L1Bytes,
 		ReadWithin: cfg.ReadWithin,
+		Tracing:    tracer,
 		Reports:    cfg.served(),
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -281,7 +282,7 @@ func TestWarmingUnderFlood(t *testing.T) {
 	}
 	api := startRole(t, "api", env)
 	warmed := make(chan string, 100)
-	sub, err := store.New(rdb).Cache.Subscribe(context.Background(), store.Listener{Filled: func(canonical string) {
+	sub, err := store.New(rdb).Cache.Subscribe(context.Background(), store.Listener{Filled: func(canonical string, _ trace.SpanContext) {
 		if strings.HasPrefix(canonical, "warmed") {
 			warmed <- canonical
 		}
