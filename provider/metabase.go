@@ -179,10 +179,11 @@ type metabaseAnswer struct {
 // columns' names in their order ([] for no rows), values verbatim.
 //
 // A failure is a *dashcache.ProviderError: permanent for a report this back
-// end does not have, a query Metabase ran and reports "failed" (its error
-// text in the error), 401, 403, a redirect and any other 4xx; rate_limited
-// on 429 (with RetryAfter); transient on 5xx, timeouts and connection
-// errors; invalid on a success without data, that is not JSON or not
+// end does not have, a query Metabase ran and reports "failed" with a
+// client error_type (such as invalid-query: see metabaseOutcome), 401, 403,
+// a redirect and any other 4xx; rate_limited on 429 (with RetryAfter);
+// transient on a "failed" query with a server error_type (db, timed-out...)
+// or none, 5xx, timeouts and connection errors; invalid on a success without data, that is not JSON or not
 // UTF-8, that Metabase truncated (rows_truncated: it applies its row limit
 // to card queries), or that is larger than MaxBodyBytes.
 func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
@@ -270,6 +271,34 @@ func (m *Metabase) do(ctx context.Context, op, method, path string, body []byte,
 		header: http.Header{"X-Api-Key": {m.apiKey}}, accepted: http.StatusAccepted, maxBody: maxBody, secrets: []string{m.apiKey}})
 }
 
+// metabaseClientErrors are the error types of a failed query that are
+// Metabase's client errors (in metabase/query_processor/error_type.clj,
+// :client and the types derived from it, "the equivalent of an HTTP 4xx"):
+// the card, its parameters or the API key's permissions are wrong, and
+// asking again will not mend them.
+var metabaseClientErrors = map[string]bool{
+	"client":                       true,
+	"missing-required-permissions": true,
+	"invalid-query":                true,
+	"missing-required-parameter":   true,
+	"invalid-parameter":            true,
+	"unsupported-feature":          true,
+}
+
+// metabaseOutcome classifies a query Metabase ran and reports "failed" by
+// its error_type: permanent for a client error (metabaseClientErrors);
+// transient for its server errors (server, timed-out, qp, driver, db: the
+// warehouse behind Metabase is down or slow, or Metabase itself failed),
+// and for a type it does not give or this list does not know, so that an
+// outage is retried and counted by the back end's breaker rather than
+// remembered as the report's own fault.
+func metabaseOutcome(errorType string) dashcache.ProviderOutcome {
+	if metabaseClientErrors[errorType] {
+		return dashcache.OutcomePermanent
+	}
+	return dashcache.OutcomeTransient
+}
+
 // report turns a card query's answer into the report: rows become objects
 // keyed by the columns' names.
 func (m *Metabase) report(op string, data []byte) ([]byte, error) {
@@ -283,8 +312,8 @@ func (m *Metabase) report(op string, data []byte) ([]byte, error) {
 		if json.Unmarshal(a.Error, &text) == nil {
 			msg = snippet([]byte(text), m.apiKey)
 		}
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Code: a.ErrorType,
-			Err: fmt.Errorf("%s: Metabase failed to run the query: %s", op, msg)}
+		return nil, &dashcache.ProviderError{Outcome: metabaseOutcome(a.ErrorType), Code: a.ErrorType,
+			Err: fmt.Errorf("%s: Metabase failed to run the query (error_type %q): %s", op, a.ErrorType, msg)}
 	}
 	if a.Status != "completed" || a.Data == nil || a.Data.Rows == nil || a.Data.Cols == nil {
 		return nil, invalid(fmt.Errorf("%s: answer has no completed data (status %q): %s", op, a.Status, snippet(data, m.apiKey)))

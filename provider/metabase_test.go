@@ -229,6 +229,22 @@ func TestMetabaseQueryClassifies(t *testing.T) {
 	}{
 		{name: "failed", answer: answer(202, nil, `{"status":"failed","error":"ERROR: relation \"sales\" does not exist (key `+testAPIKey+`)","error_type":"invalid-query","data":{"rows":[],"cols":[]}}`),
 			want: dashcache.OutcomePermanent, code: "invalid-query", says: `relation \"sales\" does not exist`},
+		// Metabase's server errors are an outage behind it: retried, and
+		// counted by the back end's breaker; its client errors are the
+		// card's own, and so are permanent. A type it does not give, or
+		// one this version does not know, is taken for an outage.
+		{name: "failed: db", answer: answer(202, nil, `{"status":"failed","error":"Connection to warehouse:5432 refused","error_type":"db"}`),
+			want: dashcache.OutcomeTransient, code: "db", says: "Connection to warehouse:5432 refused"},
+		{name: "failed: timed-out", answer: answer(202, nil, `{"status":"failed","error":"Timed out after 20.0 min.","error_type":"timed-out"}`),
+			want: dashcache.OutcomeTransient, code: "timed-out", says: "Timed out"},
+		{name: "failed: missing-required-parameter", answer: answer(202, nil, `{"status":"failed","error":"You'll need to pick a value for 'Customer' before this query can run.","error_type":"missing-required-parameter"}`),
+			want: dashcache.OutcomePermanent, code: "missing-required-parameter", says: "pick a value"},
+		{name: "failed: missing-required-permissions", answer: answer(202, nil, `{"status":"failed","error":"You do not have permissions to run this query.","error_type":"missing-required-permissions"}`),
+			want: dashcache.OutcomePermanent, code: "missing-required-permissions", says: "permissions"},
+		{name: "failed: error_type missing", answer: answer(202, nil, `{"status":"failed","error":"java.lang.OutOfMemoryError"}`),
+			want: dashcache.OutcomeTransient, code: "", says: "OutOfMemoryError"},
+		{name: "failed: unknown error_type", answer: answer(202, nil, `{"status":"failed","error":"boom","error_type":"some-new-type"}`),
+			want: dashcache.OutcomeTransient, code: "some-new-type", says: "boom"},
 		{name: "401", answer: answer(401, nil, "Unauthenticated"), want: dashcache.OutcomePermanent, status: 401},
 		{name: "403", answer: answer(403, nil, "You don't have permissions to do that."), want: dashcache.OutcomePermanent, status: 403},
 		{name: "404", answer: answer(404, nil, "Not found."), want: dashcache.OutcomePermanent, status: 404},
