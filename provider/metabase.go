@@ -64,6 +64,9 @@ type MetabaseConfig struct {
 	// key goes only to URL). Default: the client Client uses, with dial,
 	// TLS handshake and idle connection timeouts.
 	HTTPClient *http.Client
+	// Now is the clock that says when a card's template tags were last
+	// found fit, and so when they are read again. Default time.Now.
+	Now func() time.Time
 }
 
 // Metabase answers the catalogue's named reports by running Metabase saved
@@ -77,8 +80,10 @@ type Metabase struct {
 	httpBackend
 	apiKey  string
 	reports map[string]MetabaseReport
-	// verified holds, by card, when its template tags were last found fit
-	// (see verify).
+	now     func() time.Time
+	// verified holds, by MetabaseReport (its card and the two tags it
+	// aims at), when the card's tags were last found fit for it (see
+	// verify): two reports of one card may name other tags.
 	verified sync.Map
 }
 
@@ -93,6 +98,9 @@ const verifyEvery = 5 * time.Minute
 func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	reports := make(map[string]MetabaseReport, len(cfg.Reports))
 	for name, r := range cfg.Reports {
 		r.CustomerParameter = cmp.Or(r.CustomerParameter, DefaultCustomerParameter)
@@ -107,6 +115,7 @@ func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
 		httpBackend: newHTTPBackend(cfg.URL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, catalogueURLSetting),
 		apiKey:      cfg.APIKey,
 		reports:     maps.Clone(cfg.Reports),
+		now:         cfg.Now,
 	}, nil
 }
 
@@ -217,7 +226,7 @@ func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, er
 // customer's rows. So the customer's tag must be a Text or Number variable
 // that is required, and the range's a Field Filter.
 func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) error {
-	if at, ok := m.verified.Load(r.Card); ok && time.Since(at.(time.Time)) < verifyEvery {
+	if at, ok := m.verified.Load(r); ok && m.now().Sub(at.(time.Time)) < verifyEvery {
 		return nil
 	}
 	op := fmt.Sprintf("report %s: GET /api/card/%d", report, r.Card)
@@ -254,7 +263,7 @@ func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) 
 	if d, ok := tags[r.RangeParameter]; !ok || d.Type != "dimension" {
 		return unfit("the card has no Field Filter (dimension) tag %q for the date range", r.RangeParameter)
 	}
-	m.verified.Store(r.Card, time.Now())
+	m.verified.Store(r, m.now())
 	return nil
 }
 

@@ -31,10 +31,11 @@ type fakeMetabase struct {
 	// answer writes the answer; nil: answerRows.
 	answer func(w http.ResponseWriter, values map[string]string)
 
-	mu       sync.Mutex
-	calls    int
-	bodies   []string
-	lastVals map[string]string
+	mu        sync.Mutex
+	calls     int
+	cardReads int // GET /api/card/{id}
+	bodies    []string
+	lastVals  map[string]string
 }
 
 func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +45,9 @@ func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet && r.URL.Path == fmt.Sprintf("/api/card/%d", f.card) {
+		f.mu.Lock()
+		f.cardReads++
+		f.mu.Unlock()
 		f.serveCard(w)
 		return
 	}
@@ -323,6 +327,53 @@ func TestMetabaseParameterKinds(t *testing.T) {
 		if calls, _, _ := tc.f.seen(); calls != 0 {
 			t.Errorf("%s: the card was queried %d times", tc.name, calls)
 		}
+	}
+}
+
+// TestMetabaseVerifiedPerReport: a card found fit for one report's tags is
+// not taken as fit for another report of the same card that names other
+// tags; and a card's check is trusted for 5 minutes of the back end's
+// clock, then read again.
+func TestMetabaseVerifiedPerReport(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	f := &fakeMetabase{}
+	m := newFakeMetabase(t, f, MetabaseConfig{Now: clock, Reports: map[string]MetabaseReport{
+		"revenue": {Card: 42},
+		"orders":  {Card: 42, CustomerParameter: "client"}, // no such tag on card 42
+	}})
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Query(t.Context(), january("orders"))
+	providerError(t, err, dashcache.OutcomePermanent)
+	if !strings.Contains(err.Error(), `no template tag "client"`) {
+		t.Errorf("orders: %v; want the card refused for its tag \"client\"", err)
+	}
+	if calls, _, _ := f.seen(); calls != 1 {
+		t.Errorf("the card was queried %d times, want once (for revenue)", calls)
+	}
+
+	reads := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.cardReads
+	}
+	before := reads()
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil || reads() != before {
+		t.Errorf("within 5 minutes: %v, %d card reads, want none", err, reads()-before)
+	}
+	mu.Lock()
+	now = now.Add(5 * time.Minute)
+	mu.Unlock()
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil || reads() != before+1 {
+		t.Errorf("after 5 minutes: %v, %d card reads, want 1", err, reads()-before)
 	}
 }
 
