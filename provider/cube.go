@@ -129,8 +129,8 @@ func (cfg CubeConfig) validate() (map[string]any, error) {
 	}
 	reports := make(map[string]any, len(cfg.Reports))
 	for _, name := range sortedKeys(cfg.Reports) {
-		if err := dashcache.CheckReportName(name); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
+		if err := checkReportName(name); err != nil {
+			errs = append(errs, fmt.Errorf("provider: %w", err))
 		}
 		q, err := parseCubeQuery(cfg.Reports[name])
 		if err != nil {

@@ -360,7 +360,7 @@ func TestNewCubeChecks(t *testing.T) {
 	if err == nil {
 		t.Fatal("NewCube accepted a bad config")
 	}
-	for _, want := range []string{"URL", "Secret is required", "Timeout", `"Bad Name"`, "no-customer", "not-json"} {
+	for _, want := range []string{"URL", "Secret is required", "Timeout", `report "Bad Name": the name: a report name may contain only a-z 0-9 _ -`, "no-customer", "not-json"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}

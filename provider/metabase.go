@@ -141,8 +141,8 @@ func (cfg MetabaseConfig) validate() error {
 	}
 	for _, name := range sortedKeys(cfg.Reports) {
 		r := cfg.Reports[name]
-		if err := dashcache.CheckReportName(name); err != nil {
-			bad("report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen)
+		if err := checkReportName(name); err != nil {
+			bad("%v", err)
 		}
 		if r.Card <= 0 {
 			bad("report %s: Card must be the ID of a saved question (a positive number), got %d", name, r.Card)

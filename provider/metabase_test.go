@@ -417,7 +417,7 @@ func TestNewMetabaseChecks(t *testing.T) {
 		{"password", MetabaseConfig{URL: "http://u:hunter2@mb/?x=1", APIKey: "k", Reports: ok}, []string{"must not have a query"}},
 		{"reports", MetabaseConfig{URL: "http://mb", APIKey: "k", Reports: map[string]MetabaseReport{
 			"Bad Name": {Card: 1}, "nocard": {}, "same": {Card: 2, CustomerParameter: "range"},
-		}}, []string{`report "Bad Name": the name`, "report nocard: Card must be", `report same: the customer and the range parameters are both "range"`}},
+		}}, []string{`report "Bad Name": the name: a report name may contain only a-z 0-9 _ -`, "report nocard: Card must be", `report same: the customer and the range parameters are both "range"`}},
 		{"negative", MetabaseConfig{URL: "http://mb", APIKey: "k", Reports: ok, Timeout: -1, MaxBodyBytes: -1}, []string{"Timeout must not be negative", "MaxBodyBytes must not be negative"}},
 	} {
 		_, err := NewMetabase(tc.cfg)
