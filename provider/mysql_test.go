@@ -457,3 +457,31 @@ func TestMySQLSecrets(t *testing.T) {
 		t.Errorf("error shows the password: %v", err)
 	}
 }
+
+// TestMySQLQuotedUserVariables: the server reads @'customer', @"customer"
+// and @`customer` as the user variable @customer, never bound by the back
+// end (unset: NULL, and the report would match nothing): such a report is
+// refused at load.
+func TestMySQLQuotedUserVariables(t *testing.T) {
+	t.Parallel()
+	dsn, db := mysqlWarehouse(t)
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "SET @customer = 'acme'"); err != nil {
+		t.Fatal(err)
+	}
+	var single, double, back string
+	if err := conn.QueryRowContext(t.Context(), "SELECT @'customer', @\"customer\", @`customer`").Scan(&single, &double, &back); err != nil {
+		t.Fatal(err)
+	}
+	if single != "acme" || double != "acme" || back != "acme" {
+		t.Errorf("the server read the quoted variables as %q, %q, %q; want @customer's acme", single, double, back)
+	}
+	_, err = NewMySQL(t.Context(), dsn, map[string]string{"r": "SELECT day FROM sales WHERE customer = @customer AND day >= @'from'"}, SQLConfig{})
+	if err == nil || !strings.Contains(err.Error(), "report r: query: has a quoted user variable @'from'") {
+		t.Errorf("NewMySQL: %v, want the quoted variable refused", err)
+	}
+}
