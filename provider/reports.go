@@ -18,10 +18,9 @@ import (
 // simulator), and each report of the catalogue from its back end's. It is a
 // Source; its customers are the default source's.
 type Reports struct {
-	def      Source // nil: no default report
-	cat      *Catalogue
+	def      Source                            // nil: no default report
+	cat      *Catalogue                        // nil: no named reports
 	backends map[string]dashcache.ReportSource // by name
-	reports  map[string]string                 // report name -> back end name
 }
 
 // Limits are what every back end's calls are bounded by.
@@ -40,7 +39,7 @@ type Limits struct {
 // default report and listing the customers (nil: there is no default
 // report, and no list). An error names the back end. Close closes them.
 func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string, def Source, limits Limits) (*Reports, error) {
-	r := &Reports{def: def, cat: cat, backends: map[string]dashcache.ReportSource{}, reports: map[string]string{}}
+	r := &Reports{def: def, cat: cat, backends: map[string]dashcache.ReportSource{}}
 	if cat == nil {
 		return r, nil
 	}
@@ -51,9 +50,6 @@ func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string
 			return nil, fmt.Errorf("back end %s: %w", name, err)
 		}
 		r.backends[name] = src
-	}
-	for name, report := range cat.Reports {
-		r.reports[name] = report.Backend
 	}
 	return r, nil
 }
@@ -90,42 +86,42 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 		}
 		cfg := SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency}
 		if b.Type == TypeMySQL {
-			return NewMySQL(ctx, dsn, queriesOf(cat, name), cfg)
+			return NewMySQL(ctx, dsn, reportsOf(cat, name, query), cfg)
 		}
-		return NewPostgres(ctx, dsn, queriesOf(cat, name), cfg)
+		return NewPostgres(ctx, dsn, reportsOf(cat, name, query), cfg)
 	case TypeCube:
 		key, err := secret(b.SecretEnv)
 		if err != nil {
 			return nil, err
 		}
-		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: queriesOf(cat, name), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
+		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: reportsOf(cat, name, query), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	case TypeMetabase:
 		key, err := secret(b.APIKeyEnv)
 		if err != nil {
 			return nil, err
 		}
-		reports := map[string]MetabaseReport{}
-		for report, spec := range cat.Reports {
-			if spec.Backend == name {
-				reports[report] = MetabaseReport{Card: spec.Card, CustomerParameter: spec.CustomerParameter, RangeParameter: spec.RangeParameter}
-			}
-		}
+		reports := reportsOf(cat, name, func(r Report) MetabaseReport {
+			return MetabaseReport{Card: r.Card, CustomerParameter: r.CustomerParameter, RangeParameter: r.RangeParameter}
+		})
 		return NewMetabase(MetabaseConfig{URL: b.URL, APIKey: key, Reports: reports, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
 }
 
-// queriesOf returns the queries of the reports of cat that back end answers,
-// by report name.
-func queriesOf(cat *Catalogue, backend string) map[string]string {
-	queries := map[string]string{}
-	for report, spec := range cat.Reports {
+// reportsOf returns the reports of cat that back end answers, by name, each
+// as of makes its back end's form of it from its catalogue entry.
+func reportsOf[V any](cat *Catalogue, backend string, of func(Report) V) map[string]V {
+	reports := map[string]V{}
+	for name, spec := range cat.Reports {
 		if spec.Backend == backend {
-			queries[report] = spec.Query
+			reports[name] = of(spec)
 		}
 	}
-	return queries
+	return reports
 }
+
+// query is a SQL or Cube report: its query.
+func query(r Report) string { return r.Query }
 
 // Close closes the back ends that hold connections.
 func (r *Reports) Close() {
@@ -143,8 +139,10 @@ func (r *Reports) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, err
 	if k.Report == "" && r.def != nil {
 		return r.def.Query(ctx, k)
 	}
-	if name, ok := r.reports[k.Report]; ok {
-		return r.backends[name].Query(ctx, k)
+	if r.cat != nil {
+		if spec, ok := r.cat.Reports[k.Report]; ok {
+			return r.backends[spec.Backend].Query(ctx, k)
+		}
 	}
 	err := fmt.Errorf("no report named %q in the report catalogue", k.Report)
 	if k.Report == "" {
@@ -183,6 +181,9 @@ type preparer interface {
 // (syntax, tables, columns and their types); another back end must answer
 // HTTP at its URL.
 func (r *Reports) Check(ctx context.Context) []Checked {
+	if r.cat == nil {
+		return nil // no named reports
+	}
 	failed := map[string]error{}      // by back end: why it answers none of its reports
 	prepared := map[string]Prepared{} // by report, of the SQL back ends
 	for name, src := range r.backends {
@@ -195,8 +196,8 @@ func (r *Reports) Check(ctx context.Context) []Checked {
 		failed[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
 	}
 	var out []Checked
-	for _, report := range sortedKeys(r.reports) {
-		name := r.reports[report]
+	for _, report := range sortedKeys(r.cat.Reports) {
+		name := r.cat.Reports[report].Backend
 		c := Checked{Report: report, Backend: name + " (" + r.cat.Backends[name].Type + ")"}
 		_, isSQL := r.backends[name].(preparer)
 		switch p := prepared[report]; {
