@@ -267,6 +267,27 @@ func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) 
 	return nil
 }
 
+// check runs, for each of reports (its reports' names), the check of the
+// report's card that Query runs before it queries it (verify), with the
+// API key: the card exists, its customer tag is a required Text or Number
+// variable, its range tag a Field Filter. A 401 or 403 says the key is
+// wrong.
+func (m *Metabase) check(ctx context.Context, reports []string) (map[string]reportCheck, error) {
+	out := make(map[string]reportCheck, len(reports))
+	for _, name := range reports {
+		r, ok := m.reports[name]
+		if !ok {
+			out[name] = reportCheck{err: fmt.Errorf("report %q is not one of this metabase back end's reports", name)}
+			continue
+		}
+		out[name] = reportCheck{
+			detail: fmt.Sprintf("card %d: %q is a required variable, %q a Field Filter", r.Card, r.CustomerParameter, r.RangeParameter),
+			err:    refused(m.verify(ctx, name, r), "Metabase refused the key: is api_key_env's value a Metabase API key?"),
+		}
+	}
+	return out, nil
+}
+
 // maxCardBytes bounds a card's description (GET /api/card/{id}).
 const maxCardBytes = 4 << 20
 

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -163,10 +161,24 @@ func (r *Reports) Customers(ctx context.Context) ([]string, error) {
 // Checked is what Check found of one report.
 type Checked struct {
 	Report, Backend string
-	// Detail is the report's columns (a SQL back end), that its back end
-	// answers (the others), or what is wrong.
+	// Detail is what was found: the report's columns (a SQL back end), its
+	// card's tags (Metabase), or the request that proved the back end's
+	// url and secret (Cube, http); or what is wrong.
 	Detail string
 	OK     bool
+}
+
+// reportCheck is what a back end's check found of one report: what it is,
+// or why it is not ready.
+type reportCheck struct {
+	detail string
+	err    error
+}
+
+// checker is a back end that checks reports, by name, without running
+// them: what it found of each, or why it could check none.
+type checker interface {
+	check(ctx context.Context, reports []string) (map[string]reportCheck, error)
 }
 
 // preparer is a back end that can check its reports on the server without
@@ -176,41 +188,72 @@ type preparer interface {
 	Prepare(ctx context.Context) (map[string]Prepared, error)
 }
 
-// Check checks every report of the catalogue, in the order of their names:
-// a SQL back end prepares its reports on the server without running them
-// (syntax, tables, columns and their types); another back end must answer
-// HTTP at its URL.
+// Check checks every report of the catalogue without running it, in the
+// order of their names, each as its back end's type allows: a SQL back
+// end prepares its reports on the server (syntax, tables, columns and
+// their types); Metabase's cards are read and checked as before a query
+// (the card exists, its customer tag is a required Text or Number
+// variable, its range tag a Field Filter); Cube must take a token signed
+// with the secret (GET /cubejs-api/v1/meta); an http back end must list
+// its customers with the token (GET /customers).
 func (r *Reports) Check(ctx context.Context) []Checked {
 	if r.cat == nil {
 		return nil // no named reports
 	}
+	byBackend := map[string][]string{} // report names, sorted
+	for _, report := range sortedKeys(r.cat.Reports) {
+		name := r.cat.Reports[report].Backend
+		byBackend[name] = append(byBackend[name], report)
+	}
 	failed := map[string]error{}      // by back end: why it answers none of its reports
-	prepared := map[string]Prepared{} // by report, of the SQL back ends
+	found := map[string]reportCheck{} // by report
 	for name, src := range r.backends {
-		if p, ok := src.(preparer); ok {
-			var reports map[string]Prepared
-			reports, failed[name] = p.Prepare(ctx)
-			maps.Copy(prepared, reports)
-			continue
-		}
-		failed[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
+		var reports map[string]reportCheck
+		reports, failed[name] = checkSource(ctx, src, byBackend[name])
+		maps.Copy(found, reports)
 	}
 	var out []Checked
 	for _, report := range sortedKeys(r.cat.Reports) {
 		name := r.cat.Reports[report].Backend
 		c := Checked{Report: report, Backend: name + " (" + r.cat.Backends[name].Type + ")"}
-		_, isSQL := r.backends[name].(preparer)
-		switch p := prepared[report]; {
+		switch f, ok := found[report]; {
 		case failed[name] != nil:
 			c.Detail = failed[name].Error()
-		case p.Err != nil:
-			c.Detail = p.Err.Error()
-		case isSQL:
-			c.Detail, c.OK = describe(p.Columns), true
+		case !ok:
+			c.Detail = "its back end did not check it"
+		case f.err != nil:
+			c.Detail = f.err.Error()
 		default:
-			c.Detail, c.OK = "answers HTTP", true
+			c.Detail, c.OK = f.detail, true
 		}
 		out = append(out, c)
+	}
+	return out
+}
+
+// checkSource checks reports, the names of the reports src answers, as
+// Check says.
+func checkSource(ctx context.Context, src dashcache.ReportSource, reports []string) (map[string]reportCheck, error) {
+	switch src := src.(type) {
+	case preparer:
+		prepared, err := src.Prepare(ctx)
+		out := make(map[string]reportCheck, len(prepared))
+		for name, p := range prepared {
+			out[name] = reportCheck{detail: describe(p.Columns), err: p.Err}
+		}
+		return out, err
+	case checker:
+		return src.check(ctx, reports)
+	}
+	return nil, fmt.Errorf("a back end of type %T cannot be checked", src)
+}
+
+// sameFor is the same check of every report of reports: what one request
+// found of the back end that answers them all.
+func sameFor(reports []string, detail string) map[string]reportCheck {
+	out := make(map[string]reportCheck, len(reports))
+	for _, name := range reports {
+		out[name] = reportCheck{detail: detail}
 	}
 	return out
 }
@@ -222,27 +265,4 @@ func describe(cols []Column) string {
 		parts[i] = c.Name + " " + c.Type
 	}
 	return strings.Join(parts, ", ")
-}
-
-// answersHTTP checks that something answers HTTP at raw (any status; no
-// redirect followed).
-func answersHTTP(ctx context.Context, raw string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("the url is not a valid URL")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fmt.Errorf("url %s: %w", u.Redacted(), err)
-	}
-	hc := newHTTPClient()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req) // net/http leaves the URL's password out of its errors
-	if err != nil {
-		return fmt.Errorf("no HTTP answer at %s: %w", u.Redacted(), err)
-	}
-	resp.Body.Close()
-	return nil
 }
