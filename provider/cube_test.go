@@ -83,13 +83,8 @@ func TestCubeContinueWait(t *testing.T) {
 	if len(seen) != 3 {
 		t.Fatalf("Cube saw %d requests, want 3", len(seen))
 	}
-	for i, s := range seen {
-		if s.RequestID == "" || s.RequestID != seen[0].RequestID {
-			t.Errorf("request %d: x-request-id %q, want the first's %q", i+1, s.RequestID, seen[0].RequestID)
-		}
-		if s.Body != seen[0].Body {
-			t.Errorf("request %d: body %s, want the first's %s", i+1, s.Body, seen[0].Body)
-		}
+	if err := cubetest.OneCall(seen); err != nil {
+		t.Error(err)
 	}
 
 	// Another call is another request id.

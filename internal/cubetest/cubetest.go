@@ -8,6 +8,7 @@ package cubetest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -152,6 +153,24 @@ func (s *Server) Metas() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.metas
+}
+
+// OneCall returns an error unless loads are the requests of one call: at
+// least one, each with the first's x-request-id and body (a call asks
+// again with the same query while Cube answers "Continue wait").
+func OneCall(loads []Load) error {
+	if len(loads) == 0 {
+		return errors.New("no load request")
+	}
+	for i, l := range loads {
+		if l.RequestID == "" || l.RequestID != loads[0].RequestID {
+			return fmt.Errorf("load request %d: x-request-id %q, want the first's %q", i+1, l.RequestID, loads[0].RequestID)
+		}
+		if l.Body != loads[0].Body {
+			return fmt.Errorf("load request %d: body %s, want the first's %s", i+1, l.Body, loads[0].Body)
+		}
+	}
+	return nil
 }
 
 // Finished answers a finished query with Data.
