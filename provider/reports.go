@@ -188,6 +188,15 @@ type preparer interface {
 	Prepare(ctx context.Context) (map[string]Prepared, error)
 }
 
+// Every back end type can be checked.
+var (
+	_ preparer = (*Postgres)(nil)
+	_ preparer = (*MySQL)(nil)
+	_ checker  = (*Cube)(nil)
+	_ checker  = (*Metabase)(nil)
+	_ checker  = (*Client)(nil)
+)
+
 // Check checks every report of the catalogue without running it, in the
 // order of their names, each as its back end's type allows: a SQL back
 // end prepares its reports on the server (syntax, tables, columns and
