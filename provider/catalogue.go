@@ -281,8 +281,8 @@ func (c *Catalogue) checkReport(name string) []error {
 		errs = append(errs, fmt.Errorf("report %s: "+format, append([]any{name}, args...)...))
 	}
 	r := c.Reports[name]
-	if err := dashcache.CheckReportName(name); err != nil {
-		bad("the name: a report's name is 1-%d characters of a-z 0-9 _ -", dashcache.MaxReportNameLen)
+	if err := checkReportName(name); err != nil {
+		errs = append(errs, err)
 	}
 	if r.Fresh < 0 || r.ClosedFresh < 0 || r.Fresh > maxFresh || r.ClosedFresh > maxFresh ||
 		r.Fresh > 0 && r.Fresh < minFresh || r.ClosedFresh > 0 && r.ClosedFresh < minFresh {
@@ -316,6 +316,17 @@ func (c *Catalogue) checkReport(name string) []error {
 		}
 	}
 	return errs
+}
+
+// checkReportName returns nil for a report's name, else an error that names
+// the report and says why with dashcache.CheckReportName's own error (what
+// a report's name is): the one check of a report's name, for the catalogue
+// and for each back end's constructor.
+func checkReportName(name string) error {
+	if err := dashcache.CheckReportName(name); err != nil {
+		return fmt.Errorf("report %q: the name: %w", name, err)
+	}
+	return nil
 }
 
 // sentence lists words as a sentence does: "a, b and c".

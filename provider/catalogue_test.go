@@ -86,7 +86,7 @@ reports:
 			"report odd-param: query: has a named parameter other than @customer, @from and @to",
 			`report lost: backend "nowhere" is not one of the back ends (Ware, c, h, m, n)`,
 			"report http-query: query does not apply to a report of back end n (http), which takes backend, fresh and closed_fresh",
-			"report Bad.Name: the name",
+			`report "Bad.Name": the name: a report name may contain only a-z 0-9 _ -`,
 			"back end c: secret_env is required",
 			"back end n: url is required: an absolute http:// or https:// URL",
 			"back end h: no report uses it: remove it, or add a report",

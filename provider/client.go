@@ -186,6 +186,39 @@ func (c *Client) Customers(ctx context.Context) ([]string, error) {
 	return customers, nil
 }
 
+// check proves an http back end's url and token without a report query
+// (reports are its reports' names): GET /customers, the contract's one
+// request that runs none, must list the customers. A 404 or 405 leaves the
+// url and the token unproven but is no failure: the contract asks for the
+// list only for plans with customers: all. Any other failure (401 or 403:
+// the token; a redirect; 5xx; no answer; not a JSON list) is the back
+// end's, naming the status.
+func (c *Client) check(ctx context.Context, reports []string) (map[string]reportCheck, error) {
+	customers, err := c.Customers(ctx)
+	var pe *dashcache.ProviderError
+	switch {
+	case errors.As(err, &pe) && (pe.Status == http.StatusNotFound || pe.Status == http.StatusMethodNotAllowed):
+		return sameFor(reports, fmt.Sprintf("answers HTTP, but GET /customers is %d %s: the url and the token are not proven "+
+			"(the platform lists no customers, which only plans with customers: all need; or the url is wrong)", pe.Status, http.StatusText(pe.Status))), nil
+	case err != nil && c.token == "":
+		return nil, refused(err, "the platform wants a token: name its variable in token_env")
+	case err != nil:
+		return nil, refused(err, "the platform refused the token: is token_env's value its token?")
+	}
+	return sameFor(reports, fmt.Sprintf("GET /customers lists %d customers: the url and the token are right", len(customers))), nil
+}
+
+// refused adds hint to err, a *dashcache.ProviderError of a 401 or a 403
+// (the back end refused its credentials), saying what to check; any other
+// err is returned as it is.
+func refused(err error, hint string) error {
+	var pe *dashcache.ProviderError
+	if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
+		pe.Err = fmt.Errorf("%w (%s)", pe.Err, hint)
+	}
+	return err
+}
+
 // do sends one request and returns the body of a 200 that is valid JSON,
 // else a *dashcache.ProviderError.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, idempotencyKey string) ([]byte, error) {

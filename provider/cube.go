@@ -26,9 +26,15 @@ const (
 	cubeTo       = "@to"
 )
 
-// cubeLoadPath is Cube's REST endpoint for data, under its default base
-// path (/cubejs-api).
-const cubeLoadPath = "/cubejs-api/v1/load"
+// Cube's REST endpoints, under its default base path (/cubejs-api): the
+// data of a query, and the cubes' description, which reads no rows.
+const (
+	cubeLoadPath = "/cubejs-api/v1/load"
+	cubeMetaPath = "/cubejs-api/v1/meta"
+)
+
+// cubeRefused is what to check when Cube refuses a token (401 or 403).
+const cubeRefused = "Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?"
 
 // cubeContinueWait is the error of Cube's 200 answer to a query that is
 // still running: ask again with the same query.
@@ -129,8 +135,8 @@ func (cfg CubeConfig) validate() (map[string]any, error) {
 	}
 	reports := make(map[string]any, len(cfg.Reports))
 	for _, name := range sortedKeys(cfg.Reports) {
-		if err := dashcache.CheckReportName(name); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
+		if err := checkReportName(name); err != nil {
+			errs = append(errs, fmt.Errorf("provider: %w", err))
 		}
 		q, err := parseCubeQuery(cfg.Reports[name])
 		if err != nil {
@@ -266,15 +272,9 @@ func (c *Cube) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error)
 
 	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	now := c.now()
-	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"customer": k.Customer,
-		"iat":      jwt.NewNumericDate(now),
-		"exp":      jwt.NewNumericDate(now.Add(c.timeout + cubeTokenGrace)),
-	}).SignedString(c.secret)
+	token, err := c.sign(k.Customer)
 	if err != nil {
-		// jwt's errors name the method or key type, never the key.
-		return nil, transient(0, fmt.Errorf("cube: signing the token: %w", err))
+		return nil, err
 	}
 	call := cubeCall{c: c, ctx: ctx, callCtx: callCtx, body: body, token: token, requestID: rand.Text()}
 
@@ -293,6 +293,50 @@ func (c *Cube) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error)
 		}
 		pause = min(2*pause, cubeMaxPause)
 	}
+}
+
+// sign returns the token of one call for customer: HS256, signed with the
+// secret, its security context {"customer": customer}, valid for the
+// call's timeout and cubeTokenGrace.
+func (c *Cube) sign(customer string) (string, error) {
+	now := c.now()
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"customer": customer,
+		"iat":      jwt.NewNumericDate(now),
+		"exp":      jwt.NewNumericDate(now.Add(c.timeout + cubeTokenGrace)),
+	}).SignedString(c.secret)
+	if err != nil {
+		// jwt's errors name the method or key type, never the key.
+		return "", transient(0, fmt.Errorf("cube: signing the token: %w", err))
+	}
+	return token, nil
+}
+
+// check proves Cube's url and secret without a query (reports are its
+// reports' names): GET /cubejs-api/v1/meta, with a token signed as Query
+// signs its own but for no customer (the meta reads no rows), must answer
+// 200 with Cube's list of cubes. A 401 or 403 says the secret is wrong.
+func (c *Cube) check(ctx context.Context, reports []string) (map[string]reportCheck, error) {
+	const op = "cube: GET " + cubeMetaPath
+	callCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	token, err := c.sign("")
+	if err != nil {
+		return nil, err
+	}
+	secrets := []string{string(c.secret), token}
+	answer, err := c.send(ctx, callCtx, exchange{op: op, method: http.MethodGet, path: cubeMetaPath,
+		header: http.Header{"Authorization": {token}}, secrets: secrets})
+	if err != nil {
+		return nil, refused(err, cubeRefused)
+	}
+	var meta struct {
+		Cubes *[]json.RawMessage `json:"cubes"`
+	}
+	if err := json.Unmarshal(answer, &meta); err != nil || meta.Cubes == nil {
+		return nil, invalid(fmt.Errorf("%s: answer is not Cube's meta (no cubes list): %s", op, snippet(answer, secrets...)))
+	}
+	return sameFor(reports, fmt.Sprintf("Cube took the signed token: GET %s lists %d cubes", cubeMetaPath, len(*meta.Cubes))), nil
 }
 
 // substitute returns a copy of v (decoded JSON) where each string equal to
@@ -342,11 +386,7 @@ func (cc *cubeCall) load() ([]byte, error) {
 	answer, err := cc.c.send(cc.ctx, cc.callCtx, exchange{op: op, method: http.MethodPost, path: cubeLoadPath,
 		body: cc.body, header: header, secrets: []string{string(cc.c.secret), cc.token}})
 	if err != nil {
-		var pe *dashcache.ProviderError
-		if errors.As(err, &pe) && (pe.Status == http.StatusUnauthorized || pe.Status == http.StatusForbidden) {
-			pe.Err = fmt.Errorf("%w (Cube refused the token: is secret_env's value Cube's CUBEJS_API_SECRET?)", pe.Err)
-		}
-		return nil, err
+		return nil, refused(err, cubeRefused)
 	}
 	var a cubeAnswer
 	if err := json.Unmarshal(answer, &a); err != nil {

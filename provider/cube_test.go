@@ -7,17 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/cubetest"
 )
 
 const testCubeSecret = "cube-s3cret-Zq9"
@@ -36,83 +34,12 @@ const testCubeQuery = `{
   "limit": 10000
 }`
 
-// testCubeData is a finished answer's data: numbers as strings, as Cube
-// gives them.
-const testCubeData = `[{"Orders.createdAt.day":"2025-01-01T00:00:00.000","Orders.count":"3","Orders.total":"12.50"}]`
-
-// cubeSeen is one request the fake Cube accepted.
-type cubeSeen struct {
-	requestID string
-	body      string
-	query     map[string]any
-	claims    jwt.MapClaims
-}
-
-// fakeCube is Cube's REST API as documented: POST /cubejs-api/v1/load with
-// {"query": ...}, the token in Authorization (alone, or after "Bearer "),
-// 403 {"error": "Invalid token"} for a token its secret did not sign.
-type fakeCube struct {
-	secret string
-	// answer writes the answer to the n-th accepted request (from 1).
-	answer func(w http.ResponseWriter, n int)
-
-	mu   sync.Mutex
-	seen []cubeSeen
-}
-
-func (f *fakeCube) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	if r.Method != http.MethodPost || r.URL.Path != "/cubejs-api/v1/load" {
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, `{"error":"Not found"}`)
-		return
-	}
-	auth := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(auth, claims, func(*jwt.Token) (any, error) { return []byte(f.secret), nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithIssuedAt())
-	if err != nil {
-		w.WriteHeader(http.StatusForbidden)
-		_, _ = io.WriteString(w, `{"error":"Invalid token"}`)
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	var req struct {
-		Query map[string]any `json:"query"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Query == nil {
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, `{"error":"Query param is required"}`)
-		return
-	}
-	f.mu.Lock()
-	f.seen = append(f.seen, cubeSeen{requestID: r.Header.Get("X-Request-Id"), body: string(body), query: req.Query, claims: claims})
-	n := len(f.seen)
-	f.mu.Unlock()
-	f.answer(w, n)
-}
-
-func (f *fakeCube) requests() []cubeSeen {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]cubeSeen(nil), f.seen...)
-}
-
-// cubeData answers a finished query.
-func cubeData(w http.ResponseWriter, _ int) {
-	_, _ = fmt.Fprintf(w, `{"query":{"measures":["Orders.count"]},"data":%s,"annotation":{"measures":{}}}`, testCubeData)
-}
-
-// cubeWait answers "Continue wait".
-func cubeWait(w http.ResponseWriter, _ int) { _, _ = io.WriteString(w, `{"error":"Continue wait"}`) }
-
 // newTestCube starts a fake Cube signed for with secret, answering with
 // answer, and returns a Cube back end (secret testCubeSecret) on it.
-func newTestCube(t *testing.T, secret string, answer func(http.ResponseWriter, int), cfg CubeConfig) (*Cube, *fakeCube) {
+func newTestCube(t *testing.T, secret string, answer func(http.ResponseWriter, int), cfg CubeConfig) (*Cube, *cubetest.Server) {
 	t.Helper()
-	fake := &fakeCube{secret: secret, answer: answer}
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
+	fake := &cubetest.Server{Secret: secret, Answer: answer}
+	srv := cubetest.Start(t, fake)
 	cfg.URL = cmpOr(cfg.URL, srv.URL)
 	cfg.Secret = cmpOr(cfg.Secret, testCubeSecret)
 	if cfg.Reports == nil {
@@ -136,13 +63,7 @@ func testCubeKey(customer string) dashcache.ReportKey {
 // at Cube with the same query and the same x-request-id.
 func TestCubeContinueWait(t *testing.T) {
 	t.Parallel()
-	c, fake := newTestCube(t, testCubeSecret, func(w http.ResponseWriter, n int) {
-		if n <= 2 {
-			cubeWait(w, n)
-			return
-		}
-		cubeData(w, n)
-	}, CubeConfig{})
+	c, fake := newTestCube(t, testCubeSecret, cubetest.WaitThenData(2), CubeConfig{})
 	m, err := NewMeasured(c, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -152,31 +73,26 @@ func TestCubeContinueWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(data) != testCubeData {
-		t.Errorf("data = %s, want Cube's data verbatim %s", data, testCubeData)
+	if string(data) != cubetest.Data {
+		t.Errorf("data = %s, want Cube's data verbatim %s", data, cubetest.Data)
 	}
 	if got := testutil.ToFloat64(m.calls.WithLabelValues(string(dashcache.OutcomeOK))); got != 1 {
 		t.Errorf("calls seen by Measured = %v, want 1", got)
 	}
-	seen := fake.requests()
+	seen := fake.Loads()
 	if len(seen) != 3 {
 		t.Fatalf("Cube saw %d requests, want 3", len(seen))
 	}
-	for i, s := range seen {
-		if s.requestID == "" || s.requestID != seen[0].requestID {
-			t.Errorf("request %d: x-request-id %q, want the first's %q", i+1, s.requestID, seen[0].requestID)
-		}
-		if s.body != seen[0].body {
-			t.Errorf("request %d: body %s, want the first's %s", i+1, s.body, seen[0].body)
-		}
+	if err := cubetest.OneCall(seen); err != nil {
+		t.Error(err)
 	}
 
 	// Another call is another request id.
 	if _, err := c.Query(t.Context(), testCubeKey("acme")); err != nil {
 		t.Fatal(err)
 	}
-	if seen := fake.requests(); seen[3].requestID == seen[0].requestID {
-		t.Errorf("two calls share x-request-id %q", seen[0].requestID)
+	if seen := fake.Loads(); seen[3].RequestID == seen[0].RequestID {
+		t.Errorf("two calls share x-request-id %q", seen[0].RequestID)
 	}
 }
 
@@ -184,12 +100,12 @@ func TestCubeContinueWait(t *testing.T) {
 // claims are the customer and a short life.
 func TestCubeToken(t *testing.T) {
 	t.Parallel()
-	c, fake := newTestCube(t, testCubeSecret, cubeData, CubeConfig{Timeout: 5 * time.Second})
+	c, fake := newTestCube(t, testCubeSecret, cubetest.Finished, CubeConfig{Timeout: 5 * time.Second})
 	before := time.Now().Add(-time.Second)
 	if _, err := c.Query(t.Context(), testCubeKey("acme")); err != nil {
 		t.Fatal(err)
 	}
-	claims := fake.requests()[0].claims
+	claims := fake.Loads()[0].Claims
 	if claims["customer"] != "acme" {
 		t.Errorf("customer claim = %v, want acme", claims["customer"])
 	}
@@ -209,13 +125,13 @@ func TestCubeToken(t *testing.T) {
 // strings, whatever the customer holds; look-alikes and object keys stay.
 func TestCubeSubstitution(t *testing.T) {
 	t.Parallel()
-	c, fake := newTestCube(t, testCubeSecret, cubeData, CubeConfig{})
+	c, fake := newTestCube(t, testCubeSecret, cubetest.Finished, CubeConfig{})
 	customer := `ac"me\"}],{"member":"x` + "\n@to"
 	if _, err := c.Query(t.Context(), testCubeKey(customer)); err != nil {
 		t.Fatal(err)
 	}
-	s := fake.requests()[0]
-	q := s.query
+	s := fake.Loads()[0]
+	q := s.Query
 	filters := q["filters"].([]any)
 	if got := filters[0].(map[string]any)["values"]; !jsonEqual(got, []any{customer}) {
 		t.Errorf("customer filter values = %#v, want [%q]", got, customer)
@@ -233,10 +149,10 @@ func TestCubeSubstitution(t *testing.T) {
 	if got := q["order"]; !jsonEqual(got, map[string]any{"@customer": "asc"}) {
 		t.Errorf("order = %#v: an object key is not a value", got)
 	}
-	if !strings.Contains(s.body, `"limit":10000`) {
-		t.Errorf("body %s: limit not kept as written", s.body)
+	if !strings.Contains(s.Body, `"limit":10000`) {
+		t.Errorf("body %s: limit not kept as written", s.Body)
 	}
-	if claims := s.claims; claims["customer"] != customer {
+	if claims := s.Claims; claims["customer"] != customer {
 		t.Errorf("customer claim = %q, want %q", claims["customer"], customer)
 	}
 }
@@ -272,7 +188,7 @@ func TestCubeFailures(t *testing.T) {
 		wantInErr  string
 		wantCalls  int
 	}{
-		{name: "wrong secret", fakeSecret: "not-the-secret", answer: cubeData,
+		{name: "wrong secret", fakeSecret: "not-the-secret", answer: cubetest.Finished,
 			want: dashcache.OutcomePermanent, wantStatus: 403, wantInErr: "Invalid token"},
 		{name: "429", answer: status(429, `{"error":"Too many requests"}`, "Retry-After", "7"),
 			want: dashcache.OutcomeRateLimited, wantStatus: 429, wantRetry: 7 * time.Second, wantCalls: 1},
@@ -286,9 +202,9 @@ func TestCubeFailures(t *testing.T) {
 		}, want: dashcache.OutcomePermanent, wantStatus: 400, wantInErr: "[redacted]", wantCalls: 1},
 		{name: "redirect", answer: status(302, "", "Location", "http://elsewhere.example/"),
 			want: dashcache.OutcomePermanent, wantStatus: 302, wantCalls: 1},
-		{name: "continue wait forever", answer: cubeWait, cfg: CubeConfig{Timeout: 700 * time.Millisecond},
+		{name: "continue wait forever", answer: cubetest.Wait, cfg: CubeConfig{Timeout: 700 * time.Millisecond},
 			want: dashcache.OutcomeTransient, wantInErr: "Continue wait"},
-		{name: "oversized data", answer: cubeData, cfg: CubeConfig{MaxBodyBytes: 64},
+		{name: "oversized data", answer: cubetest.Finished, cfg: CubeConfig{MaxBodyBytes: 64},
 			want: dashcache.OutcomeInvalid, wantStatus: 200, wantInErr: "larger than 64 bytes", wantCalls: 1},
 		{name: "200 without data", answer: status(200, `{"query":{},"annotation":{}}`),
 			want: dashcache.OutcomeInvalid, wantStatus: 200, wantCalls: 1},
@@ -296,7 +212,7 @@ func TestCubeFailures(t *testing.T) {
 			want: dashcache.OutcomeInvalid, wantStatus: 200, wantInErr: "something else", wantCalls: 1},
 		{name: "200 not JSON", answer: status(200, `<html>`),
 			want: dashcache.OutcomeInvalid, wantStatus: 200, wantCalls: 1},
-		{name: "unknown report", answer: cubeData, report: "nope",
+		{name: "unknown report", answer: cubetest.Finished, report: "nope",
 			want: dashcache.OutcomePermanent, wantInErr: `no report named "nope"`},
 	}
 	for _, tt := range tests {
@@ -320,10 +236,10 @@ func TestCubeFailures(t *testing.T) {
 			if strings.Contains(err.Error(), testCubeSecret) {
 				t.Errorf("error %q holds the secret", err)
 			}
-			if tt.wantCalls > 0 && len(fake.requests()) != tt.wantCalls {
-				t.Errorf("Cube saw %d requests, want %d", len(fake.requests()), tt.wantCalls)
+			if tt.wantCalls > 0 && len(fake.Loads()) != tt.wantCalls {
+				t.Errorf("Cube saw %d requests, want %d", len(fake.Loads()), tt.wantCalls)
 			}
-			if tt.report != "" && len(fake.requests()) != 0 {
+			if tt.report != "" && len(fake.Loads()) != 0 {
 				t.Errorf("an unknown report reached Cube")
 			}
 		})
@@ -334,7 +250,7 @@ func TestCubeFailures(t *testing.T) {
 // still answers "Continue wait": transient, and no request after.
 func TestCubeContinueWaitCallerContext(t *testing.T) {
 	t.Parallel()
-	c, fake := newTestCube(t, testCubeSecret, cubeWait, CubeConfig{})
+	c, fake := newTestCube(t, testCubeSecret, cubetest.Wait, CubeConfig{})
 	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	_, err := c.Query(ctx, testCubeKey("acme"))
@@ -344,7 +260,7 @@ func TestCubeContinueWaitCallerContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("error %v does not say the context ended", err)
 	}
-	n := len(fake.requests())
+	n := len(fake.Loads())
 	if n < 2 {
 		t.Errorf("Cube saw %d requests in 500ms of Continue wait, want at least 2", n)
 	}
@@ -360,7 +276,7 @@ func TestNewCubeChecks(t *testing.T) {
 	if err == nil {
 		t.Fatal("NewCube accepted a bad config")
 	}
-	for _, want := range []string{"URL", "Secret is required", "Timeout", `"Bad Name"`, "no-customer", "not-json"} {
+	for _, want := range []string{"URL", "Secret is required", "Timeout", `report "Bad Name": the name: a report name may contain only a-z 0-9 _ -`, "no-customer", "not-json"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
@@ -420,9 +336,8 @@ func TestParseCubeQuery(t *testing.T) {
 // secret read through getenv; without the variable, the error names it.
 func TestOpenReportsCube(t *testing.T) {
 	t.Parallel()
-	fake := &fakeCube{secret: testCubeSecret, answer: cubeData}
-	srv := httptest.NewServer(fake)
-	t.Cleanup(srv.Close)
+	fake := &cubetest.Server{Secret: testCubeSecret}
+	srv := cubetest.Start(t, fake)
 	query, _ := json.Marshal(testCubeQuery) // a YAML flow scalar
 	cat, err := ParseCatalogue(fmt.Appendf(nil, `
 backends:
@@ -440,10 +355,10 @@ reports:
 	}
 	defer r.Close()
 	data, err := r.Query(t.Context(), testCubeKey("acme"))
-	if err != nil || string(data) != testCubeData {
-		t.Fatalf("Query: %s, %v; want %s", data, err, testCubeData)
+	if err != nil || string(data) != cubetest.Data {
+		t.Fatalf("Query: %s, %v; want %s", data, err, cubetest.Data)
 	}
-	if seen := fake.requests(); len(seen) != 1 || seen[0].claims["customer"] != "acme" {
+	if seen := fake.Loads(); len(seen) != 1 || seen[0].Claims["customer"] != "acme" {
 		t.Errorf("Cube saw %+v, want one request for acme", seen)
 	}
 

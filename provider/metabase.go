@@ -64,6 +64,9 @@ type MetabaseConfig struct {
 	// key goes only to URL). Default: the client Client uses, with dial,
 	// TLS handshake and idle connection timeouts.
 	HTTPClient *http.Client
+	// Now is the clock that says when a card's template tags were last
+	// found fit, and so when they are read again. Default time.Now.
+	Now func() time.Time
 }
 
 // Metabase answers the catalogue's named reports by running Metabase saved
@@ -77,8 +80,10 @@ type Metabase struct {
 	httpBackend
 	apiKey  string
 	reports map[string]MetabaseReport
-	// verified holds, by card, when its template tags were last found fit
-	// (see verify).
+	now     func() time.Time
+	// verified holds, by MetabaseReport (its card and the two tags it
+	// aims at), when the card's tags were last found fit for it (see
+	// verify): two reports of one card may name other tags.
 	verified sync.Map
 }
 
@@ -93,6 +98,9 @@ const verifyEvery = 5 * time.Minute
 func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	reports := make(map[string]MetabaseReport, len(cfg.Reports))
 	for name, r := range cfg.Reports {
 		r.CustomerParameter = cmp.Or(r.CustomerParameter, DefaultCustomerParameter)
@@ -107,6 +115,7 @@ func NewMetabase(cfg MetabaseConfig) (*Metabase, error) {
 		httpBackend: newHTTPBackend(cfg.URL, cfg.HTTPClient, cfg.Timeout, cfg.MaxBodyBytes, catalogueURLSetting),
 		apiKey:      cfg.APIKey,
 		reports:     maps.Clone(cfg.Reports),
+		now:         cfg.Now,
 	}, nil
 }
 
@@ -132,8 +141,8 @@ func (cfg MetabaseConfig) validate() error {
 	}
 	for _, name := range sortedKeys(cfg.Reports) {
 		r := cfg.Reports[name]
-		if err := dashcache.CheckReportName(name); err != nil {
-			bad("report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen)
+		if err := checkReportName(name); err != nil {
+			bad("%v", err)
 		}
 		if r.Card <= 0 {
 			bad("report %s: Card must be the ID of a saved question (a positive number), got %d", name, r.Card)
@@ -179,10 +188,11 @@ type metabaseAnswer struct {
 // columns' names in their order ([] for no rows), values verbatim.
 //
 // A failure is a *dashcache.ProviderError: permanent for a report this back
-// end does not have, a query Metabase ran and reports "failed" (its error
-// text in the error), 401, 403, a redirect and any other 4xx; rate_limited
-// on 429 (with RetryAfter); transient on 5xx, timeouts and connection
-// errors; invalid on a success without data, that is not JSON or not
+// end does not have, a query Metabase ran and reports "failed" with a
+// client error_type (such as invalid-query: see metabaseOutcome), 401, 403,
+// a redirect and any other 4xx; rate_limited on 429 (with RetryAfter);
+// transient on a "failed" query with a server error_type (db, timed-out...)
+// or none, 5xx, timeouts and connection errors; invalid on a success without data, that is not JSON or not
 // UTF-8, that Metabase truncated (rows_truncated: it applies its row limit
 // to card queries), or that is larger than MaxBodyBytes.
 func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, error) {
@@ -216,7 +226,7 @@ func (m *Metabase) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, er
 // customer's rows. So the customer's tag must be a Text or Number variable
 // that is required, and the range's a Field Filter.
 func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) error {
-	if at, ok := m.verified.Load(r.Card); ok && time.Since(at.(time.Time)) < verifyEvery {
+	if at, ok := m.verified.Load(r); ok && m.now().Sub(at.(time.Time)) < verifyEvery {
 		return nil
 	}
 	op := fmt.Sprintf("report %s: GET /api/card/%d", report, r.Card)
@@ -253,8 +263,29 @@ func (m *Metabase) verify(ctx context.Context, report string, r MetabaseReport) 
 	if d, ok := tags[r.RangeParameter]; !ok || d.Type != "dimension" {
 		return unfit("the card has no Field Filter (dimension) tag %q for the date range", r.RangeParameter)
 	}
-	m.verified.Store(r.Card, time.Now())
+	m.verified.Store(r, m.now())
 	return nil
+}
+
+// check runs, for each of reports (its reports' names), the check of the
+// report's card that Query runs before it queries it (verify), with the
+// API key: the card exists, its customer tag is a required Text or Number
+// variable, its range tag a Field Filter. A 401 or 403 says the key is
+// wrong.
+func (m *Metabase) check(ctx context.Context, reports []string) (map[string]reportCheck, error) {
+	out := make(map[string]reportCheck, len(reports))
+	for _, name := range reports {
+		r, ok := m.reports[name]
+		if !ok {
+			out[name] = reportCheck{err: fmt.Errorf("report %q is not one of this metabase back end's reports", name)}
+			continue
+		}
+		out[name] = reportCheck{
+			detail: fmt.Sprintf("card %d: %q is a required variable, %q a Field Filter", r.Card, r.CustomerParameter, r.RangeParameter),
+			err:    refused(m.verify(ctx, name, r), "Metabase refused the key: is api_key_env's value a Metabase API key?"),
+		}
+	}
+	return out, nil
 }
 
 // maxCardBytes bounds a card's description (GET /api/card/{id}).
@@ -270,6 +301,34 @@ func (m *Metabase) do(ctx context.Context, op, method, path string, body []byte,
 		header: http.Header{"X-Api-Key": {m.apiKey}}, accepted: http.StatusAccepted, maxBody: maxBody, secrets: []string{m.apiKey}})
 }
 
+// metabaseClientErrors are the error types of a failed query that are
+// Metabase's client errors (in metabase/query_processor/error_type.clj,
+// :client and the types derived from it, "the equivalent of an HTTP 4xx"):
+// the card, its parameters or the API key's permissions are wrong, and
+// asking again will not mend them.
+var metabaseClientErrors = map[string]bool{
+	"client":                       true,
+	"missing-required-permissions": true,
+	"invalid-query":                true,
+	"missing-required-parameter":   true,
+	"invalid-parameter":            true,
+	"unsupported-feature":          true,
+}
+
+// metabaseOutcome classifies a query Metabase ran and reports "failed" by
+// its error_type: permanent for a client error (metabaseClientErrors);
+// transient for its server errors (server, timed-out, qp, driver, db: the
+// warehouse behind Metabase is down or slow, or Metabase itself failed),
+// and for a type it does not give or this list does not know, so that an
+// outage is retried and counted by the back end's breaker rather than
+// remembered as the report's own fault.
+func metabaseOutcome(errorType string) dashcache.ProviderOutcome {
+	if metabaseClientErrors[errorType] {
+		return dashcache.OutcomePermanent
+	}
+	return dashcache.OutcomeTransient
+}
+
 // report turns a card query's answer into the report: rows become objects
 // keyed by the columns' names.
 func (m *Metabase) report(op string, data []byte) ([]byte, error) {
@@ -283,8 +342,8 @@ func (m *Metabase) report(op string, data []byte) ([]byte, error) {
 		if json.Unmarshal(a.Error, &text) == nil {
 			msg = snippet([]byte(text), m.apiKey)
 		}
-		return nil, &dashcache.ProviderError{Outcome: dashcache.OutcomePermanent, Code: a.ErrorType,
-			Err: fmt.Errorf("%s: Metabase failed to run the query: %s", op, msg)}
+		return nil, &dashcache.ProviderError{Outcome: metabaseOutcome(a.ErrorType), Code: a.ErrorType,
+			Err: fmt.Errorf("%s: Metabase failed to run the query (error_type %q): %s", op, a.ErrorType, msg)}
 	}
 	if a.Status != "completed" || a.Data == nil || a.Data.Rows == nil || a.Data.Cols == nil {
 		return nil, invalid(fmt.Errorf("%s: answer has no completed data (status %q): %s", op, a.Status, snippet(data, m.apiKey)))

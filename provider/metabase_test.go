@@ -31,10 +31,11 @@ type fakeMetabase struct {
 	// answer writes the answer; nil: answerRows.
 	answer func(w http.ResponseWriter, values map[string]string)
 
-	mu       sync.Mutex
-	calls    int
-	bodies   []string
-	lastVals map[string]string
+	mu        sync.Mutex
+	calls     int
+	cardReads int // GET /api/card/{id}
+	bodies    []string
+	lastVals  map[string]string
 }
 
 func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -44,6 +45,9 @@ func (f *fakeMetabase) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet && r.URL.Path == fmt.Sprintf("/api/card/%d", f.card) {
+		f.mu.Lock()
+		f.cardReads++
+		f.mu.Unlock()
 		f.serveCard(w)
 		return
 	}
@@ -229,6 +233,22 @@ func TestMetabaseQueryClassifies(t *testing.T) {
 	}{
 		{name: "failed", answer: answer(202, nil, `{"status":"failed","error":"ERROR: relation \"sales\" does not exist (key `+testAPIKey+`)","error_type":"invalid-query","data":{"rows":[],"cols":[]}}`),
 			want: dashcache.OutcomePermanent, code: "invalid-query", says: `relation \"sales\" does not exist`},
+		// Metabase's server errors are an outage behind it: retried, and
+		// counted by the back end's breaker; its client errors are the
+		// card's own, and so are permanent. A type it does not give, or
+		// one this version does not know, is taken for an outage.
+		{name: "failed: db", answer: answer(202, nil, `{"status":"failed","error":"Connection to warehouse:5432 refused","error_type":"db"}`),
+			want: dashcache.OutcomeTransient, code: "db", says: "Connection to warehouse:5432 refused"},
+		{name: "failed: timed-out", answer: answer(202, nil, `{"status":"failed","error":"Timed out after 20.0 min.","error_type":"timed-out"}`),
+			want: dashcache.OutcomeTransient, code: "timed-out", says: "Timed out"},
+		{name: "failed: missing-required-parameter", answer: answer(202, nil, `{"status":"failed","error":"You'll need to pick a value for 'Customer' before this query can run.","error_type":"missing-required-parameter"}`),
+			want: dashcache.OutcomePermanent, code: "missing-required-parameter", says: "pick a value"},
+		{name: "failed: missing-required-permissions", answer: answer(202, nil, `{"status":"failed","error":"You do not have permissions to run this query.","error_type":"missing-required-permissions"}`),
+			want: dashcache.OutcomePermanent, code: "missing-required-permissions", says: "permissions"},
+		{name: "failed: error_type missing", answer: answer(202, nil, `{"status":"failed","error":"java.lang.OutOfMemoryError"}`),
+			want: dashcache.OutcomeTransient, code: "", says: "OutOfMemoryError"},
+		{name: "failed: unknown error_type", answer: answer(202, nil, `{"status":"failed","error":"boom","error_type":"some-new-type"}`),
+			want: dashcache.OutcomeTransient, code: "some-new-type", says: "boom"},
 		{name: "401", answer: answer(401, nil, "Unauthenticated"), want: dashcache.OutcomePermanent, status: 401},
 		{name: "403", answer: answer(403, nil, "You don't have permissions to do that."), want: dashcache.OutcomePermanent, status: 403},
 		{name: "404", answer: answer(404, nil, "Not found."), want: dashcache.OutcomePermanent, status: 404},
@@ -310,6 +330,53 @@ func TestMetabaseParameterKinds(t *testing.T) {
 	}
 }
 
+// TestMetabaseVerifiedPerReport: a card found fit for one report's tags is
+// not taken as fit for another report of the same card that names other
+// tags; and a card's check is trusted for 5 minutes of the back end's
+// clock, then read again.
+func TestMetabaseVerifiedPerReport(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	f := &fakeMetabase{}
+	m := newFakeMetabase(t, f, MetabaseConfig{Now: clock, Reports: map[string]MetabaseReport{
+		"revenue": {Card: 42},
+		"orders":  {Card: 42, CustomerParameter: "client"}, // no such tag on card 42
+	}})
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := m.Query(t.Context(), january("orders"))
+	providerError(t, err, dashcache.OutcomePermanent)
+	if !strings.Contains(err.Error(), `no template tag "client"`) {
+		t.Errorf("orders: %v; want the card refused for its tag \"client\"", err)
+	}
+	if calls, _, _ := f.seen(); calls != 1 {
+		t.Errorf("the card was queried %d times, want once (for revenue)", calls)
+	}
+
+	reads := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.cardReads
+	}
+	before := reads()
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil || reads() != before {
+		t.Errorf("within 5 minutes: %v, %d card reads, want none", err, reads()-before)
+	}
+	mu.Lock()
+	now = now.Add(5 * time.Minute)
+	mu.Unlock()
+	if _, err := m.Query(t.Context(), january("revenue")); err != nil || reads() != before+1 {
+		t.Errorf("after 5 minutes: %v, %d card reads, want 1", err, reads()-before)
+	}
+}
+
 func TestMetabaseTimeout(t *testing.T) {
 	t.Parallel()
 	f := &fakeMetabase{answer: func(w http.ResponseWriter, _ map[string]string) { time.Sleep(300 * time.Millisecond) }}
@@ -350,7 +417,7 @@ func TestNewMetabaseChecks(t *testing.T) {
 		{"password", MetabaseConfig{URL: "http://u:hunter2@mb/?x=1", APIKey: "k", Reports: ok}, []string{"must not have a query"}},
 		{"reports", MetabaseConfig{URL: "http://mb", APIKey: "k", Reports: map[string]MetabaseReport{
 			"Bad Name": {Card: 1}, "nocard": {}, "same": {Card: 2, CustomerParameter: "range"},
-		}}, []string{`report "Bad Name": the name`, "report nocard: Card must be", `report same: the customer and the range parameters are both "range"`}},
+		}}, []string{`report "Bad Name": the name: a report name may contain only a-z 0-9 _ -`, "report nocard: Card must be", `report same: the customer and the range parameters are both "range"`}},
 		{"negative", MetabaseConfig{URL: "http://mb", APIKey: "k", Reports: ok, Timeout: -1, MaxBodyBytes: -1}, []string{"Timeout must not be negative", "MaxBodyBytes must not be negative"}},
 	} {
 		_, err := NewMetabase(tc.cfg)

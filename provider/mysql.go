@@ -69,6 +69,16 @@ func NewMySQL(ctx context.Context, dsn string, reports map[string]string, cfg SQ
 	mc.InterpolateParams = false
 	mc.Loc = time.UTC
 	mc.MultiStatements = false
+	// The driver prints what it meets on a connection (a bad packet, a
+	// dropped idle connection) with its own logger, to stderr by default:
+	// lines outside zerolog, in another format, that log pipelines would
+	// take for a crash. Every such fault also comes back as the error of
+	// the call it breaks, which the back end classifies and the worker
+	// logs; so this back end's connections print nothing. The Config's
+	// logger, rather than mysql.SetLogger, keeps it to them: no
+	// process-wide state to set once, and the driver still logs for any
+	// other user of it in the process.
+	mc.Logger = &mysql.NopLogger{}
 	if err := mc.Apply(mysql.Charset("utf8mb4", "")); err != nil {
 		return nil, redact(fmt.Errorf("provider: mysql: %w", err), secrets)
 	}

@@ -5,7 +5,12 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -455,5 +460,101 @@ func TestMySQLSecrets(t *testing.T) {
 	providerError(t, err, dashcache.OutcomeTransient)
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error shows the password: %v", err)
+	}
+}
+
+// TestMySQLQuotedUserVariables: the server reads @'customer', @"customer"
+// and @`customer` as the user variable @customer, never bound by the back
+// end (unset: NULL, and the report would match nothing): such a report is
+// refused at load.
+func TestMySQLQuotedUserVariables(t *testing.T) {
+	t.Parallel()
+	dsn, db := mysqlWarehouse(t)
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "SET @customer = 'acme'"); err != nil {
+		t.Fatal(err)
+	}
+	var single, double, back string
+	if err := conn.QueryRowContext(t.Context(), "SELECT @'customer', @\"customer\", @`customer`").Scan(&single, &double, &back); err != nil {
+		t.Fatal(err)
+	}
+	if single != "acme" || double != "acme" || back != "acme" {
+		t.Errorf("the server read the quoted variables as %q, %q, %q; want @customer's acme", single, double, back)
+	}
+	_, err = NewMySQL(t.Context(), dsn, map[string]string{"r": "SELECT day FROM sales WHERE customer = @customer AND day >= @'from'"}, SQLConfig{})
+	if err == nil || !strings.Contains(err.Error(), "report r: query: has a quoted user variable @'from'") {
+		t.Errorf("NewMySQL: %v, want the quoted variable refused", err)
+	}
+}
+
+// mysqlLogRecorder records what the MySQL driver logs.
+type mysqlLogRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *mysqlLogRecorder) Print(v ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, fmt.Sprint(v...))
+}
+
+func (r *mysqlLogRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	lines := r.lines
+	r.lines = nil
+	return lines
+}
+
+// TestMySQLDriverLogsNothing: a server that hangs up in the handshake
+// makes the driver log (to stderr, by default) on a pool of its own
+// defaults, and not on the back end's, whose failure comes back as the
+// call's error alone. Not parallel: it sets the driver's default logger.
+func TestMySQLDriverLogsNothing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted sync.WaitGroup
+	accepted.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { ln.Close(); accepted.Wait() })
+	rec := &mysqlLogRecorder{}
+	if err := mysql.SetLogger(rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mysql.SetLogger(log.New(os.Stderr, "[mysql] ", log.Ldate|log.Ltime)) })
+	dsn := "root@tcp(" + ln.Addr().String() + ")/x?timeout=1s"
+
+	plain, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.PingContext(t.Context()); err == nil {
+		t.Fatal("a server that hangs up answered a ping")
+	}
+	if lines := rec.take(); len(lines) == 0 {
+		t.Fatal("the driver's own pool logged nothing: this test no longer shows what the back end silences")
+	}
+
+	m := newMySQL(t, dsn, map[string]string{"r": "SELECT @customer AS c"}, SQLConfig{Timeout: time.Second})
+	if _, err := m.Query(t.Context(), january("r")); err == nil {
+		t.Fatal("a server that hangs up answered a query")
+	}
+	if lines := rec.take(); len(lines) != 0 {
+		t.Errorf("the back end's connections logged through the driver: %q", lines)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -18,10 +16,9 @@ import (
 // simulator), and each report of the catalogue from its back end's. It is a
 // Source; its customers are the default source's.
 type Reports struct {
-	def      Source // nil: no default report
-	cat      *Catalogue
+	def      Source                            // nil: no default report
+	cat      *Catalogue                        // nil: no named reports
 	backends map[string]dashcache.ReportSource // by name
-	reports  map[string]string                 // report name -> back end name
 }
 
 // Limits are what every back end's calls are bounded by.
@@ -40,7 +37,7 @@ type Limits struct {
 // default report and listing the customers (nil: there is no default
 // report, and no list). An error names the back end. Close closes them.
 func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string, def Source, limits Limits) (*Reports, error) {
-	r := &Reports{def: def, cat: cat, backends: map[string]dashcache.ReportSource{}, reports: map[string]string{}}
+	r := &Reports{def: def, cat: cat, backends: map[string]dashcache.ReportSource{}}
 	if cat == nil {
 		return r, nil
 	}
@@ -51,9 +48,6 @@ func OpenReports(ctx context.Context, cat *Catalogue, getenv func(string) string
 			return nil, fmt.Errorf("back end %s: %w", name, err)
 		}
 		r.backends[name] = src
-	}
-	for name, report := range cat.Reports {
-		r.reports[name] = report.Backend
 	}
 	return r, nil
 }
@@ -90,42 +84,42 @@ func openBackend(ctx context.Context, cat *Catalogue, name string, getenv func(s
 		}
 		cfg := SQLConfig{MaxRows: b.MaxRows, Timeout: limits.Timeout, MaxBytes: limits.MaxBodyBytes, MaxConns: limits.Concurrency}
 		if b.Type == TypeMySQL {
-			return NewMySQL(ctx, dsn, queriesOf(cat, name), cfg)
+			return NewMySQL(ctx, dsn, reportsOf(cat, name, query), cfg)
 		}
-		return NewPostgres(ctx, dsn, queriesOf(cat, name), cfg)
+		return NewPostgres(ctx, dsn, reportsOf(cat, name, query), cfg)
 	case TypeCube:
 		key, err := secret(b.SecretEnv)
 		if err != nil {
 			return nil, err
 		}
-		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: queriesOf(cat, name), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
+		return NewCube(CubeConfig{URL: b.URL, Secret: key, Reports: reportsOf(cat, name, query), Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	case TypeMetabase:
 		key, err := secret(b.APIKeyEnv)
 		if err != nil {
 			return nil, err
 		}
-		reports := map[string]MetabaseReport{}
-		for report, spec := range cat.Reports {
-			if spec.Backend == name {
-				reports[report] = MetabaseReport{Card: spec.Card, CustomerParameter: spec.CustomerParameter, RangeParameter: spec.RangeParameter}
-			}
-		}
+		reports := reportsOf(cat, name, func(r Report) MetabaseReport {
+			return MetabaseReport{Card: r.Card, CustomerParameter: r.CustomerParameter, RangeParameter: r.RangeParameter}
+		})
 		return NewMetabase(MetabaseConfig{URL: b.URL, APIKey: key, Reports: reports, Timeout: limits.Timeout, MaxBodyBytes: limits.MaxBodyBytes})
 	}
 	return nil, fmt.Errorf("type %q has no client", b.Type) // ParseCatalogue refuses it first
 }
 
-// queriesOf returns the queries of the reports of cat that back end answers,
-// by report name.
-func queriesOf(cat *Catalogue, backend string) map[string]string {
-	queries := map[string]string{}
-	for report, spec := range cat.Reports {
+// reportsOf returns the reports of cat that back end answers, by name, each
+// as of makes its back end's form of it from its catalogue entry.
+func reportsOf[V any](cat *Catalogue, backend string, of func(Report) V) map[string]V {
+	reports := map[string]V{}
+	for name, spec := range cat.Reports {
 		if spec.Backend == backend {
-			queries[report] = spec.Query
+			reports[name] = of(spec)
 		}
 	}
-	return queries
+	return reports
 }
+
+// query is a SQL or Cube report: its query.
+func query(r Report) string { return r.Query }
 
 // Close closes the back ends that hold connections.
 func (r *Reports) Close() {
@@ -143,8 +137,10 @@ func (r *Reports) Query(ctx context.Context, k dashcache.ReportKey) ([]byte, err
 	if k.Report == "" && r.def != nil {
 		return r.def.Query(ctx, k)
 	}
-	if name, ok := r.reports[k.Report]; ok {
-		return r.backends[name].Query(ctx, k)
+	if r.cat != nil {
+		if spec, ok := r.cat.Reports[k.Report]; ok {
+			return r.backends[spec.Backend].Query(ctx, k)
+		}
 	}
 	err := fmt.Errorf("no report named %q in the report catalogue", k.Report)
 	if k.Report == "" {
@@ -165,10 +161,24 @@ func (r *Reports) Customers(ctx context.Context) ([]string, error) {
 // Checked is what Check found of one report.
 type Checked struct {
 	Report, Backend string
-	// Detail is the report's columns (a SQL back end), that its back end
-	// answers (the others), or what is wrong.
+	// Detail is what was found: the report's columns (a SQL back end), its
+	// card's tags (Metabase), or the request that proved the back end's
+	// url and secret (Cube, http); or what is wrong.
 	Detail string
 	OK     bool
+}
+
+// reportCheck is what a back end's check found of one report: what it is,
+// or why it is not ready.
+type reportCheck struct {
+	detail string
+	err    error
+}
+
+// checker is a back end that checks reports, by name, without running
+// them: what it found of each, or why it could check none.
+type checker interface {
+	check(ctx context.Context, reports []string) (map[string]reportCheck, error)
 }
 
 // preparer is a back end that can check its reports on the server without
@@ -178,38 +188,81 @@ type preparer interface {
 	Prepare(ctx context.Context) (map[string]Prepared, error)
 }
 
-// Check checks every report of the catalogue, in the order of their names:
-// a SQL back end prepares its reports on the server without running them
-// (syntax, tables, columns and their types); another back end must answer
-// HTTP at its URL.
+// Every back end type can be checked.
+var (
+	_ preparer = (*Postgres)(nil)
+	_ preparer = (*MySQL)(nil)
+	_ checker  = (*Cube)(nil)
+	_ checker  = (*Metabase)(nil)
+	_ checker  = (*Client)(nil)
+)
+
+// Check checks every report of the catalogue without running it, in the
+// order of their names, each as its back end's type allows: a SQL back
+// end prepares its reports on the server (syntax, tables, columns and
+// their types); Metabase's cards are read and checked as before a query
+// (the card exists, its customer tag is a required Text or Number
+// variable, its range tag a Field Filter); Cube must take a token signed
+// with the secret (GET /cubejs-api/v1/meta); an http back end must list
+// its customers with the token (GET /customers).
 func (r *Reports) Check(ctx context.Context) []Checked {
+	if r.cat == nil {
+		return nil // no named reports
+	}
+	byBackend := map[string][]string{} // report names, sorted
+	for _, report := range sortedKeys(r.cat.Reports) {
+		name := r.cat.Reports[report].Backend
+		byBackend[name] = append(byBackend[name], report)
+	}
 	failed := map[string]error{}      // by back end: why it answers none of its reports
-	prepared := map[string]Prepared{} // by report, of the SQL back ends
+	found := map[string]reportCheck{} // by report
 	for name, src := range r.backends {
-		if p, ok := src.(preparer); ok {
-			var reports map[string]Prepared
-			reports, failed[name] = p.Prepare(ctx)
-			maps.Copy(prepared, reports)
-			continue
-		}
-		failed[name] = answersHTTP(ctx, r.cat.Backends[name].URL)
+		var reports map[string]reportCheck
+		reports, failed[name] = checkSource(ctx, src, byBackend[name])
+		maps.Copy(found, reports)
 	}
 	var out []Checked
-	for _, report := range sortedKeys(r.reports) {
-		name := r.reports[report]
+	for _, report := range sortedKeys(r.cat.Reports) {
+		name := r.cat.Reports[report].Backend
 		c := Checked{Report: report, Backend: name + " (" + r.cat.Backends[name].Type + ")"}
-		_, isSQL := r.backends[name].(preparer)
-		switch p := prepared[report]; {
+		switch f, ok := found[report]; {
 		case failed[name] != nil:
 			c.Detail = failed[name].Error()
-		case p.Err != nil:
-			c.Detail = p.Err.Error()
-		case isSQL:
-			c.Detail, c.OK = describe(p.Columns), true
+		case !ok:
+			c.Detail = "its back end did not check it"
+		case f.err != nil:
+			c.Detail = f.err.Error()
 		default:
-			c.Detail, c.OK = "answers HTTP", true
+			c.Detail, c.OK = f.detail, true
 		}
 		out = append(out, c)
+	}
+	return out
+}
+
+// checkSource checks reports, the names of the reports src answers, as
+// Check says.
+func checkSource(ctx context.Context, src dashcache.ReportSource, reports []string) (map[string]reportCheck, error) {
+	switch src := src.(type) {
+	case preparer:
+		prepared, err := src.Prepare(ctx)
+		out := make(map[string]reportCheck, len(prepared))
+		for name, p := range prepared {
+			out[name] = reportCheck{detail: describe(p.Columns), err: p.Err}
+		}
+		return out, err
+	case checker:
+		return src.check(ctx, reports)
+	}
+	return nil, fmt.Errorf("a back end of type %T cannot be checked", src)
+}
+
+// sameFor is the same check of every report of reports: what one request
+// found of the back end that answers them all.
+func sameFor(reports []string, detail string) map[string]reportCheck {
+	out := make(map[string]reportCheck, len(reports))
+	for _, name := range reports {
+		out[name] = reportCheck{detail: detail}
 	}
 	return out
 }
@@ -221,27 +274,4 @@ func describe(cols []Column) string {
 		parts[i] = c.Name + " " + c.Type
 	}
 	return strings.Join(parts, ", ")
-}
-
-// answersHTTP checks that something answers HTTP at raw (any status; no
-// redirect followed).
-func answersHTTP(ctx context.Context, raw string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("the url is not a valid URL")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return fmt.Errorf("url %s: %w", u.Redacted(), err)
-	}
-	hc := newHTTPClient()
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req) // net/http leaves the URL's password out of its errors
-	if err != nil {
-		return fmt.Errorf("no HTTP answer at %s: %w", u.Redacted(), err)
-	}
-	resp.Body.Close()
-	return nil
 }

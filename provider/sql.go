@@ -75,8 +75,8 @@ func (cfg SQLConfig) validate(reports map[string]string, typ string) error {
 		errs = append(errs, errors.New("provider: a SQL back end needs at least one report"))
 	}
 	for _, name := range sortedKeys(reports) {
-		if err := dashcache.CheckReportName(name); err != nil {
-			errs = append(errs, fmt.Errorf("provider: report %q: the name: a report's name is 1-%d characters of a-z 0-9 _ -", name, dashcache.MaxReportNameLen))
+		if err := checkReportName(name); err != nil {
+			errs = append(errs, fmt.Errorf("provider: %w", err))
 		}
 		if err := checkSQL(reports[name], typ); err != nil {
 			errs = append(errs, fmt.Errorf("provider: report %s: query: %w", name, err))

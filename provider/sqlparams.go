@@ -32,12 +32,16 @@ type namedParam struct {
 //   - /* starts a comment that ends at the first */ (they do not nest), an
 //     optimizer hint /*+ ... */ too;
 //   - @@name is a system variable, not a user variable;
+//   - @'name', @"name" and @`name` are user variables too, quoted;
 //   - there is no dollar quoting.
 //
 // It refuses what would make the server bind otherwise than it reads: an
 // executable comment (/*! ... */, /*!50110 ... */, MariaDB's /*M! ... */),
 // whose text the server runs as SQL, and a ? of the query's own, which
-// would take a parameter's place.
+// would take a parameter's place; and a quoted user variable, which is
+// never a parameter (the server would read @'customer' as an unset
+// variable, NULL, and the report would silently match nothing), as an
+// @name other than the parameters is refused.
 func mysqlParams(query string) ([]namedParam, error) {
 	var out []namedParam
 	for i := 0; i < len(query); {
@@ -64,6 +68,13 @@ func mysqlParams(query string) ([]namedParam, error) {
 			return nil, errors.New("has a ? placeholder of its own: a report's values are @customer, @from and @to")
 		case strings.HasPrefix(rest, "@@"):
 			i = nameEnd(query, i+2)
+		case strings.HasPrefix(rest, "@'") || strings.HasPrefix(rest, "@\"") || strings.HasPrefix(rest, "@`"):
+			v := query[i:skipQuoted(query, i+1)]
+			if len(v) > 40 {
+				v = v[:40] + "..."
+			}
+			return nil, fmt.Errorf("has a quoted user variable %s, which MySQL reads as a variable of that name, not a parameter: "+
+				"use @customer, @from and @to", v)
 		case rest[0] == '@':
 			j := nameEnd(query, i+1)
 			if j > i+1 {

@@ -11,10 +11,11 @@ import (
 )
 
 // runReports is the one-shot role of the report catalogue: "reports
-// check" loads DASHCACHE_REPORTS_FILE, connects to each back end, prepares
-// each SQL report on the server without running it (syntax, tables, columns
-// and their types) and checks that the other back ends answer; it prints a
-// line per report, and fails if any report is not ready.
+// check" loads DASHCACHE_REPORTS_FILE, connects to each back end and checks
+// each report without running it, as its back end's type allows
+// (provider.Reports.Check: a SQL report prepared on the server, a
+// Metabase card's tags, Cube's and an http back end's url and secret); it
+// prints a line per report, and fails if any report is not ready.
 func runReports(ctx context.Context, cfg Config, _ zerolog.Logger, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 || args[0] != "check" {
 		fmt.Fprintln(stderr, "usage: dashcache reports check")
