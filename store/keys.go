@@ -57,6 +57,9 @@ type backendKeys struct {
 	pause                          string
 	breakerOpen, breakerTripped    string
 	breakerProbe, breakerFailures  string
+	// The latency of its successful calls, as a worker last saw it
+	// (latency.go).
+	latency string
 }
 
 func keysOfBackend(backend string) backendKeys {
@@ -69,6 +72,7 @@ func keysOfBackend(backend string) backendKeys {
 		breakerTripped:  backendKey(backend, "breaker:tripped"),
 		breakerProbe:    backendKey(backend, "breaker:probe"),
 		breakerFailures: backendKey(backend, "breaker:failures"),
+		latency:         backendKey(backend, "latency"),
 	}
 }
 
