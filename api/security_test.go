@@ -36,7 +36,7 @@ func (f *fixture) send(t *testing.T, method, path, host, body string, header ...
 // on every admin path, though it comes from loopback; an admin change whose
 // Origin names such a host is refused even with the token.
 func TestDNSRebinding(t *testing.T) {
-	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
+	monitoring := fakeUI
 	f := newFixture(t, func(c *api.Config) {
 		c.Monitoring = monitoring
 		c.Auth.AllowedHosts = []string{"dash.internal"}
@@ -88,7 +88,7 @@ func TestDNSRebinding(t *testing.T) {
 // TestSecurityHeaders: every answer says nosniff; admin answers cannot be
 // framed.
 func TestSecurityHeaders(t *testing.T) {
-	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
+	monitoring := fakeUI
 	f := newFixture(t, func(c *api.Config) { c.Monitoring = monitoring })
 	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{}`)
 	for _, path := range []string{"/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31", "/v1/reports?customer=", "/nowhere", "/monitoring/", "/v1/usage"} {

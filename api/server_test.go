@@ -3,9 +3,11 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,15 +62,29 @@ func (f *fixture) Ensure(_ context.Context, k dashcache.ReportKey) (bool, error)
 	return f.enqueued.Add(1) == 1, nil
 }
 
-// Warm records the call; customer "busy" has its fill task queued already.
+// Warm records the call; customer "busy" has its fill task queued already,
+// "spent" has used its daily budget, and the queue fails for "broken".
 func (f *fixture) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
 	f.warms <- warmCall{k.String(), r}
+	switch k.Customer {
+	case "spent":
+		return false, &dashcache.Refusal{Reason: dashcache.ReasonBudget, RetryAfter: time.Hour, Detail: "spent has used its 100 BI calls of today"}
+	case "broken":
+		return false, errQueue
+	}
 	return k.Customer != "busy", nil
 }
 
-// Invalidate records the call and answers counts of one report.
+// errQueue is the fixture's queue failing.
+var errQueue = errors.New("dial tcp 10.0.0.1:6379: connection refused")
+
+// Invalidate records the call and answers counts of one report; the queue
+// fails for customer "broken".
 func (f *fixture) Invalidate(_ context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
 	f.invalidations <- invalidateCall{ch, readWithin}
+	if slices.Contains(ch.Customers, "broken") {
+		return dashcache.Invalidation{}, errQueue
+	}
 	return dashcache.Invalidation{Matched: 1, MarkedStale: 1, Refreshed: 1}, nil
 }
 
