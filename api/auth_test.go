@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -116,12 +117,10 @@ func TestAdminLoopbackOnlyWithoutToken(t *testing.T) {
 		t.Fatalf("loopback warm without a token: %d %s", resp.StatusCode, body)
 	}
 	// ...and the same handler refuses a request from another host.
-	req, _ := http.NewRequest(http.MethodPost, "/v1/warm", strings.NewReader(`{}`))
+	req := httptest.NewRequest(http.MethodPost, "/v1/warm", strings.NewReader(`{}`))
 	req.RemoteAddr = "192.0.2.7:5555"
-	w := &recorder{header: http.Header{}}
-	f.srv.Handler().ServeHTTP(w, req)
-	if w.status != http.StatusForbidden {
-		t.Fatalf("remote warm without a token: %d, want 403", w.status)
+	if resp := serveChecked(t, f.srv.Handler(), req); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("remote warm without a token: %d, want 403", resp.StatusCode)
 	}
 }
 

@@ -17,10 +17,13 @@ func (f *fixture) send(t *testing.T, method, path, host, body string, header ...
 	t.Helper()
 	req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
 	req.Host = host
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +154,8 @@ func TestFailedAuthThrottled(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "/v1/reports?"+q, nil)
 	req.RemoteAddr = "192.0.2.7:5555"
 	req.Header.Set("Authorization", "Bearer acme-key-0123456789")
-	w := &recorder{header: http.Header{}}
-	f.srv.Handler().ServeHTTP(w, req)
-	if w.status != http.StatusAccepted {
-		t.Errorf("another address: %d, want 202", w.status)
+	if resp := serveChecked(t, f.srv.Handler(), req); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("another address: %d, want 202", resp.StatusCode)
 	}
 }
 
