@@ -3,7 +3,10 @@ package api_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -17,6 +20,12 @@ func withKeys(t *testing.T, spec string) func(*api.Config) {
 	}
 	return func(c *api.Config) { c.Auth.APIKeys = keys }
 }
+
+// fakeUI stands for the asynq web UI mounted at /monitoring/: a page.
+var fakeUI = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, "<!doctype html><title>queues</title>\n")
+})
 
 func TestParseAPIKeys(t *testing.T) {
 	const k1, k2 = "key-one-0123456789", "key-two-0123456789"
@@ -78,7 +87,7 @@ func TestReadAuthentication(t *testing.T) {
 }
 
 func TestAdminGuard(t *testing.T) {
-	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
+	monitoring := fakeUI
 	f := newFixture(t, func(c *api.Config) { c.Auth.AdminToken = "s3cret"; c.Monitoring = monitoring })
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:s3cret"))
 	wrongBasic := "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:nope"))
@@ -108,12 +117,10 @@ func TestAdminLoopbackOnlyWithoutToken(t *testing.T) {
 		t.Fatalf("loopback warm without a token: %d %s", resp.StatusCode, body)
 	}
 	// ...and the same handler refuses a request from another host.
-	req, _ := http.NewRequest(http.MethodPost, "/v1/warm", strings.NewReader(`{}`))
+	req := httptest.NewRequest(http.MethodPost, "/v1/warm", strings.NewReader(`{}`))
 	req.RemoteAddr = "192.0.2.7:5555"
-	w := &recorder{header: http.Header{}}
-	f.srv.Handler().ServeHTTP(w, req)
-	if w.status != http.StatusForbidden {
-		t.Fatalf("remote warm without a token: %d, want 403", w.status)
+	if resp := serveChecked(t, f.srv.Handler(), req); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("remote warm without a token: %d, want 403", resp.StatusCode)
 	}
 }
 
@@ -191,5 +198,59 @@ func TestAdminRefusesCrossSiteChanges(t *testing.T) {
 	resp, _ = f.do(t, http.MethodPost, "/v1/warm", body, append(auth, "Origin", f.url)...)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("same-origin POST: %d, want 202", resp.StatusCode)
+	}
+}
+
+// TestAdminNeedsTheToken: with an admin token, each admin endpoint refuses
+// a request without it (401, with a Basic challenge for the browser), and a
+// change from another site's page even with it (403).
+func TestAdminNeedsTheToken(t *testing.T) {
+	f := newFixture(t, withAdminToken)
+	body := map[string]string{
+		"/v1/warm":       `{"customers":["acme"],"ranges":["yesterday"]}`,
+		"/v1/invalidate": `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-20"}`,
+	}
+	for _, c := range []struct{ method, path string }{
+		{http.MethodPost, "/v1/warm"}, {http.MethodPost, "/v1/invalidate"}, {http.MethodGet, "/v1/usage"},
+	} {
+		resp, answer := f.do(t, c.method, c.path, body[c.path])
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic") {
+			t.Errorf("%s %s without the token: %d %q %s, want 401 with a Basic challenge", c.method, c.path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), answer)
+		}
+		if c.method == http.MethodGet {
+			continue
+		}
+		resp, answer = f.do(t, c.method, c.path, body[c.path], "Authorization", "Bearer "+adminToken, "Origin", "https://evil.example")
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s from another site's page: %d %s, want 403", c.method, c.path, resp.StatusCode, answer)
+		}
+	}
+	if n := len(f.warmed()) + len(f.invalidations); n != 0 {
+		t.Errorf("%d refused requests reached the queue", n)
+	}
+}
+
+// TestAdminThrottled: an address that failed to authenticate more than 10
+// times within a minute is answered 429 with Retry-After on every path
+// that takes the admin token, right token or not.
+func TestAdminThrottled(t *testing.T) {
+	f := newFixture(t, withAdminToken, func(c *api.Config) { c.Monitoring, c.Metrics = fakeUI, fakeUI })
+	for i := range 10 {
+		if resp, _ := f.do(t, http.MethodGet, "/v1/usage", "", "Authorization", fmt.Sprintf("Bearer guess-%d", i)); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	auth := []string{"Authorization", "Bearer " + adminToken}
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodPost, "/v1/warm", `{"customers":["acme"],"ranges":["yesterday"]}`},
+		{http.MethodPost, "/v1/invalidate", `{"customers":["acme"],"from":"2025-01-20","to":"2025-01-20"}`},
+		{http.MethodGet, "/v1/usage", ""},
+		{http.MethodGet, "/monitoring/", ""},
+		{http.MethodGet, "/metrics", ""},
+	} {
+		resp, body := f.do(t, c.method, c.path, c.body, auth...)
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s after 10 failures: %d Retry-After %q %s, want 429", c.method, c.path, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
 	}
 }

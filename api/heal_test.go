@@ -45,7 +45,7 @@ func TestHangUpIsCanceled(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := f.client.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()

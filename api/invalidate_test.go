@@ -156,3 +156,28 @@ func TestHandOverReads(t *testing.T) {
 		t.Errorf("the reads after the hand-over: %v, %v; want the report read", read, err)
 	}
 }
+
+// TestAdminWhenTheQueueFails: a warm whose enqueue fails, an invalidation
+// whose queue fails and usage without Redis answer 503, saying to try again
+// and nothing of the failure's internals; a customer past its budget is
+// skipped by a warm, with the reason.
+func TestAdminWhenTheQueueFails(t *testing.T) {
+	f := newFixture(t)
+	resp, body := f.do(t, http.MethodPost, "/v1/warm", `{"customers":["spent","acme"],"ranges":["yesterday"]}`)
+	if resp.StatusCode != http.StatusAccepted || !strings.Contains(body, `"result":"skipped","detail":"spent has used its 100 BI calls of today"`) || !strings.Contains(body, `"skipped":1`) {
+		t.Errorf("warm of a spent customer: %d %s, want it skipped with the reason", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ path, body string }{
+		{"/v1/warm", `{"customers":["acme","broken"],"ranges":["yesterday"]}`},
+		{"/v1/invalidate", `{"customers":["broken"],"from":"2025-01-20","to":"2025-01-20"}`},
+	} {
+		resp, body := f.do(t, http.MethodPost, c.path, c.body)
+		if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "10.0.0.1") {
+			t.Errorf("%s with the queue failing: %d %s, want 503 without the address", c.path, resp.StatusCode, body)
+		}
+	}
+	f.mini.Close()
+	if resp, body := f.do(t, http.MethodGet, "/v1/usage", ""); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("usage without Redis: %d %s, want 503", resp.StatusCode, body)
+	}
+}

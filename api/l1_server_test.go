@@ -245,7 +245,7 @@ func TestFastPathAgrees(t *testing.T) {
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}
-		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent gunzip
+		resp, err := checkedTransport(t, http.DefaultTransport).RoundTrip(req) // no transparent gunzip
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -86,3 +86,68 @@ func TestNoDefaultReport(t *testing.T) {
 		t.Errorf("warm of the default report: %d %s; want 400 asking for reports", resp.StatusCode, body)
 	}
 }
+
+// TestNamedReportAnswers: a report of the catalogue is refused and answered
+// as the default report is: 400, 401, 403, 429 and 503 with Retry-After,
+// 502, 503 without Redis; 304 for its ETag, from Redis and from L1.
+func TestNamedReportAnswers(t *testing.T) {
+	catalogue := func(c *api.Config) { c.Reports = dashcache.Served{Named: []string{"revenue"}} }
+	const q = "?customer=acme&from=2025-01-01&to=2025-01-31"
+	revenue := key(t, "acme", "2025-01-01", "2025-01-31")
+	revenue.Report = "revenue"
+
+	f := newFixture(t, catalogue, withKeys(t, "acme-key-0123456789=acme|crowded|down|failing"))
+	fill(t, f.store, revenue, `[{"day":"2025-01-01","revenue":1}]`)
+	failing := key(t, "failing", "2025-01-01", "2025-01-31")
+	failing.Report = "revenue"
+	l, err := f.store.Cache.Obtain(t.Context(), failing, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RememberFailure(t.Context(), `the BI platform failed for report "revenue" (permanent, HTTP 400)`, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	auth := []string{"Authorization", "Bearer acme-key-0123456789"}
+	for _, c := range []struct {
+		name, query string
+		header      []string
+		status      int
+		retryAfter  string
+	}{
+		{"no key", q, nil, http.StatusUnauthorized, ""},
+		{"bad input", "?customer=acme&from=2025-01-31&to=2025-01-01", auth, http.StatusBadRequest, ""},
+		{"another customer", "?customer=globex&from=2025-01-01&to=2025-01-31", auth, http.StatusForbidden, ""},
+		{"too many fills", "?customer=crowded&from=2025-01-01&to=2025-01-31", auth, http.StatusTooManyRequests, "2"},
+		{"the breaker open", "?customer=down&from=2025-01-01&to=2025-01-31", auth, http.StatusServiceUnavailable, "20"},
+		{"a remembered failure", "?customer=failing&from=2025-01-01&to=2025-01-31", auth, http.StatusBadGateway, ""},
+		{"the report", q, auth, http.StatusOK, ""},
+	} {
+		resp, body := f.do(t, http.MethodGet, "/v1/reports/revenue"+c.query, "", c.header...)
+		if resp.StatusCode != c.status || resp.Header.Get("Retry-After") != c.retryAfter {
+			t.Errorf("%s: %d Retry-After %q %s; want %d, Retry-After %q", c.name, resp.StatusCode, resp.Header.Get("Retry-After"), body, c.status, c.retryAfter)
+		}
+	}
+
+	// 304, from Redis (net/http) and then from L1 (the fast path).
+	for _, l1 := range []int64{0, api.DefaultL1Bytes} {
+		g := newFixture(t, catalogue, func(c *api.Config) { c.L1Bytes = l1 })
+		if l1 == 0 {
+			fill(t, g.store, revenue, `[{"day":"2025-01-01","revenue":1}]`)
+		} else {
+			g.fillSeen(t, revenue, `[{"day":"2025-01-01","revenue":1}]`, now.Add(-3*time.Second), time.Hour)
+		}
+		resp, _ := g.do(t, http.MethodGet, "/v1/reports/revenue"+q, "")
+		etag := resp.Header.Get("Etag")
+		for range 2 {
+			if resp, body := g.do(t, http.MethodGet, "/v1/reports/revenue"+q, "", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified || body != "" {
+				t.Errorf("L1 of %d bytes: %d %q for the report's ETag, want 304", l1, resp.StatusCode, body)
+			}
+		}
+	}
+
+	g := newFixture(t, catalogue)
+	g.mini.Close()
+	if resp, body := g.do(t, http.MethodGet, "/v1/reports/revenue"+q, ""); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("Redis down: %d %s, want 503", resp.StatusCode, body)
+	}
+}

@@ -17,10 +17,13 @@ func (f *fixture) send(t *testing.T, method, path, host, body string, header ...
 	t.Helper()
 	req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
 	req.Host = host
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +39,7 @@ func (f *fixture) send(t *testing.T, method, path, host, body string, header ...
 // on every admin path, though it comes from loopback; an admin change whose
 // Origin names such a host is refused even with the token.
 func TestDNSRebinding(t *testing.T) {
-	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
+	monitoring := fakeUI
 	f := newFixture(t, func(c *api.Config) {
 		c.Monitoring = monitoring
 		c.Auth.AllowedHosts = []string{"dash.internal"}
@@ -88,7 +91,7 @@ func TestDNSRebinding(t *testing.T) {
 // TestSecurityHeaders: every answer says nosniff; admin answers cannot be
 // framed.
 func TestSecurityHeaders(t *testing.T) {
-	monitoring := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ui")) })
+	monitoring := fakeUI
 	f := newFixture(t, func(c *api.Config) { c.Monitoring = monitoring })
 	fill(t, f.store, key(t, "acme", "2025-01-01", "2025-01-31"), `{}`)
 	for _, path := range []string{"/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31", "/v1/reports?customer=", "/nowhere", "/monitoring/", "/v1/usage"} {
@@ -151,10 +154,8 @@ func TestFailedAuthThrottled(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, "/v1/reports?"+q, nil)
 	req.RemoteAddr = "192.0.2.7:5555"
 	req.Header.Set("Authorization", "Bearer acme-key-0123456789")
-	w := &recorder{header: http.Header{}}
-	f.srv.Handler().ServeHTTP(w, req)
-	if w.status != http.StatusAccepted {
-		t.Errorf("another address: %d, want 202", w.status)
+	if resp := serveChecked(t, f.srv.Handler(), req); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("another address: %d, want 202", resp.StatusCode)
 	}
 }
 

@@ -204,6 +204,7 @@ func New(cfg Config) (*Server, error) {
 		s.mux.Handle("/metrics", auth.Metrics(cfg.Metrics))
 	}
 	HandleHealth(s.mux, cfg.Redis, cfg.Log)
+	s.mux.HandleFunc("/openapi.yaml", serveOpenAPI)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("there is no resource at %s; reports are at GET /v1/reports?customer=C&from=YYYY-MM-DD&to=YYYY-MM-DD", r.URL.Path))
 	})

@@ -3,9 +3,11 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,7 +18,6 @@ import (
 	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/internal/front"
-	"github.com/dashcache/dashcache/internal/front/fronttest"
 	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,17 +25,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
-	"go.uber.org/goleak"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fronttest.Leaks...) }
 
 // now is the fixed clock of these tests: today is 2025-03-10.
 var now = time.Date(2025, 3, 10, 15, 0, 0, 0, time.UTC)
 
 type fixture struct {
 	srv           *api.Server
-	url           string // of the server, behind a front as the api role serves it
+	url           string       // of the server, behind a front as the api role serves it
+	client        *http.Client // checks each request and answer against the OpenAPI document
 	store         store.Store
 	mini          *miniredis.Miniredis
 	enqueued      atomic.Int64        // calls of Ensure
@@ -60,15 +59,29 @@ func (f *fixture) Ensure(_ context.Context, k dashcache.ReportKey) (bool, error)
 	return f.enqueued.Add(1) == 1, nil
 }
 
-// Warm records the call; customer "busy" has its fill task queued already.
+// Warm records the call; customer "busy" has its fill task queued already,
+// "spent" has used its daily budget, and the queue fails for "broken".
 func (f *fixture) Warm(_ context.Context, k dashcache.ReportKey, r dashcache.Refresh) (bool, error) {
 	f.warms <- warmCall{k.String(), r}
+	switch k.Customer {
+	case "spent":
+		return false, &dashcache.Refusal{Reason: dashcache.ReasonBudget, RetryAfter: time.Hour, Detail: "spent has used its 100 BI calls of today"}
+	case "broken":
+		return false, errQueue
+	}
 	return k.Customer != "busy", nil
 }
 
-// Invalidate records the call and answers counts of one report.
+// errQueue is the fixture's queue failing.
+var errQueue = errors.New("dial tcp 10.0.0.1:6379: connection refused")
+
+// Invalidate records the call and answers counts of one report; the queue
+// fails for customer "broken".
 func (f *fixture) Invalidate(_ context.Context, ch dashcache.Changed, readWithin time.Duration) (dashcache.Invalidation, error) {
 	f.invalidations <- invalidateCall{ch, readWithin}
+	if slices.Contains(ch.Customers, "broken") {
+		return dashcache.Invalidation{}, errQueue
+	}
 	return dashcache.Invalidation{Matched: 1, MarkedStale: 1, Refreshed: 1}, nil
 }
 
@@ -94,7 +107,7 @@ func (f *fixture) warmed() []warmCall {
 // no worker fills anything unless the test does. opts adjust the Config.
 func newFixture(t testing.TB, opts ...func(*api.Config)) *fixture {
 	t.Helper()
-	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000), invalidations: make(chan invalidateCall, 10)}
+	f := &fixture{mini: miniredis.RunT(t), warms: make(chan warmCall, 1000), invalidations: make(chan invalidateCall, 10), client: checkedClient(t)}
 	rdb := redis.NewClient(&redis.Options{Addr: f.mini.Addr(), MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { rdb.Close() })
 	f.store = store.New(rdb)
@@ -137,7 +150,14 @@ func serveFront(t testing.TB, fast func(*fasthttp.RequestCtx) bool, slow http.Ha
 		t.Fatal(err)
 	}
 	f := front.New(front.Config{
-		Fast: fast, Slow: slow,
+		Fast: func(c *fasthttp.RequestCtx) bool {
+			served := fast(c)
+			if served {
+				markFast(c) // for the contract's coverage
+			}
+			return served
+		},
+		Slow:        slow,
 		ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute, WriteTimeout: time.Minute,
 		MaxHeaderBytes: 32 << 10, MaxBodyBytes: api.MaxAdminBody,
 		Problem: api.Problem,
@@ -158,14 +178,18 @@ func (f *fixture) get(t *testing.T, query string, header ...string) (*http.Respo
 	return f.do(t, http.MethodGet, "/v1/reports?"+query, "", header...)
 }
 
-// do sends a request with an optional body and header name/value pairs.
+// do sends a request with an optional body (JSON, unless header says
+// otherwise) and header name/value pairs.
 func (f *fixture) do(t *testing.T, method, path, body string, header ...string) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, f.url+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +405,7 @@ func TestRedisDownIs503(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("bad input with Redis down: %d, want 400", resp.StatusCode)
 	}
-	r, err := http.Get(f.url + "/readyz")
+	r, err := f.client.Get(f.url + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +427,7 @@ func TestOtherPathsAndMethods(t *testing.T) {
 		{http.MethodGet, "/readyz", http.StatusOK},
 	} {
 		req, _ := http.NewRequest(c.method, f.url+c.path, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := f.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
