@@ -38,7 +38,12 @@ type ProviderError struct {
 	Status     int           // HTTP status, 0 when no response arrived
 	Code       string        // the back end's own error code (a SQLSTATE, say), if any
 	RetryAfter time.Duration // from Retry-After on 429, else 0
-	Err        error         // the cause, for logs
+	// Slow is set on a failure that came after the call had run past its
+	// back end's usual latency (a timeout, or a cut): while the back end
+	// answers other calls, the breaker takes it for a slow query, not for
+	// a platform that is down.
+	Slow bool
+	Err  error // the cause, for logs
 }
 
 func (e *ProviderError) Error() string {
@@ -59,6 +64,12 @@ func (e *ProviderError) Error() string {
 }
 
 func (e *ProviderError) Unwrap() error { return e.Err }
+
+// ErrSlowLaneFull is the cause of a call that a worker cut, not the
+// platform: it ran past its back end's usual latency while the worker's
+// slow lane was full. It says nothing of the platform: the breaker does not
+// count it.
+var ErrSlowLaneFull = errors.New("ran past its back end's usual latency while the worker's slow lane was full")
 
 // Outcome returns the outcome of a BI call that returned err: OutcomeOK for nil,
 // the ProviderError's outcome, or OutcomeTransient for any other error.

@@ -86,8 +86,9 @@ func (g *Guard) Call(ctx context.Context, k dashcache.ReportKey, warming bool, q
 		return nil, budgetRefusal(k.Customer, g.cfg.DailyCalls, now)
 	}
 	called = true
+	began := g.cfg.Now()
 	body, err = query(ctx)
-	g.record(ctx, name, b, k.Customer, probe, err)
+	g.record(ctx, name, b, k.Customer, probe, began, err)
 	g.pauseAfter(name, err)
 	return body, err
 }
@@ -136,10 +137,12 @@ func waitError(ctx context.Context, doing string, err error) error {
 
 // record tells the breaker how a call went: failed when the platform did not
 // answer (timeout, 5xx, no connection); anything else, a 4xx or a bad body
-// included, is an answer. A call its caller gave up on says nothing about the
-// platform.
-func (g *Guard) record(ctx context.Context, name string, b backend, customer string, probe bool, err error) {
-	if ctx.Err() != nil {
+// included, is an answer. A call its caller gave up on, or that a worker cut
+// for its slow lane, says nothing about the platform. A failure that came
+// after the call ran past its back end's usual latency (Slow) counts only
+// if the back end answered no call since this one began.
+func (g *Guard) record(ctx context.Context, name string, b backend, customer string, probe bool, began time.Time, err error) {
+	if ctx.Err() != nil || errors.Is(err, dashcache.ErrSlowLaneFull) { // cut by us, not failed by the platform // cut by us, not failed by the platform
 		if probe {
 			g.abandonProbe(name)
 		}
@@ -147,7 +150,11 @@ func (g *Guard) record(ctx context.Context, name string, b backend, customer str
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	change, rerr := g.state.BreakerRecord(rctx, name, b.breaker, customer, dashcache.Outcome(err) == dashcache.OutcomeTransient)
+	var slowSince time.Time
+	if pe := (*dashcache.ProviderError)(nil); errors.As(err, &pe) && pe.Slow {
+		slowSince = began
+	}
+	change, rerr := g.state.BreakerRecord(rctx, name, b.breaker, customer, dashcache.Outcome(err) == dashcache.OutcomeTransient, slowSince)
 	switch {
 	case rerr != nil: // best effort: the next call's outcome counts
 	case change > 0:

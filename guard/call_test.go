@@ -339,7 +339,7 @@ func TestBackendsApart(t *testing.T) {
 		t.Fatalf("the 429: %v", err)
 	}
 	rule := store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Hour}
-	if _, err := state.BreakerRecord(ctx, "warehouse", rule, "acme", true); err != nil {
+	if _, err := state.BreakerRecord(ctx, "warehouse", rule, "acme", true, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if left, _ := state.BreakerOpen(ctx, "warehouse"); left <= 0 {
@@ -370,7 +370,7 @@ func TestBreakerGauge(t *testing.T) {
 		t.Fatal(err)
 	}
 	rule := store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Hour}
-	if _, err := state.BreakerRecord(context.Background(), "warehouse", rule, "acme", true); err != nil {
+	if _, err := state.BreakerRecord(context.Background(), "warehouse", rule, "acme", true, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	want := `
@@ -381,5 +381,29 @@ dashcache_breaker_open{backend="warehouse"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_breaker_open"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestSlowLaneCutsNotCounted: calls a worker cut for its slow lane say
+// nothing of the platform: however many, of however many customers, the
+// breaker stays closed.
+func TestSlowLaneCutsNotCounted(t *testing.T) {
+	_, rdb := newRedis(t)
+	state := store.New(rdb).Guards
+	g, err := New(Config{State: state, Backends: map[string]Backend{"": {Rate: 1000, Breaker: store.BreakerRule{Failures: 2, Customers: 2}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cut := &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Slow: true, Err: dashcache.ErrSlowLaneFull}
+	for _, c := range []string{"acme", "globex", "initech", "umbrella"} {
+		k := anyKey
+		k.Customer = c
+		if _, err := g.Call(ctx, k, false, func(context.Context) ([]byte, error) { return nil, cut }); !errors.Is(err, dashcache.ErrSlowLaneFull) {
+			t.Fatalf("a cut call: %v", err)
+		}
+	}
+	if left, err := state.BreakerOpen(ctx, ""); err != nil || left > 0 {
+		t.Errorf("the breaker is open for %s (%v) after cuts of our own", left, err)
 	}
 }

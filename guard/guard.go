@@ -60,7 +60,8 @@ type State interface {
 	TakeCall(ctx context.Context, backend string, rule store.RateRule, warming bool) (time.Duration, error)
 	PauseCalls(ctx context.Context, backend string, d time.Duration) error
 	BreakerAllow(ctx context.Context, backend string, probeTTL time.Duration) (allow, probe bool, wait time.Duration, err error)
-	BreakerRecord(ctx context.Context, backend string, rule store.BreakerRule, customer string, failed bool) (int, error)
+	BreakerRecord(ctx context.Context, backend string, rule store.BreakerRule, customer string, failed bool, slowSince time.Time) (int, error)
+	ReportLatency(ctx context.Context, backend string, l store.Latency) error
 	AbandonProbe(ctx context.Context, backend string) error
 	BreakerOpen(ctx context.Context, backend string) (time.Duration, error)
 	ShareFree(ctx context.Context, customer string, share int) (bool, error)
@@ -234,6 +235,14 @@ func (g *Guard) backendOf(k dashcache.ReportKey) string { return g.cfg.BackendOf
 // Backend returns the name of the back end that answers report ("": the
 // default one).
 func (g *Guard) Backend(report string) string { return g.cfg.BackendOf(report) }
+
+// CallTimeout is the longest a BI call runs (Config.CallTimeout).
+func (g *Guard) CallTimeout() time.Duration { return g.cfg.CallTimeout }
+
+// ReportLatency tells the fleet a back end's latency, as a worker sees it.
+func (g *Guard) ReportLatency(ctx context.Context, backend string, l store.Latency) error {
+	return g.state.ReportLatency(ctx, backend, l)
+}
 
 // rules returns the rules of a back end, or an error naming it.
 func (g *Guard) rules(name string) (backend, error) {

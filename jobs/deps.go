@@ -48,6 +48,11 @@ type Guard interface {
 	FillEnded(ctx context.Context, k dashcache.ReportKey) error
 	// Backend names the back end that answers report ("": the default).
 	Backend(report string) string
+	// CallTimeout is the longest a BI call runs.
+	CallTimeout() time.Duration
+	// ReportLatency tells the fleet a back end's latency, as this worker
+	// sees it.
+	ReportLatency(ctx context.Context, backend string, l store.Latency) error
 	// WaitForShare and NextWaiting keep the tasks of a customer that wait
 	// for a slot of its share.
 	WaitForShare(ctx context.Context, customer, task string) error

@@ -53,12 +53,21 @@ type HandlerConfig struct {
 	// the trace that enqueued it, with the lock, the guard's waits, the BI
 	// call and the fenced write as children. Default: none.
 	Tracing trace.TracerProvider
+	// Slots is how many tasks the worker runs at once (its concurrency):
+	// half of them at most may hold calls that run past their back end's
+	// usual latency (the slow lane). Default DefaultConcurrency.
+	Slots int
+	// SlowFloor is the least a call runs before it is cut for its back
+	// end's latency, and the usual latency before enough calls are seen.
+	// Default DefaultSlowFloor.
+	SlowFloor time.Duration
 }
 
 // Handler fills reports: it is the asynq handler of TypeFill.
 type Handler struct {
 	cfg       HandlerConfig
 	tracer    trace.Tracer
+	lanes     *lanes
 	locks     *prometheus.CounterVec
 	deferrals *prometheus.CounterVec
 	// draining is cancelled, with cause errShutdown, when the worker's
@@ -90,6 +99,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	h := &Handler{
 		cfg:    cfg,
 		tracer: tracing.Tracer(cfg.Tracing, "jobs"),
+		lanes:  newLanes(cmp.Or(cfg.Slots, DefaultConcurrency), cmp.Or(cfg.SlowFloor, DefaultSlowFloor), cfg.Guard.CallTimeout()),
 		locks: prom.CounterVec("dashcache_lock_total",
 			"Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
 			"result", "acquired", "contended", "lost"),
@@ -215,10 +225,14 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	start := h.cfg.Now()
 	gctx, guardSpan := h.tracer.Start(callCtx, "guard") // its time outside the BI call is the guard's waits
 	data, err := h.cfg.Guard.Call(gctx, k, a.queue == QueueWarming, func(ctx context.Context) ([]byte, error) {
+		backend := h.cfg.Guard.Backend(k.Report)
 		ctx, span := h.tracer.Start(ctx, "bi call", trace.WithSpanKind(trace.SpanKindClient),
-			trace.WithAttributes(attribute.String("dashcache.backend", cmp.Or(h.cfg.Guard.Backend(k.Report), "default")), attribute.String("dashcache.report", k.Report)))
-		data, err := h.cfg.Source.Query(ctx, k)
+			trace.WithAttributes(attribute.String("dashcache.backend", cmp.Or(backend, "default")), attribute.String("dashcache.report", k.Report)))
+		data, took, err := h.lanes.run(ctx, backend, func(ctx context.Context) ([]byte, error) { return h.cfg.Source.Query(ctx, k) })
 		endSpan(span, err)
+		if err == nil {
+			h.learn(ctx, log, backend, took)
+		}
 		return data, err
 	})
 	endSpan(guardSpan, err)
@@ -386,4 +400,19 @@ func endSpan(span trace.Span, err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+}
+
+// learn records a successful call of backend that took d, and tells the
+// fleet the back end's latency every so often.
+func (h *Handler) learn(ctx context.Context, log zerolog.Logger, backend string, d time.Duration) {
+	now := h.cfg.Now()
+	report, p50, p99, calls := h.lanes.succeeded(backend, d, now)
+	if !report {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := h.cfg.Guard.ReportLatency(rctx, backend, store.Latency{P50: p50, P99: p99, Calls: calls, At: now}); err != nil {
+		log.Debug().Err(err).Msg("reporting the back end's latency") // the next report may get through
+	}
 }

@@ -237,7 +237,7 @@ func TestAdmission(t *testing.T) {
 	if _, err := enq.Warm(ctx, key(t, "spender"), dashcache.Refresh{}); refusal(err) != dashcache.ReasonBudget {
 		t.Errorf("warming past the daily budget: %v", err)
 	}
-	st.Guards.BreakerRecord(ctx, "", store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Minute}, "acme", true)
+	st.Guards.BreakerRecord(ctx, "", store.BreakerRule{Failures: 1, Customers: 1, Window: time.Minute, Cooldown: time.Minute}, "acme", true, time.Time{})
 	if _, err := enq.Ensure(ctx, key(t, "globex")); refusal(err) != dashcache.ReasonBreaker {
 		t.Errorf("while the breaker is open: %v", err)
 	}

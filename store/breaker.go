@@ -50,11 +50,20 @@ func (g *GuardState) BreakerAllow(ctx context.Context, backend string, probeTTL 
 // failed is true when the platform did not answer (timeout, 5xx, no
 // connection). change is 1 if the outcome opened the breaker, -1 if it closed
 // it.
-func (g *GuardState) BreakerRecord(ctx context.Context, backend string, rule BreakerRule, customer string, failed bool) (change int, err error) {
+//
+// A slow failure (slowSince, when the call began, not zero: it had run past
+// its back end's usual latency) counts only if no call of the back end was
+// answered since it began: the platform answering others is a slow query,
+// not a platform down.
+func (g *GuardState) BreakerRecord(ctx context.Context, backend string, rule BreakerRule, customer string, failed bool, slowSince time.Time) (change int, err error) {
 	k := keysOfBackend(backend)
-	keys := []string{k.breakerOpen, k.breakerTripped, k.breakerProbe, k.breakerFailures}
+	keys := []string{k.breakerOpen, k.breakerTripped, k.breakerProbe, k.breakerFailures, k.breakerAnswered}
+	var began int64
+	if !slowSince.IsZero() {
+		began = slowSince.UnixMilli()
+	}
 	n, err := breakerRecordScript.Run(ctx, g.rdb, keys, failed, customer, newToken(),
-		rule.Failures, rule.Customers, rule.Window.Milliseconds(), rule.Cooldown.Milliseconds()).Int()
+		rule.Failures, rule.Customers, rule.Window.Milliseconds(), rule.Cooldown.Milliseconds(), began).Int()
 	if err != nil {
 		return 0, fmt.Errorf("recording a BI call in the breaker: %w", err)
 	}

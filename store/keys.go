@@ -57,6 +57,7 @@ type backendKeys struct {
 	pause                          string
 	breakerOpen, breakerTripped    string
 	breakerProbe, breakerFailures  string
+	breakerAnswered                string
 	// The latency of its successful calls, as a worker last saw it
 	// (latency.go).
 	latency string
@@ -72,6 +73,7 @@ func keysOfBackend(backend string) backendKeys {
 		breakerTripped:  backendKey(backend, "breaker:tripped"),
 		breakerProbe:    backendKey(backend, "breaker:probe"),
 		breakerFailures: backendKey(backend, "breaker:failures"),
+		breakerAnswered: backendKey(backend, "breaker:answered"),
 		latency:         backendKey(backend, "latency"),
 	}
 }

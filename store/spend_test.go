@@ -151,7 +151,7 @@ func TestBreaker(t *testing.T) {
 	rule := store.BreakerRule{Failures: 3, Customers: 2, Window: time.Minute, Cooldown: 30 * time.Second}
 	record := func(st store.Store, customer string, failed bool) int {
 		t.Helper()
-		change, err := st.Guards.BreakerRecord(ctx, "", rule, customer, failed)
+		change, err := st.Guards.BreakerRecord(ctx, "", rule, customer, failed, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,6 +181,33 @@ func TestBreaker(t *testing.T) {
 		record(st, "initech", false)
 		if record(st, "acme", true) != 0 {
 			t.Fatal("opened although a call was answered in between")
+		}
+	})
+	t.Run("slow failures count only if nothing was answered since they began", func(t *testing.T) {
+		st, advance := clocked(t)
+		slow := func(customer string, began time.Time) int {
+			t.Helper()
+			change, err := st.Guards.BreakerRecord(ctx, "", rule, customer, true, began)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return change
+		}
+		began := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC) // clocked's now: the slow calls begin
+		advance(time.Second)
+		record(st, "initech", false) // the platform answers another call meanwhile
+		advance(time.Second)
+		for _, c := range []string{"acme", "globex", "umbrella", "acme"} {
+			if slow(c, began) != 0 {
+				t.Fatal("slow failures opened it though the platform answered while they ran")
+			}
+		}
+		began = began.Add(2 * time.Second) // begun after the last answer
+		advance(3 * time.Second)
+		slow("acme", began)
+		slow("globex", began)
+		if slow("acme", began) != 1 {
+			t.Fatal("slow failures of 2 customers with nothing answered since they began did not open it")
 		}
 	})
 	t.Run("failures outside the window do not count", func(t *testing.T) {

@@ -97,7 +97,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		h, err := jobs.NewHandler(jobs.HandlerConfig{
 			Cache: st.Cache, Index: st.Index, Guard: bi, Source: src, Log: log, Zone: cfg.Zone, Now: now, Registerer: reg,
 			Reports: cfg.served(), Freshness: cfg.Reports.Freshness,
-			Inspector: asynq.NewInspectorFromRedisClient(rdb), Tracing: tracer,
+			Inspector: asynq.NewInspectorFromRedisClient(rdb), Tracing: tracer, Slots: cfg.WorkerConcurrency,
 		})
 		if err != nil {
 			return err

@@ -1,0 +1,163 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/dashcache/dashcache"
+)
+
+// Defaults of the slow lane (HandlerConfig).
+const (
+	// DefaultSlowFloor is the least a call may run before it is cut for
+	// its back end's latency, and the usual latency of a back end before
+	// enough of its calls are seen.
+	DefaultSlowFloor = 2 * time.Second
+	// latencyCalls is how many of a back end's latest successful calls
+	// its latency is taken over; minCalls how many must be seen before
+	// calls are cut by it.
+	latencyCalls, minCalls = 200, 20
+	// cutFactor times a back end's p99 is how long a call may run.
+	cutFactor = 3
+	// latencyReportEvery is how often a worker reports a back end's
+	// latency to the fleet (store.GuardState.ReportLatency).
+	latencyReportEvery = 10 * time.Second
+)
+
+// Why a call was cut.
+var (
+	errCut      = errors.New("ran past its back end's usual latency")
+	errLaneFull = dashcache.ErrSlowLaneFull
+)
+
+// lanes is a worker's view of its back ends' latency, and its slow lane: a
+// call that runs past its back end's usual latency (its p99; the floor
+// until minCalls are seen) takes a place in the slow lane, which has half
+// the worker's slots, or is cut if the lane is full, so that calls that
+// are not slow always have slots; a call past cutFactor times the p99
+// (never below the floor, never above the call timeout) is cut. A cut is a
+// transient failure, retried; it is slow (dashcache.ProviderError.Slow).
+type lanes struct {
+	floor, timeout time.Duration
+	places         int // of the slow lane
+
+	mu       sync.Mutex
+	slow     int                        // calls in the slow lane
+	seen     map[string][]time.Duration // a back end's latest successful calls, oldest first
+	reported map[string]time.Time
+}
+
+func newLanes(slots int, floor, timeout time.Duration) *lanes {
+	return &lanes{floor: floor, timeout: timeout, places: max(slots/2, 1), seen: map[string][]time.Duration{}, reported: map[string]time.Time{}}
+}
+
+// limits returns how long a call of backend runs before it is slow, and
+// before it is cut.
+func (l *lanes) limits(backend string) (usual, cut time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p99, ok := l.p99(backend)
+	if !ok {
+		return min(l.floor, l.timeout), l.timeout // until enough are seen, the timeout holds
+	}
+	return max(p99, time.Millisecond), min(max(cutFactor*p99, l.floor), l.timeout)
+}
+
+// p99 returns the 99th percentile of backend's latest successful calls;
+// ok is false before minCalls are seen. Callers hold mu.
+func (l *lanes) p99(backend string) (time.Duration, bool) {
+	seen := l.seen[backend]
+	if len(seen) < minCalls {
+		return 0, false
+	}
+	sorted := slices.Sorted(slices.Values(seen))
+	return sorted[len(sorted)*99/100], true
+}
+
+// succeeded records a successful call of backend that took d. report is
+// set, with the latency to report, when the fleet should hear of it.
+func (l *lanes) succeeded(backend string, d time.Duration, now time.Time) (report bool, p50, p99 time.Duration, calls int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := append(l.seen[backend], d)
+	if len(seen) > latencyCalls {
+		seen = seen[1:]
+	}
+	l.seen[backend] = seen
+	p99, ok := l.p99(backend)
+	if !ok || now.Sub(l.reported[backend]) < latencyReportEvery {
+		return false, 0, 0, 0
+	}
+	l.reported[backend] = now
+	sorted := slices.Sorted(slices.Values(seen))
+	return true, sorted[len(sorted)/2], p99, len(seen)
+}
+
+// run makes query, a call of backend, under the lane's limits: it cuts the
+// call (its context ends) when it runs too long, and returns its outcome,
+// with a cut or a slow failure marked so.
+func (l *lanes) run(ctx context.Context, backend string, query func(context.Context) ([]byte, error)) ([]byte, time.Duration, error) {
+	usual, cutAfter := l.limits(backend)
+	ctx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
+	var mu sync.Mutex
+	inLane, done := false, false
+	slowTimer := time.AfterFunc(usual, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
+		if inLane = l.enter(); !inLane {
+			cut(errLaneFull)
+		}
+	})
+	cutTimer := time.AfterFunc(cutAfter, func() { cut(errCut) })
+	start := time.Now()
+	data, err := query(ctx)
+	took := time.Since(start)
+	slowTimer.Stop()
+	cutTimer.Stop()
+	mu.Lock()
+	done = true
+	if inLane {
+		l.leave()
+	}
+	mu.Unlock()
+
+	cause := context.Cause(ctx)
+	var pe *dashcache.ProviderError
+	switch {
+	case err == nil:
+		return data, took, nil
+	case errors.Is(cause, errCut), errors.Is(cause, errLaneFull):
+		return nil, took, &dashcache.ProviderError{Outcome: dashcache.OutcomeTransient, Slow: true,
+			Err: fmt.Errorf("cut after %s: the call %w (usual %s, cut at %s)", took.Round(time.Millisecond), cause, usual, cutAfter)}
+	case errors.As(err, &pe) && pe.Outcome == dashcache.OutcomeTransient && took >= usual:
+		slow := *pe
+		slow.Slow = true
+		return nil, took, &slow
+	}
+	return nil, took, err
+}
+
+// enter takes a place in the slow lane, if one is free.
+func (l *lanes) enter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.slow >= l.places {
+		return false
+	}
+	l.slow++
+	return true
+}
+
+func (l *lanes) leave() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.slow--
+}
