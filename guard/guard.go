@@ -235,6 +235,11 @@ func (g *Guard) backendOf(k dashcache.ReportKey) string { return g.cfg.BackendOf
 // default one).
 func (g *Guard) Backend(report string) string { return g.cfg.BackendOf(report) }
 
+// Rate returns how many calls the whole fleet may make to the back end
+// name in a second (its Backend.Rate, or the default); 0 for a back end
+// the guard does not know.
+func (g *Guard) Rate(name string) int { return g.backends[name].rate.Rate }
+
 // rules returns the rules of a back end, or an error naming it.
 func (g *Guard) rules(name string) (backend, error) {
 	b, ok := g.backends[name]
