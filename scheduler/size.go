@@ -326,7 +326,7 @@ func (s *Scheduler) logSize(log zerolog.Logger, z Size, err error) {
 func (z Size) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d calls from %s take %s, done %s", z.TotalCalls(), z.Fires.Format(minuteLayout),
-		z.Duration().Round(time.Second), z.Finish().Format(secondLayout))
+		z.Duration().Round(time.Second), z.Finish().Round(time.Second).Format(secondLayout))
 	switch {
 	case z.Deadline.IsZero():
 		b.WriteString("; no deadline")

@@ -40,18 +40,23 @@ func capacity(rate int, window, latency time.Duration, slots int) func(context.C
 	}
 }
 
-// sixPresets: a plan of 1,000 customers (as the BI platform lists them) x
-// the 6 presets, firing at 02:00 but not in January (where month_to_date
-// and year_to_date are one range), to be done 5 minutes later.
+// sixPresets: a plan of 500 customers (as the BI platform lists them) x
+// the 6 presets x 2 reports, firing at 02:00 but not in January (where
+// month_to_date and year_to_date are one range), to be done 5 minutes
+// later: 6,000 calls.
 const sixPresets = `
 timezone: Europe/Berlin
 plans:
   - name: nightly
     cron: "0 2 * 2-12 *"
     customers: all
+    reports: [orders, revenue]
     ranges: [yesterday, last_7_days, last_30_days, month_to_date, previous_month, year_to_date]
     deadline: "02:05"
 `
+
+// twoReports are the reports sixPresets warms.
+var twoReports = dashcache.Served{Named: []string{"orders", "revenue"}}
 
 // TestProjectDeadline: a plan's size is its calls at the back end's rate
 // (counted over 1.1 s) or on the workers' slots at its latency, whichever
@@ -78,7 +83,8 @@ func TestProjectDeadline(t *testing.T) {
 			s, err := scheduler.New(scheduler.Config{
 				File:      file(t, sixPresets),
 				Warmer:    &recorder{},
-				Customers: func(context.Context) ([]string, error) { return customers(1000), nil },
+				Customers: func(context.Context) ([]string, error) { return customers(500), nil },
+				Reports:   twoReports,
 				Capacity:  capacity(c.rate, 1100*time.Millisecond, 200*time.Millisecond, 100),
 				Now:       func() time.Time { return now },
 			})
@@ -89,8 +95,8 @@ func TestProjectDeadline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if z.Customers != 1000 || z.Ranges != 6 || z.Reports != 1 || z.Keys != 6000 || z.TotalCalls() != 6000 || z.Fresh != -1 {
-				t.Errorf("size %+v, want 1000 customers x 6 ranges x 1 report = 6000 calls, freshness not known", z)
+			if z.Customers != 500 || z.Ranges != 6 || z.Reports != 2 || z.Keys != 6000 || z.TotalCalls() != 6000 || z.Fresh != -1 {
+				t.Errorf("size %+v, want 500 customers x 6 ranges x 2 reports = 6000 calls, freshness not known", z)
 			}
 			if z.Late() != c.late || z.Summary() != c.summary {
 				t.Errorf("late %v, summary\n%s\nwant %v,\n%s", z.Late(), z.Summary(), c.late, c.summary)
@@ -100,7 +106,7 @@ func TestProjectDeadline(t *testing.T) {
 			}
 			detail := strings.Join(z.Detail(), "\n")
 			for _, want := range []string{
-				"1000 customers (listed by the BI platform) x 6 ranges x 1 report: 6000 reports; which are fresh at the firing is not known",
+				"500 customers (listed by the BI platform) x 6 ranges x 2 reports: 6000 reports; which are fresh at the firing is not known",
 				fmt.Sprintf("the default BI platform: 6000 calls at rate %d (%d in each 1.1s)", c.rate, c.rate),
 				"at 200ms (--latency) on 100 slots (--slots): 12s",
 			} {
@@ -242,7 +248,8 @@ func TestSizeLogged(t *testing.T) {
 	s, err := scheduler.New(scheduler.Config{
 		File:      file(t, sixPresets),
 		Warmer:    &recorder{},
-		Customers: func(context.Context) ([]string, error) { return customers(1000), nil },
+		Customers: func(context.Context) ([]string, error) { return customers(500), nil },
+		Reports:   twoReports,
 		Capacity:  capacity(10, 1100*time.Millisecond, 200*time.Millisecond, 100),
 		Log:       zerolog.New(logs),
 		Now:       func() time.Time { return time.Date(2026, 12, 15, 2, 0, 0, 0, time.UTC) }, // 03:00 in Berlin
