@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -144,16 +146,32 @@ func TestMetricNames(t *testing.T) {
 }
 
 // TestDashboardMetricsExist builds the binary with the Dockerfile's own
-// command, runs it (role all: embedded Redis, a quick simulated BI platform),
-// makes one read so that histograms and queues have samples, and checks that
-// every metric the Grafana dashboard or an alert rule queries is on its
-// /metrics.
+// command, runs it (role all: embedded Redis, a quick simulated BI platform,
+// a warming plan with a deadline, firing every second), makes one read so
+// that histograms and queues have samples, and checks that every metric the
+// Grafana dashboard or an alert rule queries is on its /metrics.
 func TestDashboardMetricsExist(t *testing.T) {
 	t.Parallel()
 	exprs := promQL(t, "grafana/dashcache.json")
+	// 120 reports, at the default rate of 10: the warm is on for seconds.
+	var customers []string
+	for i := range 20 {
+		customers = append(customers, fmt.Sprintf("c%02d", i))
+	}
+	plans := filepath.Join(t.TempDir(), "plans.yaml")
+	if err := os.WriteFile(plans, []byte(`plans:
+  - name: busy
+    cron: "@every 1s"
+    customers: [`+strings.Join(customers, ", ")+`]
+    ranges: [yesterday, last_7_days, last_30_days, month_to_date, previous_month, year_to_date]
+    deadline: "06:00"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	base := "http://" + start(t, "dashcache", "all", map[string]string{
-		"DASHCACHE_LISTEN":      "127.0.0.1:0",
-		"DASHCACHE_SIM_LATENCY": "10ms",
+		"DASHCACHE_LISTEN":        "127.0.0.1:0",
+		"DASHCACHE_SIM_LATENCY":   "10ms",
+		"DASHCACHE_SCHEDULE_FILE": plans,
 	})
 
 	client := &http.Client{Timeout: 15 * time.Second}
@@ -173,9 +191,13 @@ func TestDashboardMetricsExist(t *testing.T) {
 	get("/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31&wait=10s")
 
 	families := map[string]string{} // name -> type
-	for line := range strings.Lines(get("/metrics")) {
-		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
-			families[f[2]] = f[3]
+	// The plan's margin is exported once it has fired.
+	for waited := time.Duration(0); waited < 10*time.Second && families["dashcache_plan_deadline_margin_seconds"] == ""; waited += 200 * time.Millisecond {
+		time.Sleep(200 * time.Millisecond)
+		for line := range strings.Lines(get("/metrics")) {
+			if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+				families[f[2]] = f[3]
+			}
 		}
 	}
 	exported := func(name string) bool {

@@ -328,9 +328,12 @@ func TestBackendsApart(t *testing.T) {
 	mr, rdb := newRedis(t)
 	mr.SetTime(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	state := store.New(rdb).Guards
-	g, err := New(Config{State: state, Backends: map[string]Backend{"": {}, "warehouse": {}}})
+	g, err := New(Config{State: state, Backends: map[string]Backend{"": {}, "warehouse": {Rate: 20}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if g.Rate("warehouse") != 20 || g.Rate("") != DefaultRate || g.Rate("nowhere") != 0 {
+		t.Errorf("Rate: warehouse %d, default %d, unknown %d; want 20, %d, 0", g.Rate("warehouse"), g.Rate(""), g.Rate("nowhere"), DefaultRate)
 	}
 	g.sleep = noWait
 	ctx := context.Background()

@@ -244,6 +244,11 @@ func (g *Guard) ReportLatency(ctx context.Context, backend string, l store.Laten
 	return g.state.ReportLatency(ctx, backend, l)
 }
 
+// Rate returns how many calls the whole fleet may make to the back end
+// name in a second (its Backend.Rate, or the default); 0 for a back end
+// the guard does not know.
+func (g *Guard) Rate(name string) int { return g.backends[name].rate.Rate }
+
 // rules returns the rules of a back end, or an error naming it.
 func (g *Guard) rules(name string) (backend, error) {
 	b, ok := g.backends[name]

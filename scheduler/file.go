@@ -24,6 +24,7 @@ import (
 //	    customers: [acme, globex]   # or: customers: all
 //	    ranges: [yesterday, last_7_days, month_to_date]
 //	    reports: [revenue, orders]  # of the report catalogue; default: the default report
+//	    deadline: "06:00"           # optional: its warm should be done by then
 //	  - name: what-is-read
 //	    cron: "@every 6h"
 //	    customers: all
@@ -59,6 +60,12 @@ type Plan struct {
 	// dashcache.DefaultReadWithin.
 	ReadWithin string        `yaml:"read_within"`
 	within     time.Duration // ReadWithin, parsed by New
+	// Deadline is when the warm of each firing should be done: a time of
+	// day HH:MM in the file's zone, the first such time after the firing
+	// (so "06:00" for a plan firing at 02:00 is 4 hours later, and for one
+	// firing at 23:00 the next morning). Optional: empty is no deadline.
+	// It suits a plan that fires at most once a day.
+	Deadline string `yaml:"deadline"`
 }
 
 // RecentlyRead, in a plan's ranges, stands for the ranges of each customer
@@ -78,6 +85,33 @@ func (p Plan) readWithin() (time.Duration, error) {
 		return 0, fmt.Errorf("read_within is given, but ranges does not list %s", RecentlyRead)
 	}
 	return d, nil
+}
+
+// clock is a time of day, hours and minutes.
+type clock struct{ hour, minute int }
+
+// deadline returns the plan's deadline, checked; ok is false for none.
+func (p Plan) deadline() (c clock, ok bool, err error) {
+	if p.Deadline == "" {
+		return clock{}, false, nil
+	}
+	t, err := time.Parse("15:04", p.Deadline)
+	if err != nil || len(p.Deadline) != len("15:04") {
+		return clock{}, false, fmt.Errorf("deadline %q: want a time of day HH:MM (00:00 to 23:59) in the file's timezone, such as \"06:00\"", p.Deadline)
+	}
+	return clock{t.Hour(), t.Minute()}, true, nil
+}
+
+// after returns the first time of day c strictly after t, in t's zone. On a
+// day whose clocks skip c (a change to summer time), it is the time the
+// clocks show then, as time.Date gives it.
+func (c clock) after(t time.Time) time.Time {
+	y, mo, d := t.Date()
+	at := time.Date(y, mo, d, c.hour, c.minute, 0, 0, t.Location())
+	if !at.After(t) {
+		at = time.Date(y, mo, d+1, c.hour, c.minute, 0, 0, t.Location())
+	}
+	return at
 }
 
 // Customers is a plan's customers: either a list of names or, written as the
@@ -133,7 +167,7 @@ func Parse(data []byte) (*File, error) {
 	var f File
 	err := yamlfile.Decode(data, &f, map[string]string{
 		"scheduler.File": "the file accepts timezone and plans",
-		"scheduler.Plan": "a plan accepts name, cron, customers, reports, ranges and read_within",
+		"scheduler.Plan": "a plan accepts name, cron, customers, reports, ranges, read_within and deadline",
 	}, "the file is empty; it needs a plans: list (see the warming plan in the README)",
 		"the file holds more than one YAML document; put every plan under one plans: list")
 	if err != nil {
@@ -193,6 +227,9 @@ func (f *File) validate() error {
 			}
 		}
 		if _, err := p.readWithin(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+		}
+		if _, _, err := p.deadline(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 		}
 	}

@@ -30,6 +30,16 @@ plans:
       - acme
       - Big.Co_2-x
     ranges: [year_to_date, last_30_days]
+  - name: by-six
+    cron: "0 2 * * *"
+    customers: [acme]
+    ranges: [yesterday]
+    deadline: 06:00
+  - name: by-midnight
+    cron: "0 22 * * *"
+    customers: [acme]
+    ranges: [yesterday]
+    deadline: "00:00"
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +53,10 @@ plans:
 				Ranges: []string{"previous_month"}},
 			{Name: "often", Cron: "@every 10m", Customers: scheduler.Customers{Names: []string{"acme", "Big.Co_2-x"}},
 				Ranges: []string{"year_to_date", "last_30_days"}},
+			{Name: "by-six", Cron: "0 2 * * *", Customers: scheduler.Customers{Names: []string{"acme"}},
+				Ranges: []string{"yesterday"}, Deadline: "06:00"},
+			{Name: "by-midnight", Cron: "0 22 * * *", Customers: scheduler.Customers{Names: []string{"acme"}},
+				Ranges: []string{"yesterday"}, Deadline: "00:00"},
 		},
 	}
 	if !reflect.DeepEqual(f, want) {
@@ -74,13 +88,21 @@ func TestParseInvalid(t *testing.T) {
 		want []string // each must appear in the error
 	}{
 		{"unknown plan field", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "custmers: [x]\n",
-			[]string{"custmers", "name, cron, customers, reports, ranges and read_within"}},
+			[]string{"custmers", "name, cron, customers, reports, ranges, read_within and deadline"}},
 		{"bad read_within", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 8d\n",
 			[]string{`plan "a"`, `read_within "8d"`, "24h"}},
 		{"read_within too long", plan("a", `"@daily"`, "[acme]", "[recently_read]") + "read_within: 200h\n",
 			[]string{`plan "a"`, "up to 168h"}},
 		{"read_within without recently_read", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "read_within: 24h\n",
 			[]string{`plan "a"`, "ranges does not list recently_read"}},
+		{"deadline not a time of day", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "deadline: 6am\n",
+			[]string{`plan "a"`, `deadline "6am"`, "HH:MM", "06:00"}},
+		{"deadline past 23:59", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "deadline: \"24:00\"\n",
+			[]string{`plan "a"`, `deadline "24:00"`, "00:00 to 23:59"}},
+		{"deadline without its leading zero", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "deadline: \"6:00\"\n",
+			[]string{`plan "a"`, `deadline "6:00"`, "HH:MM"}},
+		{"deadline with seconds", plan("a", `"@daily"`, "[acme]", "[yesterday]") + "deadline: \"06:00:00\"\n",
+			[]string{`plan "a"`, `deadline "06:00:00"`}},
 		{"unknown top-level field", "timezon: UTC\n" + plan("a", `"@daily"`, "[acme]", "[yesterday]"),
 			[]string{"timezon", "timezone and plans"}},
 		{"bad cron", plan("nightly", `"0 2 * *"`, "[acme]", "[yesterday]"),

@@ -16,6 +16,7 @@ func FuzzParse(f *testing.F) {
 		"plans:\n  - name: all\n    cron: \"@every 10m\"\n    customers: all\n    ranges: [month_to_date]\n",
 		"plans: [{name: a, cron: '61 * * * *', customers: [acme], ranges: [yesterday]}]",
 		"plans: [{name: r, cron: '@hourly', customers: all, ranges: [recently_read], read_within: 2h}]",
+		"plans: [{name: d, cron: '0 2 * * *', customers: [acme], ranges: [yesterday], deadline: '06:00'}]",
 		"plans:\n  - &a {name: x}\n  - *a\n",
 		"",
 	} {

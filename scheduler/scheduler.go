@@ -16,10 +16,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/prom"
 )
 
 // DefaultFiringTimeout bounds one firing of a plan, so that a hung Redis or BI
@@ -54,11 +56,34 @@ type Config struct {
 	Now func() time.Time
 	// FiringTimeout bounds one firing of a plan. Default: DefaultFiringTimeout.
 	FiringTimeout time.Duration
+
+	// Capacity returns what warms can use now, of the named back ends and
+	// of the workers: for Project, for the size of each plan logged at
+	// Start and at each firing, and for the deadline metric. Default: none
+	// of them.
+	Capacity func(ctx context.Context, backends []string) (Capacity, error)
+	// BackendOf names the back end that answers a report ("": the default
+	// report's BI platform). Default: "" for every report.
+	BackendOf func(report string) string
+	// Known returns what the index holds of customers' reports
+	// (store.Index.Known), so that a plan's size leaves out the reports
+	// still fresh when it fires and counts the ranges of recently_read.
+	// Default: nothing is known: no report is left out, and the ranges of
+	// recently_read cannot be counted before the plan fires.
+	Known func(ctx context.Context, customers []string, now, readSince time.Time) (Known, error)
+	// Remaining returns how many tasks the warming queue holds, pending,
+	// running or waiting, for the deadline metric. Default: no metric.
+	Remaining func(ctx context.Context) (int, error)
+	// Registerer receives dashcache_plan_deadline_margin_seconds (with
+	// Capacity and Remaining). Default: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Scheduler fires warming plans on their cron schedules.
 type Scheduler struct {
 	plans     map[string]Plan
+	order     []string                 // plan names, as in the file
+	schedules map[string]cron.Schedule // by plan name
 	zone      *time.Location
 	warmer    dashcache.Warmer
 	customers func(context.Context) ([]string, error)
@@ -68,6 +93,11 @@ type Scheduler struct {
 	timeout   time.Duration
 	cron      *cron.Cron
 	entries   map[cron.EntryID]string // plan name by cron entry
+	capacity  func(context.Context, []string) (Capacity, error)
+	backendOf func(string) string
+	known     func(context.Context, []string, time.Time, time.Time) (Known, error)
+	remaining func(context.Context) (int, error)
+	warms     *warms
 
 	mu        sync.Mutex
 	started   bool
@@ -75,6 +105,7 @@ type Scheduler struct {
 	runCtx    context.Context // parent of cron firings; cancelled by Shutdown
 	cancelRun context.CancelFunc
 	jobsDone  <-chan struct{} // closed when the last running firing returns
+	sized     chan struct{}   // closed when the sizes logged at Start are
 }
 
 // New returns a Scheduler for cfg's plans. It validates the plans again and
@@ -107,9 +138,18 @@ func New(cfg Config) (*Scheduler, error) {
 		now:       cfg.Now,
 		timeout:   cmp.Or(cfg.FiringTimeout, DefaultFiringTimeout),
 		entries:   make(map[cron.EntryID]string, len(cfg.File.Plans)),
+		schedules: make(map[string]cron.Schedule, len(cfg.File.Plans)),
+		capacity:  cfg.Capacity,
+		backendOf: cfg.BackendOf,
+		known:     cfg.Known,
+		remaining: cfg.Remaining,
+		warms:     newWarms(),
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.backendOf == nil {
+		s.backendOf = func(string) string { return "" }
 	}
 	s.cron = cron.New(cron.WithLocation(zone), cron.WithLogger(cronLogger{s.log}))
 	for _, p := range cfg.File.Plans {
@@ -117,11 +157,7 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("scheduler: plan %q uses customers: all, but no BI platform lists the customers "+
 				"(the provider contract's GET /customers): name them", p.Name)
 		}
-		reports := p.Reports
-		if len(reports) == 0 {
-			reports = []string{""} // the default report
-		}
-		for _, r := range reports {
+		for _, r := range p.reports() {
 			if err := cfg.Reports.Check(r); err != nil {
 				return nil, fmt.Errorf("scheduler: plan %q: %w", p.Name, err)
 			}
@@ -134,23 +170,35 @@ func New(cfg Config) (*Scheduler, error) {
 		p.within, _ = p.readWithin() // checked by validate
 		p.Customers.Names = slices.Clone(p.Customers.Names)
 		s.plans[p.Name] = p
+		s.order = append(s.order, p.Name)
 
 		sched, err := parseCron(p.Cron)
 		if err != nil {
 			return nil, fmt.Errorf("scheduler: plan %q: %w", p.Name, err)
 		}
+		s.schedules[p.Name] = sched
 		l := cronLogger{s.log.With().Str("plan", p.Name).Logger()}
 		job := cron.NewChain(cron.Recover(l), cron.SkipIfStillRunning(l)).Then(cron.FuncJob(func() {
 			_, _ = s.RunPlan(s.runCtx, p.Name) // RunPlan logs the outcome
 		}))
 		s.entries[s.cron.Schedule(sched, job)] = p.Name
 	}
+	if s.capacity != nil && s.remaining != nil {
+		if err := prom.Register(cfg.Registerer, marginGauge{s}); err != nil {
+			return nil, fmt.Errorf("scheduler: %w", err)
+		}
+	}
 	return s, nil
 }
 
+// Plans returns the names of the plans, in the file's order.
+func (s *Scheduler) Plans() []string { return slices.Clone(s.order) }
+
 // Start starts firing plans on their schedules. ctx's values reach the
-// firings, but its cancellation does not: Shutdown stops them. Calling Start
-// again is a no-op; calling it after Shutdown is an error.
+// firings, but its cancellation does not: Shutdown stops them. With
+// Config.Capacity, it then logs each plan's size (Project) in the
+// background. Calling Start again is a no-op; calling it after Shutdown is
+// an error.
 func (s *Scheduler) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -166,6 +214,18 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	for _, e := range s.cron.Entries() {
 		s.log.Info().Str("plan", s.entries[e.ID]).Time("next", e.Next).Msg("warming plan scheduled")
 	}
+	if s.capacity != nil {
+		s.sized = make(chan struct{})
+		go func() {
+			defer close(s.sized)
+			for _, name := range s.order {
+				ctx, cancel := context.WithTimeout(s.runCtx, s.timeout)
+				pr, err := s.Project(ctx, name)
+				cancel()
+				s.logSize(s.log.With().Str("plan", name).Logger(), pr, err)
+			}
+		}()
+	}
 	return nil
 }
 
@@ -180,19 +240,22 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 			s.jobsDone = s.cron.Stop().Done()
 		}
 	}
-	done, cancel := s.jobsDone, s.cancelRun
+	done, cancel, sized := s.jobsDone, s.cancelRun, s.sized
 	s.mu.Unlock()
 	if done == nil {
 		return nil
 	}
+	var err error
 	select {
 	case <-done:
-		cancel()
-		return nil
 	case <-ctx.Done():
-		cancel()
-		return fmt.Errorf("scheduler: shutdown with a firing still running: %w", ctx.Err())
+		err = fmt.Errorf("scheduler: shutdown with a firing still running: %w", ctx.Err())
 	}
+	cancel()
+	if sized != nil {
+		<-sized // ends with runCtx
+	}
+	return err
 }
 
 // RunPlan fires the named plan once, now: it computes today in the
@@ -202,8 +265,9 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 // that fails does not stop the others; its error is in the result's Errors. The
 // error return is for a firing that could not run at all: an unknown plan or
 // a failed customer list. The firing is bounded by Config.FiringTimeout and
-// logs one line with its counts, and one per customer skipped because its
-// daily budget of BI calls is used.
+// logs one line with its counts, one per customer skipped because its
+// daily budget of BI calls is used, and, with Config.Capacity, one with its
+// size (as Project gives it, for this firing's keys).
 func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmResult, error) {
 	p, ok := s.plans[name]
 	if !ok {
@@ -218,8 +282,11 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 	defer cancel()
 	log := s.log.With().Str("plan", name).Logger()
 	start := time.Now()
+	firedAt := s.now().In(s.zone)
+	s.warms.fire(name, firedAt)
+	defer s.warms.returned(name)
 
-	res, keys, err := s.fire(ctx, p, log)
+	res, customers, keys, err := s.fire(ctx, p, firedAt, log)
 	if err != nil {
 		log.Error().Err(err).Dur("duration", time.Since(start)).Msg("warming plan failed")
 		return dashcache.WarmResult{}, err
@@ -236,42 +303,76 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 	if len(res.Errors) > 0 {
 		ev = log.Warn().AnErr("first_error", res.Errors[0])
 	}
-	ev.Int("keys", keys).
+	ev.Int("keys", len(keys)).
 		Int("enqueued", res.Enqueued).
 		Int("duplicate", res.Duplicates).
 		Int("skipped", res.Skipped).
 		Int("failed", len(res.Errors)).
 		Dur("duration", time.Since(start)).
 		Msg("warming plan fired")
+	if s.capacity != nil {
+		pr, err := s.size(ctx, p, firedAt, customers, keys)
+		s.logSize(log, pr, err)
+	}
 	return res, nil
 }
 
-// fire does RunPlan's work and returns the result and the number of keys.
-func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashcache.WarmResult, int, error) {
-	today := s.now().In(s.zone)
-	customers := p.Customers.Names
-	if p.Customers.All {
-		names, err := s.customers(ctx)
+// fire does RunPlan's work for today, the firing's time, and returns the
+// result, the customers and the keys.
+func (s *Scheduler) fire(ctx context.Context, p Plan, today time.Time, log zerolog.Logger) (dashcache.WarmResult, []string, []dashcache.ReportKey, error) {
+	customers, err := s.customersOf(ctx, p, log)
+	if err != nil {
+		return dashcache.WarmResult{}, nil, nil, err
+	}
+	keys, keyErrs := planKeys(p, customers, today, func(c string) ([]dashcache.ReportKey, error) {
+		read, err := s.readSince(ctx, c, s.now().Add(-p.within))
 		if err != nil {
-			return dashcache.WarmResult{}, 0, fmt.Errorf("plan %q: listing the BI platform's customers: %w", p.Name, err)
+			return nil, fmt.Errorf("the reports %s read: %w", c, err)
 		}
-		customers = customers[:0:0]
-		var skipped []string
-		for _, c := range names {
-			if validCustomer(c) != nil {
-				skipped = append(skipped, c)
-				continue
-			}
+		return read, nil
+	})
+	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)
+	res.Errors = append(keyErrs, res.Errors...)
+	return res, customers, keys, nil
+}
+
+// customersOf returns the plan's customers: its names, or those the BI
+// platform lists for customers: all, each once, without the names dashcache
+// does not accept (with a warning).
+func (s *Scheduler) customersOf(ctx context.Context, p Plan, log zerolog.Logger) ([]string, error) {
+	if !p.Customers.All {
+		return p.Customers.Names, nil
+	}
+	names, err := s.customers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("plan %q: listing the BI platform's customers: %w", p.Name, err)
+	}
+	customers := make([]string, 0, len(names))
+	seen := make(map[string]bool, len(names))
+	var skipped []string
+	for _, c := range names {
+		if validCustomer(c) != nil {
+			skipped = append(skipped, c)
+			continue
+		}
+		if !seen[c] {
+			seen[c] = true
 			customers = append(customers, c)
 		}
-		if len(skipped) > 0 {
-			log.Warn().Int("skipped", len(skipped)).Strs("examples", skipped[:min(len(skipped), 5)]).
-				Msg("the BI platform listed customers whose names dashcache does not accept; skipping them")
-		}
 	}
+	if len(skipped) > 0 {
+		log.Warn().Int("skipped", len(skipped)).Strs("examples", skipped[:min(len(skipped), 5)]).
+			Msg("the BI platform listed customers whose names dashcache does not accept; skipping them")
+	}
+	return customers, nil
+}
 
-	var keys []dashcache.ReportKey
-	var keyErrs []error
+// planKeys returns the keys of plan p for customers as of today, each
+// once: each of its reports over each of its presets, and for
+// recently_read the reports each customer read (read). A key that cannot
+// be made, or a customer whose reads fail, is an error in errs, and the
+// others are still returned.
+func planKeys(p Plan, customers []string, today time.Time, read func(customer string) ([]dashcache.ReportKey, error)) (keys []dashcache.ReportKey, errs []error) {
 	seen := make(map[dashcache.ReportKey]bool)
 	add := func(k dashcache.ReportKey) {
 		if !seen[k] {
@@ -279,19 +380,16 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 			keys = append(keys, k)
 		}
 	}
-	reports := p.Reports
-	if len(reports) == 0 {
-		reports = []string{""}
-	}
+	reports := p.reports()
 	for _, c := range customers {
 		for _, r := range p.Ranges {
 			if r == RecentlyRead {
-				read, err := s.readSince(ctx, c, s.now().Add(-p.within))
+				ks, err := read(c)
 				if err != nil {
-					keyErrs = append(keyErrs, fmt.Errorf("the reports %s read: %w", c, err))
+					errs = append(errs, err)
 					continue
 				}
-				for _, k := range read {
+				for _, k := range ks {
 					if slices.Contains(reports, k.Report) {
 						add(k)
 					}
@@ -300,7 +398,7 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 			}
 			k, err := dashcache.PresetKey(c, r, today)
 			if err != nil {
-				keyErrs = append(keyErrs, fmt.Errorf("%s over %s: %w", c, r, err))
+				errs = append(errs, fmt.Errorf("%s over %s: %w", c, r, err))
 				continue
 			}
 			for _, report := range reports {
@@ -309,9 +407,15 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, log zerolog.Logger) (dashc
 			}
 		}
 	}
-	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)
-	res.Errors = append(keyErrs, res.Errors...)
-	return res, len(keys), nil
+	return keys, errs
+}
+
+// reports returns the plan's reports: its list, or the default report.
+func (p Plan) reports() []string {
+	if len(p.Reports) == 0 {
+		return []string{""}
+	}
+	return p.Reports
 }
 
 // cronLogger adapts a zerolog.Logger to cron.Logger: cron's routine messages

@@ -102,6 +102,50 @@ func keysOf(customer string, members []string) []dashcache.ReportKey {
 	return out
 }
 
+// Known is what the index holds of some customers' reports.
+type Known struct {
+	// FreshUntil has each report in the index, with when it stops being
+	// fresh as it was filled: its entry's expiry less dashcache.StaleFor.
+	// The index does not see a report marked stale since, nor an entry the
+	// cache's Redis evicted.
+	FreshUntil map[dashcache.ReportKey]time.Time
+	// Read has the reports each customer read since the time asked.
+	Read map[string][]dashcache.ReportKey
+}
+
+// Known returns what the index holds at now of customers' reports: those
+// cached and, unless readSince is zero, those read since readSince; one
+// pipelined round trip for them all, to size a warm of many customers.
+func (x *Index) Known(ctx context.Context, customers []string, now, readSince time.Time) (Known, error) {
+	cached := make([]*redis.ZSliceCmd, len(customers))
+	read := make([]*redis.StringSliceCmd, len(customers))
+	_, err := x.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range customers {
+			cached[i] = p.ZRangeByScoreWithScores(ctx, reportsKey(c), &redis.ZRangeBy{Min: "(" + unixMilli(now), Max: "+inf"})
+			if !readSince.IsZero() {
+				read[i] = p.ZRangeByScore(ctx, readsKey(c), &redis.ZRangeBy{Min: unixMilli(readSince), Max: "+inf"})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Known{}, fmt.Errorf("reading the index of %d customers: %w", len(customers), err)
+	}
+	k := Known{FreshUntil: map[dashcache.ReportKey]time.Time{}, Read: map[string][]dashcache.ReportKey{}}
+	for i, c := range customers {
+		for _, z := range cached[i].Val() {
+			member, _ := z.Member.(string)
+			for _, key := range keysOf(c, []string{member}) {
+				k.FreshUntil[key] = time.UnixMilli(int64(z.Score)).Add(-dashcache.StaleFor)
+			}
+		}
+		if read[i] != nil {
+			k.Read[c] = keysOf(c, read[i].Val())
+		}
+	}
+	return k, nil
+}
+
 // IndexedCustomers returns the customers with reports in the index.
 func (x *Index) IndexedCustomers(ctx context.Context) ([]string, error) {
 	cs, err := x.rdb.ZRange(ctx, indexedKey, 0, -1).Result()

@@ -71,6 +71,47 @@ func TestIndex(t *testing.T) {
 	})
 }
 
+// TestKnown: for many customers at once, the index tells until when each
+// cached report is fresh, and which reports each customer read lately.
+func TestKnown(t *testing.T) {
+	onBoth(t, func(t *testing.T, rdb *redis.Client) {
+		s, ctx := store.New(rdb), context.Background()
+		now := time.UnixMilli(time.Now().UnixMilli())
+		jan, feb := mustKey(t, "acme", "2025-01-01", "2025-01-31"), mustKey(t, "acme", "2025-02-01", "2025-02-28")
+		revenue := mustKey(t, "globex", "2025-01-01", "2025-01-31")
+		revenue.Report = "revenue"
+		fillFor(t, s, jan, now, dashcache.ClosedTTL)
+		fillFor(t, s, feb, now.Add(-time.Hour), 5*time.Minute) // stale, still held
+		fillFor(t, s, revenue, now, time.Hour)
+		if err := s.Index.RecordReads(ctx, map[dashcache.ReportKey]time.Time{jan: now.Add(-2 * time.Hour), feb: now.Add(-30 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+
+		k, err := s.Index.Known(ctx, []string{"acme", "globex", "nobody"}, now, now.Add(-24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[dashcache.ReportKey]time.Time{jan: now.Add(dashcache.ClosedTTL), feb: now.Add(-55 * time.Minute), revenue: now.Add(time.Hour)}
+		if len(k.FreshUntil) != len(want) {
+			t.Errorf("FreshUntil = %v, want %v", k.FreshUntil, want)
+		}
+		for key, until := range want {
+			if !k.FreshUntil[key].Equal(until) {
+				t.Errorf("FreshUntil[%s] = %s, want %s", key, k.FreshUntil[key], until)
+			}
+		}
+		if got := k.Read["acme"]; !slices.Equal(got, []dashcache.ReportKey{jan}) {
+			t.Errorf("Read[acme] = %v, want jan (feb was read 30 h ago)", got)
+		}
+		if len(k.Read["globex"]) != 0 || len(k.Read["nobody"]) != 0 {
+			t.Errorf("Read = %v, want acme's alone", k.Read)
+		}
+		if k, err := s.Index.Known(ctx, []string{"acme"}, now, time.Time{}); err != nil || len(k.Read) != 0 || len(k.FreshUntil) != 2 {
+			t.Errorf("without readSince: %+v, %v; want the 2 reports held and no reads", k, err)
+		}
+	})
+}
+
 // TestMarkStale: marking keeps an entry's bytes and TTL, makes it stale at
 // once, tells the subscribers, and marks only what is fresh.
 func TestMarkStale(t *testing.T) {

@@ -30,12 +30,12 @@ func runInvalidate(ctx context.Context, cfg Config, log zerolog.Logger, args []s
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}
-	queue, closeQueue, err := openQueue(ctx, cfg, log)
+	o, err := openQueue(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeQueue()
-	res, err := queue.Invalidate(ctx, ch, cfg.ReadWithin)
+	defer o.close()
+	res, err := o.queue.Invalidate(ctx, ch, cfg.ReadWithin)
 	if err != nil {
 		return err
 	}

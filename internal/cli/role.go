@@ -53,6 +53,11 @@ var Roles = []Role{
 		Does: "check the report catalogue (DASHCACHE_REPORTS_FILE) against its\n" +
 			"back ends, a line per report, and exit 1 if one is not ready:\n" +
 			"dashcache reports check"},
+	{Name: "plans", Redis: true, ScheduleRequired: true, Command: runPlans,
+		Does: "size each warming plan of DASHCACHE_SCHEDULE_FILE at its next firing\n" +
+			"(its BI calls, at the fleet's rate and on the workers' slots), a few\n" +
+			"lines per plan, and exit 1 if one cannot finish by its deadline:\n" +
+			"dashcache plans check [--latency 2s] [--slots 40]"},
 	{Name: "fakebi", Listen: "127.0.0.1:8081",
 		Does: "a simulated BI platform speaking the provider contract"},
 }

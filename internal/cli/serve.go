@@ -109,7 +109,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		defer worker.Shutdown()
 	}
 	if runScheduler {
-		sc, err := newScheduler(cfg, queue, bi, def, st.Index, now, log)
+		sc, err := newScheduler(cfg, r, queue, bi, def, reg, log)
 		if err != nil {
 			return err
 		}
@@ -283,41 +283,18 @@ func newSource(ctx context.Context, cfg Config, def provider.Source, reg prometh
 	return measured, reports.Close, nil
 }
 
-// newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE; the
-// customers of plans with customers: all are those def (defaultSource's)
-// lists; none without one.
-func newScheduler(cfg Config, queue *jobs.Enqueuer, bi *guard.Guard, def provider.Source, index *store.Index, now func() time.Time, log zerolog.Logger) (*scheduler.Scheduler, error) {
-	file, err := scheduler.LoadFile(cfg.ScheduleFile)
-	if err != nil {
-		return nil, fmt.Errorf("DASHCACHE_SCHEDULE_FILE: %w", err)
-	}
-	var customers func(context.Context) ([]string, error)
-	if def != nil {
-		customers = func(ctx context.Context) (customers []string, err error) {
-			err = bi.Do(ctx, "", func(ctx context.Context) error { // a BI call too
-				customers, err = def.Customers(ctx)
-				return err
-			})
-			return customers, err
-		}
-	}
-	sc, err := scheduler.New(scheduler.Config{
-		File:        file,
-		DefaultZone: cfg.Zone,
-		Warmer:      queue,
-		Customers:   customers,
-		ReadSince:   index.ReadSince,
-		Reports:     cfg.served(),
-		Log:         log,
-		Now:         now,
-	})
+// newScheduler starts the warming plans of DASHCACHE_SCHEDULE_FILE (see
+// newPlans), sized with what the fleet reports and their deadline margins
+// in reg.
+func newScheduler(cfg Config, r *redisParts, queue *jobs.Enqueuer, bi *guard.Guard, def provider.Source, reg prometheus.Registerer, log zerolog.Logger) (*scheduler.Scheduler, error) {
+	sc, err := newPlans(cfg, r, queue, bi, def, capacityGiven{}, reg, log)
 	if err != nil {
 		return nil, err
 	}
 	if err := sc.Start(context.Background()); err != nil {
 		return nil, err
 	}
-	log.Info().Str("file", cfg.ScheduleFile).Int("plans", len(file.Plans)).Msg("warming plans scheduled")
+	log.Info().Str("file", cfg.ScheduleFile).Int("plans", len(sc.Plans())).Msg("warming plans scheduled")
 	return sc, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/guard"
 	"github.com/dashcache/dashcache/jobs"
 	"github.com/rs/zerolog"
 )
@@ -35,12 +36,12 @@ func runWarm(ctx context.Context, cfg Config, log zerolog.Logger, args []string,
 	if err := checkArgs(fs, err); err != nil {
 		return err
 	}
-	queue, closeQueue, err := openQueue(ctx, cfg, log)
+	o, err := openQueue(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeQueue()
-	res := dashcache.WarmAll(ctx, queue, keys, dashcache.Refresh{Force: *force}, dashcache.ContinueOnError)
+	defer o.close()
+	res := dashcache.WarmAll(ctx, o.queue, keys, dashcache.Refresh{Force: *force}, dashcache.ContinueOnError)
 	for _, wk := range res.Keys {
 		if wk.Err != nil {
 			fmt.Fprintf(stdout, "%-10s %v\n", wk.Result, wk.Err)
@@ -66,23 +67,34 @@ func checkArgs(fs *flag.FlagSet, err error) error {
 	return ErrUsage
 }
 
-// openQueue connects a one-shot command to Redis and its queue; closeQueue
-// disconnects.
-func openQueue(ctx context.Context, cfg Config, log zerolog.Logger) (queue *jobs.Enqueuer, closeQueue func(), err error) {
+// oneShot is what a one-shot command opens: Redis, the guard of the BI
+// back ends, and the queue.
+type oneShot struct {
+	r     *redisParts
+	bi    *guard.Guard
+	queue *jobs.Enqueuer
+}
+
+// openQueue connects a one-shot command to Redis, the guard and the queue;
+// close disconnects.
+func openQueue(ctx context.Context, cfg Config, log zerolog.Logger) (*oneShot, error) {
 	r, err := connect(ctx, cfg, log)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	bi, err := newGuard(cfg, r, nil)
+	o := &oneShot{r: r}
+	o.bi, err = newGuard(cfg, r, nil)
 	if err == nil {
-		queue, err = newQueue(r, bi, nil)
+		o.queue, err = newQueue(r, o.bi, nil)
 	}
 	if err != nil {
 		r.close()
-		return nil, nil, err
+		return nil, err
 	}
-	return queue, r.close, nil
+	return o, nil
 }
+
+func (o *oneShot) close() { o.r.close() }
 
 // splitList splits a comma-separated flag value; "" is no items.
 func splitList(s string) []string {
