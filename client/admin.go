@@ -28,7 +28,7 @@ type WarmRequest struct {
 
 // What happened to a report of a warm, as in WarmedKey.Result.
 const (
-	WarmEnqueued  = dashcache.WarmEnqueued
+	WarmEnqueued  = dashcache.WarmEnqueued  // its fill task was enqueued
 	WarmDuplicate = dashcache.WarmDuplicate // its fill task was queued or running already
 	WarmSkipped   = dashcache.WarmSkipped   // the customer has used its daily budget
 )

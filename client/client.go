@@ -29,13 +29,13 @@ import (
 	"github.com/dashcache/dashcache"
 )
 
-// Defaults of Config.
+// Defaults and limits of Config.
 const (
-	DefaultWait         = 10 * time.Second // the server's own default
-	MaxWait             = 30 * time.Second // the most the server accepts
-	DefaultMaxRetryWait = time.Minute
-	DefaultCacheBytes   = 16 << 20
-	DefaultUserAgent    = "dashcache-go-client"
+	DefaultWait         = 10 * time.Second      // of Config.Wait: the server's own default
+	MaxWait             = 30 * time.Second      // of Config.Wait: the most the server accepts
+	DefaultMaxRetryWait = time.Minute           // of Config.MaxRetryWait
+	DefaultCacheBytes   = 16 << 20              // of Config.CacheBytes
+	DefaultUserAgent    = "dashcache-go-client" // of Config.UserAgent
 	// DefaultTimeout bounds each request of the default HTTP client: a
 	// read may be held MaxWait.
 	DefaultTimeout = MaxWait + 15*time.Second

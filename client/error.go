@@ -71,6 +71,7 @@ type Error struct {
 	RetryAfter time.Duration
 }
 
+// Error says the status, title, detail and Retry-After.
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("dashcache: %d %s", e.Status, e.Title)
 	if e.Detail != "" {
