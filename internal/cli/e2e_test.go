@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/roletest"
 	"github.com/dashcache/dashcache/provider"
 )
 
@@ -24,7 +25,8 @@ const testSecret = "bi-secret-7f3a"
 
 // startRole runs one role in process, as `dashcache ROLE` would with env as its
 // whole environment, and returns the address it listens on. The role is stopped
-// (and must exit cleanly) when the test ends.
+// (and must exit cleanly) when the test ends. No log line may show testSecret;
+// error lines are shown in the test's log.
 func startRole(t testing.TB, role string, env map[string]string) string {
 	t.Helper()
 	return startRoleLogging(t, role, env, nil)
@@ -34,52 +36,20 @@ func startRole(t testing.TB, role string, env map[string]string) string {
 // log lines to logged (nil: none).
 func startRoleLogging(t testing.TB, role string, env map[string]string, logged func(line string)) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), testSecret) {
-				t.Errorf("%s logged a secret: %s", role, sc.Text())
-			}
-			if logged != nil {
-				logged(sc.Text())
-			}
-			var line struct{ Message, Addr, Level string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil {
-				if line.Message == "listening" {
-					addrc <- line.Addr
-				}
-				if line.Level == "error" {
-					t.Logf("%s: %s", role, sc.Text())
-				}
-			}
+	return roletest.Start(t, role, func(ctx context.Context, stdout io.Writer) error {
+		return Run(ctx, []string{role}, func(k string) string { return env[k] }, stdout, io.Discard)
+	}, func(line []byte) {
+		if strings.Contains(string(line), testSecret) {
+			t.Errorf("%s logged a secret: %s", role, line)
 		}
-		io.Copy(io.Discard, pr)
-	}()
-	done := make(chan error, 1)
-	go func() {
-		err := Run(ctx, []string{role}, func(k string) string { return env[k] }, pw, io.Discard)
-		pw.Close()
-		done <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s exited with %v", role, err)
+		if logged != nil {
+			logged(string(line))
+		}
+		var l struct{ Level string }
+		if json.Unmarshal(line, &l) == nil && l.Level == "error" {
+			t.Logf("%s: %s", role, line)
 		}
 	})
-	select {
-	case addr := <-addrc:
-		return addr
-	case err := <-done:
-		t.Fatalf("%s stopped before listening: %v", role, err)
-	case <-time.After(20 * time.Second):
-		t.Fatalf("%s did not start listening", role)
-	}
-	return ""
 }
 
 // TestStampede: 300 concurrent reads of 10 uncached reports through 3 API
