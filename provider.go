@@ -65,6 +65,20 @@ func (e *ProviderError) Error() string {
 
 func (e *ProviderError) Unwrap() error { return e.Err }
 
+// patientKey marks a context for a BI call that is given its whole
+// timeout.
+type patientKey struct{}
+
+// Patient returns ctx marked for a BI call that must be given its whole
+// timeout: a breaker's probe, or a fill's last attempt. A worker does not
+// cut it for its back end's usual latency, so that a back end (or a report)
+// slower than it used to be is still answered, and its latency learned
+// again.
+func Patient(ctx context.Context) context.Context { return context.WithValue(ctx, patientKey{}, true) }
+
+// IsPatient reports whether ctx is marked by Patient.
+func IsPatient(ctx context.Context) bool { return ctx.Value(patientKey{}) != nil }
+
 // ErrSlowLaneFull is the cause of a call that a worker cut, not the
 // platform: it ran past its back end's usual latency while the worker's
 // slow lane was full. It says nothing of the platform: the breaker does not

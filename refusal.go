@@ -20,6 +20,9 @@ const (
 	ReasonShare = "customer_share"
 	// ReasonShutdown: the worker is shutting down; another one fills it.
 	ReasonShutdown = "shutdown"
+	// ReasonSlowLane: the call ran past its back end's usual latency while
+	// the worker's slow lane was full; it was cut, and runs again.
+	ReasonSlowLane = "slow_lane"
 )
 
 // RefusalReasons are the reasons a fill is refused (Refusal.Reason).
@@ -41,7 +44,7 @@ func (r *Refusal) Error() string { return r.Detail }
 // waits Delay (or until woken) without using up a retry and without holding
 // a worker slot.
 type Deferral struct {
-	Reason string // ReasonShare, ReasonBreaker or ReasonShutdown
+	Reason string // ReasonShare, ReasonBreaker, ReasonShutdown or ReasonSlowLane
 	Delay  time.Duration
 }
 

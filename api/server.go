@@ -286,6 +286,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	return otelhttp.NewHandler(h, "dashcache", otelhttp.WithTracerProvider(s.cfg.Tracing),
 		otelhttp.WithPropagators(tracing.Propagator()),
+		otelhttp.WithFilter(func(r *http.Request) bool { // probes and scrapes are not traces
+			return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
+		}),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + route(r.URL.Path) }))
 }
 

@@ -87,6 +87,9 @@ func (g *Guard) Call(ctx context.Context, k dashcache.ReportKey, warming bool, q
 	}
 	called = true
 	began := g.cfg.Now()
+	if probe {
+		ctx = dashcache.Patient(ctx) // a probe cut short would keep the breaker open
+	}
 	body, err = query(ctx)
 	g.record(ctx, name, b, k.Customer, probe, began, err)
 	g.pauseAfter(name, err)
@@ -142,7 +145,7 @@ func waitError(ctx context.Context, doing string, err error) error {
 // after the call ran past its back end's usual latency (Slow) counts only
 // if the back end answered no call since this one began.
 func (g *Guard) record(ctx context.Context, name string, b backend, customer string, probe bool, began time.Time, err error) {
-	if ctx.Err() != nil || errors.Is(err, dashcache.ErrSlowLaneFull) { // cut by us, not failed by the platform // cut by us, not failed by the platform
+	if ctx.Err() != nil || errors.Is(err, dashcache.ErrSlowLaneFull) { // cut by us, not failed by the platform
 		if probe {
 			g.abandonProbe(name)
 		}

@@ -245,7 +245,8 @@ func (g *Guard) ReportLatency(ctx context.Context, backend string, l store.Laten
 }
 
 // Rate returns how many calls the whole fleet may make to the back end
-// name in a second (its Backend.Rate, or the default); 0 for a back end
+// name in a rate window (store.RateWindow, 1.1 s: its Backend.Rate, or the
+// default); 0 for a back end
 // the guard does not know.
 func (g *Guard) Rate(name string) int { return g.backends[name].rate.Rate }
 

@@ -68,6 +68,7 @@ type Handler struct {
 	cfg       HandlerConfig
 	tracer    trace.Tracer
 	lanes     *lanes
+	cuts      *prometheus.CounterVec
 	locks     *prometheus.CounterVec
 	deferrals *prometheus.CounterVec
 	// draining is cancelled, with cause errShutdown, when the worker's
@@ -99,16 +100,19 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	h := &Handler{
 		cfg:    cfg,
 		tracer: tracing.Tracer(cfg.Tracing, "jobs"),
-		lanes:  newLanes(cmp.Or(cfg.Slots, DefaultConcurrency), cmp.Or(cfg.SlowFloor, DefaultSlowFloor), cfg.Guard.CallTimeout()),
+		lanes:  newLanes(cmp.Or(cfg.Slots, DefaultConcurrency), cmp.Or(cfg.SlowFloor, DefaultSlowFloor), cmp.Or(cfg.Guard.CallTimeout(), time.Minute)),
 		locks: prom.CounterVec("dashcache_lock_total",
 			"Fill locks: acquired, contended (another worker was filling), lost (expired or taken over before the write).",
 			"result", "acquired", "contended", "lost"),
 		deferrals: prom.CounterVec("dashcache_deferrals_total",
-			"Fills put back to wait without using a retry: customer_share (the customer had its share of BI calls in flight), breaker (the fleet stopped calling a failing BI platform), shutdown (the worker stopped during the call).",
-			"reason", dashcache.ReasonShare, dashcache.ReasonBreaker, dashcache.ReasonShutdown),
+			"Fills put back to wait without using a retry: customer_share (the customer had its share of BI calls in flight), breaker (the fleet stopped calling a failing BI platform), shutdown (the worker stopped during the call), slow_lane (the call ran slow while the worker's slow lane was full).",
+			"reason", dashcache.ReasonShare, dashcache.ReasonBreaker, dashcache.ReasonShutdown, dashcache.ReasonSlowLane),
+		cuts: prom.CounterVec("dashcache_slow_cuts_total",
+			"BI calls this worker cut: latency (past 3x its back end's p99: a transient failure, retried), lane_full (slow while the slow lane was full: deferred).",
+			"reason", "latency", "lane_full"),
 	}
 	h.draining, h.drain = context.WithCancelCause(context.Background())
-	if err := prom.Register(cfg.Registerer, h.locks, h.deferrals); err != nil {
+	if err := prom.Register(cfg.Registerer, h.locks, h.deferrals, h.cuts); err != nil {
 		return nil, fmt.Errorf("jobs: %w", err)
 	}
 	return h, nil
@@ -224,19 +228,33 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	defer context.AfterFunc(h.draining, func() { cut(context.Cause(h.draining)) })()
 	start := h.cfg.Now()
 	gctx, guardSpan := h.tracer.Start(callCtx, "guard") // its time outside the BI call is the guard's waits
-	data, err := h.cfg.Guard.Call(gctx, k, a.queue == QueueWarming, func(ctx context.Context) ([]byte, error) {
-		backend := h.cfg.Guard.Backend(k.Report)
+	if a.final {
+		// Not cut for the back end's latency: a report slower than the
+		// back end's others still gets one try of the whole timeout.
+		gctx = dashcache.Patient(gctx)
+	}
+	backend := h.cfg.Guard.Backend(k.Report)
+	var took time.Duration
+	data, err := h.cfg.Guard.Call(gctx, k, a.queue == QueueWarming, func(ctx context.Context) (data []byte, err error) {
 		ctx, span := h.tracer.Start(ctx, "bi call", trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attribute.String("dashcache.backend", cmp.Or(backend, "default")), attribute.String("dashcache.report", k.Report)))
-		data, took, err := h.lanes.run(ctx, backend, func(ctx context.Context) ([]byte, error) { return h.cfg.Source.Query(ctx, k) })
+		data, took, err = h.lanes.run(ctx, backend, func(ctx context.Context) ([]byte, error) { return h.cfg.Source.Query(ctx, k) })
 		endSpan(span, err)
-		if err == nil {
-			h.learn(ctx, log, backend, took)
-		}
 		return data, err
 	})
 	endSpan(guardSpan, err)
 	now := h.cfg.Now()
+	switch {
+	case err == nil:
+		h.learn(ctx, log, backend, took)
+	case errors.Is(err, dashcache.ErrSlowLaneFull):
+		// Cut by this worker, not failed by the platform: it waits for a
+		// place without using a retry.
+		h.cuts.WithLabelValues("lane_full").Inc()
+		err = &dashcache.Deferral{Reason: dashcache.ReasonSlowLane, Delay: slowLaneDelay}
+	case errors.Is(err, errCut):
+		h.cuts.WithLabelValues("latency").Inc()
+	}
 	if err != nil && errors.Is(context.Cause(callCtx), errShutdown) {
 		// Not a failure of the BI platform: another worker fills it.
 		return &dashcache.Deferral{Reason: dashcache.ReasonShutdown}

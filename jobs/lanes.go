@@ -17,6 +17,9 @@ const (
 	// its back end's latency, and the usual latency of a back end before
 	// enough of its calls are seen.
 	DefaultSlowFloor = 2 * time.Second
+	// slowLaneDelay is how long a call cut for a full slow lane waits
+	// before it runs again (a deferral: no retry is used).
+	slowLaneDelay = time.Second
 	// latencyCalls is how many of a back end's latest successful calls
 	// its latency is taken over; minCalls how many must be seen before
 	// calls are cut by it.
@@ -51,6 +54,8 @@ type lanes struct {
 	reported map[string]time.Time
 }
 
+// newLanes returns the lanes of a worker of slots slots (the slow lane has
+// half of them, and one at least).
 func newLanes(slots int, floor, timeout time.Duration) *lanes {
 	return &lanes{floor: floor, timeout: timeout, places: max(slots/2, 1), seen: map[string][]time.Duration{}, reported: map[string]time.Time{}}
 }
@@ -88,20 +93,23 @@ func (l *lanes) succeeded(backend string, d time.Duration, now time.Time) (repor
 		seen = seen[1:]
 	}
 	l.seen[backend] = seen
-	p99, ok := l.p99(backend)
-	if !ok || now.Sub(l.reported[backend]) < latencyReportEvery {
+	if len(seen) < minCalls || now.Sub(l.reported[backend]) < latencyReportEvery {
 		return false, 0, 0, 0
 	}
 	l.reported[backend] = now
 	sorted := slices.Sorted(slices.Values(seen))
-	return true, sorted[len(sorted)/2], p99, len(seen)
+	return true, sorted[len(sorted)/2], sorted[len(sorted)*99/100], len(seen)
 }
 
 // run makes query, a call of backend, under the lane's limits: it cuts the
 // call (its context ends) when it runs too long, and returns its outcome,
-// with a cut or a slow failure marked so.
+// with a cut or a slow failure marked so. A patient call
+// (dashcache.IsPatient) may run to the timeout, in the lane.
 func (l *lanes) run(ctx context.Context, backend string, query func(context.Context) ([]byte, error)) ([]byte, time.Duration, error) {
 	usual, cutAfter := l.limits(backend)
+	if dashcache.IsPatient(ctx) {
+		cutAfter = l.timeout
+	}
 	ctx, cut := context.WithCancelCause(ctx)
 	defer cut(nil)
 	var mu sync.Mutex

@@ -97,3 +97,21 @@ func TestSlowLane(t *testing.T) {
 		t.Errorf("a failure at once: %v; want it not slow", err)
 	}
 }
+
+// TestPatientCall: a patient call (a probe, a last attempt) is not cut for
+// its back end's latency: it runs to the timeout, so that a back end that
+// got slower is answered, and learned again.
+func TestPatientCall(t *testing.T) {
+	l := newLanes(10, 50*time.Millisecond, 500*time.Millisecond)
+	for range minCalls {
+		_, took, _ := l.run(context.Background(), "wh", quick(10*time.Millisecond))
+		l.succeeded("wh", took, time.Now())
+	}
+	if _, took, err := l.run(context.Background(), "wh", hang); !errors.Is(err, errCut) || took > 300*time.Millisecond {
+		t.Errorf("an impatient hanging call: %v after %s; want cut at the floor", err, took)
+	}
+	data, took, err := l.run(dashcache.Patient(context.Background()), "wh", quick(200*time.Millisecond))
+	if err != nil || string(data) != "1" {
+		t.Errorf("a patient call of 200ms: %q, %v after %s; want its answer", data, err, took)
+	}
+}

@@ -76,16 +76,17 @@ type redisParts struct {
 
 // trace traces the commands of every Redis of the process with tp: their
 // names, never their arguments (a connection's AUTH carries the password).
-func (p *redisParts) trace(tp trace.TracerProvider) {
+func (p *redisParts) trace(tp trace.TracerProvider) error {
 	for _, rdb := range []redis.UniversalClient{p.queue, p.cache} {
 		if err := redisotel.InstrumentTracing(rdb, redisotel.WithTracerProvider(tp),
 			redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
-			panic(err) // it fails only for a client type go-redis does not have
+			return fmt.Errorf("tracing Redis: %w", err)
 		}
 		if p.cache == p.queue {
-			return
+			break
 		}
 	}
+	return nil
 }
 
 // Ping checks that every Redis of the process answers.

@@ -61,7 +61,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	}
 	defer r.close()
 	if tp != nil {
-		r.trace(tracing.InTracesOnly(tp))
+		if err := r.trace(tracing.InTracesOnly(tp)); err != nil {
+			return err
+		}
 	}
 	rdb, st, now := r.queue, r.store, r.clock.Now // every part reads Redis's clock
 	reg, err := newRegistry(r)

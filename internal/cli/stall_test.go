@@ -74,9 +74,9 @@ func TestStalls(t *testing.T) {
 		"DASHCACHE_PROVIDER_URL":       bi.URL,
 		"DASHCACHE_PROVIDER_RATE":      "100",
 		"DASHCACHE_WORKER_CONCURRENCY": "10",
-		"DASHCACHE_PROVIDER_TIMEOUT":   "20s",
+		"DASHCACHE_PROVIDER_TIMEOUT":   "5s", // the lane's calls end during the healthy reads: slow failures the breaker must not count
 	}
-	startRole(t, "worker", env)
+	worker := startRole(t, "worker", env)
 	api := startRole(t, "api", env)
 	ctx := context.Background()
 	guards := store.New(rdb).Guards
@@ -93,7 +93,13 @@ func TestStalls(t *testing.T) {
 		if r.status != http.StatusOK || r.latency > 5*time.Second {
 			t.Errorf("healthy read %d: %d in %s, want 200 within 5 s (%s)", i, r.status, r.latency.Round(time.Millisecond), r.body)
 		}
+		if left, err := guards.BreakerOpen(ctx, ""); err != nil || left > 0 {
+			t.Fatalf("after healthy read %d the breaker is open for %s (%v), want closed: the platform answers", i, left, err)
+		}
 	}
+	// The lane's calls ran to the 5 s timeout during the reads: slow
+	// failures, with the platform answering others meanwhile.
+	wait.For(t, "a slow failure", 10*time.Second, func() bool { return scrape(t, worker, `dashcache_provider_calls_total{outcome="transient"}`) > 0 })
 	if left, err := guards.BreakerOpen(ctx, ""); err != nil || left > 0 {
 		t.Errorf("the breaker: open for %s (%v), want closed: the platform answers", left, err)
 	}
