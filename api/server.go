@@ -307,8 +307,14 @@ func route(path string) string {
 	return "other"
 }
 
+// ErrDraining is what a Pinger answers while the process drains before it
+// stops: /readyz turns 503 so that load balancers stop sending requests,
+// which are still served meanwhile.
+var ErrDraining = errors.New("draining: this process is shutting down")
+
 // HandleHealth registers on mux /healthz (the process is up) and /readyz
-// (redis answers: 200, else 503), for every role's listener.
+// (redis answers: 200, else 503; 503 too while draining), for every role's
+// listener.
 func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -317,7 +323,12 @@ func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := redis.Ping(ctx); err != nil {
+		err := redis.Ping(ctx)
+		if errors.Is(err, ErrDraining) {
+			problem(w, http.StatusServiceUnavailable, "this instance is shutting down: it serves the requests it gets while load balancers stop sending them (DASHCACHE_DRAIN)")
+			return
+		}
+		if err != nil {
 			log.Warn().Err(err).Msg("not ready: Redis unreachable")
 			problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot work until it is back")
 			return

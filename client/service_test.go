@@ -34,6 +34,7 @@ func TestAgainstTheService(t *testing.T) {
 	redisURL, rdb := redistest.URLClient(t)
 	bi := newHeldBI(t)
 	svc := startService(t, map[string]string{
+		"DASHCACHE_DRAIN":            "0s", // stop at once when the test ends
 		"DASHCACHE_REDIS_URL":        redisURL,
 		"DASHCACHE_LISTEN":           "127.0.0.1:0",
 		"DASHCACHE_PROVIDER_URL":     bi.URL,

@@ -49,6 +49,7 @@ type Config struct {
 	ReadWithin           time.Duration       // DASHCACHE_REFRESH_READ_WITHIN; default dashcache.DefaultReadWithin, 0 = reads not tracked
 	MonitoringReadOnly   bool                // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string              // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
+	Drain                time.Duration       // DASHCACHE_DRAIN; default defaultDrain, 0 = none
 	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
 	getenv               func(string) string // reads the back ends' secrets, which the catalogue names, and OTEL_*
 	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -58,6 +59,14 @@ type Config struct {
 	// simulator's default.
 	SimMinLatency, SimMaxLatency time.Duration
 }
+
+// defaultDrain is how long a process goes on serving after SIGTERM, with
+// /readyz 503, by default: a load balancer probing every few seconds has
+// stopped sending requests by then. maxDrain bounds the setting.
+const (
+	defaultDrain = 5 * time.Second
+	maxDrain     = 5 * time.Minute
+)
 
 // maxProviderTimeout keeps one BI call well inside a fill task's own timeout
 // (jobs.TaskTimeout).
@@ -84,6 +93,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		getenv:        getenv,
 		LogLevel:      zerolog.InfoLevel,
 		L1Bytes:       api.DefaultL1Bytes,
+		Drain:         defaultDrain,
 		ReadWithin:    dashcache.DefaultReadWithin,
 	}
 	var errs []error
@@ -140,6 +150,12 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	set("BREAKER_COOLDOWN", duration(&c.BreakerCooldown))
+	set("DRAIN", func(v string) (err error) {
+		if c.Drain, err = time.ParseDuration(v); err != nil || c.Drain < 0 || c.Drain > maxDrain {
+			return fmt.Errorf("want a Go duration from 0s to %s, such as 10s (0s: stop at once), got %q", maxDrain, v)
+		}
+		return nil
+	})
 	set("REPORTS_FILE", func(v string) (err error) {
 		c.Reports, err = provider.LoadCatalogue(v)
 		return err

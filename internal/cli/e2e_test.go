@@ -37,7 +37,12 @@ func startRole(t testing.TB, role string, env map[string]string) string {
 func startRoleLogging(t testing.TB, role string, env map[string]string, logged func(line string)) string {
 	t.Helper()
 	return roletest.Start(t, role, func(ctx context.Context, stdout io.Writer) error {
-		return Run(ctx, []string{role}, func(k string) string { return env[k] }, stdout, io.Discard)
+		return Run(ctx, []string{role}, func(k string) string {
+			if _, set := env[k]; !set && k == "DASHCACHE_DRAIN" {
+				return "0s" // a test's roles stop at once unless it asks
+			}
+			return env[k]
+		}, stdout, io.Discard)
 	}, func(line []byte) {
 		if strings.Contains(string(line), testSecret) {
 			t.Errorf("%s logged a secret: %s", role, line)

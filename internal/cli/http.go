@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/dashcache/dashcache/api"
@@ -18,10 +19,32 @@ import (
 // hundred bytes.
 const maxHeaderBytes = 32 << 10
 
-// serveHTTP serves h on addr until ctx ends; then it runs beforeDrain (if any)
-// and shuts the server down gracefully. listening (if any) is told the address.
-// With fast, requests are first offered to it, on fasthttp (internal/front).
-func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fasthttp.RequestCtx) bool, log zerolog.Logger, listening func(net.Addr), beforeDrain func(context.Context) error) error {
+// drain is how a process leaves: for d after its context ends it goes on
+// serving while /readyz answers 503 (set draining), so that load balancers
+// stop sending it requests before it stops accepting them.
+type drain struct {
+	d        time.Duration
+	draining *atomic.Bool
+}
+
+// drainingPinger is a Pinger that answers api.ErrDraining while draining.
+type drainingPinger struct {
+	api.Pinger
+	draining *atomic.Bool
+}
+
+func (p drainingPinger) Ping(ctx context.Context) error {
+	if p.draining.Load() {
+		return api.ErrDraining
+	}
+	return p.Pinger.Ping(ctx)
+}
+
+// serveHTTP serves h on addr until ctx ends; then it drains (dr), runs
+// beforeDrain (if any) and shuts the server down gracefully. listening (if
+// any) is told the address. With fast, requests are first offered to it,
+// on fasthttp (internal/front).
+func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fasthttp.RequestCtx) bool, log zerolog.Logger, listening func(net.Addr), dr drain, beforeDrain func(context.Context) error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s (DASHCACHE_LISTEN): %w", addr, err)
@@ -56,6 +79,15 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fast
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if dr.draining != nil && dr.d > 0 {
+		dr.draining.Store(true)
+		log.Info().Dur("drain", dr.d).Msg("draining: /readyz answers 503; serving on until the drain ends (DASHCACHE_DRAIN)")
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(dr.d):
+		}
 	}
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -122,6 +123,10 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		}()
 	}
 
+	// After SIGTERM, /readyz answers 503 for cfg.Drain while requests are
+	// still served.
+	dr := drain{d: cfg.Drain, draining: new(atomic.Bool)}
+	ready := drainingPinger{Pinger: r, draining: dr.draining}
 	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	authConfig := api.AuthConfig{APIKeys: cfg.APIKeys, AdminToken: cfg.AdminToken, AllowedHosts: cfg.AllowedHosts, MetricsPublic: cfg.MetricsPublic}
 	if !role.API {
@@ -130,16 +135,16 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 			return err
 		}
 		mux := http.NewServeMux()
-		api.HandleHealth(mux, r, log)
+		api.HandleHealth(mux, ready, log)
 		mux.Handle("/metrics", auth.Metrics(metricsHandler))
-		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, nil)
+		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, dr, nil)
 	}
 	srv, err := api.New(api.Config{
 		Cache: st.Cache,
 		Queue: queue,
 		Reads: st.Index,
 		Usage: bi,
-		Redis: r,
+		Redis: ready,
 		Auth:  authConfig,
 		Monitoring: asynqmon.New(asynqmon.Options{
 			RootPath:     "/monitoring",
@@ -166,7 +171,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	hint := func(addr net.Addr) {
 		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", addr)
 	}
-	return serveHTTP(ctx, cfg.Listen, srv.Handler(), srv.ServeFast, log, hint, srv.Shutdown)
+	return serveHTTP(ctx, cfg.Listen, srv.Handler(), srv.ServeFast, log, hint, dr, srv.Shutdown)
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
@@ -305,7 +310,7 @@ func serveFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	lo, hi := sim.Latency()
 	log.Info().Dur("min_latency", lo).Dur("max_latency", hi).
 		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
-	return serveHTTP(ctx, cfg.Listen, sim.Handler(), nil, log, nil, nil)
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), nil, log, nil, drain{}, nil)
 }
 
 // sharedRedis hands asynqmon our Redis client instead of a second pool.
