@@ -50,6 +50,8 @@ type Config struct {
 	MonitoringReadOnly   bool                // DASHCACHE_MONITORING_READONLY
 	ScheduleFile         string              // DASHCACHE_SCHEDULE_FILE; "" = no scheduled warming
 	Drain                time.Duration       // DASHCACHE_DRAIN; default defaultDrain, 0 = none
+	MaxConns             int                 // DASHCACHE_MAX_CONNS; default defaultMaxConns, 0 = no cap
+	MaxConnsPerIP        int                 // DASHCACHE_MAX_CONNS_PER_IP; default defaultMaxConnsPerIP, 0 = no cap
 	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
 	getenv               func(string) string // reads the back ends' secrets, which the catalogue names, and OTEL_*
 	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
@@ -66,6 +68,15 @@ type Config struct {
 const (
 	defaultDrain = 5 * time.Second
 	maxDrain     = 5 * time.Minute
+)
+
+// defaultMaxConns caps the connections a process holds open by default:
+// an idle keep-alive connection costs about 5 KB (README, "Security"), so
+// 10,000 cost about 50 MB. defaultMaxConnsPerIP leaves a tenth of them to
+// one client address.
+const (
+	defaultMaxConns      = 10_000
+	defaultMaxConnsPerIP = 1_000
 )
 
 // maxProviderTimeout keeps one BI call well inside a fill task's own timeout
@@ -94,6 +105,8 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		LogLevel:      zerolog.InfoLevel,
 		L1Bytes:       api.DefaultL1Bytes,
 		Drain:         defaultDrain,
+		MaxConns:      defaultMaxConns,
+		MaxConnsPerIP: defaultMaxConnsPerIP,
 		ReadWithin:    dashcache.DefaultReadWithin,
 	}
 	var errs []error
@@ -156,6 +169,16 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		}
 		return nil
 	})
+	conns := func(n *int) func(string) error {
+		return func(v string) (err error) {
+			if *n, err = strconv.Atoi(v); err != nil || *n < 0 {
+				return fmt.Errorf("want a whole number of connections, such as 10000 (0: no cap), got %q", v)
+			}
+			return nil
+		}
+	}
+	set("MAX_CONNS", conns(&c.MaxConns))
+	set("MAX_CONNS_PER_IP", conns(&c.MaxConnsPerIP))
 	set("REPORTS_FILE", func(v string) (err error) {
 		c.Reports, err = provider.LoadCatalogue(v)
 		return err

@@ -40,15 +40,31 @@ func (p drainingPinger) Ping(ctx context.Context) error {
 	return p.Pinger.Ping(ctx)
 }
 
+// connCap is the cap on a process's open connections of cfg
+// (DASHCACHE_MAX_CONNS, DASHCACHE_MAX_CONNS_PER_IP), whose refusals name
+// the setting a client ran into.
+func connCap(cfg Config) front.LimitConfig {
+	return front.LimitConfig{
+		Max: cfg.MaxConns, MaxPerIP: cfg.MaxConnsPerIP,
+		TooMany: api.Problem(http.StatusServiceUnavailable, fmt.Sprintf(
+			"this server holds %d connections open, its limit (DASHCACHE_MAX_CONNS); try again shortly, or another server", cfg.MaxConns)),
+		TooManyFromIP: api.Problem(http.StatusServiceUnavailable, fmt.Sprintf(
+			"your address holds %d connections open to this server, its limit for one address (DASHCACHE_MAX_CONNS_PER_IP); "+
+				"reuse open connections or close some", cfg.MaxConnsPerIP)),
+	}
+}
+
 // serveHTTP serves h on addr until ctx ends; then it drains (dr), runs
 // beforeDrain (if any) and shuts the server down gracefully. listening (if
 // any) is told the address. With fast, requests are first offered to it,
-// on fasthttp (internal/front).
-func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fasthttp.RequestCtx) bool, log zerolog.Logger, listening func(net.Addr), dr drain, beforeDrain func(context.Context) error) error {
+// on fasthttp (internal/front). Connections past caps are refused
+// (front.Limit).
+func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fasthttp.RequestCtx) bool, log zerolog.Logger, listening func(net.Addr), dr drain, beforeDrain func(context.Context) error, caps front.LimitConfig) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s (DASHCACHE_LISTEN): %w", addr, err)
 	}
+	ln = front.Limit(ln, caps)
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -69,7 +85,7 @@ func serveHTTP(ctx context.Context, addr string, h http.Handler, fast func(*fast
 			Problem: api.Problem, Log: log,
 		})
 	}
-	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	log.Info().Str("addr", ln.Addr().String()).Int("max_conns", caps.Max).Int("max_conns_per_ip", caps.MaxPerIP).Msg("listening")
 	if listening != nil {
 		listening(ln.Addr())
 	}

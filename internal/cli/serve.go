@@ -137,7 +137,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 		mux := http.NewServeMux()
 		api.HandleHealth(mux, ready, log)
 		mux.Handle("/metrics", auth.Metrics(metricsHandler))
-		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, dr, nil)
+		return serveHTTP(ctx, cfg.Listen, mux, nil, log, nil, dr, nil, connCap(cfg))
 	}
 	srv, err := api.New(api.Config{
 		Cache: st.Cache,
@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	hint := func(addr net.Addr) {
 		log.Info().Msgf("try: curl -i 'http://%s/v1/reports?customer=acme&from=2025-01-01&to=2025-01-31'", addr)
 	}
-	return serveHTTP(ctx, cfg.Listen, srv.Handler(), srv.ServeFast, log, hint, dr, srv.Shutdown)
+	return serveHTTP(ctx, cfg.Listen, srv.Handler(), srv.ServeFast, log, hint, dr, srv.Shutdown, connCap(cfg))
 }
 
 // newRegistry returns the process's Prometheus registry with the Go runtime's,
@@ -310,7 +310,7 @@ func serveFakeBI(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	lo, hi := sim.Latency()
 	log.Info().Dur("min_latency", lo).Dur("max_latency", hi).
 		Bool("token_required", cfg.ProviderToken != "").Msg("simulated BI platform")
-	return serveHTTP(ctx, cfg.Listen, sim.Handler(), nil, log, nil, drain{}, nil)
+	return serveHTTP(ctx, cfg.Listen, sim.Handler(), nil, log, nil, drain{}, nil, connCap(cfg))
 }
 
 // sharedRedis hands asynqmon our Redis client instead of a second pool.
