@@ -71,9 +71,9 @@ const (
 )
 
 // defaultMaxConns caps the connections a process holds open by default:
-// an idle keep-alive connection costs about 5 KB (README, "Security"), so
-// 10,000 cost about 50 MB. defaultMaxConnsPerIP leaves a tenth of them to
-// one client address.
+// an idle keep-alive connection to the API costs about 9 KB, mostly its
+// goroutine's stack (README, "Security"), so 10,000 cost about 90 MB.
+// defaultMaxConnsPerIP leaves a tenth of them to one client address.
 const (
 	defaultMaxConns      = 10_000
 	defaultMaxConnsPerIP = 1_000
