@@ -21,6 +21,9 @@
 // is read and thrown away for a while, so that the refusal reaches a
 // client still writing instead of a reset.
 //
+// Limit (limit.go) caps the connections a listener hands out, to a front
+// or to net/http alike, answering those past the caps 503 problem+json.
+//
 // What fasthttp's parser does with requests that parsers disagree on is
 // pinned by TestParserPins: it refuses two Content-Lengths, two Hosts and
 // a Transfer-Encoding other than chunked or identity; with Content-Length

@@ -66,6 +66,7 @@ type limitListener struct {
 	tooMany, tooManyIP []byte
 
 	mu       sync.Mutex
+	closed   bool // Close has begun: no more answers are started
 	open     int
 	perIP    map[string]int
 	refusing map[net.Conn]struct{} // being answered 503
@@ -94,7 +95,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.mu.Unlock()
 			return &limitedConn{Conn: c, l: l, ip: ip}, nil
 		}
-		if len(l.refusing) >= maxRefusing {
+		if l.closed || len(l.refusing) >= maxRefusing {
 			l.mu.Unlock()
 			c.Close()
 			continue
@@ -141,6 +142,7 @@ func (l *limitListener) refuse(c net.Conn, answer []byte) {
 func (l *limitListener) Close() error {
 	err := l.Listener.Close()
 	l.mu.Lock()
+	l.closed = true // no wg.Add from here, so Wait may begin
 	for c := range l.refusing {
 		c.SetDeadline(time.Unix(1, 0))
 	}
