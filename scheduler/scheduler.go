@@ -286,11 +286,20 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 	s.warms.fire(name, firedAt)
 	defer s.warms.returned(name)
 
-	res, customers, keys, err := s.fire(ctx, p, firedAt, log)
+	customers, keys, keyErrs, err := s.keysOf(ctx, p, firedAt, log)
 	if err != nil {
 		log.Error().Err(err).Dur("duration", time.Since(start)).Msg("warming plan failed")
 		return dashcache.WarmResult{}, err
 	}
+	// Sized before its tasks are enqueued: once they are, reports this
+	// warm has filled would count as fresh.
+	var size func()
+	if s.capacity != nil {
+		pr, err := s.size(ctx, p, firedAt, customers, keys)
+		size = func() { s.logSize(log, pr, err) }
+	}
+	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)
+	res.Errors = append(keyErrs, res.Errors...)
 	// A customer whose daily budget is used is skipped, once a line.
 	skipped := map[string]bool{}
 	for _, wk := range res.Keys {
@@ -310,19 +319,18 @@ func (s *Scheduler) RunPlan(ctx context.Context, name string) (dashcache.WarmRes
 		Int("failed", len(res.Errors)).
 		Dur("duration", time.Since(start)).
 		Msg("warming plan fired")
-	if s.capacity != nil {
-		pr, err := s.size(ctx, p, firedAt, customers, keys)
-		s.logSize(log, pr, err)
+	if size != nil {
+		size()
 	}
 	return res, nil
 }
 
-// fire does RunPlan's work for today, the firing's time, and returns the
-// result, the customers and the keys.
-func (s *Scheduler) fire(ctx context.Context, p Plan, today time.Time, log zerolog.Logger) (dashcache.WarmResult, []string, []dashcache.ReportKey, error) {
+// keysOf returns the customers and the keys a firing of p warms for today,
+// the firing's time, and the errors of keys it could not build.
+func (s *Scheduler) keysOf(ctx context.Context, p Plan, today time.Time, log zerolog.Logger) ([]string, []dashcache.ReportKey, []error, error) {
 	customers, err := s.customersOf(ctx, p, log)
 	if err != nil {
-		return dashcache.WarmResult{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	keys, keyErrs := planKeys(p, customers, today, func(c string) ([]dashcache.ReportKey, error) {
 		read, err := s.readSince(ctx, c, s.now().Add(-p.within))
@@ -331,9 +339,7 @@ func (s *Scheduler) fire(ctx context.Context, p Plan, today time.Time, log zerol
 		}
 		return read, nil
 	})
-	res := dashcache.WarmAll(ctx, s.warmer, keys, dashcache.Refresh{}, dashcache.ContinueOnError)
-	res.Errors = append(keyErrs, res.Errors...)
-	return res, customers, keys, nil
+	return customers, keys, keyErrs, nil
 }
 
 // customersOf returns the plan's customers: its names, or those the BI
