@@ -48,16 +48,22 @@ type lanes struct {
 	floor, timeout time.Duration
 	places         int // of the slow lane
 
-	mu       sync.Mutex
-	slow     int                        // calls in the slow lane
-	seen     map[string][]time.Duration // a back end's latest successful calls, oldest first
-	reported map[string]time.Time
+	mu      sync.Mutex
+	slow    int                 // calls in the slow lane
+	backend map[string]*latency // what each back end's successful calls took
+}
+
+// latency is what a worker has seen of a back end's successful calls.
+type latency struct {
+	seen     []time.Duration // the latest, oldest first
+	p50, p99 time.Duration   // of seen, once minCalls are
+	reported time.Time       // when the fleet last heard of them
 }
 
 // newLanes returns the lanes of a worker of slots slots (the slow lane has
 // half of them, and one at least).
 func newLanes(slots int, floor, timeout time.Duration) *lanes {
-	return &lanes{floor: floor, timeout: timeout, places: max(slots/2, 1), seen: map[string][]time.Duration{}, reported: map[string]time.Time{}}
+	return &lanes{floor: floor, timeout: timeout, places: max(slots/2, 1), backend: map[string]*latency{}}
 }
 
 // limits returns how long a call of backend runs before it is slow, and
@@ -65,22 +71,11 @@ func newLanes(slots int, floor, timeout time.Duration) *lanes {
 func (l *lanes) limits(backend string) (usual, cut time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p99, ok := l.p99(backend)
-	if !ok {
+	b := l.backend[backend]
+	if b == nil || b.p99 == 0 {
 		return min(l.floor, l.timeout), l.timeout // until enough are seen, the timeout holds
 	}
-	return max(p99, time.Millisecond), min(max(cutFactor*p99, l.floor), l.timeout)
-}
-
-// p99 returns the 99th percentile of backend's latest successful calls;
-// ok is false before minCalls are seen. Callers hold mu.
-func (l *lanes) p99(backend string) (time.Duration, bool) {
-	seen := l.seen[backend]
-	if len(seen) < minCalls {
-		return 0, false
-	}
-	sorted := slices.Sorted(slices.Values(seen))
-	return sorted[len(sorted)*99/100], true
+	return b.p99, min(max(cutFactor*b.p99, l.floor), l.timeout)
 }
 
 // succeeded records a successful call of backend that took d. report is
@@ -88,17 +83,25 @@ func (l *lanes) p99(backend string) (time.Duration, bool) {
 func (l *lanes) succeeded(backend string, d time.Duration, now time.Time) (report bool, p50, p99 time.Duration, calls int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	seen := append(l.seen[backend], d)
-	if len(seen) > latencyCalls {
-		seen = seen[1:]
+	b := l.backend[backend]
+	if b == nil {
+		b = &latency{}
+		l.backend[backend] = b
 	}
-	l.seen[backend] = seen
-	if len(seen) < minCalls || now.Sub(l.reported[backend]) < latencyReportEvery {
+	b.seen = append(b.seen, d)
+	if len(b.seen) > latencyCalls {
+		b.seen = b.seen[1:]
+	}
+	if len(b.seen) < minCalls {
 		return false, 0, 0, 0
 	}
-	l.reported[backend] = now
-	sorted := slices.Sorted(slices.Values(seen))
-	return true, sorted[len(sorted)/2], sorted[len(sorted)*99/100], len(seen)
+	sorted := slices.Sorted(slices.Values(b.seen))
+	b.p50, b.p99 = sorted[len(sorted)/2], max(sorted[len(sorted)*99/100], time.Millisecond)
+	if now.Sub(b.reported) < latencyReportEvery {
+		return false, 0, 0, 0
+	}
+	b.reported = now
+	return true, b.p50, b.p99, len(b.seen)
 }
 
 // run makes query, a call of backend, under the lane's limits: it cuts the
