@@ -20,7 +20,8 @@ const readsPath = "/v1/reports"
 // ServeFast serves, on fasthttp, a read that L1 answers: a GET of
 // /v1/reports that Auth admits, of a report held in L1, answered as
 // the net/http path would answer it (headers, 304, gzip, X-Cache, early and
-// stale refreshes, the access log and the read metric), without net/http's
+// stale refreshes, the access log and the read metric), and a report that L1
+// kept while Redis is unreachable (served stale), without net/http's
 // costs per request. It returns false, having done nothing, for every other
 // request (a refusal, a report not in L1, an error): the net/http handler
 // serves those (internal/front), and its read from Redis puts the report in
@@ -45,16 +46,22 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		return false
 	}
 	now := s.cfg.Now()
+	result := ""
 	rep := s.l1.get(k, now)
 	if rep == nil {
-		return false
+		if rep = s.l1.kept(k, now); rep == nil {
+			return false
+		}
+		result = resultStaleIfError // Redis is unreachable: no refresh
 	}
 	a, ok := s.answerFor(rep, transient(req.Peek("Accept-Encoding")), transient(req.Peek("If-None-Match")))
 	if !ok {
 		return false
 	}
 	s.reads.record(rep.key, rep, now) // not k: its strings are fasthttp's, reused after the request
-	result := s.freshness(rep, now)
+	if result == "" {
+		result = s.freshness(rep, now)
+	}
 	h := &c.Response.Header
 	h.Set("X-Content-Type-Options", nosniff[0])
 	rep.headers(&a, result, now, func(name string, value []string) { h.Set(name, value[0]) })
@@ -63,11 +70,15 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 		c.SetBodyString(a.body)
 	}
 	s.metrics.read(rep.key.Report, result)
+	xcache, reason := xcacheValues[result][0], ""
+	if result == resultStaleIfError {
+		reason = reasonRedisUnavailable
+	}
 	log := s.cfg.Log
 	if s.tracer != nil {
-		log = s.traceFast(c, start, rep.key, a.status, result)
+		log = s.traceFast(c, start, rep.key, a.status, xcache)
 	}
-	logRequest(log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), result, time.Since(start))
+	logRequest(log, http.MethodGet, transient(c.URI().PathOriginal()), query, transient(c.UserAgent()), a.status, len(a.body), xcache, reason, time.Since(start))
 	return true
 }
 
@@ -75,7 +86,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 // otelhttp records one on the net/http path: a server span named by the
 // route, a child of the caller's trace context, if any. It returns the
 // access log with the span's IDs.
-func (s *Server) traceFast(c *fasthttp.RequestCtx, start time.Time, k dashcache.ReportKey, status int, result string) zerolog.Logger {
+func (s *Server) traceFast(c *fasthttp.RequestCtx, start time.Time, k dashcache.ReportKey, status int, xcache string) zerolog.Logger {
 	ctx := tracing.Propagator().Extract(context.Background(), fastHeaders{&c.Request.Header})
 	path := readsPath
 	if k.Report != "" {
@@ -87,7 +98,7 @@ func (s *Server) traceFast(c *fasthttp.RequestCtx, start time.Time, k dashcache.
 			attribute.String("http.route", path),
 			attribute.Int("http.response.status_code", status),
 			attribute.String("dashcache.report", k.Report),
-			attribute.String("dashcache.x_cache", result),
+			attribute.String("dashcache.x_cache", xcache),
 		))
 	span.End()
 	return tracing.Log(ctx, s.cfg.Log)

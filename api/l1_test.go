@@ -46,3 +46,36 @@ func TestL1ReadBeforeDropCannotPut(t *testing.T) {
 		t.Error("held an entry read while the subscription was down, or before")
 	}
 }
+
+// TestL1KeptWhileDown: while the subscription is down L1 serves no hits but
+// keeps what it holds, handed out (kept) only once a Redis call has failed
+// too; when the subscription is back L1 is empty, before it serves again.
+func TestL1KeptWhileDown(t *testing.T) {
+	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
+	k, _ := dashcache.ParseCanonical("acme|2025-01-01|2025-01-31")
+	e := newReport(k, store.Entry{ComputedAt: now, FreshUntil: now.Add(time.Hour), Body: "{}"})
+	c := newL1(1 << 20)
+	c.setUp(true)
+	c.put(e, 10, c.begin())
+	c.failed()
+	if c.redisDown() || c.kept(k, now) != nil {
+		t.Fatal("Redis taken for down, or a report kept, while the subscription is up")
+	}
+
+	c.setUp(false)
+	if c.get(k, now) != nil || c.kept(k, now) != nil {
+		t.Fatal("served while the subscription is down and Redis has not failed")
+	}
+	c.failed()
+	if !c.redisDown() || c.kept(k, now) != e {
+		t.Fatal("the report not kept once Redis failed with the subscription down")
+	}
+	if c.kept(k, now.Add(time.Hour+dashcache.StaleFor)) != nil {
+		t.Error("kept past the time Redis would have expired it")
+	}
+
+	c.setUp(true)
+	if c.redisDown() || c.kept(k, now) != nil || c.get(k, now) != nil {
+		t.Error("the report kept while down still held once the subscription was back")
+	}
+}

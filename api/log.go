@@ -28,26 +28,33 @@ func accessLog(log zerolog.Logger, next http.Handler) http.Handler {
 		w.Header()["X-Content-Type-Options"] = nosniff
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		var xcache string
+		var xcache, reason string
 		if v := w.Header()["X-Cache"]; len(v) > 0 { // set canonical by serve
 			xcache = v[0]
 		}
-		logRequest(tracing.Log(r.Context(), log), r.Method, r.URL.Path, r.URL.RawQuery, r.UserAgent(), rec.status, rec.bytes, xcache, time.Since(start))
+		if v := w.Header()["X-Cache-Reason"]; len(v) > 0 {
+			reason = v[0]
+		}
+		logRequest(tracing.Log(r.Context(), log), r.Method, r.URL.Path, r.URL.RawQuery, r.UserAgent(), rec.status, rec.bytes, xcache, reason, time.Since(start))
 	})
 }
 
-// logRequest writes a request's line of the access log.
-func logRequest(log zerolog.Logger, method, path, query, userAgent string, status, bytes int, xcache string, took time.Duration) {
-	log.Info().
+// logRequest writes a request's line of the access log; reason, the
+// X-Cache-Reason of a report served stale because Redis is unreachable, is
+// logged when set.
+func logRequest(log zerolog.Logger, method, path, query, userAgent string, status, bytes int, xcache, reason string, took time.Duration) {
+	e := log.Info().
 		Str("method", method).
 		Str("path", truncate(path, maxLogged)).
 		Str("query", truncate(query, maxLogged)).
 		Str("user_agent", truncate(userAgent, maxLogged)).
 		Int("status", status).
 		Int("bytes", bytes).
-		Str("x_cache", xcache).
-		Dur("duration_ms", took).
-		Msg("request")
+		Str("x_cache", xcache)
+	if reason != "" {
+		e = e.Str("x_cache_reason", reason)
+	}
+	e.Dur("duration_ms", took).Msg("request")
 }
 
 // truncate returns s, or its first n bytes and a note of how long it was.

@@ -17,9 +17,10 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, reports []string, local *l1) (*metrics, error) {
-	results := []string{resultHit, resultMiss, resultStale, resultPending, resultRefused, resultCanceled, resultError}
+	results := []string{resultHit, resultMiss, resultStale, resultStaleIfError, resultPending, resultRefused, resultCanceled, resultError}
 	reads := prom.CounterVec("dashcache_reads_total",
-		"Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
+		"Report reads, by result: hit, miss (waited for a fill), stale, stale_if_error (served stale from this process's memory because Redis is unreachable), "+
+			"pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.",
 		"result", results...)
 	reportReads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dashcache_report_reads_total",
@@ -46,7 +47,8 @@ func newMetrics(reg prometheus.Registerer, reports []string, local *l1) (*metric
 	subscribed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dashcache_l1_subscription_up",
 		Help: "1 while this API process's subscription to fill notifications is up, so that its L1 serves hits; " +
-			"0 while it is down: L1 is empty and unused, and waiting readers learn of fills only by looking again (every 2 s).",
+			"0 while it is down: L1 serves no hits (the reports it holds are served stale if Redis fails too, and it empties when the subscription is back), " +
+			"and waiting readers learn of fills only by looking again (every 2 s).",
 	}, func() float64 {
 		if local.isUp() {
 			return 1

@@ -70,21 +70,35 @@ var (
 	jsonType     = []string{"application/json"}
 	gzipEncoding = []string{"gzip"}
 	varyEncoding = []string{"Accept-Encoding"}
-	xcacheValues = map[string][]string{resultHit: {resultHit}, resultMiss: {resultMiss}, resultStale: {resultStale}}
+	xcacheValues = map[string][]string{resultHit: {resultHit}, resultMiss: {resultMiss}, resultStale: {resultStale}, resultStaleIfError: {resultStale}}
+	// A report served stale because Redis is unreachable says so, and may
+	// not be kept by the client: it may be older than Redis's.
+	redisUnavailable = []string{reasonRedisUnavailable}
+	noFreshness      = []string{"private, max-age=0"}
 )
 
-// headers calls set with each header of an answer a of r under xcache at
-// now, but Content-Length; the values are shared, never to be written to.
-// A 304 has no Content-Type (net/http would drop it).
-func (r *report) headers(a *answer, xcache string, now time.Time, set func(name string, value []string)) {
+// reasonRedisUnavailable is the X-Cache-Reason of a report served stale
+// because Redis is unreachable (stale-if-error).
+const reasonRedisUnavailable = "redis-unavailable"
+
+// headers calls set with each header of an answer a of r with result (hit,
+// miss, stale or stale_if_error) at now, but Content-Length; the values are
+// shared, never to be written to. A 304 has no Content-Type (net/http would
+// drop it).
+func (r *report) headers(a *answer, result string, now time.Time, set func(name string, value []string)) {
 	c := r.clockAt(now)
 	if a.status == http.StatusOK {
 		set("Content-Type", jsonType)
 	}
-	set("X-Cache", xcacheValues[xcache])
+	set("X-Cache", xcacheValues[result])
 	set("Etag", a.etag)
 	set("Age", c.age)
-	set("Cache-Control", c.control)
+	if result == resultStaleIfError {
+		set("X-Cache-Reason", redisUnavailable)
+		set("Cache-Control", noFreshness)
+	} else {
+		set("Cache-Control", c.control)
+	}
 	if r.Gzip {
 		set("Vary", varyEncoding)
 	}

@@ -216,7 +216,7 @@ func New(cfg Config) (*Server, error) {
 // fill announced after Start is missed. Calling it twice is safe.
 func (s *Server) Start(ctx context.Context) error {
 	s.startOnce.Do(func() {
-		sub, err := s.cfg.Cache.Subscribe(ctx, store.Listener{Filled: s.filled, HandOver: s.handOver, Up: s.l1.setUp})
+		sub, err := s.cfg.Cache.Subscribe(ctx, store.Listener{Filled: s.filled, HandOver: s.handOver, Up: s.subscribed})
 		if err != nil {
 			s.startErr = err
 			return
@@ -233,6 +233,18 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 	})
 	return s.startErr
+}
+
+// subscribed is told when the subscription to fill notifications goes down
+// and when it is back: L1 stops serving hits, and keeps its reports to serve
+// them stale if Redis fails too; back, it empties before it serves again.
+func (s *Server) subscribed(up bool) {
+	s.l1.setUp(up)
+	if up {
+		s.cfg.Log.Info().Msg("fill notifications back: L1 emptied; it serves hits again")
+		return
+	}
+	s.cfg.Log.Warn().Msg("fill notifications lost (Redis unreachable?): L1 serves no hits until they are back; if Redis fails, the reports it holds are served stale (X-Cache-Reason: redis-unavailable)")
 }
 
 // filled takes a fill notification: L1 drops the report before its readers
@@ -348,13 +360,17 @@ func (s *Server) getReport(w http.ResponseWriter, r *http.Request) {
 
 // Results of a read, as in dashcache_reads_total{result}.
 const (
-	resultHit      = "hit"
-	resultMiss     = "miss"
-	resultStale    = "stale"
-	resultPending  = "pending"
-	resultRefused  = "refused"  // 429, or 503 while the breaker is open
-	resultCanceled = "canceled" // the reader hung up before the answer
-	resultError    = "error"
+	resultHit   = "hit"
+	resultMiss  = "miss"
+	resultStale = "stale"
+	// resultStaleIfError is a report served stale from what L1 kept, because
+	// Redis is unreachable (X-Cache: stale, X-Cache-Reason:
+	// redis-unavailable).
+	resultStaleIfError = "stale_if_error"
+	resultPending      = "pending"
+	resultRefused      = "refused"  // 429, or 503 while the breaker is open
+	resultCanceled     = "canceled" // the reader hung up before the answer
+	resultError        = "error"
 )
 
 // readReport answers a read and returns its result.
@@ -385,6 +401,11 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	now := s.cfg.Now()
 	rep, err := s.readCached(r.Context(), k, now)
 	if err != nil {
+		if rep = s.l1.kept(k, now); rep != nil {
+			if result, ok := s.serve(w, r, rep, resultStaleIfError, now); ok {
+				return result
+			}
+		}
 		return s.unavailable(w, r, err)
 	}
 	if rep != nil {
@@ -397,18 +418,29 @@ func (s *Server) readReport(w http.ResponseWriter, r *http.Request) string {
 	return s.miss(w, r, k, wait)
 }
 
+// errRedisDown answers, at once, the reads of reports that L1 did not keep
+// while Redis is taken for unreachable (l1.redisDown).
+var errRedisDown = errors.New("Redis is taken for unreachable: a read failed while the fill notifications' subscription is down, and it is not back")
+
 // readCached records a read of k and returns its report from L1, or else
 // from Redis (and holds it in L1); nil if it is not cached, or its entry is
-// corrupt.
+// corrupt. While Redis is taken for unreachable it fails at once with
+// errRedisDown, without a Redis call.
 func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
 	rep := s.l1.get(k, now)
 	s.reads.record(k, rep, now)
 	if rep != nil {
 		return rep, nil
 	}
+	if s.l1.redisDown() {
+		return nil, errRedisDown
+	}
 	seq := s.l1.begin()
 	raw, err := s.cfg.Cache.Get(ctx, k)
 	if err != nil {
+		if ctx.Err() == nil { // a failure of Redis, not a reader who left
+			s.l1.failed()
+		}
 		return nil, err
 	}
 	if rep = s.parseEntry(k, raw); rep != nil {
@@ -579,7 +611,11 @@ func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, err error) 
 		s.cfg.Log.Debug().Err(err).Msg("the reader hung up")
 		return resultCanceled
 	}
-	s.cfg.Log.Error().Err(err).Msg("Redis call failed")
+	if errors.Is(err, errRedisDown) {
+		s.cfg.Log.Debug().Err(err).Msg("read refused")
+	} else {
+		s.cfg.Log.Error().Err(err).Msg("Redis call failed")
+	}
 	problem(w, http.StatusServiceUnavailable, "the report cache (Redis) is unreachable; try again in a few seconds")
 	return resultError
 }
@@ -660,24 +696,25 @@ func (s *Server) parseEntry(k dashcache.ReportKey, raw string) *report {
 }
 
 // serve writes a cached report as the response, as answerFor says: headers
-// from its metadata, the body copied verbatim. It returns xcache, the
-// result; ok is false, and nothing is written, for a corrupt entry.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, xcache string, now time.Time) (result string, ok bool) {
+// from its metadata, the body copied verbatim. It returns result (hit, miss,
+// stale or stale_if_error); ok is false, and nothing is written, for a
+// corrupt entry.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rep *report, result string, now time.Time) (string, bool) {
 	a, ok := s.answerFor(rep, r.Header.Get("Accept-Encoding"), r.Header.Get("If-None-Match"))
 	if !ok {
 		return "", false
 	}
 	h := w.Header()
-	rep.headers(&a, xcache, now, func(name string, value []string) { h[name] = value })
+	rep.headers(&a, result, now, func(name string, value []string) { h[name] = value })
 	if a.status == http.StatusNotModified {
 		w.WriteHeader(http.StatusNotModified)
-		return xcache, true
+		return result, true
 	}
 	h["Content-Length"] = a.length
 	if r.Method != http.MethodHead {
 		io.WriteString(w, a.body)
 	}
-	return xcache, true
+	return result, true
 }
 
 // answer is how a report answers one request.

@@ -454,7 +454,7 @@ func TestReadMetrics(t *testing.T) {
 	f.get(t, "customer=")                                             // error
 	f.get(t, "customer=crowded&from=2025-01-01&to=2025-01-31")        // refused
 	want := `
-# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.
+# HELP dashcache_reads_total Report reads, by result: hit, miss (waited for a fill), stale, stale_if_error (served stale from this process's memory because Redis is unreachable), pending (202), refused (429, or 503 while the breaker is open), canceled (the reader hung up), error.
 # TYPE dashcache_reads_total counter
 dashcache_reads_total{result="canceled"} 0
 dashcache_reads_total{result="error"} 1
@@ -463,6 +463,7 @@ dashcache_reads_total{result="miss"} 0
 dashcache_reads_total{result="pending"} 1
 dashcache_reads_total{result="refused"} 1
 dashcache_reads_total{result="stale"} 0
+dashcache_reads_total{result="stale_if_error"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dashcache_reads_total"); err != nil {
 		t.Error(err)
