@@ -49,6 +49,9 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	result := ""
 	rep := s.l1.get(k, now)
 	if rep == nil {
+		if !s.l1.redisDown() {
+			return false
+		}
 		if rep = s.l1.kept(k, now); rep == nil {
 			return false
 		}

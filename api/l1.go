@@ -31,24 +31,30 @@ type l1Item struct {
 // fill drops the report before its readers are woken, and a read that began
 // before the drop cannot put the old entry back (it carries the sequence
 // number it began at; drops leave tombstones with theirs). While the
-// subscription is down a notification may be lost: L1 serves no hits and
-// takes no entries, but keeps what it holds, which is served stale if Redis
-// fails too (stale-if-error, RFC 5861: kept); when the subscription is back,
-// L1 empties before it serves again. It is safe for concurrent use.
+// subscription is down a notification may be lost, so L1 is empty and takes
+// no entries until it is back. What it held when the subscription went down
+// is kept aside, never served as a hit: only stale, to reads that find Redis
+// failing (stale-if-error, RFC 5861), until a read from Redis succeeds with
+// the subscription back. It is safe for concurrent use.
 type l1 struct {
 	max int64 // 0: no L1
 
-	mu sync.RWMutex
-	up bool // the subscription is up: L1 may serve and take entries
+	mu    sync.RWMutex
+	up    bool // the subscription is up: L1 may serve and take entries
+	size  int64
+	items map[dashcache.ReportKey]*list.Element
+	lru   list.List // of *l1Item, most recently put or passed over first
+	seq   uint64    // counts drops
+	tombs map[dashcache.ReportKey]uint64
+	floor uint64 // reads that began before it may not put
+	// aside holds the reports held when the subscription last went down
+	// (at most max bytes more, until a read from Redis succeeds with the
+	// subscription back), for kept; asideSet says it is not empty.
+	aside    map[dashcache.ReportKey]*report
+	asideSet atomic.Bool
 	// failing: while the subscription is down, a read found Redis failing
 	// too; until the subscription is back, reads are not sent to Redis.
 	failing bool
-	size    int64
-	items   map[dashcache.ReportKey]*list.Element
-	lru     list.List // of *l1Item, most recently put or passed over first
-	seq     uint64    // counts drops
-	tombs   map[dashcache.ReportKey]uint64
-	floor   uint64 // reads that began before it may not put
 }
 
 // maxTombs bounds the tombstones: past it they are forgotten, and every read
@@ -59,54 +65,63 @@ func newL1(max int64) *l1 {
 	return &l1{max: max, items: map[dashcache.ReportKey]*list.Element{}, tombs: map[dashcache.ReportKey]uint64{}}
 }
 
-// get returns the report of k, if held while the subscription is up and
-// not past the time Redis would have expired it; else nil.
+// get returns the report of k, if held and not past the time Redis would
+// have expired it; else nil.
 func (c *l1) get(k dashcache.ReportKey, now time.Time) *report {
 	if c.max <= 0 {
 		return nil
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if !c.up {
-		return nil
-	}
-	return c.held(k, now)
-}
-
-// kept returns the report of k that L1 kept when the subscription went
-// down, if Redis has been found failing since (redisDown) and the report is
-// not past the time Redis would have expired it; else nil. A fill of it may
-// have been missed: it is served stale, never as a hit.
-func (c *l1) kept(k dashcache.ReportKey, now time.Time) *report {
-	if c.max <= 0 {
-		return nil
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.up || !c.failing {
-		return nil
-	}
-	return c.held(k, now)
-}
-
-// held returns the report of k, if held and not past the time Redis would
-// have expired it, and marks it read; c.mu is held.
-func (c *l1) held(k dashcache.ReportKey, now time.Time) *report {
 	el := c.items[k]
 	if el == nil {
 		return nil
 	}
 	it := el.Value.(*l1Item)
-	if !now.Before(it.rep.FreshUntil.Add(dashcache.StaleFor)) {
+	if !servable(it.rep, now) {
 		return nil // the next put of it replaces it
 	}
 	it.used.Store(true)
 	return it.rep
 }
 
-// failed is told that a Redis call of a read failed: while the
-// subscription is down, Redis is then taken for unreachable (redisDown)
-// until the subscription is back.
+// servable reports whether rep is within the time Redis keeps it at now.
+func servable(rep *report, now time.Time) bool {
+	return now.Before(rep.FreshUntil.Add(dashcache.StaleFor))
+}
+
+// kept returns the report of k that L1 held when the subscription last went
+// down, if it is not past the time Redis would have expired it; else nil.
+// It is for a read that found Redis failing: a fill of it may have been
+// missed, so it is served stale, never as a hit.
+func (c *l1) kept(k dashcache.ReportKey, now time.Time) *report {
+	if !c.asideSet.Load() {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if rep := c.aside[k]; rep != nil && servable(rep, now) {
+		return rep
+	}
+	return nil
+}
+
+// answered is told that a read from Redis succeeded: once the subscription
+// is back, the reports kept from before are forgotten.
+func (c *l1) answered() {
+	if !c.asideSet.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up {
+		c.aside = nil
+		c.asideSet.Store(false)
+	}
+}
+
+// failed is told that a read from Redis failed: while the subscription is
+// down, Redis is then taken for unreachable (redisDown) until it is back.
 func (c *l1) failed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -207,8 +222,8 @@ func (c *l1) drop(canonical string) {
 }
 
 // setUp is told when the subscription goes down (a notification may be
-// lost: L1 stops serving hits and taking entries, and keeps what it holds
-// for kept) and when it is up again (L1 empties, before it serves again).
+// lost: L1 empties, keeping aside what it held, and takes no entries) and
+// when it is up again.
 func (c *l1) setUp(up bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -217,11 +232,17 @@ func (c *l1) setUp(up bool) {
 	c.seq++
 	c.floor = c.seq // reads in flight may hold entries read before
 	clear(c.tombs)
-	if up {
-		clear(c.items)
-		c.lru.Init()
-		c.size = 0
+	if len(c.items) == 0 {
+		return // a second change before any put: what is aside stays
 	}
+	c.aside = make(map[dashcache.ReportKey]*report, len(c.items))
+	for k, el := range c.items {
+		c.aside[k] = el.Value.(*l1Item).rep
+	}
+	c.asideSet.Store(true)
+	clear(c.items)
+	c.lru.Init()
+	c.size = 0
 }
 
 // isUp reports whether the subscription is up (setUp).

@@ -47,9 +47,10 @@ func TestL1ReadBeforeDropCannotPut(t *testing.T) {
 	}
 }
 
-// TestL1KeptWhileDown: while the subscription is down L1 serves no hits but
-// keeps what it holds, handed out (kept) only once a Redis call has failed
-// too; when the subscription is back L1 is empty, before it serves again.
+// TestL1KeptWhileDown: when the subscription goes down L1 empties, keeping
+// aside what it held (kept, served stale to reads that find Redis failing),
+// until a read from Redis succeeds with the subscription back; Redis is
+// taken for unreachable once a read fails while the subscription is down.
 func TestL1KeptWhileDown(t *testing.T) {
 	now := time.Date(2025, 3, 10, 12, 0, 0, 0, time.UTC)
 	k, _ := dashcache.ParseCanonical("acme|2025-01-01|2025-01-31")
@@ -63,19 +64,27 @@ func TestL1KeptWhileDown(t *testing.T) {
 	}
 
 	c.setUp(false)
-	if c.get(k, now) != nil || c.kept(k, now) != nil {
-		t.Fatal("served while the subscription is down and Redis has not failed")
-	}
-	c.failed()
-	if !c.redisDown() || c.kept(k, now) != e {
-		t.Fatal("the report not kept once Redis failed with the subscription down")
+	if c.get(k, now) != nil || c.kept(k, now) != e {
+		t.Fatal("while the subscription is down: served as a hit, or not kept")
 	}
 	if c.kept(k, now.Add(time.Hour+dashcache.StaleFor)) != nil {
 		t.Error("kept past the time Redis would have expired it")
 	}
+	if c.redisDown() {
+		t.Error("Redis taken for down before a read failed")
+	}
+	c.failed()
+	c.answered()
+	if !c.redisDown() || c.kept(k, now) != e {
+		t.Fatal("a read failed with the subscription down: Redis not taken for down, or the report not kept")
+	}
 
 	c.setUp(true)
-	if c.redisDown() || c.kept(k, now) != nil || c.get(k, now) != nil {
-		t.Error("the report kept while down still held once the subscription was back")
+	if c.redisDown() || c.get(k, now) != nil || c.kept(k, now) != e {
+		t.Error("the subscription back: Redis still taken for down, the kept report served as a hit, or not kept until Redis answers")
+	}
+	c.answered()
+	if c.kept(k, now) != nil {
+		t.Error("still kept once Redis answered with the subscription back")
 	}
 }

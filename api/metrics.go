@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, reports []string, local *l1) (*metric
 	subscribed := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dashcache_l1_subscription_up",
 		Help: "1 while this API process's subscription to fill notifications is up, so that its L1 serves hits; " +
-			"0 while it is down: L1 serves no hits (the reports it holds are served stale if Redis fails too, and it empties when the subscription is back), " +
+			"0 while it is down: L1 is empty (what it held is served stale only to reads that find Redis failing), " +
 			"and waiting readers learn of fills only by looking again (every 2 s).",
 	}, func() float64 {
 		if local.isUp() {

@@ -236,15 +236,15 @@ func (s *Server) Start(ctx context.Context) error {
 }
 
 // subscribed is told when the subscription to fill notifications goes down
-// and when it is back: L1 stops serving hits, and keeps its reports to serve
-// them stale if Redis fails too; back, it empties before it serves again.
+// and when it is back: L1 empties, keeping aside what it held to serve it
+// stale to reads that find Redis failing.
 func (s *Server) subscribed(up bool) {
 	s.l1.setUp(up)
 	if up {
-		s.cfg.Log.Info().Msg("fill notifications back: L1 emptied; it serves hits again")
+		s.cfg.Log.Info().Msg("fill notifications back: L1 serves hits again")
 		return
 	}
-	s.cfg.Log.Warn().Msg("fill notifications lost (Redis unreachable?): L1 serves no hits until they are back; if Redis fails, the reports it holds are served stale (X-Cache-Reason: redis-unavailable)")
+	s.cfg.Log.Warn().Msg("fill notifications lost (Redis unreachable?): L1 emptied until they are back; if Redis fails, the reports it held are served stale (X-Cache-Reason: redis-unavailable)")
 }
 
 // filled takes a fill notification: L1 drops the report before its readers
@@ -443,6 +443,7 @@ func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time
 		}
 		return nil, err
 	}
+	s.l1.answered()
 	if rep = s.parseEntry(k, raw); rep != nil {
 		s.l1.put(rep, len(raw), seq)
 	}
