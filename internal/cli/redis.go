@@ -21,6 +21,10 @@ import (
 const (
 	redisIOTimeout   = 2 * time.Second // dial, read, write
 	redisPoolTimeout = 3 * time.Second // waiting for a free connection
+	// redisDials is how many times a new connection is dialled before the
+	// call fails: go-redis's default, 5 (each with the dial timeout), made a
+	// call to a Redis cut off by a partition take 10 s and more.
+	redisDials = 1
 )
 
 // openRedis connects to the Redis Cluster of DASHCACHE_REDIS_CLUSTER_ADDRS, to
@@ -58,6 +62,7 @@ func newClient(opt *redis.Options) *redis.Client {
 	opt.ReadTimeout = redisIOTimeout
 	opt.WriteTimeout = redisIOTimeout
 	opt.PoolTimeout = redisPoolTimeout
+	opt.DialerRetries = redisDials
 	opt.MaxRetries = 1
 	return redis.NewClient(opt)
 }
@@ -221,11 +226,12 @@ func clusterDB(u *redis.Options) error {
 // resharding or failover still answers.
 func openRedisCluster(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
 	opt := &redis.ClusterOptions{
-		Addrs:        cfg.RedisClusterAddrs,
-		DialTimeout:  redisIOTimeout,
-		ReadTimeout:  redisIOTimeout,
-		WriteTimeout: redisIOTimeout,
-		PoolTimeout:  redisPoolTimeout,
+		Addrs:         cfg.RedisClusterAddrs,
+		DialTimeout:   redisIOTimeout,
+		ReadTimeout:   redisIOTimeout,
+		WriteTimeout:  redisIOTimeout,
+		PoolTimeout:   redisPoolTimeout,
+		DialerRetries: redisDials,
 	}
 	if cfg.RedisURL != "" {
 		u, err := redis.ParseURL(cfg.RedisURL)
