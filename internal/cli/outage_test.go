@@ -111,9 +111,9 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	}
 	killed := time.Now()
 	srv.Kill()
-	// Until every hot report could have been served stale a few times.
+	// Until the hot reports have been served stale 20 times each, on average.
 	wait.For(t, "reads served stale", 30*time.Second, func() bool {
-		return scrapeReads(t, addr, "stale_if_error") >= 3*hot
+		return scrapeReads(t, addr, "stale_if_error") >= 20*hot
 	})
 	outage := time.Since(killed)
 	srv.Start()

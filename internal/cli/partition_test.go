@@ -397,8 +397,8 @@ func TestPartitions(t *testing.T) {
 			t.Errorf("hot0 while the API is still cut off: X-Cache %q, ETag %s, want the old one, stale", r.xcache, r.etag)
 		}
 
-		apiHost.Restore()
 		restoredAt := time.Now()
+		apiHost.Restore()
 		var seen []nsRead
 		wait.For(t, "a fresh answer", 30*time.Second, func() bool {
 			r := readVia(api, "hot0", "10s")
