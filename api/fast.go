@@ -53,7 +53,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	s.reads.record(rep.key, rep, now) // not k: its strings are fasthttp's, reused after the request
+	s.reads.record(rep.key, rep.parts, rep, now) // not k: its strings are fasthttp's, reused after the request
 	result := s.freshness(rep, now)
 	h := &c.Response.Header
 	h.Set("X-Content-Type-Options", nosniff[0])

@@ -104,6 +104,49 @@ type Report struct {
 	// customer, range.
 	CustomerParameter string `yaml:"customer_parameter"`
 	RangeParameter    string `yaml:"range_parameter"`
+	// Partition, when set, caches the report by calendar month: its data
+	// must be additive by day (see dashcache.Partition).
+	Partition *Partition `yaml:"partition"`
+}
+
+// Partition is a report's partitioning in the catalogue:
+//
+//	partition:
+//	  by: month             # the only one: calendar months in DASHCACHE_TIMEZONE
+//	  rows: "."             # the answer is the rows (SQL, Cube, Metabase); or its field that holds them
+//	  day_field: day        # the rows' date
+//	  from_field: from      # an answer object's fields that hold its range (optional)
+//	  to_field: to
+//	  totals: {revenue: sum, orders: sum, days: count}   # an answer object's totals
+type Partition struct {
+	By        string                     `yaml:"by"`
+	Rows      string                     `yaml:"rows"`
+	DayField  string                     `yaml:"day_field"`
+	FromField string                     `yaml:"from_field"`
+	ToField   string                     `yaml:"to_field"`
+	Totals    map[string]dashcache.Total `yaml:"totals"`
+}
+
+// PartitionByMonth is the only Partition.By.
+const PartitionByMonth = "month"
+
+// Partitions returns the catalogue's partitioned reports, by name; none
+// without a catalogue (c nil).
+func (c *Catalogue) Partitions() map[string]*dashcache.Partition {
+	out := map[string]*dashcache.Partition{}
+	if c == nil {
+		return out
+	}
+	for name, r := range c.Reports {
+		if r.Partition != nil {
+			out[name] = r.Partition.domain()
+		}
+	}
+	return out
+}
+
+func (p *Partition) domain() *dashcache.Partition {
+	return &dashcache.Partition{Rows: p.Rows, DayField: p.DayField, FromField: p.FromField, ToField: p.ToField, Totals: p.Totals}
 }
 
 // sqlParams are the named parameters a SQL query may use.
@@ -313,6 +356,17 @@ func (c *Catalogue) checkReport(name string) []error {
 	case TypeMetabase:
 		if r.Card <= 0 {
 			bad("card is required: the ID of the Metabase saved question")
+		}
+	}
+	if p := r.Partition; p != nil {
+		if p.By != PartitionByMonth {
+			bad("partition: by is %q; the one partitioning is %q (calendar months in DASHCACHE_TIMEZONE)", p.By, PartitionByMonth)
+		}
+		if err := p.domain().Validate(); err != nil {
+			bad("partition: %v", err)
+		}
+		if b.Type != TypeHTTP && p.Rows != dashcache.RowsAnswer {
+			bad(`partition: rows must be "." for a back end of type %s, whose answer is the rows`, b.Type)
 		}
 	}
 	return errs

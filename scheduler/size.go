@@ -197,7 +197,7 @@ func (s *Scheduler) Project(ctx context.Context, name string) (Size, error) {
 		if err != nil {
 			return Size{}, err
 		}
-		keys, _ := planKeys(p, batch, next, func(c string) ([]dashcache.ReportKey, error) {
+		keys, _ := planKeys(p, s.served, batch, next, func(c string) ([]dashcache.ReportKey, error) {
 			return known.Read[c], nil
 		})
 		z.count(p, keys, known, s.backendOf)

@@ -99,16 +99,30 @@ func (c *Cache) Get(ctx context.Context, k dashcache.ReportKey) (string, error) 
 	return v, nil
 }
 
-// Lookup returns, in one round trip, the cached entry of a report and the
+// Found is what Lookup found of a report: its cached entry and the
 // remembered failure of its last fill; either is "" when absent.
-func (c *Cache) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
-	vals, err := c.rdb.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
+type Found struct{ Entry, Failure string }
+
+// Lookup returns, in one round trip, what is cached of each report of keys
+// (in their order): its entry and its remembered failure.
+func (c *Cache) Lookup(ctx context.Context, keys ...dashcache.ReportKey) ([]Found, error) {
+	cmds := make([]*redis.SliceCmd, len(keys))
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys { // a report's keys share a slot; the reports may not
+			cmds[i] = p.MGet(ctx, EntryKey(k), FailureKey(k))
+		}
+		return nil
+	})
 	if err != nil {
-		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
+		return nil, fmt.Errorf("looking up report %s: %w", keys[0], err)
 	}
-	entry, _ = vals[0].(string)
-	failure, _ = vals[1].(string)
-	return entry, failure, nil
+	out := make([]Found, len(keys))
+	for i, cmd := range cmds {
+		vals := cmd.Val()
+		out[i].Entry, _ = vals[0].(string)
+		out[i].Failure, _ = vals[1].(string)
+	}
+	return out, nil
 }
 
 // Locked reports whether some worker holds the report's lock.

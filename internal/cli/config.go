@@ -53,6 +53,7 @@ type Config struct {
 	MaxConns             int                 // DASHCACHE_MAX_CONNS; default defaultMaxConns, 0 = no cap
 	MaxConnsPerIP        int                 // DASHCACHE_MAX_CONNS_PER_IP; default defaultMaxConnsPerIP, 0 = no cap
 	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
+	PartitionDefault     bool                // DASHCACHE_PARTITION=month: the default report is cached by month
 	getenv               func(string) string // reads the back ends' secrets, which the catalogue names, and OTEL_*
 	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
 	LogLevel             zerolog.Level       // DASHCACHE_LOG_LEVEL; default info
@@ -186,6 +187,13 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	if err := tracing.Check(getenv); err != nil {
 		errs = append(errs, err)
 	}
+	set("PARTITION", func(v string) error {
+		if v != provider.PartitionByMonth && v != "off" {
+			return fmt.Errorf("want month (the default report cached by calendar month, assembled for every range) or off, got %q", v)
+		}
+		c.PartitionDefault = v == provider.PartitionByMonth
+		return nil
+	})
 	set("L1_BYTES", func(v string) (err error) {
 		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
 			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)
