@@ -124,7 +124,7 @@ func TestAssembleTotals(t *testing.T) {
 	// 1st and 2nd (the 3rd is after the range).
 	for field, want := range map[string]string{
 		"from": `"2024-01-30"`, "unit": `"EUR"`,
-		"sum":   "12.10",   // 15 + 0.10 + (null) - 3
+		"sum":   "12.10",    // 15 + 0.10 + (null) - 3
 		"qsum":  `"-0.495"`, // -2 + 1.005 + 0 + 0.5, at the largest scale, quoted as given
 		"n":     "4",
 		"none":  "0",
