@@ -191,7 +191,8 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 	err := yamlfile.Decode(data, &c, map[string]string{
 		"provider.Catalogue": "the file accepts backends and reports",
 		"provider.Backend":   "a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
-		"provider.Report":    "a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter",
+		"provider.Report":    "a report accepts backend, query, fresh, closed_fresh, card, customer_parameter, range_parameter and partition",
+		"provider.Partition": "a partition accepts by, rows, day_field, from_field, to_field and totals",
 	}, "the file is empty; it needs backends: and reports: (see the report catalogue in the README)",
 		"the file holds more than one YAML document; put every back end and report in one")
 	if err != nil {
@@ -340,7 +341,7 @@ func (c *Catalogue) checkReport(name string) []error {
 		given := r.given()
 		for _, f := range sortedKeys(given) {
 			if given[f] && !slices.Contains(fields.report, f) {
-				bad("%s does not apply to a report of back end %s (%s), which takes %s", f, r.Backend, b.Type, sentence(slices.Concat([]string{"backend"}, fields.report, []string{"fresh", "closed_fresh"})))
+				bad("%s does not apply to a report of back end %s (%s), which takes %s", f, r.Backend, b.Type, sentence(slices.Concat([]string{"backend"}, fields.report, []string{"fresh", "closed_fresh", "partition"})))
 			}
 		}
 	}
