@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"strings"
 	"time"
 
@@ -285,11 +287,8 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return h.failed(ctx, log, lock, k, err, a)
 	}
 	ttl := h.cfg.Freshness(k.Report).TTL(k, now.In(h.cfg.Zone))
-	if part != nil && !k.Closed(now.In(h.cfg.Zone)) {
-		// The month's answer holds its days up to today only: fresh no
-		// later than midnight, when a read may ask for a day it lacks.
-		y, m, d := now.In(h.cfg.Zone).Date()
-		ttl = min(ttl, time.Date(y, m, d+1, 0, 0, 0, 0, h.cfg.Zone).Sub(now))
+	if part != nil {
+		ttl = monthTTL(k, ttl, now.In(h.cfg.Zone))
 	}
 	// The write's notification carries held's span, the fill's: the
 	// readers it wakes link to the fill.
@@ -319,6 +318,22 @@ func (h *Handler) monthFetch(k dashcache.ReportKey) (dashcache.ReportKey, *dashc
 	}
 	k.To = min(k.To, dashcache.DayOf(h.cfg.Now().In(h.cfg.Zone)))
 	return k, part
+}
+
+// monthTTL is how long month k of a partitioned report, filled at now (in
+// the service's zone), stays fresh, given its report's freshness ttl. An
+// open month's answer holds its days up to today only: fresh no later than
+// midnight, when a read may ask for a day it lacks. A closed month is
+// fresh for ttl less up to half of it, by its key: the months a backfill
+// filled together do not all come due on the same night.
+func monthTTL(k dashcache.ReportKey, ttl time.Duration, now time.Time) time.Duration {
+	if k.Closed(now) {
+		h := fnv.New64a()
+		h.Write([]byte(k.String()))
+		return ttl - time.Duration(float64(ttl/2)*float64(h.Sum64())/math.MaxUint64)
+	}
+	y, m, d := now.Date()
+	return min(ttl, time.Date(y, m, d+1, 0, 0, 0, 0, now.Location()).Sub(now))
 }
 
 // indexFill indexes a report just filled, from a call that began at start,
