@@ -293,6 +293,10 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	if c.CacheRedisURL != "" && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
 		bad("CACHE_REDIS_URL", "a Redis of the reports' own needs DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS for the queue")
 	}
+	if c.PartitionDefault && c.Reports != nil && c.ProviderURL == "" {
+		bad("PARTITION", "partitions the default report, and there is none: the report catalogue names the reports and DASHCACHE_PROVIDER_URL is not set; "+
+			"partition a report of the catalogue with its partition: block instead")
+	}
 	if r.ScheduleRequired && c.ScheduleFile == "" {
 		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)
 	}

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -362,5 +364,29 @@ func TestPartitionChange(t *testing.T) {
 	t.Logf("a change of one day: %d BI call(s), %s asked %d times in all", calls-filled, june, asked[june.String()])
 	if calls != filled+1 || asked[june.String()] != 2 {
 		t.Errorf("the change cost %d BI calls (June asked %d times in all), want 1, for June", calls-filled, asked[june.String()])
+	}
+}
+
+// TestPartitionSetting: DASHCACHE_PARTITION is month or off, and refused
+// where there is no default report to partition.
+func TestPartitionSetting(t *testing.T) {
+	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
+	if err := os.WriteFile(catalogue, []byte("backends:\n  crm: {type: http, url: \"http://127.0.0.1:1\"}\nreports:\n  deals: {backend: crm}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // "" for none
+	}{
+		{map[string]string{"DASHCACHE_PARTITION": "month"}, ""},
+		{map[string]string{"DASHCACHE_PARTITION": "off"}, ""},
+		{map[string]string{"DASHCACHE_PARTITION": "weekly"}, `DASHCACHE_PARTITION: want month (the default report cached by calendar month, assembled for every range) or off, got "weekly"`},
+		{map[string]string{"DASHCACHE_PARTITION": "month", "DASHCACHE_REPORTS_FILE": catalogue}, "DASHCACHE_PARTITION: partitions the default report, and there is none"},
+		{map[string]string{"DASHCACHE_PARTITION": "month", "DASHCACHE_REPORTS_FILE": catalogue, "DASHCACHE_PROVIDER_URL": "http://bi.internal"}, ""},
+	} {
+		_, err := LoadConfig("all", func(k string) string { return tc.env[k] })
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%v: %v, want %q", tc.env, err, tc.want)
+		}
 	}
 }
