@@ -126,3 +126,7 @@ func LockKey(k dashcache.ReportKey) string { return tagged(k, "lock") }
 
 // FailureKey remembers briefly that the BI platform failed for the report.
 func FailureKey(k dashcache.ReportKey) string { return tagged(k, "failure") }
+
+// readyKey is written by a process's readiness check (CheckWritable);
+// process is its own random name.
+func readyKey(process string) string { return prefix + "ready:" + process }

@@ -125,6 +125,18 @@ func (c *Cache) Ping(ctx context.Context) error {
 	return c.rdb.Ping(ctx).Err()
 }
 
+// readyTTL is how long a readiness check's key outlives it.
+const readyTTL = 10 * time.Second
+
+// CheckWritable checks that rdb takes writes, as a process's readiness check:
+// a SET of a key of the process's own (readyKey), which expires. A replica
+// answers READONLY, a Redis still loading its data LOADING, a replica that
+// lost its primary MASTERDOWN, a full one OOM; PING would pass on all of
+// them.
+func CheckWritable(ctx context.Context, rdb redis.UniversalClient, process string) error {
+	return rdb.Set(ctx, readyKey(process), "1", readyTTL).Err()
+}
+
 // Listener is told what a Subscription hears.
 type Listener struct {
 	// Filled is called with the canonical key of every report filled (or

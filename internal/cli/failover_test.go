@@ -1,0 +1,296 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/internal/redistest"
+	"github.com/dashcache/dashcache/internal/wait"
+	"github.com/dashcache/dashcache/store"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// TestOpenRedisSentinel: DASHCACHE_REDIS_SENTINEL_* give a failover client
+// with the data's password and database and the single-node client's
+// timeouts; the log names the sentinels and the primary's name, never a
+// password.
+func TestOpenRedisSentinel(t *testing.T) {
+	var logs strings.Builder
+	s := Sentinel{Addrs: []string{"127.0.0.1:26379", "127.0.0.1:26380"}, Master: "mymaster",
+		SentinelPassword: testSecret + "-sentinel", Password: testSecret, DB: 3}
+	rdb, closeRedis, err := openRedis(Config{RedisSentinel: s}, zerolog.New(&logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRedis()
+	c, ok := rdb.(*redis.Client)
+	if !ok {
+		t.Fatalf("openRedis returned %T, want the *redis.Client of redis.NewFailoverClient", rdb)
+	}
+	o := c.Options()
+	if o.Password != testSecret || o.DB != 3 || o.MaxRetries != 1 {
+		t.Errorf("password %q db %d retries %d, want %q 3 1", o.Password, o.DB, o.MaxRetries, testSecret)
+	}
+	if o.DialTimeout != 2*time.Second || o.ReadTimeout != 2*time.Second || o.WriteTimeout != 2*time.Second || o.PoolTimeout != 3*time.Second {
+		t.Errorf("timeouts dial %s read %s write %s pool %s, want 2s 2s 2s 3s", o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout)
+	}
+	if !strings.Contains(logs.String(), "127.0.0.1:26380") || !strings.Contains(logs.String(), "mymaster") {
+		t.Errorf("log does not name the sentinels and the primary's name: %s", logs.String())
+	}
+	if strings.Contains(logs.String(), testSecret) {
+		t.Errorf("log shows a password: %s", logs.String())
+	}
+}
+
+// TestSentinelFailover: API and worker configured with the sentinels alone
+// (DASHCACHE_REDIS_SENTINEL_ADDRS, _MASTER; the reports in database 1 of
+// the same primary through DASHCACHE_CACHE_REDIS_SENTINEL_*), under a
+// steady load of hits and misses; the primary is killed, the sentinels promote the replica, and
+// misses are served again within 10 s of the promotion, without a restart;
+// every report filled after the promotion is on the new primary.
+func TestSentinelFailover(t *testing.T) {
+	primary := redistest.Server(t)
+	replica := redistest.Replica(t, primary)
+	sentinels := redistest.Sentinels(t, primary, 3, 1)
+	bi := newBIServer(t, 0, "")
+	env := map[string]string{
+		"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+		"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+		// The reports in a database of their own, as they would be on a
+		// Redis of their own.
+		"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+		"DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+		"DASHCACHE_CACHE_REDIS_DB":              "1",
+		"DASHCACHE_LISTEN":                      "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL":                bi.URL,
+		"DASHCACHE_PROVIDER_RATE":               "100",
+	}
+	startRole(t, "worker", env)
+	addr := startRole(t, "api", env)
+	l := startLoad(t, addr, bi)
+
+	primary.Kill()
+	killed := time.Now()
+	wait.For(t, "the sentinels to promote the replica", 30*time.Second, func() bool {
+		return redistest.SentinelPrimary(sentinels[0]) == replica.Addr
+	})
+	promoted := time.Now()
+	f := l.recover(t, promoted)
+	t.Logf("Sentinel failover: promoted %s after the kill; misses served again %s after the promotion; "+
+		"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served",
+		promoted.Sub(killed).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
+		f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served)
+	if f.recovered > 10*time.Second {
+		t.Errorf("misses served again %s after the promotion, want within 10 s", f.recovered)
+	}
+	l.checkKept(t, replica, 1, promoted)
+}
+
+// TestDemotedInPlace: a DASHCACHE_REDIS_URL naming one node that a
+// switchover demotes: nothing can follow the primary, so /readyz answers
+// 503 on the API and the worker, saying why and what to do, and misses are
+// refused.
+func TestDemotedInPlace(t *testing.T) {
+	old := redistest.Server(t)
+	next := redistest.Replica(t, old)
+	env := map[string]string{"DASHCACHE_REDIS_URL": old.URL(0), "DASHCACHE_LISTEN": "127.0.0.1:0"}
+	workerAddr := startRole(t, "worker", env)
+	addr := startRole(t, "api", env)
+	for _, a := range []string{addr, workerAddr} {
+		if code, body := readyz(t, a); code != http.StatusOK {
+			t.Fatalf("/readyz of %s before: %d %s", a, code, body)
+		}
+	}
+	next.ReplicaOf(nil)
+	old.ReplicaOf(next)
+	for _, a := range []string{addr, workerAddr} {
+		code, body := readyz(t, a)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "READONLY") ||
+			!strings.Contains(body, "DASHCACHE_REDIS_URL") || !strings.Contains(body, "DASHCACHE_REDIS_SENTINEL_ADDRS") {
+			t.Errorf("/readyz of %s on a demoted node: %d %s; want 503 naming READONLY, the setting and Sentinel", a, code, body)
+		}
+	}
+	if r := get(t, addr, "demoted", "2025-01-01", "2025-01-31", "2s"); r.status != http.StatusServiceUnavailable {
+		t.Errorf("a miss on a demoted node: %d %s, want 503", r.status, r.body)
+	}
+}
+
+// readyz returns the status and body of GET /readyz at addr.
+func readyz(t testing.TB, addr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// load is a steady read load on one API process: every 20 ms a read of one
+// of 10 reports cached before the load began (hits), and every 100 ms a
+// read of a report never read before (a miss, that waits up to 5 s).
+type load struct {
+	addr     string
+	bi       *biServer
+	biBefore int64 // its calls when the load began
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	reads []loadRead
+}
+
+// loadRead is one read of the load.
+type loadRead struct {
+	customer   string
+	miss       bool
+	start, end time.Time
+	status     int
+}
+
+// startLoad fills the 10 hot reports, checks that a miss is served, and
+// starts the load; it stops when the test ends.
+func startLoad(t *testing.T, addr string, bi *biServer) *load {
+	t.Helper()
+	for i := range 10 {
+		if r := get(t, addr, fmt.Sprintf("hot%d", i), "2025-01-01", "2025-01-31", "10s"); r.status != http.StatusOK {
+			t.Fatalf("filling hot%d: %d %s", i, r.status, r.body)
+		}
+	}
+	l := &load{addr: addr, bi: bi, biBefore: bi.calls.Load(), stop: make(chan struct{})}
+	l.wg.Go(func() { l.every(20*time.Millisecond, false) })
+	l.wg.Go(func() { l.every(100*time.Millisecond, true) })
+	t.Cleanup(l.end)
+	wait.For(t, "a miss served before the failover", 10*time.Second, func() bool {
+		return l.served(time.Time{}) > 0
+	})
+	return l
+}
+
+func (l *load) every(d time.Duration, misses bool) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := 0; ; i++ {
+		select {
+		case <-l.stop:
+			return
+		case <-tick.C:
+		}
+		customer := fmt.Sprintf("hot%d", i%10)
+		if misses {
+			customer = fmt.Sprintf("miss%d", i)
+		}
+		wg.Go(func() {
+			r := loadRead{customer: customer, miss: misses, start: time.Now()}
+			resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=2025-01-01&to=2025-01-31&wait=5s", l.addr, customer))
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				r.status = resp.StatusCode
+			}
+			r.end = time.Now()
+			l.mu.Lock()
+			l.reads = append(l.reads, r)
+			l.mu.Unlock()
+		})
+	}
+}
+
+// end stops the load and waits for its reads in flight.
+func (l *load) end() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// served counts the misses begun after since and served (200).
+func (l *load) served(since time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.reads {
+		if r.miss && r.status == http.StatusOK && r.start.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// failoverFigures is what a load saw through a failover at time t0.
+type failoverFigures struct {
+	recovered                                     time.Duration // from t0 to the answer of the first miss served that began after it
+	reads, refused, misses, missesRefused, served int
+	biCalls                                       int64 // made for the load's misses
+}
+
+// recover waits until a miss begun after t0 has been served and 2 s more of
+// load have run, stops the load and returns its figures.
+func (l *load) recover(t *testing.T, t0 time.Time) failoverFigures {
+	t.Helper()
+	wait.For(t, "a miss served after the failover", 30*time.Second, func() bool { return l.served(t0) > 0 })
+	wait.For(t, "10 more misses served", 30*time.Second, func() bool { return l.served(t0) >= 10 })
+	l.end()
+	f := failoverFigures{biCalls: l.bi.calls.Load() - l.biBefore}
+	for _, r := range l.reads {
+		f.reads++
+		if r.miss {
+			f.misses++
+		}
+		if r.status != http.StatusOK {
+			f.refused++
+			if r.miss {
+				f.missesRefused++
+			}
+			continue
+		}
+		if r.miss {
+			f.served++
+			if r.start.After(t0) && (f.recovered == 0 || r.end.Sub(t0) < f.recovered) {
+				f.recovered = r.end.Sub(t0)
+			}
+		}
+	}
+	return f
+}
+
+// checkKept checks that every report served to a miss begun after t0 is in
+// database db of the Redis primary, read there directly (not through an
+// API's memory).
+func (l *load) checkKept(t *testing.T, primary *redistest.Process, db int, t0 time.Time) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr, DB: db})
+	defer rdb.Close()
+	kept, lost := 0, []string{}
+	for _, r := range l.reads {
+		if !r.miss || r.status != http.StatusOK || !r.start.After(t0) {
+			continue
+		}
+		k, err := dashcache.ParseReportKey(r.customer, "2025-01-01", "2025-01-31", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := rdb.Exists(context.Background(), store.EntryKey(k)).Result(); err != nil || n != 1 {
+			lost = append(lost, r.customer)
+			continue
+		}
+		kept++
+	}
+	if len(lost) > 0 {
+		t.Errorf("reports filled after the failover and missing from the new primary: %v", lost)
+	}
+	t.Logf("%d reports filled after the failover, all on the new primary", kept)
+}
