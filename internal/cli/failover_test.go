@@ -94,6 +94,90 @@ func TestSentinelFailover(t *testing.T) {
 	l.checkKept(t, replica, 1, promoted)
 }
 
+// TestSwitchoverBehindMovedAddress: a plain DASHCACHE_REDIS_URL naming an
+// address that moves (a proxy here; a DNS name or a virtual IP elsewhere):
+// the replica is promoted, the address moved to it and the old primary
+// demoted to a replica of it, while the processes hold connections to the
+// old one, which answers LOADING for about 4 s while it loads the new
+// primary's data, then READONLY to writes. Misses are served again within
+// 3 s, without a restart, and every report filled after the switchover is
+// on the new primary.
+func TestSwitchoverBehindMovedAddress(t *testing.T) {
+	old := redistest.Server(t)
+	next := redistest.Replica(t, old)
+	slowLoad(t, old, next)
+	proxy := redistest.NewProxy(t, old.Addr)
+	bi := newBIServer(t, 0, "")
+	env := map[string]string{
+		"DASHCACHE_REDIS_URL":     "redis://" + proxy.Addr + "/0",
+		"DASHCACHE_LISTEN":        "127.0.0.1:0",
+		"DASHCACHE_PROVIDER_URL":  bi.URL,
+		"DASHCACHE_PROVIDER_RATE": "100",
+	}
+	startRole(t, "worker", env)
+	addr := startRole(t, "api", env)
+	l := startLoad(t, addr, bi)
+
+	next.ReplicaOf(nil)
+	proxy.MoveTo(next.Addr)
+	splitWrite(t, old)
+	old.ReplicaOf(next)
+	switched := time.Now()
+	f := l.recover(t, switched)
+	t.Logf("switchover behind a moved address (old primary loading ~4 s): misses served again %s after it; "+
+		"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served",
+		f.recovered.Round(time.Millisecond), f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served)
+	if f.recovered > 3*time.Second {
+		t.Errorf("misses served again %s after the switchover, want within 3 s (the old primary loads for 4 s)", f.recovered)
+	}
+	l.checkKept(t, next, 0, switched)
+}
+
+// splitWrite writes to old, a primary promoted away, as a process still
+// connected to it may: it cannot then resync from where it was, and loads
+// the new primary's data in full once demoted.
+func splitWrite(t *testing.T, old *redistest.Process) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: old.Addr, DB: 15})
+	defer rdb.Close()
+	if err := rdb.Set(context.Background(), "split", "write", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// slowLoad makes old, once it replicates next, load next's data for about
+// 4 s, answering LOADING meanwhile (as a demoted primary does with a large
+// dataset): 20,000 keys in database 15, each loaded in 200 µs, with events
+// served between every kilobyte read; next sends its data at once.
+func slowLoad(t *testing.T, old, next *redistest.Process) {
+	t.Helper()
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: old.Addr, DB: 15})
+	defer rdb.Close()
+	pipe := rdb.Pipeline()
+	for i := range 20_000 {
+		pipe.Set(ctx, fmt.Sprintf("filler:%d", i), "x", 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		p          *redistest.Process
+		key, value string
+	}{
+		{old, "key-load-delay", "200"},
+		{old, "loading-process-events-interval-bytes", "1024"},
+		{next, "repl-diskless-sync-delay", "0"},
+	} {
+		cl := redis.NewClient(&redis.Options{Addr: c.p.Addr})
+		err := cl.ConfigSet(ctx, c.key, c.value).Err()
+		cl.Close()
+		if err != nil {
+			t.Fatalf("CONFIG SET %s %s: %v", c.key, c.value, err)
+		}
+	}
+}
+
 // TestDemotedInPlace: a DASHCACHE_REDIS_URL naming one node that a
 // switchover demotes: nothing can follow the primary, so /readyz answers
 // 503 on the API and the worker, saying why and what to do, and misses are

@@ -60,14 +60,18 @@ func openRedis(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), e
 	return rdb, func() { rdb.Close(); closeAll() }, nil
 }
 
-// newClient returns a client for opt with the bounds every Redis call has.
+// newClient returns a client for opt, a plain address, with the bounds
+// every Redis call has, that follows the address when it moves to a new
+// primary (movedPrimary).
 func newClient(opt *redis.Options) *redis.Client {
 	opt.DialTimeout = redisIOTimeout
 	opt.ReadTimeout = redisIOTimeout
 	opt.WriteTimeout = redisIOTimeout
 	opt.PoolTimeout = redisPoolTimeout
 	opt.MaxRetries = 1
-	return redis.NewClient(opt)
+	rdb := redis.NewClient(opt)
+	rdb.AddHook(movedPrimary{})
+	return rdb
 }
 
 // openSentinel returns a client of the primary that the sentinels of s name,
