@@ -283,7 +283,7 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 			for _, a := range strings.Split(v, ",") {
 				a = strings.TrimSpace(a)
 				if _, _, err := net.SplitHostPort(a); err != nil {
-					return fmt.Errorf("want host:port,host:port,..., got %q", a)
+					return fmt.Errorf("want host:port,host:port,..., got %q", redact(a))
 				}
 				*list = append(*list, a)
 			}

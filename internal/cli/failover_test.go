@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dashcache/dashcache"
+	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/internal/redistest"
 	"github.com/dashcache/dashcache/internal/wait"
 	"github.com/dashcache/dashcache/store"
@@ -377,4 +379,45 @@ func (l *load) checkKept(t *testing.T, primary *redistest.Process, db int, t0 ti
 		t.Errorf("reports filled after the failover and missing from the new primary: %v", lost)
 	}
 	t.Logf("%d reports filled after the failover, all on the new primary", kept)
+}
+
+// replyError is an error reply of Redis, as go-redis returns it.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
+// TestNotReadyDetail: /readyz's detail says, for each way Redis refuses a
+// write, what it means and what to do, naming the setting, and never shows
+// the error itself (which may name hosts).
+func TestNotReadyDetail(t *testing.T) {
+	url := redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL"}
+	sentinel := redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS", sentinel: true}
+	for _, c := range []struct {
+		name redisName
+		err  error
+		want []string
+	}{
+		{url, replyError("READONLY You can't write against a read only replica."), []string{"DASHCACHE_REDIS_URL", "READONLY", "DASHCACHE_REDIS_SENTINEL_ADDRS", "moves with the primary"}},
+		{sentinel, replyError("READONLY You can't write against a read only replica."), []string{"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS", "READONLY", "get-master-addr-by-name"}},
+		{url, replyError("LOADING Redis is loading the dataset in memory"), []string{"LOADING", "once it has loaded"}},
+		{url, replyError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), []string{"MASTERDOWN", "lost its primary"}},
+		{url, replyError("OOM command not allowed when used memory > 'maxmemory'."), []string{"OOM", "maxmemory"}},
+		{url, replyError("NOPERM this user has no permissions to run the 'set' command"), []string{"refuses writes (NOPERM)"}},
+		{url, fmt.Errorf("dial tcp 10.1.2.3:6379: connect: connection refused"), []string{"DASHCACHE_REDIS_URL", "unreachable"}},
+	} {
+		err := c.name.notReady(c.err)
+		var nr *api.NotReady
+		if !errors.As(err, &nr) || !errors.Is(err, c.err) {
+			t.Fatalf("notReady(%v) = %#v, want an *api.NotReady wrapping it", c.err, err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(nr.Detail, w) {
+				t.Errorf("detail for %q: %q, want it to say %q", c.err, nr.Detail, w)
+			}
+		}
+		if strings.Contains(nr.Detail, "10.1.2.3") || strings.Contains(nr.Detail, "permissions") {
+			t.Errorf("detail %q shows the error itself", nr.Detail)
+		}
+	}
 }

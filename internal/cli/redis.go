@@ -183,7 +183,7 @@ func (n redisName) notReady(err error) error {
 func newRedisErrors() *prometheus.CounterVec {
 	return prom.CounterVec("dashcache_redis_errors_total",
 		"Redis commands that failed (a pipeline counts once): no connection, a timeout, an error reply such as OOM; "+
-			"not a missing key, nor a command whose caller gave up. redis: queue (DASHCACHE_REDIS_URL or the cluster) or cache (DASHCACHE_CACHE_REDIS_URL).",
+			"not a missing key, nor a command whose caller gave up. redis: queue (DASHCACHE_REDIS_URL, the cluster or Sentinel) or cache (DASHCACHE_CACHE_REDIS_URL or its Sentinel).",
 		"redis", "queue", "cache")
 }
 
