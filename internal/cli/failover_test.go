@@ -391,7 +391,8 @@ func (replyError) RedisError()     {}
 // write, what it means and what to do, naming the setting, and never shows
 // the error itself (which may name hosts).
 func TestNotReadyDetail(t *testing.T) {
-	url := redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL"}
+	url := redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL", sentinelSetting: "DASHCACHE_REDIS_SENTINEL_ADDRS"}
+	cacheURL := redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_URL", sentinelSetting: "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"}
 	sentinel := redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS", sentinel: true}
 	for _, c := range []struct {
 		name redisName
@@ -400,6 +401,8 @@ func TestNotReadyDetail(t *testing.T) {
 	}{
 		{url, replyError("READONLY You can't write against a read only replica."), []string{"DASHCACHE_REDIS_URL", "READONLY", "DASHCACHE_REDIS_SENTINEL_ADDRS", "moves with the primary"}},
 		{sentinel, replyError("READONLY You can't write against a read only replica."), []string{"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS", "READONLY", "get-master-addr-by-name"}},
+		{cacheURL, replyError("READONLY You can't write against a read only replica."),
+			[]string{"DASHCACHE_CACHE_REDIS_URL", "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"}},
 		{url, replyError("LOADING Redis is loading the dataset in memory"), []string{"LOADING", "once it has loaded"}},
 		{url, replyError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), []string{"MASTERDOWN", "lost its primary"}},
 		{url, replyError("OOM command not allowed when used memory > 'maxmemory'."), []string{"OOM", "maxmemory"}},

@@ -146,8 +146,9 @@ func (p *redisParts) Ping(ctx context.Context) error {
 // redisName names one Redis of the process for a person: what it holds and
 // the setting that points at it.
 type redisName struct {
-	what, setting string
-	sentinel      bool // found through Sentinel
+	what, setting   string
+	sentinel        bool   // found through Sentinel
+	sentinelSetting string // the setting that would find it through Sentinel
 }
 
 // notReady turns err, a failed write to the Redis n, into an *api.NotReady
@@ -164,7 +165,7 @@ func (n redisName) notReady(err error) error {
 	case redis.IsReadOnlyError(err):
 		detail = this + " answers READONLY: the node it names is a replica, not the primary (a failover demoted it). " +
 			"An address of one node does not follow a failover: point it at the new primary, at an address that moves with the primary " +
-			"(a DNS name, a virtual IP, a proxy), or use Redis Sentinel (DASHCACHE_REDIS_SENTINEL_ADDRS); then restart this process"
+			"(a DNS name, a virtual IP, a proxy), or use Redis Sentinel (" + n.sentinelSetting + "); then restart this process"
 	case redis.IsLoadingError(err):
 		detail = this + " is loading its data into memory (LOADING): this instance is ready again once it has loaded"
 	case redis.IsMasterDownError(err):
@@ -237,14 +238,15 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	}
 	p := &redisParts{
 		queue: queue, cache: queue, errors: newRedisErrors(), close: closeQueue,
-		queueName: redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL", sentinel: cfg.RedisSentinel.set()},
-		process:   rand.Text(),
+		queueName: redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL",
+			sentinel: cfg.RedisSentinel.set(), sentinelSetting: "DASHCACHE_REDIS_SENTINEL_ADDRS"},
+		process: rand.Text(),
 	}
 	switch {
 	case len(cfg.RedisClusterAddrs) > 0:
 		p.queueName.setting = "DASHCACHE_REDIS_CLUSTER_ADDRS"
-	case cfg.RedisSentinel.set():
-		p.queueName.setting = "DASHCACHE_REDIS_SENTINEL_ADDRS"
+	case p.queueName.sentinel:
+		p.queueName.setting = p.queueName.sentinelSetting
 	case cfg.RedisURL == "":
 		p.queueName.setting = "embedded"
 	}
@@ -263,9 +265,10 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	p.close = func() { p.clock.Shutdown(); closeQueue() }
 	var opts []store.Option
 	if cfg.CacheRedisURL != "" || cfg.CacheRedisSentinel.set() {
-		p.cacheName = redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_URL", sentinel: cfg.CacheRedisSentinel.set()}
+		p.cacheName = redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_URL",
+			sentinel: cfg.CacheRedisSentinel.set(), sentinelSetting: "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"}
 		if p.cacheName.sentinel {
-			p.cacheName.setting = "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"
+			p.cacheName.setting = p.cacheName.sentinelSetting
 			p.cache = openSentinel(cfg.CacheRedisSentinel, "cache_redis", log)
 		} else {
 			opt, err := redis.ParseURL(cfg.CacheRedisURL)
