@@ -55,45 +55,63 @@ func TestOpenRedisSentinel(t *testing.T) {
 // TestSentinelFailover: API and worker configured with the sentinels alone
 // (DASHCACHE_REDIS_SENTINEL_ADDRS, _MASTER; the reports in database 1 of
 // the same primary through DASHCACHE_CACHE_REDIS_SENTINEL_*), under a
-// steady load of hits and misses; the primary is killed, the sentinels promote the replica, and
-// misses are served again within 10 s of the promotion, without a restart;
-// every report filled after the promotion is on the new primary.
+// steady load of hits and misses; the primary is killed (or, in a planned
+// switchover, SENTINEL FAILOVER demotes it), the sentinels promote the
+// replica, and misses are served again within 10 s of the promotion,
+// without a restart; every report filled after the promotion is on the new
+// primary.
 func TestSentinelFailover(t *testing.T) {
-	primary := redistest.Server(t)
-	replica := redistest.Replica(t, primary)
-	sentinels := redistest.Sentinels(t, primary, 3, 1)
-	bi := newBIServer(t, 0, "")
-	env := map[string]string{
-		"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
-		"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
-		// The reports in a database of their own, as they would be on a
-		// Redis of their own.
-		"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
-		"DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
-		"DASHCACHE_CACHE_REDIS_DB":              "1",
-		"DASHCACHE_LISTEN":                      "127.0.0.1:0",
-		"DASHCACHE_PROVIDER_URL":                bi.URL,
-		"DASHCACHE_PROVIDER_RATE":               "100",
-	}
-	startRole(t, "worker", env)
-	addr := startRole(t, "api", env)
-	l := startLoad(t, addr, bi)
+	for _, c := range []struct {
+		name string
+		fail func(primary *redistest.Process, sentinels []string)
+	}{
+		{"primary killed", func(primary *redistest.Process, _ []string) { primary.Kill() }},
+		{"SENTINEL FAILOVER", func(_ *redistest.Process, sentinels []string) {
+			s := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0]})
+			defer s.Close()
+			if err := s.Failover(context.Background(), redistest.SentinelMaster).Err(); err != nil {
+				t.Fatalf("SENTINEL FAILOVER: %v", err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			primary := redistest.Server(t)
+			replica := redistest.Replica(t, primary)
+			sentinels := redistest.Sentinels(t, primary, 3, 1)
+			bi := newBIServer(t, 0, "")
+			env := map[string]string{
+				"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+				"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+				// The reports in a database of their own, as they would be on a
+				// Redis of their own.
+				"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+				"DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+				"DASHCACHE_CACHE_REDIS_DB":              "1",
+				"DASHCACHE_LISTEN":                      "127.0.0.1:0",
+				"DASHCACHE_PROVIDER_URL":                bi.URL,
+				"DASHCACHE_PROVIDER_RATE":               "100",
+			}
+			startRole(t, "worker", env)
+			addr := startRole(t, "api", env)
+			l := startLoad(t, addr, bi)
 
-	primary.Kill()
-	killed := time.Now()
-	wait.For(t, "the sentinels to promote the replica", 30*time.Second, func() bool {
-		return redistest.SentinelPrimary(sentinels[0]) == replica.Addr
-	})
-	promoted := time.Now()
-	f := l.recover(t, promoted)
-	t.Logf("Sentinel failover: promoted %s after the kill; misses served again %s after the promotion; "+
-		"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served",
-		promoted.Sub(killed).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
-		f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served)
-	if f.recovered > 10*time.Second {
-		t.Errorf("misses served again %s after the promotion, want within 10 s", f.recovered)
+			c.fail(primary, sentinels)
+			failed := time.Now()
+			wait.For(t, "the sentinels to promote the replica", 30*time.Second, func() bool {
+				return redistest.SentinelPrimary(sentinels[0]) == replica.Addr
+			})
+			promoted := time.Now()
+			f := l.recover(t, promoted)
+			t.Logf("Sentinel, %s: promoted %s after; misses served again %s after the promotion; "+
+				"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served",
+				c.name, promoted.Sub(failed).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
+				f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served)
+			if f.recovered > 10*time.Second {
+				t.Errorf("misses served again %s after the promotion, want within 10 s", f.recovered)
+			}
+			l.checkKept(t, replica, 1, promoted)
+		})
 	}
-	l.checkKept(t, replica, 1, promoted)
 }
 
 // TestSwitchoverBehindMovedAddress: a plain DASHCACHE_REDIS_URL naming an
