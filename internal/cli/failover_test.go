@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -56,60 +57,81 @@ func TestOpenRedisSentinel(t *testing.T) {
 // (DASHCACHE_REDIS_SENTINEL_ADDRS, _MASTER; the reports in database 1 of
 // the same primary through DASHCACHE_CACHE_REDIS_SENTINEL_*), under a
 // steady load of hits and misses; the primary is killed (or, in a planned
-// switchover, SENTINEL FAILOVER demotes it), the sentinels promote the
-// replica, and misses are served again within 10 s of the promotion,
-// without a restart; every report filled after the promotion is on the new
-// primary.
+// switchover, SENTINEL FAILOVER demotes it, also with passwords on the data
+// and on the sentinels), the sentinels promote the replica and announce it
+// (+switch-master), and misses are served again within 10 s of that,
+// without a restart; every report filled after it is on the new primary.
 func TestSentinelFailover(t *testing.T) {
+	const dataPassword, sentinelPassword = testSecret + "-data", testSecret + "-sentinel"
 	for _, c := range []struct {
-		name string
-		fail func(primary *redistest.Process, sentinels []string)
+		name      string
+		passwords bool
+		fail      func(t *testing.T, primary *redistest.Process, sentinels *redistest.SentinelGroup)
 	}{
-		{"primary killed", func(primary *redistest.Process, _ []string) { primary.Kill() }},
-		{"SENTINEL FAILOVER", func(_ *redistest.Process, sentinels []string) {
-			s := redis.NewSentinelClient(&redis.Options{Addr: sentinels[0]})
-			defer s.Close()
-			if err := s.Failover(context.Background(), redistest.SentinelMaster).Err(); err != nil {
-				t.Fatalf("SENTINEL FAILOVER: %v", err)
-			}
-		}},
+		{"primary killed", false, func(_ *testing.T, primary *redistest.Process, _ *redistest.SentinelGroup) { primary.Kill() }},
+		{"SENTINEL FAILOVER", false, func(t *testing.T, _ *redistest.Process, sentinels *redistest.SentinelGroup) { sentinels.Failover(t) }},
+		{"SENTINEL FAILOVER with passwords", true, func(t *testing.T, _ *redistest.Process, sentinels *redistest.SentinelGroup) { sentinels.Failover(t) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			primary := redistest.Server(t)
+			var primary *redistest.Process
+			var sentinels *redistest.SentinelGroup
+			env := map[string]string{}
+			if c.passwords {
+				primary = redistest.Server(t, "--requirepass", dataPassword, "--masterauth", dataPassword)
+				env["DASHCACHE_REDIS_PASSWORD"] = dataPassword
+				env["DASHCACHE_REDIS_SENTINEL_PASSWORD"] = sentinelPassword
+				env["DASHCACHE_CACHE_REDIS_PASSWORD"] = dataPassword
+				env["DASHCACHE_CACHE_REDIS_SENTINEL_PASSWORD"] = sentinelPassword
+			} else {
+				primary = redistest.Server(t)
+			}
 			replica := redistest.Replica(t, primary)
-			sentinels := redistest.Sentinels(t, primary, 3, 1)
+			if c.passwords {
+				sentinels = redistest.Sentinels(t, primary, 3, 1, sentinelPassword)
+			} else {
+				sentinels = redistest.Sentinels(t, primary, 3, 1, "")
+			}
 			bi := newBIServer(t, 0, "")
-			env := map[string]string{
-				"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+			maps.Copy(env, map[string]string{
+				"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels.Addrs, ","),
 				"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
 				// The reports in a database of their own, as they would be on a
 				// Redis of their own.
-				"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels, ","),
+				"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels.Addrs, ","),
 				"DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
 				"DASHCACHE_CACHE_REDIS_DB":              "1",
 				"DASHCACHE_LISTEN":                      "127.0.0.1:0",
 				"DASHCACHE_PROVIDER_URL":                bi.URL,
 				"DASHCACHE_PROVIDER_RATE":               "100",
-			}
+			})
 			startRole(t, "worker", env)
 			addr := startRole(t, "api", env)
 			l := startLoad(t, addr, bi)
 
-			c.fail(primary, sentinels)
+			switchedc := sentinels.Switched(t)
+			c.fail(t, primary, sentinels)
 			failed := time.Now()
-			wait.For(t, "the sentinels to promote the replica", 30*time.Second, func() bool {
-				return redistest.SentinelPrimary(sentinels[0]) == replica.Addr
-			})
-			promoted := time.Now()
-			f := l.recover(t, promoted)
-			t.Logf("Sentinel, %s: promoted %s after; misses served again %s after the promotion; "+
+			var switched time.Time
+			select {
+			case switched = <-switchedc:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no +switch-master from the sentinels within 30 s")
+			}
+			if p := sentinels.Primary(); p != replica.Addr {
+				t.Fatalf("the sentinels switched to %s, want the replica %s", p, replica.Addr)
+			}
+			f := l.recover(t, switched)
+			t.Logf("Sentinel, %s: +switch-master %s after; misses served again %s after it; "+
 				"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served",
-				c.name, promoted.Sub(failed).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
+				c.name, switched.Sub(failed).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
 				f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served)
 			if f.recovered > 10*time.Second {
-				t.Errorf("misses served again %s after the promotion, want within 10 s", f.recovered)
+				t.Errorf("misses served again %s after the switch, want within 10 s", f.recovered)
 			}
-			l.checkKept(t, replica, 1, promoted)
+			// A fill begun as the processes hear the switch may still go to
+			// the old primary, and be lost with it: those of reads begun
+			// 200 ms or more after it are checked.
+			l.checkKept(t, replica, 1, switched.Add(200*time.Millisecond))
 		})
 	}
 }
@@ -376,7 +398,7 @@ func (l *load) recover(t *testing.T, t0 time.Time) failoverFigures {
 // API's memory).
 func (l *load) checkKept(t *testing.T, primary *redistest.Process, db int, t0 time.Time) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr, DB: db})
+	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr, Password: primary.Password, DB: db})
 	defer rdb.Close()
 	kept, lost := 0, []string{}
 	for _, r := range l.reads {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Process is a private redis-server of a test: killed, and started again on
@@ -16,6 +18,8 @@ import (
 type Process struct {
 	// Addr is its host:port on loopback.
 	Addr string
+	// Password is its requirepass, from the arguments it was started with.
+	Password string
 
 	t      testing.TB
 	args   []string
@@ -33,10 +37,21 @@ func Server(t testing.TB, args ...string) *Process {
 	t.Helper()
 	bin := lookPath(t, "redis-server")
 	dir := t.TempDir()
-	return launch(t, func(port int) []string {
+	p := launch(t, func(port int) []string {
 		return append([]string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--appendonly", "no", "--daemonize", "no"}, args...)
 	})
+	for i, a := range args[:max(len(args)-1, 0)] {
+		if a == "--requirepass" {
+			p.Password = args[i+1]
+		}
+	}
+	return p
+}
+
+// client returns a client of its database 0, which the caller closes.
+func (p *Process) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: p.Addr, Password: p.Password})
 }
 
 // launch starts the process whose command line command gives for a free
