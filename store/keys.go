@@ -32,6 +32,11 @@ func handOverChannel(rdb redis.UniversalClient) string {
 	return prefix + "handover:{" + FillChannel + "}:" + strconv.Itoa(db)
 }
 
+// probeChannel is where a Subscription publishes to itself, to check that
+// it hears what is published where the fleet writes (store.go); token is
+// its own. Its hash tag is FillChannel's whole name, as handOverChannel's.
+func probeChannel(token string) string { return prefix + "probe:{" + FillChannel + "}:" + token }
+
 // handOverReplyKey is the list on which the API processes asked for their
 // reads answer.
 func handOverReplyKey(token string) string { return prefix + "handover-replies:" + token }
