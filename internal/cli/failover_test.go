@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,39 +61,34 @@ func TestOpenRedisSentinel(t *testing.T) {
 // (+switch-master), and misses are served again within 10 s of that,
 // without a restart; every report filled after it is on the new primary.
 func TestSentinelFailover(t *testing.T) {
-	const dataPassword, sentinelPassword = testSecret + "-data", testSecret + "-sentinel"
+	type failure func(t *testing.T, primary *redistest.Process, sentinels *redistest.SentinelGroup)
+	kill := func(_ *testing.T, primary *redistest.Process, _ *redistest.SentinelGroup) { primary.Kill() }
+	failover := func(t *testing.T, _ *redistest.Process, sentinels *redistest.SentinelGroup) { sentinels.Failover(t) }
 	for _, c := range []struct {
-		name      string
-		passwords bool
-		fail      func(t *testing.T, primary *redistest.Process, sentinels *redistest.SentinelGroup)
+		name                           string
+		fail                           failure
+		dataPassword, sentinelPassword string // "": none
 	}{
-		{"primary killed", false, func(_ *testing.T, primary *redistest.Process, _ *redistest.SentinelGroup) { primary.Kill() }},
-		{"SENTINEL FAILOVER", false, func(t *testing.T, _ *redistest.Process, sentinels *redistest.SentinelGroup) { sentinels.Failover(t) }},
-		{"SENTINEL FAILOVER with passwords", true, func(t *testing.T, _ *redistest.Process, sentinels *redistest.SentinelGroup) { sentinels.Failover(t) }},
+		{"primary killed", kill, "", ""},
+		{"SENTINEL FAILOVER", failover, "", ""},
+		{"SENTINEL FAILOVER with passwords", failover, testSecret + "-data", testSecret + "-sentinel"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var primary *redistest.Process
-			var sentinels *redistest.SentinelGroup
-			env := map[string]string{}
-			if c.passwords {
-				primary = redistest.Server(t, "--requirepass", dataPassword, "--masterauth", dataPassword)
-				env["DASHCACHE_REDIS_PASSWORD"] = dataPassword
-				env["DASHCACHE_REDIS_SENTINEL_PASSWORD"] = sentinelPassword
-				env["DASHCACHE_CACHE_REDIS_PASSWORD"] = dataPassword
-				env["DASHCACHE_CACHE_REDIS_SENTINEL_PASSWORD"] = sentinelPassword
-			} else {
-				primary = redistest.Server(t)
+			var args []string
+			if c.dataPassword != "" {
+				args = []string{"--requirepass", c.dataPassword, "--masterauth", c.dataPassword}
 			}
+			primary := redistest.Server(t, args...)
 			replica := redistest.Replica(t, primary)
-			if c.passwords {
-				sentinels = redistest.Sentinels(t, primary, 3, 1, sentinelPassword)
-			} else {
-				sentinels = redistest.Sentinels(t, primary, 3, 1, "")
-			}
+			sentinels := redistest.Sentinels(t, primary, 3, 1, c.sentinelPassword)
 			bi := newBIServer(t, 0, "")
-			maps.Copy(env, map[string]string{
-				"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels.Addrs, ","),
-				"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+			env := map[string]string{
+				"DASHCACHE_REDIS_PASSWORD":                c.dataPassword,
+				"DASHCACHE_REDIS_SENTINEL_PASSWORD":       c.sentinelPassword,
+				"DASHCACHE_CACHE_REDIS_PASSWORD":          c.dataPassword,
+				"DASHCACHE_CACHE_REDIS_SENTINEL_PASSWORD": c.sentinelPassword,
+				"DASHCACHE_REDIS_SENTINEL_ADDRS":          strings.Join(sentinels.Addrs, ","),
+				"DASHCACHE_REDIS_SENTINEL_MASTER":         redistest.SentinelMaster,
 				// The reports in a database of their own, as they would be on a
 				// Redis of their own.
 				"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS":  strings.Join(sentinels.Addrs, ","),
@@ -103,7 +97,7 @@ func TestSentinelFailover(t *testing.T) {
 				"DASHCACHE_LISTEN":                      "127.0.0.1:0",
 				"DASHCACHE_PROVIDER_URL":                bi.URL,
 				"DASHCACHE_PROVIDER_RATE":               "100",
-			})
+			}
 			startRole(t, "worker", env)
 			addr := startRole(t, "api", env)
 			l := startLoad(t, addr, bi)
