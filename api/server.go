@@ -69,7 +69,8 @@ type Usage interface {
 	Usage(ctx context.Context) (dashcache.Usage, error)
 }
 
-// Pinger says whether Redis answers: every Redis the process uses.
+// Pinger says whether Redis answers, and takes writes: every Redis the
+// process uses.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
@@ -312,9 +313,19 @@ func route(path string) string {
 // which are still served meanwhile.
 var ErrDraining = errors.New("draining: this process is shutting down")
 
+// NotReady is an error a Pinger answers with when it knows what is wrong and
+// what to do: /readyz answers 503 with Detail, and logs Err.
+type NotReady struct {
+	Detail string
+	Err    error
+}
+
+func (e *NotReady) Error() string { return e.Detail + ": " + e.Err.Error() }
+func (e *NotReady) Unwrap() error { return e.Err }
+
 // HandleHealth registers on mux /healthz (the process is up) and /readyz
-// (redis answers: 200, else 503; 503 too while draining), for every role's
-// listener.
+// (redis takes writes: 200, else 503 with the detail of a *NotReady; 503
+// too while draining), for every role's listener.
 func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -328,7 +339,13 @@ func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 			problem(w, http.StatusServiceUnavailable, "this instance is shutting down: it serves the requests it gets while load balancers stop sending them (DASHCACHE_DRAIN)")
 			return
 		}
-		if err != nil {
+		var nr *NotReady
+		switch {
+		case errors.As(err, &nr):
+			log.Warn().Err(nr.Err).Str("detail", nr.Detail).Msg("not ready")
+			problem(w, http.StatusServiceUnavailable, nr.Detail)
+			return
+		case err != nil:
 			log.Warn().Err(err).Msg("not ready: Redis unreachable")
 			problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot work until it is back")
 			return
