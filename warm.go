@@ -113,7 +113,8 @@ type WarmRequest struct {
 }
 
 // WarmKeys returns the keys of a WarmRequest, checked as a read would be
-// (earliest: see Earliest); served are the reports that may be warmed.
+// (earliest: see Earliest); served are the reports that may be warmed. A
+// partitioned report's keys are the months its ranges touch, each once.
 // Exactly one of Ranges or From/To must be given.
 func WarmKeys(req WarmRequest, today time.Time, earliest Day, served Served) ([]ReportKey, error) {
 	if len(req.Customers) == 0 {
@@ -137,13 +138,19 @@ func WarmKeys(req WarmRequest, today time.Time, earliest Day, served Served) ([]
 		return nil, invalid("%d reports requested; at most %d at once", n, MaxWarmKeys)
 	}
 	keys := make([]ReportKey, 0, n)
+	seen := make(map[ReportKey]bool, n)
 	var report string // of the keys added
 	add := func(k ReportKey, err error) error {
 		if err == nil {
 			err = k.CheckEarliest(earliest)
 		}
 		k.Report = report
-		keys = append(keys, k)
+		for _, f := range served.Fills(k) { // a partitioned report's months, once each
+			if !seen[f] {
+				seen[f] = true
+				keys = append(keys, f)
+			}
+		}
 		return err
 	}
 	for _, c := range req.Customers {
@@ -174,6 +181,22 @@ type Served struct {
 	// the reports, and no BI platform of the provider contract
 	// (DASHCACHE_PROVIDER_URL) answers the default one.
 	NoDefault bool
+	// Partitions are the partitioned reports ("" the default report), by
+	// name: each cached by month (see Partition).
+	Partitions map[string]*Partition
+}
+
+// Partition returns how report is partitioned; nil when it is cached by
+// range.
+func (s Served) Partition(report string) *Partition { return s.Partitions[report] }
+
+// Fills returns the reports k is filled from, and read from: the months of
+// its range for a partitioned report (see Months), else k itself.
+func (s Served) Fills(k ReportKey) []ReportKey {
+	if s.Partition(k.Report) == nil {
+		return []ReportKey{k}
+	}
+	return Months(k)
 }
 
 // Check returns an error (wrapping ErrInvalidInput) unless report (""

@@ -47,7 +47,10 @@ import (
 //   - l1-nethttp: with L1, all on net/http (what the front gains);
 //   - l1-identity: with L1, for a client that does not accept gzip (the
 //     stored report is decompressed for it);
-//   - l1-nolog: with L1, without the access log (what the log costs).
+//   - l1-nolog: with L1, without the access log (what the log costs);
+//   - l1-month, l1-two-months: the default report partitioned by month
+//     (DASHCACHE_PARTITION=month), a month's range (one partition), and a
+//     31-day range assembled from two (held in L1 once assembled).
 //
 // The report is the simulator's for a month; clients accept gzip but for
 // l1-identity. Each variant reports req/s, p99 latency, allocations and
@@ -72,6 +75,9 @@ func BenchmarkHit(b *testing.B) {
 	revenue := k
 	revenue.Report = "revenue"
 	fill(b, st, revenue, string(data))
+	february, _ := dashcache.ParseReportKey("acme", "2025-02-01", "2025-02-28", now)
+	febData, _ := provider.NewSimulator(provider.SimConfig{MaxLatency: -1}).Query(context.Background(), february)
+	fill(b, st, february, string(febData))
 	redisKey := store.EntryKey(k)
 	stored, err := rdb.Get(context.Background(), redisKey).Result()
 	if err != nil {
@@ -79,9 +85,9 @@ func BenchmarkHit(b *testing.B) {
 	}
 	e, _ := store.ParseEntry(stored)
 
-	newAPI := func(l1 int64, log zerolog.Logger, reports ...string) *api.Server {
+	newAPI := func(l1 int64, log zerolog.Logger, served dashcache.Served) *api.Server {
 		return hitServer(b, st, api.Config{Log: log, Now: func() time.Time { return now }, L1Bytes: l1, ReadWithin: dashcache.DefaultReadWithin,
-			Reports: dashcache.Served{Named: reports}})
+			Reports: served})
 	}
 	logged := zerolog.New(io.Discard).With().Timestamp().Logger()
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,9 +108,10 @@ func BenchmarkHit(b *testing.B) {
 		c.SetBodyString(e.Body)
 		return true
 	}
-	withL1, withoutL1 := newAPI(api.DefaultL1Bytes, logged), newAPI(0, logged)
-	unlogged := newAPI(api.DefaultL1Bytes, zerolog.Nop())
-	named := newAPI(api.DefaultL1Bytes, logged, "orders", "revenue")
+	withL1, withoutL1 := newAPI(api.DefaultL1Bytes, logged, dashcache.Served{}), newAPI(0, logged, dashcache.Served{})
+	unlogged := newAPI(api.DefaultL1Bytes, zerolog.Nop(), dashcache.Served{})
+	named := newAPI(api.DefaultL1Bytes, logged, dashcache.Served{Named: []string{"orders", "revenue"}})
+	partitioned := newAPI(api.DefaultL1Bytes, logged, dashcache.Served{Partitions: map[string]*dashcache.Partition{"": dashcache.SimulatorPartition}})
 	for _, c := range []struct {
 		name string
 		h    http.Handler
@@ -122,6 +129,8 @@ func BenchmarkHit(b *testing.B) {
 		{"l1-nolog", unlogged.Handler(), unlogged.ServeFast, true, ""},
 		// A named report: its path and its own reads counter.
 		{"l1-named", named.Handler(), named.ServeFast, true, "/v1/reports/revenue?customer=acme&from=2025-01-01&to=2025-01-31"},
+		{"l1-month", partitioned.Handler(), partitioned.ServeFast, true, ""},
+		{"l1-two-months", partitioned.Handler(), partitioned.ServeFast, true, "/v1/reports?customer=acme&from=2025-01-15&to=2025-02-14"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			addr := listen(b, c.h, c.fast)

@@ -30,12 +30,13 @@ type l1Item struct {
 // reads only take the read lock). It is kept exact by the fill notifications: a
 // fill drops the report before its readers are woken, and a read that began
 // before the drop cannot put the old entry back (it carries the sequence
-// number it began at; drops leave tombstones with theirs). While the
-// subscription is down a notification may be lost, so L1 is empty and takes
-// no entries until it is back. What it held when the subscription went down
-// is kept aside, never served as a hit: only stale, to reads that find Redis
-// failing (stale-if-error, RFC 5861), until a read from Redis succeeds with
-// the subscription back. It is safe for concurrent use.
+// number it began at; drops leave tombstones with theirs). An answer
+// assembled from a partitioned report's months is dropped with any of them.
+// While the subscription is down a notification may be lost, so L1 is empty
+// and takes no entries until it is back. What it held when the subscription
+// went down is kept aside, never served as a hit: only stale, to reads that
+// find Redis failing (stale-if-error, RFC 5861), until a read from Redis
+// succeeds with the subscription back. It is safe for concurrent use.
 type l1 struct {
 	max int64 // 0: no L1
 
@@ -47,6 +48,9 @@ type l1 struct {
 	seq   uint64    // counts drops
 	tombs map[dashcache.ReportKey]uint64
 	floor uint64 // reads that began before it may not put
+	// assembled holds, by month, the answers assembled from it (of a
+	// partitioned report): a fill of the month drops them.
+	assembled map[dashcache.ReportKey]map[*list.Element]struct{}
 	// aside holds the reports held when the subscription last went down
 	// (at most max bytes more, until a read from Redis succeeds with the
 	// subscription back), for kept; asideSet says it is not empty.
@@ -62,7 +66,8 @@ type l1 struct {
 const maxTombs = 10000
 
 func newL1(max int64) *l1 {
-	return &l1{max: max, items: map[dashcache.ReportKey]*list.Element{}, tombs: map[dashcache.ReportKey]uint64{}}
+	return &l1{max: max, items: map[dashcache.ReportKey]*list.Element{}, tombs: map[dashcache.ReportKey]uint64{},
+		assembled: map[dashcache.ReportKey]map[*list.Element]struct{}{}}
 }
 
 // get returns the report of k, if held and not past the time Redis would
@@ -144,7 +149,8 @@ func (c *l1) begin() uint64 {
 }
 
 // put holds rep (raw bytes long in Redis), read by a read that began at
-// seq, unless the report was dropped since.
+// seq, unless the report (or, for an assembled answer, one of its months)
+// was dropped since.
 func (c *l1) put(rep *report, raw int, seq uint64) {
 	cost := int64(raw) + l1Overhead
 	if c.max <= 0 || cost > c.max/maxShare {
@@ -156,10 +162,22 @@ func (c *l1) put(rep *report, raw int, seq uint64) {
 	if !c.up || seq < c.floor || c.tombs[key] > seq {
 		return
 	}
+	for _, m := range rep.months {
+		if c.tombs[m.key] > seq {
+			return
+		}
+	}
 	if el := c.items[key]; el != nil {
 		c.remove(el)
 	}
-	c.items[key] = c.lru.PushFront(&l1Item{rep: rep, cost: cost})
+	el := c.lru.PushFront(&l1Item{rep: rep, cost: cost})
+	c.items[key] = el
+	for _, m := range rep.months {
+		if c.assembled[m.key] == nil {
+			c.assembled[m.key] = map[*list.Element]struct{}{}
+		}
+		c.assembled[m.key][el] = struct{}{}
+	}
 	c.size += cost
 	c.evict()
 }
@@ -199,7 +217,8 @@ func (c *l1) evict() {
 	}
 }
 
-// drop forgets the report of a fill notification.
+// drop forgets the report of a fill notification, and the answers
+// assembled from it.
 func (c *l1) drop(canonical string) {
 	if c.max <= 0 {
 		return
@@ -212,6 +231,9 @@ func (c *l1) drop(canonical string) {
 	defer c.mu.Unlock()
 	c.seq++
 	if el := c.items[k]; el != nil {
+		c.remove(el)
+	}
+	for el := range c.assembled[k] {
 		c.remove(el)
 	}
 	if len(c.tombs) >= maxTombs {
@@ -232,6 +254,7 @@ func (c *l1) setUp(up bool) {
 	c.seq++
 	c.floor = c.seq // reads in flight may hold entries read before
 	clear(c.tombs)
+	clear(c.assembled)
 	if len(c.items) == 0 {
 		return // a second change before any put: what is aside stays
 	}
@@ -255,5 +278,11 @@ func (c *l1) isUp() bool {
 func (c *l1) remove(el *list.Element) {
 	it := c.lru.Remove(el).(*l1Item)
 	delete(c.items, it.rep.key)
+	for _, m := range it.rep.months {
+		delete(c.assembled[m.key], el)
+		if len(c.assembled[m.key]) == 0 {
+			delete(c.assembled, m.key)
+		}
+	}
 	c.size -= it.cost
 }

@@ -31,9 +31,10 @@ type readStamp struct {
 // it is not recorded again.
 const readResolution = int64(time.Second / time.Millisecond)
 
-// record records a read of k at now; rep is the report served from L1,
-// if it was.
-func (r *reads) record(k dashcache.ReportKey, rep *report, now time.Time) {
+// record records a read of k at now: of its months (parts) for a
+// partitioned report, whose months are what is filled and refreshed; rep
+// is the report served from L1, if it was.
+func (r *reads) record(k dashcache.ReportKey, parts []dashcache.ReportKey, rep *report, now time.Time) {
 	if r == nil {
 		return
 	}
@@ -44,6 +45,16 @@ func (r *reads) record(k dashcache.ReportKey, rep *report, now time.Time) {
 		}
 		rep.lastRead.Store(ms)
 	}
+	if parts == nil {
+		r.stamp(k, ms)
+	}
+	for _, p := range parts {
+		r.stamp(p, ms)
+	}
+}
+
+// stamp records a read of k at ms.
+func (r *reads) stamp(k dashcache.ReportKey, ms int64) {
 	v, ok := r.m.Load(k)
 	if !ok {
 		v, _ = r.m.LoadOrStore(k, new(readStamp))

@@ -27,6 +27,19 @@ type report struct {
 	// recorded, in Unix ms: reads of it within readResolution after that
 	// cost an atomic load, no map lookup.
 	lastRead atomic.Int64
+	// months are the months an answer of a partitioned report was
+	// assembled from (nil for any other report), and parts their keys.
+	months []month
+	parts  []dashcache.ReportKey
+}
+
+// month is a cached month of a partitioned report, as an answer assembled
+// from it needs it: to refresh it when it is stale, or early.
+type month struct {
+	key         dashcache.ReportKey
+	computedAt  time.Time
+	freshUntil  time.Time
+	computeTime time.Duration
 }
 
 // plainBody is a compressed report's JSON and its length.

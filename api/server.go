@@ -54,7 +54,7 @@ type Queue interface {
 // Cache is what the API needs of the report cache; *store.Cache is one.
 type Cache interface {
 	Get(ctx context.Context, k dashcache.ReportKey) (string, error)
-	Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error)
+	Lookup(ctx context.Context, keys ...dashcache.ReportKey) ([]store.Found, error)
 	Subscribe(ctx context.Context, l store.Listener) (*store.Subscription, error)
 	AnswerHandOver(ctx context.Context, reply string) error
 }
@@ -69,7 +69,8 @@ type Usage interface {
 	Usage(ctx context.Context) (dashcache.Usage, error)
 }
 
-// Pinger says whether Redis answers: every Redis the process uses.
+// Pinger says whether Redis answers, and takes writes: every Redis the
+// process uses.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
@@ -324,9 +325,19 @@ func route(path string) string {
 // which are still served meanwhile.
 var ErrDraining = errors.New("draining: this process is shutting down")
 
+// NotReady is an error a Pinger answers with when it knows what is wrong and
+// what to do: /readyz answers 503 with Detail, and logs Err.
+type NotReady struct {
+	Detail string
+	Err    error
+}
+
+func (e *NotReady) Error() string { return e.Detail + ": " + e.Err.Error() }
+func (e *NotReady) Unwrap() error { return e.Err }
+
 // HandleHealth registers on mux /healthz (the process is up) and /readyz
-// (redis answers: 200, else 503; 503 too while draining), for every role's
-// listener.
+// (redis takes writes: 200, else 503 with the detail of a *NotReady; 503
+// too while draining), for every role's listener.
 func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -340,7 +351,13 @@ func HandleHealth(mux *http.ServeMux, redis Pinger, log zerolog.Logger) {
 			problem(w, http.StatusServiceUnavailable, "this instance is shutting down: it serves the requests it gets while load balancers stop sending them (DASHCACHE_DRAIN)")
 			return
 		}
-		if err != nil {
+		var nr *NotReady
+		switch {
+		case errors.As(err, &nr):
+			log.Warn().Err(nr.Err).Str("detail", nr.Detail).Msg("not ready")
+			problem(w, http.StatusServiceUnavailable, nr.Detail)
+			return
+		case err != nil:
 			log.Warn().Err(err).Msg("not ready: Redis unreachable")
 			problem(w, http.StatusServiceUnavailable, "Redis is unreachable; this instance cannot work until it is back")
 			return
@@ -424,30 +441,61 @@ var errRedisDown = errors.New("Redis is taken for unreachable: a read failed whi
 
 // readCached records a read of k and returns its report from L1, or else
 // from Redis (and holds it in L1); nil if it is not cached, or its entry is
-// corrupt. While Redis is taken for unreachable it fails at once with
-// errRedisDown, without a Redis call.
+// corrupt. A partitioned report's answer is assembled from its months, in
+// one round trip; nil if one is missing. While Redis is taken for
+// unreachable it fails at once with errRedisDown, without a Redis call.
 func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
-	rep := s.l1.get(k, now)
-	s.reads.record(k, rep, now)
-	if rep != nil {
+	if rep := s.l1.get(k, now); rep != nil {
+		s.reads.record(k, rep.parts, rep, now)
 		return rep, nil
 	}
+	part := s.cfg.Reports.Partition(k.Report)
+	var months []dashcache.ReportKey
+	if part != nil {
+		months = dashcache.Months(k)
+	}
+	s.reads.record(k, months, nil, now)
 	if s.l1.redisDown() {
 		return nil, errRedisDown
 	}
 	seq := s.l1.begin()
-	raw, err := s.cfg.Cache.Get(ctx, k)
-	if err != nil {
-		if ctx.Err() == nil { // a failure of Redis, not a reader who left
-			s.l1.failed()
+	if part != nil {
+		found, err := s.cfg.Cache.Lookup(ctx, months...)
+		s.redisAnswered(ctx, err)
+		if err != nil {
+			return nil, err
 		}
+		rep, _, size, err := s.assemble(k, part, months, found, now)
+		if err != nil {
+			return nil, nil // the miss answers it
+		}
+		if rep != nil {
+			s.l1.put(rep, size, seq)
+		}
+		return rep, nil
+	}
+	raw, err := s.cfg.Cache.Get(ctx, k)
+	s.redisAnswered(ctx, err)
+	if err != nil {
 		return nil, err
 	}
-	s.l1.answered()
-	if rep = s.parseEntry(k, raw); rep != nil {
+	rep := s.parseEntry(k, raw)
+	if rep != nil {
 		s.l1.put(rep, len(raw), seq)
 	}
 	return rep, nil
+}
+
+// redisAnswered tells L1 how a read's call to Redis went: a failure (not a
+// reader who left) may have Redis taken for unreachable; a success lets go
+// of the reports kept from before the subscription went down.
+func (s *Server) redisAnswered(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		s.l1.answered()
+	case ctx.Err() == nil:
+		s.l1.failed()
+	}
 }
 
 // miss serves a report that was not cached (or whose entry is corrupt): it
@@ -455,13 +503,19 @@ func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time
 // waits for its notification. The reader registers for the notification
 // before it looks at the cache again (report and remembered failure in one
 // round trip, before any enqueue), so a fill that lands in between is seen
-// either by the look or by the notification.
-func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wait time.Duration) string {
+// either by the look or by the notification. A partitioned report's reader
+// does so for each of its months, and has the missing ones filled.
+func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, within time.Duration) string {
 	if s.beforeWait != nil {
 		s.beforeWait(k)
 	}
-	key := k.String()
-	timer := time.NewTimer(wait)
+	keys := s.cfg.Reports.Fills(k)
+	names := make([]string, len(keys))
+	for i, f := range keys {
+		names[i] = f.String()
+	}
+	wts := make([]*wait, len(keys))
+	timer := time.NewTimer(within)
 	defer timer.Stop()
 	var tick <-chan time.Time // none in tests that ask for no interval
 	if s.reassertEvery > 0 {
@@ -476,16 +530,20 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 	// wait, which asks for the fill again: a notification lost while Redis
 	// restarted, a task lost with it, or a dead worker's task rescued.
 	for round := 0; ; round++ {
-		wt := s.waiters.join(key)
-		result, err := s.waitRound(w, r, k, wt, timer.C, tick, wait == 0)
-		s.waiters.leave(key, wt)
+		for i, name := range names {
+			wts[i] = s.waiters.join(name)
+		}
+		result, err := s.waitRound(w, r, k, keys, wts, timer.C, tick, within == 0)
+		for i, name := range names {
+			s.waiters.leave(name, wts[i])
+		}
 		switch {
 		case err != nil && round == 0:
 			return s.unavailable(w, r, err)
 		case err != nil:
 			// Redis failed during the wait: the reader waits on, for it to
 			// come back.
-			s.cfg.Log.Debug().Err(err).Str("key", key).Msg("a waiting reader's round failed")
+			s.cfg.Log.Debug().Err(err).Str("key", k.String()).Msg("a waiting reader's round failed")
 			if result = s.waitOn(r, timer.C, tick, nil); result != "" {
 				return s.answerEnd(w, result)
 			}
@@ -495,31 +553,36 @@ func (s *Server) miss(w http.ResponseWriter, r *http.Request, k dashcache.Report
 	}
 }
 
-// waitRound is one round of a miss: look at the cache, enqueue (shared by
-// the wait's readers), and wait for the notification, the next tick, the
-// timeout or the end. It returns "" to go on waiting.
-func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, wt *wait, timeout, tick <-chan time.Time, noWait bool) (string, error) {
+// waitRound is one round of a miss: look at the cache, enqueue each
+// missing one of keys (k, or its months; shared by the wait's readers, wts
+// the waits of keys), and wait for the first one's notification, the next
+// tick, the timeout or the end. It returns "" to go on waiting.
+func (s *Server) waitRound(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, keys []dashcache.ReportKey, wts []*wait, timeout, tick <-chan time.Time, noWait bool) (string, error) {
 	ctx := r.Context()
-	if result, err := s.lookup(w, r, k); result != "" || err != nil {
+	result, missing, err := s.lookup(w, r, k, keys)
+	if result != "" || err != nil {
 		return result, err
 	}
-	asked, err := wt.enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
-		_, err := s.cfg.Queue.Ensure(ctx, k)
-		return err
-	})
-	var refusal *dashcache.Refusal
-	switch {
-	case errors.As(err, &refusal) && asked:
-		// The fill asked for before goes on, and may yet be served.
-		s.cfg.Log.Debug().Str("key", k.String()).Str("reason", refusal.Reason).Msg("a waiting reader's fill was refused again")
-	case errors.As(err, &refusal):
-		return refused(w, refusal), nil
-	case err != nil:
-		return "", err
+	for _, i := range missing {
+		asked, err := wts[i].enqueue(ctx, s.reassertEvery, func(ctx context.Context) error {
+			_, err := s.cfg.Queue.Ensure(ctx, keys[i])
+			return err
+		})
+		var refusal *dashcache.Refusal
+		switch {
+		case errors.As(err, &refusal) && asked:
+			// The fill asked for before goes on, and may yet be served.
+			s.cfg.Log.Debug().Str("key", keys[i].String()).Str("reason", refusal.Reason).Msg("a waiting reader's fill was refused again")
+		case errors.As(err, &refusal):
+			return refused(w, refusal), nil
+		case err != nil:
+			return "", err
+		}
 	}
 	if noWait {
 		return pending(w), nil
 	}
+	wt := wts[missing[0]]
 	end := s.waitOn(r, timeout, tick, wt.done)
 	if end == "" && closed(wt.done) && wt.fill.IsValid() {
 		// Woken by a traced fill: one fill, several readers, so a link.
@@ -558,24 +621,40 @@ func (s *Server) answerEnd(w http.ResponseWriter, end string) string {
 	return end
 }
 
-// lookup serves the report or its remembered failure, if either is there, and
-// returns the result, or "" (nothing written) for the caller to go on waiting.
-// A corrupt entry counts as none: the fill replaces it.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey) (string, error) {
-	raw, failure, err := s.cfg.Cache.Lookup(r.Context(), k)
+// lookup serves the report of k (from keys: k, or its months) or a
+// remembered failure, if either is there, and returns the result, or ""
+// (nothing written) and the indexes of the keys missing, for the caller to
+// have them filled and go on waiting. A corrupt entry counts as none: the
+// fill replaces it.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request, k dashcache.ReportKey, keys []dashcache.ReportKey) (string, []int, error) {
+	found, err := s.cfg.Cache.Lookup(r.Context(), keys...)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if rep := s.parseEntry(k, raw); rep != nil {
-		if result, ok := s.serve(w, r, rep, resultMiss, s.cfg.Now()); ok {
-			return result, nil
+	now := s.cfg.Now()
+	var rep *report
+	missing := []int{0}
+	if part := s.cfg.Reports.Partition(k.Report); part != nil {
+		if rep, missing, _, err = s.assemble(k, part, keys, found, now); err != nil {
+			problem(w, http.StatusBadGateway, err.Error())
+			return resultError, nil, nil
+		}
+	} else {
+		rep = s.parseEntry(k, found[0].Entry)
+	}
+	if rep != nil {
+		if result, ok := s.serve(w, r, rep, resultMiss, now); ok {
+			return result, nil, nil
+		}
+		missing = []int{0} // corrupt: refilled
+	}
+	for _, i := range missing {
+		if found[i].Failure != "" {
+			problem(w, http.StatusBadGateway, found[i].Failure)
+			return resultError, nil, nil
 		}
 	}
-	if failure != "" {
-		problem(w, http.StatusBadGateway, failure)
-		return resultError, nil
-	}
-	return "", nil
+	return "", missing, nil
 }
 
 func pending(w http.ResponseWriter) string {
@@ -631,22 +710,41 @@ func (s *Server) serveCached(w http.ResponseWriter, r *http.Request, rep *report
 // for an early refresh, gets one refresh enqueued in the background, so that
 // keys filled together do not all expire, and refill, together.
 func (s *Server) freshness(rep *report, now time.Time) string {
+	if rep.months != nil {
+		return s.monthsFreshness(rep, now)
+	}
 	result := resultHit
 	if !rep.Fresh(now) {
 		result = resultStale
 		s.refreshLater(rep.key, rep.ComputedAt)
-	} else if s.refreshEarly(rep.Entry, now) {
+	} else if s.refreshEarly(rep.ComputeTime, rep.FreshUntil, now) {
 		s.refreshLater(rep.key, rep.ComputedAt)
+	}
+	return result
+}
+
+// monthsFreshness is freshness of an answer assembled from months: stale if
+// one of them is, each month refreshed as freshness says of a report.
+func (s *Server) monthsFreshness(rep *report, now time.Time) string {
+	result := resultHit
+	for _, m := range rep.months {
+		if !now.Before(m.freshUntil) {
+			result = resultStale
+			s.refreshLater(m.key, m.computedAt)
+		} else if s.refreshEarly(m.computeTime, m.freshUntil, now) {
+			s.refreshLater(m.key, m.computedAt)
+		}
 	}
 	return result
 }
 
 // refreshEarly is XFetch (Vattani et al., "Optimal probabilistic cache stampede
 // prevention"): refresh with a probability that rises as expiry nears, scaled
-// by how long the report took to compute: -ComputeTime * ln(U) >= time left.
-func (s *Server) refreshEarly(e store.Entry, now time.Time) bool {
-	left := e.FreshUntil.Sub(now)
-	return float64(e.ComputeTime)*-math.Log(1-s.random()) >= float64(left)
+// by how long the report took to compute: -computeTime * ln(U) >= time left
+// before freshUntil.
+func (s *Server) refreshEarly(computeTime time.Duration, freshUntil, now time.Time) bool {
+	left := freshUntil.Sub(now)
+	return float64(computeTime)*-math.Log(1-s.random()) >= float64(left)
 }
 
 // askInFlight, in Server.refreshing, marks a refresh being asked for.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"math"
 	"strings"
 	"time"
 
@@ -234,11 +236,12 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		gctx = dashcache.Patient(gctx)
 	}
 	backend := h.cfg.Guard.Backend(k.Report)
+	fetch, part := h.monthFetch(k)
 	var took time.Duration
 	data, err := h.cfg.Guard.Call(gctx, k, a.queue == QueueWarming, func(ctx context.Context) (data []byte, err error) {
 		ctx, span := h.tracer.Start(ctx, "bi call", trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attribute.String("dashcache.backend", cmp.Or(backend, "default")), attribute.String("dashcache.report", k.Report)))
-		data, took, err = h.lanes.run(ctx, backend, func(ctx context.Context) ([]byte, error) { return h.cfg.Source.Query(ctx, k) })
+		data, took, err = h.lanes.run(ctx, backend, func(ctx context.Context) ([]byte, error) { return h.cfg.Source.Query(ctx, fetch) })
 		endSpan(span, err)
 		return data, err
 	})
@@ -275,14 +278,22 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 		return nil // nothing to retry today; readers are refused before they enqueue
 	}
 	log = log.With().Dur("provider_ms", now.Sub(start)).Logger()
+	if err == nil && part != nil {
+		if cerr := part.Check(data); cerr != nil {
+			err = &dashcache.ProviderError{Outcome: dashcache.OutcomeInvalid, Err: cerr}
+		}
+	}
 	if err != nil {
 		return h.failed(ctx, log, lock, k, err, a)
 	}
 	ttl := h.cfg.Freshness(k.Report).TTL(k, now.In(h.cfg.Zone))
+	if part != nil {
+		ttl = monthTTL(k, ttl, now.In(h.cfg.Zone))
+	}
 	// The write's notification carries held's span, the fill's: the
 	// readers it wakes link to the fill.
 	_, write := h.tracer.Start(held, "fenced write")
-	err = lock.Fill(held, store.NewEntry(k, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor)
+	err = lock.Fill(held, store.NewEntry(fetch, data, now, now.Sub(start), ttl), ttl+dashcache.StaleFor)
 	endSpan(write, err)
 	if err != nil {
 		return fmt.Errorf("storing report %s: %w", k, err)
@@ -294,6 +305,35 @@ func (h *Handler) fill(ctx context.Context, log zerolog.Logger, k dashcache.Repo
 	defer cancel()
 	h.indexFill(ictx, log, k, start, now, ttl)
 	return nil
+}
+
+// monthFetch returns what the BI platform is asked for to fill k, and k's
+// partitioning (nil: none): k itself, but for a month of a partitioned
+// report, whose days are asked up to today only (its entry says so: a
+// read for later days refills it).
+func (h *Handler) monthFetch(k dashcache.ReportKey) (dashcache.ReportKey, *dashcache.Partition) {
+	part := h.cfg.Reports.Partition(k.Report)
+	if part == nil || !dashcache.IsMonth(k) {
+		return k, nil
+	}
+	k.To = min(k.To, dashcache.DayOf(h.cfg.Now().In(h.cfg.Zone)))
+	return k, part
+}
+
+// monthTTL is how long month k of a partitioned report, filled at now (in
+// the service's zone), stays fresh, given its report's freshness ttl. An
+// open month's answer holds its days up to today only: fresh no later than
+// midnight, when a read may ask for a day it lacks. A closed month is
+// fresh for ttl less up to half of it, by its key: the months a backfill
+// filled together do not all come due on the same night.
+func monthTTL(k dashcache.ReportKey, ttl time.Duration, now time.Time) time.Duration {
+	if k.Closed(now) {
+		h := fnv.New64a()
+		h.Write([]byte(k.String()))
+		return ttl - time.Duration(float64(ttl/2)*float64(h.Sum64())/math.MaxUint64)
+	}
+	y, m, d := now.Date()
+	return min(ttl, time.Date(y, m, d+1, 0, 0, 0, 0, now.Location()).Sub(now))
 }
 
 // indexFill indexes a report just filled, from a call that began at start,

@@ -195,11 +195,11 @@ func waitFailure(t *testing.T, filled <-chan string, st store.Store, k dashcache
 		}
 		break
 	}
-	_, f, err := st.Cache.Lookup(context.Background(), k)
+	found, err := st.Cache.Lookup(context.Background(), k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return found[0].Failure
 }
 
 // waitTaskGone waits until the task ID is free on queue: the task is neither
@@ -288,8 +288,8 @@ func TestLastAttemptThatLostItsLockIsNotArchived(t *testing.T) {
 	if sim.Calls() != 1 {
 		t.Fatalf("BI calls %d, want 1", sim.Calls())
 	}
-	if _, f, _ := store.New(rdb).Cache.Lookup(context.Background(), k); f != "" {
-		t.Errorf("a worker that lost its lock remembered a failure: %q", f)
+	if found, _ := store.New(rdb).Cache.Lookup(context.Background(), k); len(found) == 1 && found[0].Failure != "" {
+		t.Errorf("a worker that lost its lock remembered a failure: %q", found[0].Failure)
 	}
 	if tok := rdb.Get(context.Background(), store.LockKey(k)).Val(); tok != "another-worker" {
 		t.Errorf("the new holder's lock became %q", tok)
@@ -578,8 +578,8 @@ func TestUnservedReport(t *testing.T) {
 		if err := h.ProcessTask(context.Background(), jobs.NewTask(context.Background(), k, jobs.QueueInteractive, dashcache.Refresh{})); err != nil {
 			t.Fatalf("%s: %v; want the failure remembered, not retried", k, err)
 		}
-		if _, failure, err := st.Cache.Lookup(context.Background(), k); err != nil || failure == "" {
-			t.Errorf("%s: failure %q, %v; want one remembered", k, failure, err)
+		if found, err := st.Cache.Lookup(context.Background(), k); err != nil || found[0].Failure == "" {
+			t.Errorf("%s: %+v, %v; want a failure remembered", k, found, err)
 		}
 	}
 	if sim.Calls() != 0 {

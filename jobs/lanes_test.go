@@ -33,14 +33,12 @@ func TestLaneCutsByLatency(t *testing.T) {
 		t.Errorf("before any call: usual %s, cut %s; want the floor and the timeout", usual, cut)
 	}
 	for range minCalls {
-		if _, took, err := l.run(context.Background(), "wh", quick(20*time.Millisecond)); err != nil {
-			t.Fatal(err)
-		} else {
-			l.succeeded("wh", took, time.Now())
-		}
+		// The calls' durations as the worker learns them (a measured
+		// sleep would be as long as the machine's load makes it).
+		l.succeeded("wh", 20*time.Millisecond, time.Now())
 	}
 	usual, cut := l.limits("wh")
-	if usual < 20*time.Millisecond || usual > 40*time.Millisecond || cut != cutFactor*usual && cut != 50*time.Millisecond {
+	if usual != 20*time.Millisecond || cut != cutFactor*usual {
 		t.Errorf("after %d calls of 20ms: usual %s, cut %s", minCalls, usual, cut)
 	}
 	start := time.Now()

@@ -104,6 +104,49 @@ type Report struct {
 	// customer, range.
 	CustomerParameter string `yaml:"customer_parameter"`
 	RangeParameter    string `yaml:"range_parameter"`
+	// Partition, when set, caches the report by calendar month: its data
+	// must be additive by day (see dashcache.Partition).
+	Partition *Partition `yaml:"partition"`
+}
+
+// Partition is a report's partitioning in the catalogue:
+//
+//	partition:
+//	  by: month             # the only one: calendar months in DASHCACHE_TIMEZONE
+//	  rows: "."             # the answer is the rows (SQL, Cube, Metabase); or its field that holds them
+//	  day_field: day        # the rows' date
+//	  from_field: from      # an answer object's fields that hold its range (optional)
+//	  to_field: to
+//	  totals: {revenue: sum, orders: sum, days: count}   # an answer object's totals
+type Partition struct {
+	By        string                     `yaml:"by"`
+	Rows      string                     `yaml:"rows"`
+	DayField  string                     `yaml:"day_field"`
+	FromField string                     `yaml:"from_field"`
+	ToField   string                     `yaml:"to_field"`
+	Totals    map[string]dashcache.Total `yaml:"totals"`
+}
+
+// PartitionByMonth is the only Partition.By.
+const PartitionByMonth = "month"
+
+// Partitions returns the catalogue's partitioned reports, by name; none
+// without a catalogue (c nil).
+func (c *Catalogue) Partitions() map[string]*dashcache.Partition {
+	out := map[string]*dashcache.Partition{}
+	if c == nil {
+		return out
+	}
+	for name, r := range c.Reports {
+		if r.Partition != nil {
+			out[name] = r.Partition.domain()
+		}
+	}
+	return out
+}
+
+func (p *Partition) domain() *dashcache.Partition {
+	return &dashcache.Partition{Rows: p.Rows, DayField: p.DayField, FromField: p.FromField, ToField: p.ToField, Totals: p.Totals}
 }
 
 // sqlParams are the named parameters a SQL query may use.
@@ -148,7 +191,8 @@ func ParseCatalogue(data []byte) (*Catalogue, error) {
 	err := yamlfile.Decode(data, &c, map[string]string{
 		"provider.Catalogue": "the file accepts backends and reports",
 		"provider.Backend":   "a back end accepts type, dsn_env, url, token_env, secret_env, api_key_env, rate, burst and max_rows",
-		"provider.Report":    "a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter",
+		"provider.Report":    "a report accepts backend, query, fresh, closed_fresh, card, customer_parameter, range_parameter and partition",
+		"provider.Partition": "a partition accepts by, rows, day_field, from_field, to_field and totals",
 	}, "the file is empty; it needs backends: and reports: (see the report catalogue in the README)",
 		"the file holds more than one YAML document; put every back end and report in one")
 	if err != nil {
@@ -297,7 +341,7 @@ func (c *Catalogue) checkReport(name string) []error {
 		given := r.given()
 		for _, f := range sortedKeys(given) {
 			if given[f] && !slices.Contains(fields.report, f) {
-				bad("%s does not apply to a report of back end %s (%s), which takes %s", f, r.Backend, b.Type, sentence(slices.Concat([]string{"backend"}, fields.report, []string{"fresh", "closed_fresh"})))
+				bad("%s does not apply to a report of back end %s (%s), which takes %s", f, r.Backend, b.Type, sentence(slices.Concat([]string{"backend"}, fields.report, []string{"fresh", "closed_fresh", "partition"})))
 			}
 		}
 	}
@@ -313,6 +357,17 @@ func (c *Catalogue) checkReport(name string) []error {
 	case TypeMetabase:
 		if r.Card <= 0 {
 			bad("card is required: the ID of the Metabase saved question")
+		}
+	}
+	if p := r.Partition; p != nil {
+		if p.By != PartitionByMonth {
+			bad("partition: by is %q; the one partitioning is %q (calendar months in DASHCACHE_TIMEZONE)", p.By, PartitionByMonth)
+		}
+		if err := p.domain().Validate(); err != nil {
+			bad("partition: %v", err)
+		}
+		if b.Type != TypeHTTP && p.Rows != dashcache.RowsAnswer {
+			bad(`partition: rows must be "." for a back end of type %s, whose answer is the rows`, b.Type)
 		}
 	}
 	return errs

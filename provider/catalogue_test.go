@@ -19,10 +19,18 @@ reports:
       SELECT day, sum(amount) AS revenue, count(*) AS orders
       FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to
       GROUP BY day ORDER BY day
+    partition: {by: month, rows: ".", day_field: day}
   legacy-totals:
     backend: legacy
     fresh: 1m
     closed_fresh: 24h
+    partition:
+      by: month
+      rows: series
+      day_field: date
+      from_field: from
+      to_field: to
+      totals: {revenue: sum, orders: sum, days: count}
 `
 
 func TestParseCatalogue(t *testing.T) {
@@ -39,6 +47,16 @@ func TestParseCatalogue(t *testing.T) {
 	if f := c.Freshness("legacy-totals"); f != (dashcache.Freshness{Open: time.Minute, Closed: 24 * time.Hour}) {
 		t.Errorf("legacy-totals' freshness: %+v", f)
 	}
+	parts := c.Partitions()
+	if p := parts["revenue"]; p == nil || p.Rows != "." || p.DayField != "day" || len(p.Totals) != 0 {
+		t.Errorf("revenue's partition: %+v", p)
+	}
+	if p := parts["legacy-totals"]; p == nil || p.Rows != "series" || p.FromField != "from" || p.Totals["days"] != dashcache.TotalCount || p.Totals["revenue"] != dashcache.TotalSum {
+		t.Errorf("legacy-totals' partition: %+v", p)
+	}
+	if len((*Catalogue)(nil).Partitions()) != 0 {
+		t.Error("no catalogue has partitions")
+	}
 	if f := c.Freshness("revenue"); f != (dashcache.Freshness{}) {
 		t.Errorf("revenue's freshness: %+v, want the defaults", f)
 	}
@@ -53,7 +71,7 @@ func TestParseCatalogue(t *testing.T) {
 		want       []string
 	}{
 		{"empty", ``, []string{"empty"}},
-		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend, query, fresh, closed_fresh, card, customer_parameter and range_parameter"}},
+		{"unknown field", "reports:\n  r:\n    backend: b\n    sql: x\n", []string{"field sql is not known; a report accepts backend, query, fresh, closed_fresh, card, customer_parameter, range_parameter and partition"}},
 		{"no reports", "backends:\n  b: {type: http, url: x}\n", []string{"reports: at least one"}},
 		{"several at once", `
 backends:
@@ -76,6 +94,9 @@ reports:
   card-elsewhere: {backend: n, card: 3}
   forever: {backend: n, fresh: 720h}
   twitchy: {backend: n, closed_fresh: 1ms}
+  weekly: {backend: n, partition: {by: week, rows: series, day_field: date}}
+  ratio: {backend: n, partition: {by: month, rows: series, day_field: date, totals: {conversion: avg}}}
+  sql-rows: {backend: Ware, query: "SELECT 1 WHERE c = @customer", partition: {by: month, rows: data, day_field: day}}
 `, []string{
 			"back end Ware: the name", "back end Ware: dsn_env is required",
 			`back end h: type "mysql2": use one of postgres, mysql, cube, metabase, http`,
@@ -85,7 +106,7 @@ reports:
 			"report string-only: query: does not use @customer",
 			"report odd-param: query: has a named parameter other than @customer, @from and @to",
 			`report lost: backend "nowhere" is not one of the back ends (Ware, c, h, m, n)`,
-			"report http-query: query does not apply to a report of back end n (http), which takes backend, fresh and closed_fresh",
+			"report http-query: query does not apply to a report of back end n (http), which takes backend, fresh, closed_fresh and partition",
 			`report "Bad.Name": the name: a report name may contain only a-z 0-9 _ -`,
 			"back end c: secret_env is required",
 			"back end n: url is required: an absolute http:// or https:// URL",
@@ -96,6 +117,9 @@ reports:
 			"report card-elsewhere: card does not apply to a report of back end n (http)",
 			"report forever: fresh and closed_fresh are Go durations from 10s to 168h0m0s",
 			"report twitchy: fresh and closed_fresh are Go durations from 10s to 168h0m0s",
+			`report weekly: partition: by is "week"; the one partitioning is "month"`,
+			`report ratio: partition: totals: conversion is "avg"; a total is one of sum, min, max, count (distinct counts and ratios do not add up by day`,
+			`report sql-rows: partition: rows must be "." for a back end of type postgres, whose answer is the rows`,
 		}},
 	} {
 		_, err := ParseCatalogue([]byte(tc.file))
@@ -157,11 +181,11 @@ func TestParseCatalogueStrict(t *testing.T) {
 			"back end mb: dsn_env does not apply to a back end of type metabase, which takes type, url, api_key_env, rate and burst",
 			"back end legacy: secret_env does not apply to a back end of type http, which takes type, url, token_env, rate and burst",
 			"back end legacy: max_rows does not apply to a back end of type http",
-			"report sql: card does not apply to a report of back end pg (postgres), which takes backend, query, fresh and closed_fresh",
-			"report card: query does not apply to a report of back end mb (metabase), which takes backend, card, customer_parameter, range_parameter, fresh and closed_fresh",
+			"report sql: card does not apply to a report of back end pg (postgres), which takes backend, query, fresh, closed_fresh and partition",
+			"report card: query does not apply to a report of back end mb (metabase), which takes backend, card, customer_parameter, range_parameter, fresh, closed_fresh and partition",
 			"report cube: customer_parameter does not apply to a report of back end cube (cube)",
 			"report my: range_parameter does not apply to a report of back end my (mysql)",
-			"report totals: query does not apply to a report of back end legacy (http), which takes backend, fresh and closed_fresh",
+			"report totals: query does not apply to a report of back end legacy (http), which takes backend, fresh, closed_fresh and partition",
 		}},
 		{"variable names", `
   pg: {type: postgres, dsn_env: "postgres://dashcache:` + secret + `@db/analytics"}

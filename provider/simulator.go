@@ -152,21 +152,23 @@ func simulatedFailure(status int, retryAfter time.Duration) *dashcache.ProviderE
 	return pe
 }
 
-// The report a Simulator returns.
+// The report a Simulator returns: revenue in cents, so that a range's
+// totals are exactly the sums of its days' (dashcache.SimulatorPartition
+// assembles ranges from months).
 type (
 	simReportJSON struct {
 		Customer string       `json:"customer"`
 		From     string       `json:"from"`
 		To       string       `json:"to"`
 		Days     int          `json:"days"`
-		Revenue  float64      `json:"revenue"`
+		Revenue  int64        `json:"revenue"`
 		Orders   int64        `json:"orders"`
 		Series   []simDayJSON `json:"series"`
 	}
 	simDayJSON struct {
-		Date    string  `json:"date"`
-		Revenue float64 `json:"revenue"`
-		Orders  int64   `json:"orders"`
+		Date    string `json:"date"`
+		Revenue int64  `json:"revenue"`
+		Orders  int64  `json:"orders"`
 	}
 )
 
@@ -179,7 +181,6 @@ func simReport(key dashcache.ReportKey) []byte {
 		To:       key.To.String(),
 		Series:   []simDayJSON{},
 	}
-	var cents int64
 	for d := key.From; d <= key.To; d++ {
 		date := d.String()
 		h := fnv.New64a()
@@ -187,12 +188,11 @@ func simReport(key dashcache.ReportKey) []byte {
 		rng := rand.New(rand.NewPCG(h.Sum64(), 0x5eed))
 		orders := 5 + rng.Int64N(200)
 		dayCents := orders * (1500 + rng.Int64N(8500)) // 15.00-99.99 per order
-		r.Series = append(r.Series, simDayJSON{Date: date, Revenue: float64(dayCents) / 100, Orders: orders})
+		r.Series = append(r.Series, simDayJSON{Date: date, Revenue: dayCents, Orders: orders})
 		r.Orders += orders
-		cents += dayCents
+		r.Revenue += dayCents
 	}
 	r.Days = len(r.Series)
-	r.Revenue = float64(cents) / 100
 	b, err := json.Marshal(r)
 	if err != nil {
 		panic("provider: encoding a simulated report: " + err.Error()) // cannot happen: plain types

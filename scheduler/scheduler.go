@@ -86,6 +86,7 @@ type Scheduler struct {
 	schedules map[string]cron.Schedule // by plan name
 	zone      *time.Location
 	warmer    dashcache.Warmer
+	served    dashcache.Served
 	customers func(context.Context) ([]string, error)
 	readSince func(context.Context, string, time.Time) ([]dashcache.ReportKey, error)
 	log       zerolog.Logger
@@ -132,6 +133,7 @@ func New(cfg Config) (*Scheduler, error) {
 		plans:     make(map[string]Plan, len(cfg.File.Plans)),
 		zone:      zone,
 		warmer:    cfg.Warmer,
+		served:    cfg.Reports,
 		customers: cfg.Customers,
 		readSince: cfg.ReadSince,
 		log:       cfg.Log.With().Str("component", "scheduler").Logger(),
@@ -332,7 +334,7 @@ func (s *Scheduler) keysOf(ctx context.Context, p Plan, today time.Time, log zer
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	keys, keyErrs := planKeys(p, customers, today, func(c string) ([]dashcache.ReportKey, error) {
+	keys, keyErrs := planKeys(p, s.served, customers, today, func(c string) ([]dashcache.ReportKey, error) {
 		read, err := s.readSince(ctx, c, s.now().Add(-p.within))
 		if err != nil {
 			return nil, fmt.Errorf("the reports %s read: %w", c, err)
@@ -374,11 +376,12 @@ func (s *Scheduler) customersOf(ctx context.Context, p Plan, log zerolog.Logger)
 }
 
 // planKeys returns the keys of plan p for customers as of today, each
-// once: each of its reports over each of its presets, and for
+// once: each of its reports over each of its presets (a partitioned
+// report's over the months they touch: see dashcache.Served.Fills), and for
 // recently_read the reports each customer read (read). A key that cannot
 // be made, or a customer whose reads fail, is an error in errs, and the
 // others are still returned.
-func planKeys(p Plan, customers []string, today time.Time, read func(customer string) ([]dashcache.ReportKey, error)) (keys []dashcache.ReportKey, errs []error) {
+func planKeys(p Plan, served dashcache.Served, customers []string, today time.Time, read func(customer string) ([]dashcache.ReportKey, error)) (keys []dashcache.ReportKey, errs []error) {
 	seen := make(map[dashcache.ReportKey]bool)
 	add := func(k dashcache.ReportKey) {
 		if !seen[k] {
@@ -409,7 +412,9 @@ func planKeys(p Plan, customers []string, today time.Time, read func(customer st
 			}
 			for _, report := range reports {
 				k.Report = report
-				add(k)
+				for _, f := range served.Fills(k) {
+					add(f)
+				}
 			}
 		}
 	}

@@ -67,8 +67,11 @@ type Size struct {
 	Customers, Ranges, Reports int
 	// ListedCustomers: the customers are the BI platform's list.
 	ListedCustomers bool
-	// Keys is how many reports it asks for, each once.
+	// Keys is how many reports it asks for, each once: a partitioned
+	// report's are the months its ranges touch.
 	Keys int
+	// Partitioned: some of its reports are partitioned by month.
+	Partitioned bool
 	// ReadWithin, for a plan of recently_read, is its read_within, and
 	// ReadLately how many of Keys are reports read within it that none of
 	// the plan's presets gives: read before the firing, or, for the next
@@ -197,7 +200,7 @@ func (s *Scheduler) Project(ctx context.Context, name string) (Size, error) {
 		if err != nil {
 			return Size{}, err
 		}
-		keys, _ := planKeys(p, batch, next, func(c string) ([]dashcache.ReportKey, error) {
+		keys, _ := planKeys(p, s.served, batch, next, func(c string) ([]dashcache.ReportKey, error) {
 			return known.Read[c], nil
 		})
 		z.count(p, keys, known, s.backendOf)
@@ -236,6 +239,9 @@ func (s *Scheduler) newSize(p Plan, fires time.Time, customers int) Size {
 	z := Size{
 		Plan: p.Name, Fires: fires, Customers: customers, Reports: len(p.reports()),
 		ListedCustomers: p.Customers.All, Calls: map[string]int{}, Fresh: -1,
+	}
+	for _, r := range p.reports() {
+		z.Partitioned = z.Partitioned || s.served.Partition(r) != nil
 	}
 	for _, r := range p.Ranges {
 		if r == RecentlyRead {
@@ -360,6 +366,9 @@ func (z Size) Detail() []string {
 		b.WriteString(" (listed by the BI platform)")
 	}
 	fmt.Fprintf(&b, " x %d ranges x %d %s: %d reports", z.Ranges, z.Reports, plural(z.Reports, "report", "reports"), z.Keys)
+	if z.Partitioned {
+		b.WriteString(" (of a report partitioned by month, the months its ranges touch, each once)")
+	}
 	switch {
 	case z.ReadWithin > 0 && z.ReadLately < 0:
 		fmt.Fprintf(&b, ", and the ranges read within %s, which cannot be known in advance", z.ReadWithin)

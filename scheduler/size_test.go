@@ -179,6 +179,50 @@ plans:
 	}
 }
 
+// TestProjectPartitions: a partitioned report's keys are the months its
+// presets touch, each once: the 6 presets of a customer on 2026-12-15
+// are the 12 months of 2026, and those the index holds fresh make no call.
+func TestProjectPartitions(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	fires := time.Date(2026, 12, 15, 2, 0, 0, 0, time.UTC)
+	s, err := scheduler.New(scheduler.Config{
+		File: file(t, `
+plans:
+  - name: nightly
+    cron: "0 2 15 * *"
+    customers: [a, b]
+    ranges: [yesterday, last_7_days, last_30_days, month_to_date, previous_month, year_to_date]
+`),
+		Warmer:   &recorder{},
+		Reports:  dashcache.Served{Partitions: map[string]*dashcache.Partition{"": dashcache.SimulatorPartition}},
+		Capacity: capacity(10, time.Second, 0, 0),
+		Known: func(_ context.Context, customers []string, _, _ time.Time) (scheduler.Known, error) {
+			fresh := map[dashcache.ReportKey]time.Time{}
+			for m := time.January; m < time.December; m++ { // the closed months, backfilled
+				for _, c := range customers {
+					fresh[dashcache.MonthOf(dashcache.ReportKey{Customer: c}, dashcache.CivilDay(2026, m, 1))] = fires.Add(24 * time.Hour)
+				}
+			}
+			return scheduler.Known{FreshUntil: fresh}, nil
+		},
+		Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := s.Project(t.Context(), "nightly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z.Keys != 24 || z.Fresh != 22 || z.TotalCalls() != 2 {
+		t.Errorf("size %+v; want 24 months (12 a customer), 22 fresh, 2 calls", z)
+	}
+	if want := "2 customers x 6 ranges x 1 report: 24 reports (of a report partitioned by month, the months its ranges touch, each once)"; !strings.HasPrefix(z.Detail()[0], want) {
+		t.Errorf("detail %q does not begin %q", z.Detail()[0], want)
+	}
+}
+
 // TestProjectRecentlyRead: the reports a plan of recently_read asks for
 // are those read within its read_within before now, when the index is
 // known; else they cannot be known in advance.

@@ -32,6 +32,11 @@ func handOverChannel(rdb redis.UniversalClient) string {
 	return prefix + "handover:{" + FillChannel + "}:" + strconv.Itoa(db)
 }
 
+// probeChannel is where a Subscription publishes to itself, to check that
+// it hears what is published where the fleet writes (store.go); token is
+// its own. Its hash tag is FillChannel's whole name, as handOverChannel's.
+func probeChannel(token string) string { return prefix + "probe:{" + FillChannel + "}:" + token }
+
 // handOverReplyKey is the list on which the API processes asked for their
 // reads answer.
 func handOverReplyKey(token string) string { return prefix + "handover-replies:" + token }
@@ -126,3 +131,7 @@ func LockKey(k dashcache.ReportKey) string { return tagged(k, "lock") }
 
 // FailureKey remembers briefly that the BI platform failed for the report.
 func FailureKey(k dashcache.ReportKey) string { return tagged(k, "failure") }
+
+// readyKey is written by a process's readiness check (CheckWritable);
+// process is its own random name.
+func readyKey(process string) string { return prefix + "ready:" + process }

@@ -17,11 +17,13 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dashcache/dashcache"
@@ -99,16 +101,30 @@ func (c *Cache) Get(ctx context.Context, k dashcache.ReportKey) (string, error) 
 	return v, nil
 }
 
-// Lookup returns, in one round trip, the cached entry of a report and the
+// Found is what Lookup found of a report: its cached entry and the
 // remembered failure of its last fill; either is "" when absent.
-func (c *Cache) Lookup(ctx context.Context, k dashcache.ReportKey) (entry, failure string, err error) {
-	vals, err := c.rdb.MGet(ctx, EntryKey(k), FailureKey(k)).Result()
+type Found struct{ Entry, Failure string }
+
+// Lookup returns, in one round trip, what is cached of each report of keys
+// (in their order): its entry and its remembered failure.
+func (c *Cache) Lookup(ctx context.Context, keys ...dashcache.ReportKey) ([]Found, error) {
+	cmds := make([]*redis.SliceCmd, len(keys))
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys { // a report's keys share a slot; the reports may not
+			cmds[i] = p.MGet(ctx, EntryKey(k), FailureKey(k))
+		}
+		return nil
+	})
 	if err != nil {
-		return "", "", fmt.Errorf("looking up report %s: %w", k, err)
+		return nil, fmt.Errorf("looking up report %s: %w", keys[0], err)
 	}
-	entry, _ = vals[0].(string)
-	failure, _ = vals[1].(string)
-	return entry, failure, nil
+	out := make([]Found, len(keys))
+	for i, cmd := range cmds {
+		vals := cmd.Val()
+		out[i].Entry, _ = vals[0].(string)
+		out[i].Failure, _ = vals[1].(string)
+	}
+	return out, nil
 }
 
 // Locked reports whether some worker holds the report's lock.
@@ -125,6 +141,18 @@ func (c *Cache) Ping(ctx context.Context) error {
 	return c.rdb.Ping(ctx).Err()
 }
 
+// readyTTL is how long a readiness check's key outlives it.
+const readyTTL = 10 * time.Second
+
+// CheckWritable checks that rdb takes writes, as a process's readiness check:
+// a SET of a key of the process's own (readyKey), which expires. A replica
+// answers READONLY, a Redis still loading its data LOADING, a replica that
+// lost its primary MASTERDOWN, a full one OOM; PING would pass on all of
+// them.
+func CheckWritable(ctx context.Context, rdb redis.UniversalClient, process string) error {
+	return rdb.Set(ctx, readyKey(process), "1", readyTTL).Err()
+}
+
 // Listener is told what a Subscription hears.
 type Listener struct {
 	// Filled is called with the canonical key of every report filled (or
@@ -137,17 +165,24 @@ type Listener struct {
 	// as an API process (see HandOverReads).
 	HandOver func(reply string)
 	// Up, if set, is told false as soon as a notification may have been
-	// lost (the connection broke, or stopped answering), and true when the
-	// subscription is back (go-redis reconnects and subscribes again by
-	// itself).
+	// lost (the connection broke, or stopped hearing what is published:
+	// see probeEvery), and true when the subscription is back (go-redis
+	// reconnects and subscribes again by itself; Run subscribes again on a
+	// connection that hears nothing).
 	Up func(bool)
 }
 
 // Subscription delivers fill notifications, and asks to hand reads over, to
 // its Listener.
 type Subscription struct {
-	ps *redis.PubSub
-	l  Listener
+	c        *Cache
+	channels []string
+	probe    string // its own channel, on which it publishes to itself
+	l        Listener
+
+	mu     sync.Mutex
+	ps     *redis.PubSub // replaced by resubscribe
+	closed bool
 }
 
 // Subscribe subscribes l to fill notifications (and asks to hand reads
@@ -156,7 +191,7 @@ type Subscription struct {
 // Run. A notification sent while the connection is being re-established is
 // lost, so waiters must bound their wait.
 func (c *Cache) Subscribe(ctx context.Context, l Listener) (*Subscription, error) {
-	channels := []string{FillChannel}
+	channels := []string{FillChannel, probeChannel(rand.Text())}
 	if l.HandOver != nil {
 		channels = append(channels, c.handOver)
 	}
@@ -167,13 +202,16 @@ func (c *Cache) Subscribe(ctx context.Context, l Listener) (*Subscription, error
 			return nil, fmt.Errorf("subscribing to %s: %w", FillChannel, err)
 		}
 	}
-	return &Subscription{ps: ps, l: l}, nil
+	return &Subscription{c: c, channels: channels, probe: channels[1], l: l, ps: ps}, nil
 }
 
-// pingEvery is how long a quiet subscription waits before it pings Redis: a
-// connection that answers neither a ping nor anything else within two of
-// them is taken for lost.
-const pingEvery = time.Second
+// probeEvery is how long a quiet subscription waits before it publishes to
+// itself, through the client that the fleet writes with: a connection that
+// hears neither that nor anything else within two of them is taken for lost
+// (broken, hung, or on a node that no longer hears what is published on the
+// primary: an old primary that a Sentinel switchover has not yet demoted, a
+// node whose address moved), and subscribes again.
+const probeEvery = time.Second
 
 // Run tells the Listener what the subscription hears until ctx ends or the
 // subscription is closed.
@@ -186,15 +224,25 @@ func (sub *Subscription) Run(ctx context.Context) {
 		isUp = u
 	}
 	for {
-		msg, err := sub.ps.ReceiveTimeout(ctx, pingEvery)
+		sub.mu.Lock()
+		ps := sub.ps
+		sub.mu.Unlock()
+		msg, err := ps.ReceiveTimeout(ctx, probeEvery)
 		switch {
 		case ctx.Err() != nil || errors.Is(err, redis.ErrClosed):
 			return
 		case err != nil && isTimeout(err):
 			if quiet++; quiet >= 2 {
 				set(false)
+				sub.resubscribe(ctx)
+				quiet = 0
+			} else {
+				// A broken connection fails the next receive, and a node
+				// loading its data answers LOADING (then the connection is
+				// dialled again); a pong alone does not count as heard.
+				_ = ps.Ping(ctx)
 			}
-			_ = sub.ps.Ping(ctx) // a broken connection fails the next receive
+			_ = sub.c.rdb.Publish(ctx, sub.probe, "").Err() // heard on the next receive, if at all
 			continue
 		case err != nil:
 			set(false)
@@ -205,20 +253,38 @@ func (sub *Subscription) Run(ctx context.Context) {
 			}
 			continue
 		}
+		if _, pong := msg.(*redis.Pong); pong {
+			continue
+		}
 		quiet = 0
 		switch m := msg.(type) {
-		case *redis.Subscription, *redis.Pong:
+		case *redis.Subscription:
 			set(true)
 		case *redis.Message:
 			set(true)
-			if m.Channel == FillChannel {
+			switch m.Channel {
+			case FillChannel:
 				canonical, traceparent, _ := strings.Cut(m.Payload, " ")
 				sub.l.Filled(canonical, tracing.ParseTraceparent(traceparent))
-			} else {
+			case sub.probe:
+			default:
 				sub.l.HandOver(m.Payload)
 			}
 		}
 	}
+}
+
+// resubscribe replaces the subscription's connection by a new one, dialled
+// through the client as any new connection is: to the primary it names now.
+// It is told true when Redis confirms the subscription.
+func (sub *Subscription) resubscribe(ctx context.Context) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.closed {
+		return
+	}
+	sub.ps.Close()
+	sub.ps = sub.c.rdb.Subscribe(ctx, sub.channels...)
 }
 
 func isTimeout(err error) bool {
@@ -228,5 +294,11 @@ func isTimeout(err error) bool {
 
 // Close ends the subscription.
 func (sub *Subscription) Close() error {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.closed {
+		return nil
+	}
+	sub.closed = true
 	return sub.ps.Close()
 }

@@ -139,9 +139,9 @@ func TestLockSafety(t *testing.T) {
 	if err := old.RememberFailure(ctx, "late failure", time.Hour); !errors.Is(err, store.ErrLockNotHeld) {
 		t.Errorf("old holder's RememberFailure: %v, want ErrLockNotHeld", err)
 	}
-	entry, failure, err := s.Cache.Lookup(ctx, k)
-	if err != nil || entry != string(newer) || failure != "" {
-		t.Fatalf("after the late writes: entry %q failure %q err %v; want the new holder's report only", entry, failure, err)
+	found, err := s.Cache.Lookup(ctx, k)
+	if err != nil || found[0].Entry != string(newer) || found[0].Failure != "" {
+		t.Fatalf("after the late writes: %+v, err %v; want the new holder's report only", found, err)
 	}
 	if err := cur.Release(ctx); err != nil {
 		t.Errorf("new holder's Release: %v", err)
@@ -246,8 +246,8 @@ func TestFillNotifiesSubscribers(t *testing.T) {
 			t.Fatalf("notification %d never arrived", i+1)
 		}
 	}
-	entry, failure, err := s.Cache.Lookup(ctx, k)
-	if err != nil || entry == "" || failure != "" {
-		t.Errorf("after fill: entry %q failure %q err %v; a fill must clear the failure", entry, failure, err)
+	found, err := s.Cache.Lookup(ctx, k)
+	if err != nil || found[0].Entry == "" || found[0].Failure != "" {
+		t.Errorf("after fill: %+v, err %v; a fill must clear the failure", found, err)
 	}
 }

@@ -144,7 +144,7 @@ func TestSettingsRefused(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"api", nil, "DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required"},
+		{"api", nil, "DASHCACHE_REDIS_URL, DASHCACHE_REDIS_CLUSTER_ADDRS or DASHCACHE_REDIS_SENTINEL_ADDRS is required"},
 		{"all", map[string]string{"DASHCACHE_LISTEN": "0.0.0.0:8080"}, "DASHCACHE_ALLOW_UNAUTHENTICATED"},
 		{"all", map[string]string{"DASHCACHE_PROVIDER_TIMEOUT": "soon"}, "DASHCACHE_PROVIDER_TIMEOUT"},
 		{"all", map[string]string{"DASHCACHE_REDIS_URL": "http://x"}, "DASHCACHE_REDIS_URL"},
@@ -157,6 +157,20 @@ func TestSettingsRefused(t *testing.T) {
 		{"all", map[string]string{"DASHCACHE_EARLIEST_DATE": "2015-13-01"}, "DASHCACHE_EARLIEST_DATE"},
 		{"all", map[string]string{"DASHCACHE_PROVIDER_MAX_BYTES": "16MiB"}, "DASHCACHE_PROVIDER_MAX_BYTES"},
 		{"all", map[string]string{"DASHCACHE_BREAKER_COOLDOWN": "-5s"}, "DASHCACHE_BREAKER_COOLDOWN"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_ADDRS": "s1:26379"}, "DASHCACHE_REDIS_SENTINEL_MASTER"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_MASTER": "mymaster"}, "only with Redis Sentinel (DASHCACHE_REDIS_SENTINEL_ADDRS)"},
+		{"api", map[string]string{"DASHCACHE_REDIS_URL": "redis://h:1", "DASHCACHE_REDIS_PASSWORD": "x"}, "DASHCACHE_REDIS_PASSWORD: only with Redis Sentinel"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_ADDRS": "s1", "DASHCACHE_REDIS_SENTINEL_MASTER": "m"}, "DASHCACHE_REDIS_SENTINEL_ADDRS: want host:port"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_ADDRS": "s1:26379", "DASHCACHE_REDIS_SENTINEL_MASTER": "m", "DASHCACHE_REDIS_URL": "redis://h:1"},
+			"DASHCACHE_REDIS_URL: give either DASHCACHE_REDIS_URL or DASHCACHE_REDIS_SENTINEL_ADDRS"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_ADDRS": "s1:26379", "DASHCACHE_REDIS_SENTINEL_MASTER": "m", "DASHCACHE_REDIS_CLUSTER_ADDRS": "c1:7000"},
+			"DASHCACHE_REDIS_SENTINEL_ADDRS: give either DASHCACHE_REDIS_SENTINEL_ADDRS or DASHCACHE_REDIS_CLUSTER_ADDRS"},
+		{"api", map[string]string{"DASHCACHE_REDIS_SENTINEL_ADDRS": "s1:26379", "DASHCACHE_REDIS_SENTINEL_MASTER": "m", "DASHCACHE_REDIS_DB": "-1"}, "DASHCACHE_REDIS_DB"},
+		{"api", map[string]string{"DASHCACHE_REDIS_URL": "redis://h:1", "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS": "s1:26379",
+			"DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": "m", "DASHCACHE_CACHE_REDIS_URL": "redis://c:1"},
+			"DASHCACHE_CACHE_REDIS_URL: give either DASHCACHE_CACHE_REDIS_URL or DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"},
+		{"all", map[string]string{"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS": "s1:26379", "DASHCACHE_CACHE_REDIS_SENTINEL_MASTER": "m"},
+			"DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS: a Redis of the reports' own needs"},
 	} {
 		err := Run(t.Context(), []string{c.role}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

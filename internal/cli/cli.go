@@ -72,7 +72,7 @@ func usage() string {
 			needRedis = append(needRedis, r.Name)
 		}
 	}
-	fmt.Fprintf(&b, "\nRoles %s need DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS.\n", strings.Join(needRedis, ", "))
+	fmt.Fprintf(&b, "\nRoles %s need DASHCACHE_REDIS_URL, DASHCACHE_REDIS_CLUSTER_ADDRS or DASHCACHE_REDIS_SENTINEL_ADDRS (with DASHCACHE_REDIS_SENTINEL_MASTER).\n", strings.Join(needRedis, ", "))
 	b.WriteString("Settings are environment variables DASHCACHE_*; see README.md.\n")
 	return b.String()
 }

@@ -26,7 +26,9 @@ type Config struct {
 	Role                 Role
 	RedisURL             string              // DASHCACHE_REDIS_URL; "" and no cluster: embedded (Role.Embedded only)
 	RedisClusterAddrs    []string            // DASHCACHE_REDIS_CLUSTER_ADDRS: use Redis Cluster instead
+	RedisSentinel        Sentinel            // DASHCACHE_REDIS_SENTINEL_* ...: use Redis Sentinel instead
 	CacheRedisURL        string              // DASHCACHE_CACHE_REDIS_URL; "" = the reports live with the queue
+	CacheRedisSentinel   Sentinel            // DASHCACHE_CACHE_REDIS_SENTINEL_* ...: the reports' Redis, through Sentinel
 	Listen               string              // DASHCACHE_LISTEN; default Role.Listen
 	ProviderURL          string              // DASHCACHE_PROVIDER_URL; "" = built-in simulator
 	ProviderToken        string              // DASHCACHE_PROVIDER_TOKEN
@@ -53,6 +55,7 @@ type Config struct {
 	MaxConns             int                 // DASHCACHE_MAX_CONNS; default defaultMaxConns, 0 = no cap
 	MaxConnsPerIP        int                 // DASHCACHE_MAX_CONNS_PER_IP; default defaultMaxConnsPerIP, 0 = no cap
 	Reports              *provider.Catalogue // DASHCACHE_REPORTS_FILE, loaded and checked; nil = the default report alone
+	PartitionDefault     bool                // DASHCACHE_PARTITION=month: the default report is cached by month
 	getenv               func(string) string // reads the back ends' secrets, which the catalogue names, and OTEL_*
 	Zone                 *time.Location      // DASHCACHE_TIMEZONE; nil = each package's default, UTC
 	LogLevel             zerolog.Level       // DASHCACHE_LOG_LEVEL; default info
@@ -61,6 +64,20 @@ type Config struct {
 	// simulator's default.
 	SimMinLatency, SimMaxLatency time.Duration
 }
+
+// Sentinel names a Redis that Redis Sentinel watches: go-redis asks the
+// sentinels for its primary and follows a failover. Unset while Addrs is
+// empty. The settings are those of the queue's Redis (DASHCACHE_REDIS_...)
+// or the reports' own (DASHCACHE_CACHE_REDIS_...).
+type Sentinel struct {
+	Addrs            []string // ..._SENTINEL_ADDRS: host:port of sentinels (any of them; the others are discovered)
+	Master           string   // ..._SENTINEL_MASTER: the name the sentinels know the primary by
+	SentinelPassword string   // ..._SENTINEL_PASSWORD: the sentinels' own; "" = none
+	Password         string   // ..._PASSWORD: the data's, on the primary; "" = none
+	DB               int      // ..._DB: the database; default 0
+}
+
+func (s Sentinel) set() bool { return len(s.Addrs) > 0 }
 
 // defaultDrain is how long a process goes on serving after SIGTERM, with
 // /readyz 503, by default: a load balancer probing every few seconds has
@@ -186,6 +203,13 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 	if err := tracing.Check(getenv); err != nil {
 		errs = append(errs, err)
 	}
+	set("PARTITION", func(v string) error {
+		if v != provider.PartitionByMonth && v != "off" {
+			return fmt.Errorf("want month (the default report cached by calendar month, assembled for every range) or off, got %q", v)
+		}
+		c.PartitionDefault = v == provider.PartitionByMonth
+		return nil
+	})
 	set("L1_BYTES", func(v string) (err error) {
 		if c.L1Bytes, err = strconv.ParseInt(v, 10, 64); err != nil || c.L1Bytes < 0 {
 			return fmt.Errorf("want a number of bytes, such as 67108864 (0: no in-process cache), got %q", v)
@@ -262,19 +286,52 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 		}
 		return nil
 	})
-	set("REDIS_CLUSTER_ADDRS", func(v string) error {
-		for _, a := range strings.Split(v, ",") {
-			a = strings.TrimSpace(a)
-			if _, _, err := net.SplitHostPort(a); err != nil {
-				return fmt.Errorf("want host:port,host:port,..., got %q", a)
+	addrs := func(list *[]string) func(string) error {
+		return func(v string) error {
+			for _, a := range strings.Split(v, ",") {
+				a = strings.TrimSpace(a)
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					return fmt.Errorf("want host:port,host:port,..., got %q", redact(a))
+				}
+				*list = append(*list, a)
 			}
-			c.RedisClusterAddrs = append(c.RedisClusterAddrs, a)
+			return nil
 		}
-		return nil
-	})
+	}
+	set("REDIS_CLUSTER_ADDRS", addrs(&c.RedisClusterAddrs))
+	// A Redis through Sentinel: the queue's (REDIS_...) or the reports' own
+	// (CACHE_REDIS_...), in place of url (the name of its URL setting).
+	sentinel := func(s *Sentinel, redisPrefix, url string) {
+		set(redisPrefix+"SENTINEL_ADDRS", addrs(&s.Addrs))
+		s.Master = env(redisPrefix + "SENTINEL_MASTER")
+		s.SentinelPassword = env(redisPrefix + "SENTINEL_PASSWORD")
+		s.Password = env(redisPrefix + "PASSWORD")
+		set(redisPrefix+"DB", whole(&s.DB, 0))
+		if env(redisPrefix+"SENTINEL_ADDRS") == "" {
+			for _, name := range []string{"SENTINEL_MASTER", "SENTINEL_PASSWORD", "PASSWORD", "DB"} {
+				if env(redisPrefix+name) != "" {
+					bad(redisPrefix+name, "only with Redis Sentinel (DASHCACHE_%sSENTINEL_ADDRS); "+
+						"a URL gives its own password and database (DASHCACHE_%s: redis://:password@host:port/db)", redisPrefix, url)
+				}
+			}
+			return
+		}
+		if s.Master == "" {
+			bad(redisPrefix+"SENTINEL_MASTER", "DASHCACHE_%sSENTINEL_ADDRS needs the name the sentinels know the primary by (sentinel monitor NAME ...)", redisPrefix)
+		}
+		if env(url) != "" {
+			bad(url, "give either DASHCACHE_%s or DASHCACHE_%sSENTINEL_ADDRS, not both: with Sentinel the sentinels say where the primary is", url, redisPrefix)
+		}
+	}
+	sentinel(&c.RedisSentinel, "REDIS_", "REDIS_URL")
+	sentinel(&c.CacheRedisSentinel, "CACHE_REDIS_", "CACHE_REDIS_URL")
+	if c.RedisSentinel.set() && len(c.RedisClusterAddrs) > 0 {
+		bad("REDIS_SENTINEL_ADDRS", "give either DASHCACHE_REDIS_SENTINEL_ADDRS or DASHCACHE_REDIS_CLUSTER_ADDRS, not both: a Redis Cluster fails over by itself")
+	}
 
-	if r.Redis && !r.Embedded && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
-		bad("REDIS_URL", "role %s needs a Redis: DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS is required "+
+	queueRedis := c.RedisURL != "" || len(c.RedisClusterAddrs) > 0 || c.RedisSentinel.set()
+	if r.Redis && !r.Embedded && !queueRedis {
+		bad("REDIS_URL", "role %s needs a Redis: DASHCACHE_REDIS_URL, DASHCACHE_REDIS_CLUSTER_ADDRS or DASHCACHE_REDIS_SENTINEL_ADDRS is required "+
 			"(only role all may run on the embedded Redis)", r.Name)
 	}
 	if u, err := redis.ParseURL(c.RedisURL); err == nil && len(c.RedisClusterAddrs) > 0 {
@@ -282,8 +339,13 @@ func LoadConfig(role string, getenv func(string) string) (Config, error) {
 			bad("REDIS_URL", "%v", err)
 		}
 	}
-	if c.CacheRedisURL != "" && c.RedisURL == "" && len(c.RedisClusterAddrs) == 0 {
-		bad("CACHE_REDIS_URL", "a Redis of the reports' own needs DASHCACHE_REDIS_URL or DASHCACHE_REDIS_CLUSTER_ADDRS for the queue")
+	if (c.CacheRedisURL != "" || c.CacheRedisSentinel.set()) && !queueRedis {
+		name := map[bool]string{true: "CACHE_REDIS_SENTINEL_ADDRS", false: "CACHE_REDIS_URL"}[c.CacheRedisSentinel.set()]
+		bad(name, "a Redis of the reports' own needs DASHCACHE_REDIS_URL, DASHCACHE_REDIS_CLUSTER_ADDRS or DASHCACHE_REDIS_SENTINEL_ADDRS for the queue")
+	}
+	if c.PartitionDefault && c.Reports != nil && c.ProviderURL == "" {
+		bad("PARTITION", "partitions the default report, and there is none: the report catalogue names the reports and DASHCACHE_PROVIDER_URL is not set; "+
+			"partition a report of the catalogue with its partition: block instead")
 	}
 	if r.ScheduleRequired && c.ScheduleFile == "" {
 		bad("SCHEDULE_FILE", "role %s needs a warming plan file (see README.md)", r.Name)

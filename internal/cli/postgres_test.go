@@ -22,12 +22,15 @@ import (
 )
 
 // TestStampedePostgres: 3 API servers and 2 workers, 300 concurrent reads
-// over 2 reports of a PostgreSQL back end x 5 ranges: the database itself
+// over 3 reports of a PostgreSQL back end x 5 ranges: the database itself
 // (pg_stat_statements) counts exactly one execution of each report's query
-// per range, 10 in all, and every reader is served the rows the query
-// returns (as the back end answers them when asked directly).
+// per range, 10 in all, for the 2 reports keyed by range, and one per
+// month, 2, for the one partitioned by month; and every reader is served
+// the rows the query returns for its range (as the back end answers them
+// when asked directly).
 func TestStampedePostgres(t *testing.T) {
 	const apis, workers, ranges, readers = 3, 2, 5, 300
+	names := []string{"channels", "revenue", "monthly"}
 	dsn, _ := sqltest.PostgresServer(t)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -47,12 +50,16 @@ func TestStampedePostgres(t *testing.T) {
 	reports := map[string]string{
 		"revenue":  `SELECT day, sum(amount) AS revenue, count(*) AS orders FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY day ORDER BY day`,
 		"channels": `SELECT channel, sum(amount) AS revenue FROM sales WHERE customer = @customer AND day BETWEEN @from AND @to GROUP BY channel ORDER BY channel`,
+		"monthly":  `SELECT s.day, sum(s.amount) AS revenue, count(s.amount) AS orders FROM sales s WHERE s.customer = @customer AND s.day BETWEEN @from AND @to GROUP BY s.day ORDER BY s.day`,
 	}
 	catalogue := filepath.Join(t.TempDir(), "reports.yaml")
 	var file strings.Builder
 	file.WriteString("backends:\n  warehouse: {type: postgres, dsn_env: WAREHOUSE_DSN, rate: 100}\nreports:\n")
 	for name, sql := range reports {
 		fmt.Fprintf(&file, "  %s:\n    backend: warehouse\n    query: %q\n", name, sql)
+		if name == "monthly" {
+			file.WriteString("    partition: {by: month, rows: \".\", day_field: day}\n")
+		}
 	}
 	if err := os.WriteFile(catalogue, []byte(file.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -74,10 +81,9 @@ func TestStampedePostgres(t *testing.T) {
 	for range apis {
 		apiAddrs = append(apiAddrs, startRole(t, "api", env))
 	}
-	names := []string{"channels", "revenue"}
 	keyOf := func(i int) (report, from, to string) {
-		r := i % (2 * ranges)
-		return names[r%2], day(366 + r/2*7), day(366 + r/2*7 + 13) // two weeks of 2025
+		r := i % (len(names) * ranges)
+		return names[r%len(names)], day(366 + r/len(names)*7), day(366 + r/len(names)*7 + 13) // two weeks of 2025, in January and February
 	}
 	bodies := make([]string, readers)
 	var wg sync.WaitGroup
@@ -102,15 +108,18 @@ func TestStampedePostgres(t *testing.T) {
 	close(start)
 	wg.Wait()
 
-	executions := func() (n int64) {
-		err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%FROM sales WHERE customer = $1%'`).Scan(&n)
+	executions := func(like string) (n int64) {
+		err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE $1`, like).Scan(&n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	if n := executions(); n != 2*ranges {
+	if n := executions("%FROM sales WHERE customer = $1%"); n != 2*ranges {
 		t.Errorf("PostgreSQL executed the reports' queries %d times for %d reports x ranges, want exactly %d", n, 2*ranges, 2*ranges)
+	}
+	if n := executions("%FROM sales s WHERE s.customer = $1%"); n != 2 {
+		t.Errorf("PostgreSQL executed the partitioned report's query %d times for %d ranges in January and February, want 2, a month each", n, ranges)
 	}
 
 	// What the back end answers when asked directly, for each key.

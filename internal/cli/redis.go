@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/dashcache/dashcache/api"
 	"github.com/dashcache/dashcache/internal/prom"
 	"github.com/dashcache/dashcache/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,12 +30,17 @@ const (
 	redisDials = 1
 )
 
-// openRedis connects to the Redis Cluster of DASHCACHE_REDIS_CLUSTER_ADDRS, to
-// DASHCACHE_REDIS_URL or, with neither (which LoadConfig allows only for a
+// openRedis connects to the Redis Cluster of DASHCACHE_REDIS_CLUSTER_ADDRS,
+// to the primary that the sentinels of DASHCACHE_REDIS_SENTINEL_ADDRS name,
+// to DASHCACHE_REDIS_URL or, with none (which LoadConfig allows only for a
 // role that may run on it), starts an embedded in-process Redis.
 func openRedis(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), error) {
 	if len(cfg.RedisClusterAddrs) > 0 {
 		return openRedisCluster(cfg, log)
+	}
+	if cfg.RedisSentinel.set() {
+		rdb := openSentinel(cfg.RedisSentinel, "redis", log)
+		return rdb, func() { rdb.Close() }, nil
 	}
 	var opt *redis.Options
 	closeAll := func() {}
@@ -56,7 +64,9 @@ func openRedis(cfg Config, log zerolog.Logger) (redis.UniversalClient, func(), e
 	return rdb, func() { rdb.Close(); closeAll() }, nil
 }
 
-// newClient returns a client for opt with the bounds every Redis call has.
+// newClient returns a client for opt, a plain address, with the bounds
+// every Redis call has, that follows the address when it moves to a new
+// primary (movedPrimary).
 func newClient(opt *redis.Options) *redis.Client {
 	opt.DialTimeout = redisIOTimeout
 	opt.ReadTimeout = redisIOTimeout
@@ -64,19 +74,48 @@ func newClient(opt *redis.Options) *redis.Client {
 	opt.PoolTimeout = redisPoolTimeout
 	opt.DialerRetries = redisDials
 	opt.MaxRetries = 1
-	return redis.NewClient(opt)
+	rdb := redis.NewClient(opt)
+	rdb.AddHook(movedPrimary{})
+	return rdb
+}
+
+// openSentinel returns a client of the primary that the sentinels of s name,
+// with the bounds every Redis call has, and logs it under fields named after
+// which ("redis", "cache_redis"), never a password. go-redis asks the
+// sentinels for the primary's address at each new connection, and when they
+// announce a failover (+switch-master) closes the connections to the old
+// primary; a connection that answers READONLY is closed too.
+func openSentinel(s Sentinel, which string, log zerolog.Logger) *redis.Client {
+	log.Info().Strs(which+"_sentinel_addrs", s.Addrs).Str(which+"_sentinel_master", s.Master).Int(which+"_db", s.DB).
+		Bool(which+"_auth", s.Password != "").Bool(which+"_sentinel_auth", s.SentinelPassword != "").
+		Msg("using Redis through Sentinel")
+	return redis.NewFailoverClient(&redis.FailoverOptions{
+		MasterName:       s.Master,
+		SentinelAddrs:    s.Addrs,
+		SentinelPassword: s.SentinelPassword,
+		Password:         s.Password,
+		DB:               s.DB,
+		DialTimeout:      redisIOTimeout,
+		ReadTimeout:      redisIOTimeout,
+		WriteTimeout:     redisIOTimeout,
+		PoolTimeout:      redisPoolTimeout,
+		DialerRetries:    redisDials,
+		MaxRetries:       1,
+	})
 }
 
 // redisParts is a process's Redis: the queue's (and the fleet's guards'
 // and the index's), the cache's (the same Redis, or the one of
-// DASHCACHE_CACHE_REDIS_URL), the store's parts over them, the Redis
-// server's clock, and the count of their failed commands.
+// DASHCACHE_CACHE_REDIS_URL or _SENTINEL_ADDRS), the store's parts over
+// them, the Redis server's clock, and the count of their failed commands.
 type redisParts struct {
-	queue, cache redis.UniversalClient
-	store        store.Store
-	clock        *store.Clock
-	errors       *prometheus.CounterVec
-	close        func()
+	queue, cache         redis.UniversalClient
+	queueName, cacheName redisName // what /readyz calls them
+	process              string    // this process's own name in Redis (store.CheckWritable)
+	store                store.Store
+	clock                *store.Clock
+	errors               *prometheus.CounterVec
+	close                func()
 }
 
 // trace traces the commands of every Redis of the process with tp: their
@@ -94,22 +133,64 @@ func (p *redisParts) trace(tp trace.TracerProvider) error {
 	return nil
 }
 
-// Ping checks that every Redis of the process answers.
+// Ping checks that every Redis of the process takes writes, for /readyz: a
+// replica (READONLY), a Redis loading its data (LOADING) or one that cannot
+// be reached is an *api.NotReady saying which Redis and what to do.
 func (p *redisParts) Ping(ctx context.Context) error {
-	if err := p.queue.Ping(ctx).Err(); err != nil {
-		return err
+	if err := store.CheckWritable(ctx, p.queue, p.process); err != nil {
+		return p.queueName.notReady(err)
 	}
 	if p.cache == p.queue {
 		return nil
 	}
-	return p.store.Cache.Ping(ctx)
+	if err := store.CheckWritable(ctx, p.cache, p.process); err != nil {
+		return p.cacheName.notReady(err)
+	}
+	return nil
+}
+
+// redisName names one Redis of the process for a person: what it holds and
+// the setting that points at it.
+type redisName struct {
+	what, setting   string
+	sentinel        bool   // found through Sentinel
+	sentinelSetting string // the setting that would find it through Sentinel
+}
+
+// notReady turns err, a failed write to the Redis n, into an *api.NotReady
+// whose detail says what the answer means and what to do; the error itself
+// (which may name addresses) is only logged.
+func (n redisName) notReady(err error) error {
+	this := fmt.Sprintf("%s (%s)", n.what, n.setting)
+	var detail string
+	var reply redis.Error
+	switch {
+	case redis.IsReadOnlyError(err) && n.sentinel:
+		detail = this + " answers READONLY: the node reached is a replica. After a failover go-redis asks the sentinels for the new primary; " +
+			"if this lasts, check that the sentinels agree on one (redis-cli -p 26379 SENTINEL get-master-addr-by-name NAME)"
+	case redis.IsReadOnlyError(err):
+		detail = this + " answers READONLY: the node it names is a replica, not the primary (a failover demoted it). " +
+			"An address of one node does not follow a failover: point it at the new primary, at an address that moves with the primary " +
+			"(a DNS name, a virtual IP, a proxy), or use Redis Sentinel (" + n.sentinelSetting + "); then restart this process"
+	case redis.IsLoadingError(err):
+		detail = this + " is loading its data into memory (LOADING): this instance is ready again once it has loaded"
+	case redis.IsMasterDownError(err):
+		detail = this + " answers MASTERDOWN: the node reached is a replica that lost its primary. Point the setting at the primary, or use Redis Sentinel"
+	case redis.HasErrorPrefix(err, "OOM"):
+		detail = this + " is full and refuses writes (OOM under maxmemory-policy noeviction): free memory or raise maxmemory"
+	case errors.As(err, &reply) && reply.Error() != "":
+		detail = this + " refuses writes (" + strings.Fields(reply.Error())[0] + "); see the log of this process for the whole answer"
+	default:
+		detail = this + " is unreachable; this instance cannot work until it answers again"
+	}
+	return &api.NotReady{Detail: detail, Err: err}
 }
 
 // newRedisErrors returns dashcache_redis_errors_total{redis}.
 func newRedisErrors() *prometheus.CounterVec {
 	return prom.CounterVec("dashcache_redis_errors_total",
 		"Redis commands that failed (a pipeline counts once): no connection, a timeout, an error reply such as OOM; "+
-			"not a missing key, nor a command whose caller gave up. redis: queue (DASHCACHE_REDIS_URL or the cluster) or cache (DASHCACHE_CACHE_REDIS_URL).",
+			"not a missing key, nor a command whose caller gave up. redis: queue (DASHCACHE_REDIS_URL, the cluster or Sentinel) or cache (DASHCACHE_CACHE_REDIS_URL or its Sentinel).",
 		"redis", "queue", "cache")
 }
 
@@ -161,7 +242,21 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	if err != nil {
 		return nil, err
 	}
-	p := &redisParts{queue: queue, cache: queue, errors: newRedisErrors(), close: closeQueue}
+	p := &redisParts{
+		queue: queue, cache: queue, errors: newRedisErrors(), close: closeQueue,
+		queueName: redisName{what: "the queue's Redis", setting: "DASHCACHE_REDIS_URL",
+			sentinel: cfg.RedisSentinel.set(), sentinelSetting: "DASHCACHE_REDIS_SENTINEL_ADDRS"},
+		process: rand.Text(),
+	}
+	switch {
+	case len(cfg.RedisClusterAddrs) > 0:
+		p.queueName.setting = "DASHCACHE_REDIS_CLUSTER_ADDRS"
+	case p.queueName.sentinel:
+		p.queueName.setting = p.queueName.sentinelSetting
+	case cfg.RedisURL == "":
+		p.queueName.setting = "embedded"
+	}
+	p.cacheName = p.queueName
 	queue.AddHook(errorCounter{p.errors.WithLabelValues("queue")})
 	fail := func(err error) (*redisParts, error) {
 		p.close()
@@ -175,23 +270,30 @@ func connect(ctx context.Context, cfg Config, log zerolog.Logger) (*redisParts, 
 	}
 	p.close = func() { p.clock.Shutdown(); closeQueue() }
 	var opts []store.Option
-	if cfg.CacheRedisURL != "" {
-		opt, err := redis.ParseURL(cfg.CacheRedisURL)
-		if err != nil {
-			return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
+	if cfg.CacheRedisURL != "" || cfg.CacheRedisSentinel.set() {
+		p.cacheName = redisName{what: "the reports' Redis", setting: "DASHCACHE_CACHE_REDIS_URL",
+			sentinel: cfg.CacheRedisSentinel.set(), sentinelSetting: "DASHCACHE_CACHE_REDIS_SENTINEL_ADDRS"}
+		if p.cacheName.sentinel {
+			p.cacheName.setting = p.cacheName.sentinelSetting
+			p.cache = openSentinel(cfg.CacheRedisSentinel, "cache_redis", log)
+		} else {
+			opt, err := redis.ParseURL(cfg.CacheRedisURL)
+			if err != nil {
+				return fail(fmt.Errorf("DASHCACHE_CACHE_REDIS_URL: %w", err))
+			}
+			p.cache = newClient(opt)
+			log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password
 		}
-		p.cache = newClient(opt)
 		p.cache.AddHook(errorCounter{p.errors.WithLabelValues("cache")})
 		closeOthers := p.close
 		p.close = func() { p.cache.Close(); closeOthers() }
-		log.Info().Str("cache_redis_addr", opt.Addr).Int("cache_redis_db", opt.DB).Msg("reports in a Redis of their own") // never the password
 		opts = append(opts, store.WithCache(p.cache))
 		if err := p.cache.Ping(ctx).Err(); err != nil {
-			return fail(fmt.Errorf("the reports' Redis (DASHCACHE_CACHE_REDIS_URL) is unreachable: %w", err))
+			return fail(fmt.Errorf("%s (%s) is unreachable: %w", p.cacheName.what, p.cacheName.setting, err))
 		}
 	}
 	p.store = store.New(queue, opts...)
-	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 { // the embedded one cannot evict
+	if cfg.RedisURL != "" || len(cfg.RedisClusterAddrs) > 0 || cfg.RedisSentinel.set() { // the embedded one cannot evict
 		unchecked, err := store.CheckEviction(ctx, queue)
 		if err != nil {
 			return fail(err)

@@ -19,6 +19,11 @@ func TestSettingsErrorsRedactCredentials(t *testing.T) {
 		"DASHCACHE_PROVIDER_URL":    "ftp://bi:" + secret + "@bi.example/x",
 		"DASHCACHE_REDIS_URL":       "http://u:" + secret + "@redis.example:6379/0",
 		"DASHCACHE_CACHE_REDIS_URL": "redis://u:" + secret + "@%zz",
+		// A URL pasted where addresses belong, and passwords given without
+		// Sentinel.
+		"DASHCACHE_REDIS_SENTINEL_ADDRS":    "redis://:" + secret + "@sentinel",
+		"DASHCACHE_REDIS_SENTINEL_PASSWORD": secret,
+		"DASHCACHE_CACHE_REDIS_PASSWORD":    secret,
 	} {
 		_, err := LoadConfig("all", func(k string) string { return map[string]string{name: value}[k] })
 		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), secret) {

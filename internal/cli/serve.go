@@ -223,12 +223,16 @@ func newGuard(cfg Config, r *redisParts, reg prometheus.Registerer) (*guard.Guar
 
 // served returns the reports of cfg: the catalogue's, and the default
 // report unless the catalogue names the reports and DASHCACHE_PROVIDER_URL
-// is unset (then the simulator would answer it).
+// is unset (then the simulator would answer it); and which are partitioned.
 func (cfg Config) served() dashcache.Served {
-	if cfg.Reports == nil {
-		return dashcache.Served{}
+	s := dashcache.Served{Partitions: cfg.Reports.Partitions()}
+	if cfg.PartitionDefault {
+		s.Partitions[""] = dashcache.SimulatorPartition
 	}
-	return dashcache.Served{Named: slices.Sorted(maps.Keys(cfg.Reports.Reports)), NoDefault: cfg.ProviderURL == ""}
+	if cfg.Reports != nil {
+		s.Named, s.NoDefault = slices.Sorted(maps.Keys(cfg.Reports.Reports)), cfg.ProviderURL == ""
+	}
+	return s
 }
 
 // newQueue returns the queue that readers, the scheduler and the warm command

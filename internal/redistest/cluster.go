@@ -111,8 +111,8 @@ func startClusterNode(t testing.TB, server, dir string) string {
 	return ""
 }
 
-// waitPing returns nil once addr answers PING, or an error when the server
-// exited or did not answer within 10 s.
+// waitPing returns nil once addr answers PING (or asks for a password), or
+// an error when the server exited or did not answer within 10 s.
 func waitPing(addr string, exited <-chan error) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 	defer c.Close()
@@ -126,7 +126,7 @@ func waitPing(addr string, exited <-chan error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		err := c.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		if err == nil || redis.HasErrorPrefix(err, "NOAUTH") { // it answers; it wants a password
 			return nil
 		}
 		if time.Now().After(deadline) {

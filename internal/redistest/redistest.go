@@ -1,7 +1,9 @@
 // Package redistest gives integration tests a private database on the real
 // Redis named by DASHCACHE_TEST_REDIS_URL (Options, Client, URL), a private
-// redis-server of their own that they may kill and start again (Server), or a
-// private Redis Cluster started from redis-server and redis-cli (Cluster).
+// redis-server of their own that they may kill and start again (Server), its
+// replicas and sentinels watching it (Replica, Sentinels, Process.ReplicaOf),
+// an address that moves between servers (Proxy), or a private Redis Cluster
+// started from redis-server and redis-cli (Cluster).
 // Without what a test needs, the test is skipped, except under CI=true, where
 // it fails: CI must never pass by skipping.
 package redistest

@@ -6,8 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Process is a private redis-server of a test: killed, and started again on
@@ -15,6 +18,8 @@ import (
 type Process struct {
 	// Addr is its host:port on loopback.
 	Addr string
+	// Password is its requirepass, from the arguments it was started with.
+	Password string
 
 	t      testing.TB
 	args   []string
@@ -31,6 +36,29 @@ type Process struct {
 func Server(t testing.TB, args ...string) *Process {
 	t.Helper()
 	bin := lookPath(t, "redis-server")
+	dir := t.TempDir()
+	p := launch(t, func(port int) []string {
+		return append([]string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--daemonize", "no"}, args...)
+	})
+	for i, a := range args[:max(len(args)-1, 0)] {
+		if a == "--requirepass" {
+			p.Password = args[i+1]
+		}
+	}
+	return p
+}
+
+// client returns a client of its database 0, which the caller closes.
+func (p *Process) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: p.Addr, Password: p.Password})
+}
+
+// launch starts the process whose command line command gives for a free
+// loopback port, once it answers PING there, and kills it when the test
+// ends. A port taken between the check and the bind is retried.
+func launch(t testing.TB, command func(port int) []string) *Process {
+	t.Helper()
 	var lastErr error
 	for range 10 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -39,19 +67,20 @@ func Server(t testing.TB, args ...string) *Process {
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
-		p := &Process{
-			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			t:    t,
-			args: append([]string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
-				"--save", "", "--appendonly", "no", "--daemonize", "no"}, args...),
-		}
+		p := &Process{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, args: command(port)}
 		if lastErr = p.start(); lastErr == nil { // else the port was taken in between
 			t.Cleanup(p.Kill)
 			return p
 		}
 	}
-	t.Fatalf("could not start redis-server: %v", lastErr)
+	t.Fatalf("could not start %s: %v", filepath.Base(command(0)[0]), lastErr)
 	return nil
+}
+
+// Port returns its port.
+func (p *Process) Port() string {
+	_, port, _ := net.SplitHostPort(p.Addr)
+	return port
 }
 
 // URL returns the redis:// URL of its database db.
