@@ -242,7 +242,12 @@ func (sub *Subscription) Run(ctx context.Context) {
 				// dialled again); a pong alone does not count as heard.
 				_ = ps.Ping(ctx)
 			}
-			_ = sub.c.rdb.Publish(ctx, sub.probe, "").Err() // heard on the next receive, if at all
+			// Heard on the next receive, if at all; bounded, so that a Redis
+			// cut off by a partition (the client's timeouts: seconds) does not
+			// hold up the next receive.
+			pctx, cancel := context.WithTimeout(ctx, probeEvery)
+			_ = sub.c.rdb.Publish(pctx, sub.probe, "").Err()
+			cancel()
 			continue
 		case err != nil:
 			set(false)
