@@ -100,7 +100,7 @@ func TestSentinelFailover(t *testing.T) {
 			}
 			startRole(t, "worker", env)
 			addr := startRole(t, "api", env)
-			l := startLoad(t, addr, bi)
+			l := startLoad(t, readClient, addr, bi.calls.Load)
 
 			switchedc := sentinels.Switched(t)
 			c.fail(t, primary, sentinels)
@@ -125,7 +125,7 @@ func TestSentinelFailover(t *testing.T) {
 			// A fill begun as the processes hear the switch may still go to
 			// the old primary, and be lost with it: those of reads begun
 			// 200 ms or more after it are checked.
-			l.checkKept(t, replica, 1, switched.Add(200*time.Millisecond))
+			l.checkKept(t, &redis.Options{Addr: replica.Addr, Password: replica.Password, DB: 1}, switched.Add(200*time.Millisecond))
 		})
 	}
 }
@@ -152,7 +152,7 @@ func TestSwitchoverBehindMovedAddress(t *testing.T) {
 	}
 	startRole(t, "worker", env)
 	addr := startRole(t, "api", env)
-	l := startLoad(t, addr, bi)
+	l := startLoad(t, readClient, addr, bi.calls.Load)
 
 	next.ReplicaOf(nil)
 	proxy.MoveTo(next.Addr)
@@ -166,7 +166,7 @@ func TestSwitchoverBehindMovedAddress(t *testing.T) {
 	if f.recovered > 3*time.Second {
 		t.Errorf("misses served again %s after the switchover, want within 3 s (the old primary loads for 4 s)", f.recovered)
 	}
-	l.checkKept(t, next, 0, switched)
+	l.checkKept(t, &redis.Options{Addr: next.Addr}, switched)
 }
 
 // splitWrite writes to old, a primary promoted away, as a process still
@@ -259,9 +259,10 @@ func readyz(t testing.TB, addr string) (int, string) {
 // of 10 reports cached before the load began (hits), and every 100 ms a
 // read of a report never read before (a miss, that waits up to 5 s).
 type load struct {
-	addr     string
-	bi       *biServer
-	biBefore int64 // its calls when the load began
+	client   *http.Client
+	addr     string       // the API's, as client reaches it
+	biCalls  func() int64 // the BI platform's calls so far
+	biBefore int64        // its calls when the load began
 	stop     chan struct{}
 	wg       sync.WaitGroup
 
@@ -278,15 +279,17 @@ type loadRead struct {
 }
 
 // startLoad fills the 10 hot reports, checks that a miss is served, and
-// starts the load; it stops when the test ends.
-func startLoad(t *testing.T, addr string, bi *biServer) *load {
+// starts the load on the API at addr, read with c; it stops when the test
+// ends. biCalls counts the BI platform's calls.
+func startLoad(t *testing.T, c *http.Client, addr string, biCalls func() int64) *load {
 	t.Helper()
+	l := &load{client: c, addr: addr, biCalls: biCalls, stop: make(chan struct{})}
 	for i := range 10 {
-		if r := get(t, addr, fmt.Sprintf("hot%d", i), "2025-01-01", "2025-01-31", "10s"); r.status != http.StatusOK {
-			t.Fatalf("filling hot%d: %d %s", i, r.status, r.body)
+		if r := l.get(fmt.Sprintf("hot%d", i), false, "10s"); r.status != http.StatusOK {
+			t.Fatalf("filling hot%d: %d", i, r.status)
 		}
 	}
-	l := &load{addr: addr, bi: bi, biBefore: bi.calls.Load(), stop: make(chan struct{})}
+	l.biBefore = biCalls()
 	l.wg.Go(func() { l.every(20*time.Millisecond, false) })
 	l.wg.Go(func() { l.every(100*time.Millisecond, true) })
 	t.Cleanup(l.end)
@@ -312,19 +315,26 @@ func (l *load) every(d time.Duration, misses bool) {
 			customer = fmt.Sprintf("miss%d", i)
 		}
 		wg.Go(func() {
-			r := loadRead{customer: customer, miss: misses, start: time.Now()}
-			resp, err := readClient.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=2025-01-01&to=2025-01-31&wait=5s", l.addr, customer))
-			if err == nil {
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				r.status = resp.StatusCode
-			}
-			r.end = time.Now()
+			r := l.get(customer, misses, "5s")
 			l.mu.Lock()
 			l.reads = append(l.reads, r)
 			l.mu.Unlock()
 		})
 	}
+}
+
+// get reads customer's report for January 2025, waiting up to wait; status
+// 0 is a failed request.
+func (l *load) get(customer string, miss bool, wait string) loadRead {
+	r := loadRead{customer: customer, miss: miss, start: time.Now()}
+	resp, err := l.client.Get(fmt.Sprintf("http://%s/v1/reports?customer=%s&from=2025-01-01&to=2025-01-31&wait=%s", l.addr, customer, wait))
+	if err == nil {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		r.status = resp.StatusCode
+	}
+	r.end = time.Now()
+	return r
 }
 
 // end stops the load and waits for its reads in flight.
@@ -364,7 +374,7 @@ func (l *load) recover(t *testing.T, t0 time.Time) failoverFigures {
 	wait.For(t, "a miss served after the failover", 30*time.Second, func() bool { return l.served(t0) > 0 })
 	wait.For(t, "10 more misses served", 30*time.Second, func() bool { return l.served(t0) >= 10 })
 	l.end()
-	f := failoverFigures{biCalls: l.bi.calls.Load() - l.biBefore}
+	f := failoverFigures{biCalls: l.biCalls() - l.biBefore}
 	for _, r := range l.reads {
 		f.reads++
 		if r.miss {
@@ -387,12 +397,12 @@ func (l *load) recover(t *testing.T, t0 time.Time) failoverFigures {
 	return f
 }
 
-// checkKept checks that every report served to a miss begun after t0 is in
-// database db of the Redis primary, read there directly (not through an
-// API's memory).
-func (l *load) checkKept(t *testing.T, primary *redistest.Process, db int, t0 time.Time) {
+// checkKept checks that every report served to a miss begun after t0 is on
+// the Redis primary (and database) that primary names, read there directly
+// (not through an API's memory).
+func (l *load) checkKept(t *testing.T, primary *redis.Options, t0 time.Time) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: primary.Addr, Password: primary.Password, DB: db})
+	rdb := redis.NewClient(primary)
 	defer rdb.Close()
 	kept, lost := 0, []string{}
 	for _, r := range l.reads {

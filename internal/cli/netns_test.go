@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,11 +86,24 @@ func startOn(t *testing.T, h *netnstest.Host, role string, env map[string]string
 	return p
 }
 
+// runOn runs the program at path with args in the host's namespace,
+// killed when the test ends.
+func runOn(t *testing.T, h *netnstest.Host, path string, args ...string) {
+	t.Helper()
+	cmd := h.Command(path, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
 // partitionBI is a BI platform in its own namespace that counts the calls
 // of each customer and who made them. The calls of customer holdCustomer
 // wait to be answered (answer).
 type partitionBI struct {
-	URL      string
+	URL string
+	// arrivals are the calls as they reach it, for next: the first 1000
+	// that nobody has taken (the calls counted are all of them).
 	arrivals chan biArrival
 
 	mu    sync.Mutex
@@ -110,7 +124,7 @@ func startPartitionBI(t *testing.T, h *netnstest.Host) *partitionBI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bi := &partitionBI{URL: "http://" + h.IP + ":8081", arrivals: make(chan biArrival, 100), calls: map[string]int{}, holds: map[int]chan struct{}{}}
+	bi := &partitionBI{URL: "http://" + h.IP + ":8081", arrivals: make(chan biArrival, 1000), calls: map[string]int{}, holds: map[int]chan struct{}{}}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		customer, _, _ := strings.Cut(r.Header.Get("Idempotency-Key"), "|")
@@ -119,7 +133,10 @@ func startPartitionBI(t *testing.T, h *netnstest.Host) *partitionBI {
 		bi.calls[customer]++
 		n := bi.calls[customer]
 		bi.mu.Unlock()
-		bi.arrivals <- biArrival{customer, from, n}
+		select {
+		case bi.arrivals <- biArrival{customer, from, n}:
+		default:
+		}
 		if customer == holdCustomer {
 			select {
 			case <-bi.hold(n):
@@ -169,6 +186,17 @@ func (bi *partitionBI) callsOf(customer string) int {
 	return bi.calls[customer]
 }
 
+// allCalls returns the BI calls so far, of every customer.
+func (bi *partitionBI) allCalls() int64 {
+	bi.mu.Lock()
+	defer bi.mu.Unlock()
+	var n int64
+	for _, c := range bi.calls {
+		n += int64(c)
+	}
+	return n
+}
+
 // next returns the next call of customer to reach the BI platform, or fails
 // the test after timeout.
 func (bi *partitionBI) next(t *testing.T, customer string, timeout time.Duration) biArrival {
@@ -208,6 +236,39 @@ func readVia(c *http.Client, customer, wait string) nsRead {
 	return r
 }
 
+// redisOn runs redis-server (at path, with args on top) on port 6379 of the
+// host, without persistence and announcing the host's address to its
+// primary, and returns a client of it once it answers.
+func redisOn(t *testing.T, h *netnstest.Host, path string, args ...string) *redis.Client {
+	t.Helper()
+	runOn(t, h, path, append([]string{"--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--replica-announce-ip", h.IP}, args...)...)
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Dialer: h.Dial})
+	t.Cleanup(func() { rdb.Close() })
+	wait.For(t, "Redis on "+h.Name+" to answer", 10*time.Second, func() bool { return rdb.Ping(t.Context()).Err() == nil })
+	return rdb
+}
+
+// ready reports whether the dashcache process that c reaches on
+// 127.0.0.1:8080 answers /readyz with 200.
+func ready(c *http.Client) bool {
+	resp, err := c.Get("http://127.0.0.1:8080/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// awaitReady waits for the dashcache process of each host to be ready.
+func awaitReady(t *testing.T, hosts ...*netnstest.Host) {
+	t.Helper()
+	for _, h := range hosts {
+		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
+		wait.For(t, h.Name+" to be ready", 20*time.Second, func() bool { return ready(c) })
+	}
+}
+
 // TestPartitions runs a fleet across hosts, each in a network namespace of
 // its own on one bridge: Redis, the BI platform, two workers and an API
 // process; the test cuts one host's link at a time and restores it.
@@ -217,15 +278,7 @@ func TestPartitions(t *testing.T) {
 	redisHost, biHost, apiHost := n.Host("redis"), n.Host("bi"), n.Host("api")
 	workers := []*netnstest.Host{n.Host("w1"), n.Host("w2")}
 
-	rcmd := redisHost.Command(redisServer, "--port", "6379", "--bind", "0.0.0.0", "--protected-mode", "no",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := rcmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rcmd.Process.Kill(); rcmd.Wait() })
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", Dialer: redisHost.Dial})
-	t.Cleanup(func() { rdb.Close() })
-	wait.For(t, "Redis to answer", 10*time.Second, func() bool { return rdb.Ping(t.Context()).Err() == nil })
+	rdb := redisOn(t, redisHost, redisServer)
 
 	bi := startPartitionBI(t, biHost)
 	env := map[string]string{
@@ -240,18 +293,7 @@ func TestPartitions(t *testing.T) {
 	}
 	startOn(t, apiHost, "api", env)
 	api := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{DialContext: apiHost.Dial}}
-	ready := func(c *http.Client) bool {
-		resp, err := c.Get("http://127.0.0.1:8080/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	for _, h := range append([]*netnstest.Host{apiHost}, workers...) {
-		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.Dial}}
-		wait.For(t, h.Name+" to be ready", 20*time.Second, func() bool { return ready(c) })
-	}
+	awaitReady(t, append([]*netnstest.Host{apiHost}, workers...)...)
 
 	t.Run("worker cut off mid-call", func(t *testing.T) {
 		const readers = 3
@@ -427,4 +469,123 @@ func TestPartitions(t *testing.T) {
 			"link back: a fresh answer %s after, no stale report served as a hit",
 			staleAfter.Round(time.Millisecond), miss.took.Round(time.Millisecond), loadRefused.Load(), loadReads.Load(), freshAfter.Round(time.Millisecond))
 	})
+}
+
+// TestPartitionsSentinelFailover: the Redis primary, its replica and three
+// sentinels on hosts of their own (primary and sentinel 1 on host a,
+// replica and sentinel 2 on host b, sentinel 3 on host c; a quorum of 2),
+// the BI platform, an API and a worker each on another, the API and the
+// worker on the sentinels alone, under a steady load of hits and misses.
+// Host a's link is cut: the primary and sentinel 1 (which a process may
+// have picked to ask) are lost at once, without a connection refused. The
+// other two sentinels promote the replica; misses are served again within
+// 10 s of +switch-master, without a restart. Once a's link is back, the
+// sentinels demote the old primary, and every report served to a miss
+// begun after the cut is on the new primary and read again as a hit, each
+// filled with one BI call.
+func TestPartitionsSentinelFailover(t *testing.T) {
+	n := netnstest.New(t)
+	redisServer := redistest.Program(t, "redis-server")
+	a, b, c := n.Host("a"), n.Host("b"), n.Host("c")
+	biHost, apiHost, workerHost := n.Host("bi"), n.Host("api"), n.Host("w")
+
+	old := redisOn(t, a, redisServer)
+	next := redisOn(t, b, redisServer, "--replicaof", a.IP, "6379")
+	wait.For(t, "the replica to sync with the primary", 15*time.Second, func() bool {
+		info, err := next.Info(t.Context(), "replication").Result()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	})
+	var addrs []string // sentinel 1's first
+	for _, h := range []*netnstest.Host{a, b, c} {
+		dir := t.TempDir()
+		conf := fmt.Sprintf("port 26379\nbind 0.0.0.0\nprotected-mode no\ndir %s\nsentinel announce-ip %s\n"+
+			"sentinel monitor %s %s 6379 2\n"+
+			"sentinel down-after-milliseconds %[3]s 1000\n"+
+			"sentinel failover-timeout %[3]s 3000\n", dir, h.IP, redistest.SentinelMaster, a.IP)
+		file := filepath.Join(dir, "sentinel.conf") // Sentinel rewrites it
+		if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runOn(t, h, redisServer, file, "--sentinel")
+		addrs = append(addrs, h.IP+":26379")
+	}
+	// The test asks sentinel 2, from host b: the cut leaves it reachable.
+	sentinels := &redistest.SentinelGroup{Addrs: []string{addrs[1], addrs[2], addrs[0]}, Dial: b.Dial}
+	sentinels.AwaitKnown(t, 1)
+
+	bi := startPartitionBI(t, biHost)
+	env := map[string]string{
+		"DASHCACHE_REDIS_SENTINEL_ADDRS":  strings.Join(addrs, ","),
+		"DASHCACHE_REDIS_SENTINEL_MASTER": redistest.SentinelMaster,
+		"DASHCACHE_PROVIDER_URL":          bi.URL,
+		"DASHCACHE_PROVIDER_RATE":         "100",
+		"DASHCACHE_LISTEN":                "127.0.0.1:8080",
+	}
+	startOn(t, workerHost, "worker", env)
+	startOn(t, apiHost, "api", env)
+	awaitReady(t, apiHost, workerHost)
+	api := &http.Client{Timeout: 40 * time.Second, Transport: &http.Transport{DialContext: apiHost.Dial, MaxIdleConnsPerHost: 100}}
+	l := startLoad(t, api, "127.0.0.1:8080", bi.allCalls)
+
+	switchedc := sentinels.Switched(t)
+	a.Cut()
+	cutAt := time.Now()
+	t.Cleanup(a.Restore) // restoring twice is harmless
+	var switched time.Time
+	select {
+	case switched = <-switchedc:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no +switch-master from sentinel 2 within 30 s of the cut")
+	}
+	if p := sentinels.Primary(); p != b.IP+":6379" {
+		t.Fatalf("the sentinels switched to %s, want the replica %s:6379", p, b.IP)
+	}
+	f := l.recover(t, switched)
+	if f.recovered > 10*time.Second {
+		t.Errorf("misses served again %s after the switch, want within 10 s", f.recovered)
+	}
+
+	a.Restore()
+	restoredAt := time.Now()
+	wait.For(t, "the old primary to be demoted and synced with the new one", 30*time.Second, func() bool {
+		role, err := old.Do(t.Context(), "ROLE").Slice()
+		info, err2 := old.Info(t.Context(), "replication").Result()
+		return err == nil && err2 == nil && len(role) > 0 && role[0] == "slave" &&
+			strings.Contains(info, "master_host:"+b.IP) && strings.Contains(info, "master_link_status:up")
+	})
+	demoted := time.Since(restoredAt)
+	if p := sentinels.Primary(); p != b.IP+":6379" {
+		t.Fatalf("the sentinels give the primary as %s once host a is back, want %s:6379", p, b.IP)
+	}
+
+	// Nothing the new primary took was lost, nor paid twice: every report
+	// served to a miss begun after the cut is on it, read again as a hit
+	// (no BI call), and was filled with one BI call.
+	l.checkKept(t, &redis.Options{Addr: "127.0.0.1:6379", Dialer: b.Dial}, cutAt)
+	var twice []string
+	for _, r := range l.reads {
+		if !r.miss || r.status != http.StatusOK || !r.start.After(cutAt) {
+			continue
+		}
+		if again := l.get(r.customer, true, "10s"); again.status != http.StatusOK {
+			t.Errorf("%s, filled after the cut, read once host a is back: %d", r.customer, again.status)
+		}
+		if calls := bi.callsOf(r.customer); calls != 1 {
+			twice = append(twice, fmt.Sprintf("%s: %d", r.customer, calls))
+		}
+	}
+	if len(twice) > 0 {
+		t.Errorf("reports filled after the cut with other than one BI call: %v", twice)
+	}
+	// The service keeps serving: new misses too.
+	for i := range 5 {
+		if r := l.get(fmt.Sprintf("after%d", i), true, "10s"); r.status != http.StatusOK {
+			t.Errorf("a miss once host a is back: %d", r.status)
+		}
+	}
+	t.Logf("Sentinel, primary's host cut off: +switch-master %s after the cut; misses served again %s after it; "+
+		"reads refused %d of %d (misses %d of %d); BI calls %d for %d misses served; "+
+		"the old primary a replica of the new one %s after its link's return",
+		switched.Sub(cutAt).Round(time.Millisecond), f.recovered.Round(time.Millisecond),
+		f.refused, f.reads, f.missesRefused, f.misses, f.biCalls, f.served, demoted.Round(time.Millisecond))
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +103,32 @@ func openSentinel(s Sentinel, which string, log zerolog.Logger) *redis.Client {
 		PoolTimeout:      redisPoolTimeout,
 		DialerRetries:    redisDials,
 		MaxRetries:       1,
+		Dialer:           sentinelDialer(s.Addrs),
 	})
+}
+
+// sentinelDialTimeout bounds the dial of a sentinel of
+// DASHCACHE_*_SENTINEL_ADDRS: a sentinel answers a few bytes from the
+// operator's own network, and one that does not take a connection this soon
+// is taken for gone.
+const sentinelDialTimeout = 500 * time.Millisecond
+
+// sentinelDialer dials the sentinels of addrs within sentinelDialTimeout,
+// and anything else (the primary) within redisIOTimeout. go-redis asks the
+// sentinel it last used for the primary, twice, before it asks the others,
+// all within the context of the call that needs a connection: when that
+// sentinel was cut off with the primary (on the same host), 2 s dials used
+// up the short contexts of asynq's calls before the others were asked, and
+// a worker stayed on the lost primary for 20 s and more
+// (TestPartitionsSentinelFailover).
+func sentinelDialer(addrs []string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: redisIOTimeout}
+		if slices.Contains(addrs, addr) {
+			d.Timeout = sentinelDialTimeout
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 }
 
 // redisParts is a process's Redis: the queue's (and the fleet's guards'

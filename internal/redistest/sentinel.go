@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,8 +54,12 @@ func (p *Process) ReplicaOf(primary *Process) {
 // SentinelGroup is the sentinels of a test, watching one primary as
 // SentinelMaster.
 type SentinelGroup struct {
-	// Addrs are their host:port on loopback.
-	Addrs    []string
+	// Addrs are their host:port: on loopback for those of Sentinels; the
+	// methods ask the first.
+	Addrs []string
+	// Dial, when set, is how the test reaches them (a network namespace's
+	// dialer, for sentinels a test runs on hosts of its own).
+	Dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	password string
 }
 
@@ -92,22 +97,30 @@ func Sentinels(t testing.TB, primary *Process, n, wantReplicas int, password str
 		})
 		g.Addrs = append(g.Addrs, s.Addr)
 	}
+	g.AwaitKnown(t, wantReplicas)
+	return g
+}
+
+// AwaitKnown returns once each sentinel knows wantReplicas replicas of
+// SentinelMaster and the other sentinels, so that a failover can start at
+// once, or fails the test after 30 s.
+func (g *SentinelGroup) AwaitKnown(t testing.TB, wantReplicas int) {
+	t.Helper()
 	for i := range g.Addrs {
 		c := g.client(i)
 		wait.For(t, "sentinel "+g.Addrs[i]+" to know the replicas and the other sentinels", 30*time.Second, func() bool {
 			ctx := context.Background()
 			replicas, err1 := c.Replicas(ctx, SentinelMaster).Result()
 			sentinels, err2 := c.Sentinels(ctx, SentinelMaster).Result()
-			return err1 == nil && err2 == nil && len(replicas) >= wantReplicas && len(sentinels) >= n-1
+			return err1 == nil && err2 == nil && len(replicas) >= wantReplicas && len(sentinels) >= len(g.Addrs)-1
 		})
 		c.Close()
 	}
-	return g
 }
 
 // client returns a client of sentinel i, which the caller closes.
 func (g *SentinelGroup) client(i int) *redis.SentinelClient {
-	return redis.NewSentinelClient(&redis.Options{Addr: g.Addrs[i], Password: g.password, MaxRetries: -1})
+	return redis.NewSentinelClient(&redis.Options{Addr: g.Addrs[i], Password: g.password, MaxRetries: -1, Dialer: g.Dial})
 }
 
 // Primary returns the address that the first sentinel gives for the
