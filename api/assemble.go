@@ -43,7 +43,7 @@ func (s *Server) assemble(k dashcache.ReportKey, part *dashcache.Partition, mont
 		return nil, nil, 0, fmt.Errorf("report %s: %w", k, err) // cannot happen: NewEntry's own
 	}
 	rep = newReport(k, e)
-	rep.months, rep.parts = ms, months
+	rep.months = ms
 	return rep, nil, len(raw), nil
 }
 

@@ -61,7 +61,7 @@ func (s *Server) ServeFast(c *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	s.reads.record(rep.key, rep.parts, rep, now) // not k: its strings are fasthttp's, reused after the request
+	s.reads.record(rep.key, nil, rep, now) // not k: its strings are fasthttp's, reused after the request
 	if result == "" {
 		result = s.freshness(rep, now)
 	}

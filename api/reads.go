@@ -31,9 +31,10 @@ type readStamp struct {
 // it is not recorded again.
 const readResolution = int64(time.Second / time.Millisecond)
 
-// record records a read of k at now: of its months (parts) for a
-// partitioned report, whose months are what is filled and refreshed; rep
-// is the report served from L1, if it was.
+// record records a read of k at now: of its months for a partitioned
+// report, whose months are what is filled and refreshed (rep's, or parts
+// for a read that L1 did not serve); rep is the report served from L1, if
+// it was.
 func (r *reads) record(k dashcache.ReportKey, parts []dashcache.ReportKey, rep *report, now time.Time) {
 	if r == nil {
 		return
@@ -45,11 +46,17 @@ func (r *reads) record(k dashcache.ReportKey, parts []dashcache.ReportKey, rep *
 		}
 		rep.lastRead.Store(ms)
 	}
-	if parts == nil {
+	switch {
+	case rep != nil && rep.months != nil:
+		for _, m := range rep.months {
+			r.stamp(m.key, ms)
+		}
+	case parts != nil:
+		for _, p := range parts {
+			r.stamp(p, ms)
+		}
+	default:
 		r.stamp(k, ms)
-	}
-	for _, p := range parts {
-		r.stamp(p, ms)
 	}
 }
 

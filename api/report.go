@@ -28,9 +28,8 @@ type report struct {
 	// cost an atomic load, no map lookup.
 	lastRead atomic.Int64
 	// months are the months an answer of a partitioned report was
-	// assembled from (nil for any other report), and parts their keys.
+	// assembled from (nil for any other report).
 	months []month
-	parts  []dashcache.ReportKey
 }
 
 // month is a cached month of a partitioned report, as an answer assembled

@@ -446,7 +446,7 @@ var errRedisDown = errors.New("Redis is taken for unreachable: a read failed whi
 // unreachable it fails at once with errRedisDown, without a Redis call.
 func (s *Server) readCached(ctx context.Context, k dashcache.ReportKey, now time.Time) (*report, error) {
 	if rep := s.l1.get(k, now); rep != nil {
-		s.reads.record(k, rep.parts, rep, now)
+		s.reads.record(k, nil, rep, now)
 		return rep, nil
 	}
 	part := s.cfg.Reports.Partition(k.Report)
